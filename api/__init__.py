@@ -1,0 +1,1 @@
+"""Plait api package."""

@@ -1,0 +1,47 @@
+"""The ASGI application: REST under /api, the sync endpoint under /sync, the web client at /."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from api.context import AppContext
+from persistence.db import Database
+from persistence.migrate import upgrade_async
+from persistence.settings import Settings, get_settings
+from sync_server.service import SyncService
+
+log = logging.getLogger("plait")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    secret = settings.resolved_secret_key()  # fail fast in production without a key
+    url = settings.resolved_database_url()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if settings.migrate_on_start if settings.migrate_on_start is not None else url.startswith("sqlite"):
+            await upgrade_async(url)
+        db = Database(url, sqlite_synchronous=settings.sqlite_synchronous)
+        ctx = AppContext(settings=settings, db=db, secret_key=secret)
+        sync = SyncService(db, settings, authenticate=ctx.authenticate_token)
+        ctx.sync = sync
+        app.state.ctx = ctx
+        await sync.start()
+        try:
+            yield
+        finally:
+            await sync.stop()
+            await db.dispose()
+
+    app = FastAPI(title="Plait", version="0.1.0", lifespan=lifespan)
+    from api.errors import install_error_handlers
+    from api.routes import register_routes
+
+    install_error_handlers(app)
+    register_routes(app)
+    return app

@@ -1,0 +1,50 @@
+"""``plait serve`` and ``plait migrate``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from persistence.settings import get_settings
+
+
+class _NoTokenInLogs(logging.Filter):
+    """Access-log lines carry the request path; strip query strings so ``?token=`` never lands in logs."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and len(record.args) >= 3 and isinstance(record.args[2], str):
+            args = list(record.args)
+            args[2] = str(args[2]).split("?", 1)[0]
+            record.args = tuple(args)
+        return True
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="plait", description="Plait collaborative task server")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the server (applies migrations first for SQLite)")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    sub.add_parser("migrate", help="apply pending database migrations")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = get_settings()
+    if args.command == "migrate":
+        from persistence.migrate import upgrade
+
+        upgrade(settings.resolved_database_url())
+        logging.getLogger("plait").info("database is at the latest migration")
+        return
+    import uvicorn
+
+    from api.app import create_app
+
+    logging.getLogger("uvicorn.access").addFilter(_NoTokenInLogs())
+    uvicorn.run(
+        create_app(settings),
+        host=args.host or settings.host,
+        port=args.port or settings.port,
+        ws_max_size=settings.max_message_bytes + 1024,
+        timeout_graceful_shutdown=5,
+        log_config=None,
+    )

@@ -1,0 +1,28 @@
+"""Per-process state shared by the routes: settings, database, sync service."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from api.security import decode_access_token
+from persistence.db import Database
+from persistence.settings import Settings
+from sync_server.service import SyncService
+
+
+@dataclass
+class AppContext:
+    settings: Settings
+    db: Database
+    secret_key: str
+    sync: SyncService = field(init=False)
+
+    async def authenticate_token(self, token: str) -> str | None:
+        """User id for a valid token of an existing account (used by the sync endpoint too)."""
+        user_id = decode_access_token(token, self.secret_key)
+        if user_id is None:
+            return None
+        from persistence.models import User
+
+        async with self.db.session() as s:
+            return user_id if await s.get(User, user_id) is not None else None

@@ -1,0 +1,15 @@
+"""Route registration: one module per resource."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, WebSocket
+
+from api.routes import health
+
+
+def register_routes(app: FastAPI) -> None:
+    app.include_router(health.router)
+
+    @app.websocket("/sync/{workspace_id}")
+    async def sync(websocket: WebSocket, workspace_id: str) -> None:
+        await websocket.app.state.ctx.sync.serve(websocket, workspace_id)

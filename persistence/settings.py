@@ -1,0 +1,77 @@
+"""Runtime configuration, read once from ``PLAIT_*`` environment variables (pydantic-settings)."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+log = logging.getLogger("plait.settings")
+
+
+class Settings(BaseSettings):
+    """Every knob of a Plait node; the defaults run a single embedded node from a fresh clone."""
+
+    model_config = SettingsConfigDict(env_prefix="PLAIT_", env_file=".env", extra="ignore")
+
+    env: Literal["development", "production", "test"] = "development"
+    data_dir: Path = Path("data")
+    database_url: str | None = None
+    redis_url: str | None = None
+    migrate_on_start: bool | None = Field(
+        default=None, description="Apply migrations when serving; default: only for SQLite"
+    )
+    secret_key: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8000
+    public_url: str | None = Field(default=None, description="Base URL used in invite links")
+    allowed_origins: list[str] = Field(default_factory=list)
+
+    access_token_ttl_seconds: int = 12 * 3600
+    invite_default_ttl_seconds: int = 7 * 24 * 3600
+    login_max_failures_per_account: int = 5
+    login_max_failures_per_address: int = 30
+    login_failure_window_seconds: int = 900
+
+    max_message_bytes: int = 16 * 1024 * 1024
+    max_awareness_bytes: int = 64 * 1024
+    max_awareness_per_second: float = 30.0
+    send_queue_max_bytes: int = 32 * 1024 * 1024
+    send_queue_max_messages: int = 10_000
+    group_commit_max_wait_ms: float = 2.0
+    group_commit_max_batch: int = 512
+    compaction_max_updates: int = 500
+    compaction_max_bytes: int = 8 * 1024 * 1024
+    room_idle_seconds: float = 30.0
+    sqlite_synchronous: Literal["OFF", "NORMAL", "FULL", "EXTRA"] = "FULL"
+
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'plait.db').resolve()}"
+
+    def resolved_secret_key(self) -> str:
+        """The JWT key: configured, or (outside production) generated once and kept in the data directory."""
+        if self.secret_key:
+            return self.secret_key
+        if self.env == "production":
+            raise RuntimeError("PLAIT_SECRET_KEY must be set when PLAIT_ENV=production")
+        path = self.data_dir / "secret_key"
+        if path.exists():
+            return path.read_text().strip()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        key = secrets.token_urlsafe(48)
+        path.write_text(key)
+        path.chmod(0o600)
+        log.warning("PLAIT_SECRET_KEY is not set: generated a development key and stored it in %s", path)
+        return key
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

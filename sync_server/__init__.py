@@ -1,0 +1,1 @@
+"""Plait sync_server package."""

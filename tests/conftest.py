@@ -1,0 +1,44 @@
+"""Fixtures: a real Plait server per database backend, and HTTP clients against it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support.databases import drop_postgres_database, fresh_database
+from tests.support.server import ThreadServer, test_settings
+
+BACKENDS = ["sqlite", "postgres"]
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture(scope="session")
+def server(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThreadServer]:
+    """One server per backend for the session; tests isolate themselves by creating their own users."""
+    tmp = tmp_path_factory.mktemp(f"server-{backend}")
+    url = fresh_database(backend, tmp)
+    srv = ThreadServer(test_settings(url, tmp)).start()
+    try:
+        yield srv
+    finally:
+        srv.stop()
+        if backend == "postgres":
+            drop_postgres_database(url)
+
+
+@pytest.fixture
+def client(server: ThreadServer) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server.base_url, timeout=30) as c:
+        yield c
+
+
+@pytest.fixture
+def tmp_data(tmp_path: Path) -> Path:
+    return tmp_path

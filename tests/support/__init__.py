@@ -1,0 +1,1 @@
+"""Shared test helpers: real databases, real servers, real clients."""

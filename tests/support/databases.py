@@ -1,0 +1,78 @@
+"""Fresh, isolated databases for tests: a temporary SQLite file or a new PostgreSQL database."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+PG_URL = os.environ.get("PLAIT_TEST_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def _dsn(url: str) -> str:
+    return url.replace("postgresql+asyncpg://", "postgresql://", 1)
+
+
+def postgres_available() -> bool:
+    async def probe() -> bool:
+        try:
+            conn = await asyncpg.connect(_dsn(PG_URL), timeout=3)
+        except (OSError, asyncpg.PostgresError):
+            return False
+        await conn.close()
+        return True
+
+    return asyncio.run(probe())
+
+
+def require_postgres() -> None:
+    """Skip locally without PostgreSQL; in CI a missing service is a failure, never a skip."""
+    if not postgres_available():
+        if IN_CI:
+            pytest.fail(f"PostgreSQL is required in CI but not reachable at {PG_URL}")
+        pytest.skip("PostgreSQL not reachable")
+
+
+def create_postgres_database() -> str:
+    name = f"plait_t_{uuid.uuid4().hex[:12]}"
+
+    async def create() -> None:
+        conn = await asyncpg.connect(_dsn(PG_URL))
+        try:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
+
+    asyncio.run(create())
+    base = PG_URL.rsplit("/", 1)[0]
+    return f"{base}/{name}"
+
+
+def drop_postgres_database(url: str) -> None:
+    name = url.rsplit("/", 1)[1]
+
+    async def drop() -> None:
+        conn = await asyncpg.connect(_dsn(PG_URL))
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()
+
+    asyncio.run(drop())
+
+
+def sqlite_url(directory: Path) -> str:
+    return f"sqlite+aiosqlite:///{directory / 'plait.db'}"
+
+
+def fresh_database(kind: str, tmp: Path) -> str:
+    """A new empty database of ``kind`` ("sqlite" or "postgres"); caller drops postgres ones."""
+    if kind == "postgres":
+        require_postgres()
+        return create_postgres_database()
+    return sqlite_url(tmp)
