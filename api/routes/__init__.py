@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from fastapi import FastAPI, WebSocket
 
-from api.routes import health
+from api.routes import auth, health, invites, members, workspaces
 
 
 def register_routes(app: FastAPI) -> None:
     app.include_router(health.router)
+    app.include_router(auth.router)
+    app.include_router(workspaces.router)
+    app.include_router(members.router)
+    app.include_router(invites.router)
 
     @app.websocket("/sync/{workspace_id}")
     async def sync(websocket: WebSocket, workspace_id: str) -> None:

@@ -1,0 +1,78 @@
+"""Workspaces: create, list the caller's, read, rename, delete."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Response
+from sqlalchemy import delete, select
+
+from api.deps import Ctx, CurrentUser, Member, Session, require
+from api.schemas import WorkspaceIn, WorkspaceOut
+from persistence.models import Document, Membership, Workspace
+
+router = APIRouter(prefix="/api/workspaces", tags=["workspaces"])
+
+_ERRORS: dict[int | str, dict[str, str]] = {
+    401: {"description": "Not authenticated"},
+    403: {"description": "Role does not allow this"},
+    404: {"description": "No such workspace, or not a member"},
+}
+
+
+def workspace_out(workspace: Workspace, role: str) -> WorkspaceOut:
+    return WorkspaceOut.model_validate(
+        {"id": workspace.id, "name": workspace.name, "role": role, "created_at": workspace.created_at}
+    )
+
+
+@router.post("", status_code=201, response_model=WorkspaceOut, responses=_ERRORS)
+async def create_workspace(body: WorkspaceIn, user: CurrentUser, session: Session) -> WorkspaceOut:
+    """The creator becomes its owner; its (empty) Yjs document head is created in the same transaction."""
+    workspace = Workspace(name=body.name, created_by=user.id)
+    session.add(workspace)
+    await session.flush()
+    session.add_all(
+        [Membership(workspace_id=workspace.id, user_id=user.id, role="owner"), Document(workspace_id=workspace.id)]
+    )
+    await session.commit()
+    return workspace_out(workspace, "owner")
+
+
+@router.get("", response_model=list[WorkspaceOut], responses=_ERRORS)
+async def list_workspaces(user: CurrentUser, session: Session) -> list[WorkspaceOut]:
+    rows = await session.execute(
+        select(Workspace, Membership.role)
+        .join(Membership, Membership.workspace_id == Workspace.id)
+        .where(Membership.user_id == user.id)
+        .order_by(Workspace.created_at, Workspace.id)
+    )
+    return [workspace_out(ws, role) for ws, role in rows.tuples()]
+
+
+@router.get("/{wid}", response_model=WorkspaceOut, responses=_ERRORS)
+async def get_workspace(member: Annotated[Member, Depends(require("workspace.read"))]) -> WorkspaceOut:
+    return workspace_out(member.workspace, member.role)
+
+
+@router.patch("/{wid}", response_model=WorkspaceOut, responses=_ERRORS)
+async def rename_workspace(
+    body: WorkspaceIn, session: Session, member: Annotated[Member, Depends(require("workspace.rename"))]
+) -> WorkspaceOut:
+    member.workspace.name = body.name
+    await session.commit()
+    return workspace_out(member.workspace, member.role)
+
+
+@router.delete("/{wid}", status_code=204, responses=_ERRORS)
+async def delete_workspace(
+    ctx: Ctx, session: Session, member: Annotated[Member, Depends(require("workspace.delete"))]
+) -> Response:
+    """Deletes everything under it (memberships, invites, document, notifications cascade in the database)."""
+    wid = member.workspace.id
+    former = list(await session.scalars(select(Membership.user_id).where(Membership.workspace_id == wid)))
+    await session.execute(delete(Workspace).where(Workspace.id == wid))
+    await session.commit()
+    for user_id in former:
+        await ctx.sync.membership_changed(wid, user_id, None)
+    return Response(status_code=204)
