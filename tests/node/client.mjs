@@ -33,7 +33,7 @@
  *   batch {ops: [{cmd, ...args}]}   runs document commands in ONE transaction (one update)
  *   setLocalState {state} | setLocalStateField {field, value} | getStates -> {clientId: state}
  *   encodeStateAsUpdate -> base64 | encodeStateVector -> base64 | applyUpdate {update_b64}
- *   sendRaw {bytes_b64}              writes raw bytes on the provider's open websocket
+ *   sendRaw {bytes_b64 | text}       writes one raw binary (or text) frame on the provider's open websocket
  *   ping -> "pong" | exit
  */
 import * as readline from 'node:readline'
@@ -250,7 +250,7 @@ const commands = {
   sendRaw (a) {
     const ws = requireProvider().ws
     if (ws === null || ws.readyState !== WebSocket.OPEN) throw new Error('websocket is not open')
-    ws.send(fromB64(a.bytes_b64))
+    ws.send(a.text != null ? String(a.text) : fromB64(a.bytes_b64))
     return null
   },
   exit () {

@@ -88,7 +88,7 @@ def require_node() -> None:
     ensure_node_modules()
 
 
-def wait_until(fn: Callable[[], T], timeout: float = 10.0, interval: float = 0.02, message: str = "") -> T:
+def wait_until(fn: Callable[[], T | None], timeout: float = 10.0, interval: float = 0.02, message: str = "") -> T:
     """Poll ``fn`` until it returns a truthy value (returned); AssertionError with the last value on timeout."""
     deadline = time.monotonic() + timeout
     while True:
@@ -319,9 +319,12 @@ class NodeClient:
     def apply_update(self, update: bytes) -> None:
         self.call("applyUpdate", update_b64=base64.b64encode(update).decode())
 
-    def send_raw(self, data: bytes) -> None:
-        """Write raw bytes as one binary frame on the provider's websocket (malformed-input tests)."""
-        self.call("sendRaw", bytes_b64=base64.b64encode(data).decode())
+    def send_raw(self, data: bytes | str) -> None:
+        """Write one frame as given (binary for bytes, text for str) on the provider's websocket."""
+        if isinstance(data, str):
+            self.call("sendRaw", text=data)
+        else:
+            self.call("sendRaw", bytes_b64=base64.b64encode(data).decode())
 
     # -- awareness ------------------------------------------------------------------------------
     def set_local_state(self, state: dict[str, Any] | None) -> None:
