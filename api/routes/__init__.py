@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI, WebSocket
 
-from api.routes import auth, health, invites, members, workspaces
+from api.routes import auth, health, invites, members, web, workspaces
 
 
 def register_routes(app: FastAPI) -> None:
@@ -17,3 +17,5 @@ def register_routes(app: FastAPI) -> None:
     @app.websocket("/sync/{workspace_id}")
     async def sync(websocket: WebSocket, workspace_id: str) -> None:
         await websocket.app.state.ctx.sync.serve(websocket, workspace_id)
+
+    web.mount_web(app)

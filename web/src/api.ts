@@ -1,0 +1,215 @@
+/**
+ * REST client for the Plait API (contract: issues 2, 4 and 5). Every failure becomes an ApiError
+ * with a message a person can read, so no screen has to guess what went wrong.
+ */
+
+export type Role = 'owner' | 'admin' | 'editor' | 'viewer'
+
+export interface Me {
+  id: string
+  email: string
+  display_name: string
+}
+export interface Workspace {
+  id: string
+  name: string
+  role: Role
+  created_at: string
+}
+export interface Member {
+  user_id: string
+  display_name: string
+  email: string
+  role: Role
+  joined_at: string
+}
+export interface Invite {
+  id: string
+  token?: string
+  url?: string
+  role: Role
+  expires_at: string | null
+  max_uses: number | null
+  uses: number
+}
+export interface Notification {
+  id: string
+  type: string
+  workspace_id: string
+  task_id: string | null
+  actor: { id: string; display_name: string } | null
+  data: Record<string, unknown>
+  created_at: string
+  read_at: string | null
+}
+export interface Page<T> {
+  items: T[]
+  next_cursor: string | null
+}
+export interface PresenceEntry {
+  user_id: string
+  display_name: string
+  connections: number
+  since: string
+  last_active: string
+}
+export interface ActivityEntry {
+  id?: string | number
+  task_id?: string
+  field?: string
+  old_value?: unknown
+  new_value?: unknown
+  actor?: { id: string; display_name: string } | null
+  actor_id?: string
+  created_at?: string
+  [key: string]: unknown
+}
+
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+    readonly retryAfter: number | null = null,
+  ) {
+    super(message)
+    this.name = 'ApiError'
+  }
+}
+
+/** Turn FastAPI's `{detail}` (a string, or pydantic's list of problems) into one sentence. */
+export function describeDetail(status: number, body: unknown): string {
+  const detail = (body as { detail?: unknown } | null)?.detail
+  if (typeof detail === 'string' && detail) return detail
+  if (Array.isArray(detail) && detail.length > 0) {
+    return detail
+      .map((d: { loc?: unknown[]; msg?: string }) => {
+        const field = Array.isArray(d.loc) ? d.loc.filter((p) => p !== 'body').join('.') : ''
+        return field ? `${field}: ${d.msg ?? 'invalid'}` : (d.msg ?? 'invalid')
+      })
+      .join('; ')
+  }
+  return FALLBACK[status] ?? `The server answered ${status}.`
+}
+
+const FALLBACK: Record<number, string> = {
+  400: 'The request was not valid.',
+  401: 'Your session has expired. Please sign in again.',
+  403: "You don't have permission to do that.",
+  404: 'Not found, or you no longer have access.',
+  409: 'That conflicts with something that already exists.',
+  410: 'This link has expired or has been used up.',
+  422: 'Some of the values are not valid.',
+  429: 'Too many attempts. Please wait and try again.',
+  500: 'The server had a problem. Please try again.',
+  503: 'The server is not ready. Please try again shortly.',
+}
+
+type Unauthorized = () => void
+let token: string | null = null
+let onUnauthorized: Unauthorized = () => {}
+
+export function setToken(value: string | null): void {
+  token = value
+}
+export function getToken(): string | null {
+  return token
+}
+/** Called when an authenticated request is refused with 401 (expired or revoked token). */
+export function setUnauthorizedHandler(handler: Unauthorized): void {
+  onUnauthorized = handler
+}
+
+export async function request<T>(method: string, path: string, body?: unknown): Promise<T> {
+  const headers: Record<string, string> = { Accept: 'application/json' }
+  if (body !== undefined) headers['Content-Type'] = 'application/json'
+  const sentToken = token
+  if (sentToken) headers.Authorization = `Bearer ${sentToken}`
+  let res: Response
+  try {
+    res = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) })
+  } catch {
+    throw new ApiError(0, "Can't reach the server. Check your connection and try again.")
+  }
+  if (res.status === 204) return undefined as T
+  const text = await res.text()
+  let data: unknown = null
+  if (text) {
+    try {
+      data = JSON.parse(text)
+    } catch {
+      data = null
+    }
+  }
+  if (!res.ok) {
+    if (res.status === 401 && sentToken) onUnauthorized()
+    const retry = Number(res.headers.get('Retry-After'))
+    let message = describeDetail(res.status, data)
+    if (res.status === 429 && retry > 0) message = `${message} Try again in ${retry} s.`
+    throw new ApiError(res.status, message, Number.isFinite(retry) && retry > 0 ? retry : null)
+  }
+  return data as T
+}
+
+const enc = encodeURIComponent
+
+export const api = {
+  register: (email: string, password: string, display_name: string) =>
+    request<Me>('POST', '/api/auth/register', { email, password, display_name }),
+  login: (email: string, password: string) =>
+    request<{ access_token: string; token_type: string; expires_in: number }>('POST', '/api/auth/login', {
+      email,
+      password,
+    }),
+  me: () => request<Me>('GET', '/api/me'),
+
+  workspaces: () => request<Workspace[]>('GET', '/api/workspaces'),
+  workspace: (wid: string) => request<Workspace>('GET', `/api/workspaces/${enc(wid)}`),
+  createWorkspace: (name: string) => request<Workspace>('POST', '/api/workspaces', { name }),
+  renameWorkspace: (wid: string, name: string) =>
+    request<Workspace>('PATCH', `/api/workspaces/${enc(wid)}`, { name }),
+  deleteWorkspace: (wid: string) => request<void>('DELETE', `/api/workspaces/${enc(wid)}`),
+
+  members: (wid: string) => request<Member[]>('GET', `/api/workspaces/${enc(wid)}/members`),
+  setRole: (wid: string, uid: string, role: Role) =>
+    request<Member>('PATCH', `/api/workspaces/${enc(wid)}/members/${enc(uid)}`, { role }),
+  removeMember: (wid: string, uid: string) =>
+    request<void>('DELETE', `/api/workspaces/${enc(wid)}/members/${enc(uid)}`),
+
+  invites: (wid: string) => request<Invite[] | Page<Invite>>('GET', `/api/workspaces/${enc(wid)}/invites`),
+  createInvite: (wid: string, role: Role, expires_in_seconds?: number, max_uses?: number) =>
+    request<Invite>('POST', `/api/workspaces/${enc(wid)}/invites`, {
+      role,
+      ...(expires_in_seconds ? { expires_in_seconds } : {}),
+      ...(max_uses ? { max_uses } : {}),
+    }),
+  revokeInvite: (wid: string, id: string) =>
+    request<void>('DELETE', `/api/workspaces/${enc(wid)}/invites/${enc(id)}`),
+  acceptInvite: (inviteToken: string) =>
+    request<{ workspace_id: string; role: Role }>('POST', `/api/invites/${enc(inviteToken)}/accept`),
+
+  notifications: (opts: { unread?: boolean; cursor?: string | null } = {}) => {
+    const q = new URLSearchParams()
+    if (opts.unread) q.set('unread', 'true')
+    if (opts.cursor) q.set('cursor', opts.cursor)
+    const qs = q.toString()
+    return request<Page<Notification>>('GET', `/api/notifications${qs ? `?${qs}` : ''}`)
+  },
+  markRead: (id: string) => request<unknown>('POST', `/api/notifications/${enc(id)}/read`),
+  markAllRead: () => request<unknown>('POST', '/api/notifications/read-all'),
+  preferences: () => request<unknown>('GET', '/api/notifications/preferences'),
+  savePreferences: (body: unknown) => request<unknown>('PUT', '/api/notifications/preferences', body),
+
+  taskActivity: (wid: string, taskId: string) =>
+    request<ActivityEntry[] | Page<ActivityEntry>>(
+      'GET',
+      `/api/workspaces/${enc(wid)}/tasks/${enc(taskId)}/activity`,
+    ),
+  presence: (wid: string) =>
+    request<PresenceEntry[] | Page<PresenceEntry>>('GET', `/api/workspaces/${enc(wid)}/presence`),
+}
+
+/** Lists may come bare or in the `{items, next_cursor}` envelope; the UI only needs the items. */
+export function itemsOf<T>(value: T[] | Page<T> | null | undefined): T[] {
+  if (!value) return []
+  return Array.isArray(value) ? value : (value.items ?? [])
+}

@@ -1,0 +1,224 @@
+import { type FormEvent, useCallback, useEffect, useState } from 'react'
+import { api, type Invite, itemsOf, type Role, type Workspace } from '../api'
+import { useAuth } from '../state/auth'
+import { useWorkspaces } from '../state/workspaces'
+import { navigate } from '../router'
+import { colorFor } from '../doc/presence'
+import { Avatar, ErrorText, useAction } from './common'
+import { ROLE_LABELS } from './Home'
+
+const ROLES: Role[] = ['owner', 'admin', 'editor', 'viewer']
+
+export function inviteLink(invite: Invite): string {
+  return invite.token ? `${location.origin}/invite/${invite.token}` : (invite.url ?? '')
+}
+
+/** Members with roles, and invite links (create for a role, copy, revoke). Owners and admins manage. */
+export function MembersPage({ workspace }: { workspace: Workspace }) {
+  const me = useAuth((s) => s.me)
+  const members = useWorkspaces((s) => s.members[workspace.id]) ?? []
+  const loadMembers = useWorkspaces((s) => s.loadMembers)
+  const manage = workspace.role === 'owner' || workspace.role === 'admin'
+  const list = useAction()
+  const [invites, setInvites] = useState<Invite[]>([])
+  const [created, setCreated] = useState<Invite | null>(null)
+
+  const refresh = useCallback(() => {
+    void list.run(async () => {
+      await loadMembers(workspace.id)
+      if (manage) setInvites(itemsOf(await api.invites(workspace.id)))
+    })
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, [workspace.id, manage, loadMembers])
+  useEffect(refresh, [refresh])
+
+  const changeRole = (uid: string, role: Role) => void list.run(async () => {
+    await api.setRole(workspace.id, uid, role)
+    await loadMembers(workspace.id)
+  })
+  const remove = (uid: string, self: boolean) => {
+    if (!confirm(self ? 'Leave this workspace?' : 'Remove this member from the workspace?')) return
+    void list.run(async () => {
+      await api.removeMember(workspace.id, uid)
+      if (self) {
+        useWorkspaces.getState().forget(workspace.id)
+        navigate('/')
+      } else await loadMembers(workspace.id)
+    })
+  }
+  const revoke = (id: string) => void list.run(async () => {
+    await api.revokeInvite(workspace.id, id)
+    if (created?.id === id) setCreated(null)
+    setInvites(itemsOf(await api.invites(workspace.id)))
+  })
+
+  return (
+    <main className="page" id="main">
+      <p>
+        <a
+          href={`/w/${workspace.id}`}
+          onClick={(e) => {
+            e.preventDefault()
+            navigate(`/w/${workspace.id}`)
+          }}
+        >
+          ← Back to the board
+        </a>
+      </p>
+      <h1>Members of {workspace.name}</h1>
+      <ErrorText error={list.error} />
+      <table className="members">
+        <caption className="sr-only">Members and their roles</caption>
+        <thead>
+          <tr>
+            <th scope="col">Member</th>
+            <th scope="col">Role</th>
+            <th scope="col">
+              <span className="sr-only">Actions</span>
+            </th>
+          </tr>
+        </thead>
+        <tbody>
+          {members.map((m) => {
+            const self = m.user_id === me?.id
+            return (
+              <tr key={m.user_id} data-testid="member-row">
+                <td>
+                  <span className="member">
+                    <Avatar name={m.display_name} color={colorFor(m.user_id)} size={26} />
+                    <span>
+                      {m.display_name}
+                      {self && ' (you)'}
+                      <br />
+                      <span className="muted small">{m.email}</span>
+                    </span>
+                  </span>
+                </td>
+                <td>
+                  {manage ? (
+                    <select
+                      aria-label={`Role of ${m.display_name}`}
+                      value={m.role}
+                      onChange={(e) => changeRole(m.user_id, e.target.value as Role)}
+                    >
+                      {ROLES.map((r) => (
+                        <option key={r} value={r}>
+                          {ROLE_LABELS[r]}
+                        </option>
+                      ))}
+                    </select>
+                  ) : (
+                    ROLE_LABELS[m.role]
+                  )}
+                </td>
+                <td>
+                  {(manage || self) && (
+                    <button type="button" className="danger small" onClick={() => remove(m.user_id, self)}>
+                      {self ? 'Leave' : `Remove`}
+                      {!self && <span className="sr-only"> {m.display_name}</span>}
+                    </button>
+                  )}
+                </td>
+              </tr>
+            )
+          })}
+        </tbody>
+      </table>
+
+      {manage && (
+        <section aria-labelledby="invites-heading">
+          <h2 id="invites-heading">Invite links</h2>
+          <InviteForm workspaceId={workspace.id} onCreated={(inv) => {
+            setCreated(inv)
+            setInvites((xs) => [inv, ...xs.filter((x) => x.id !== inv.id)])
+          }} />
+          {created && <NewInviteLink invite={created} />}
+          {invites.length > 0 && (
+            <ul className="invites" aria-label="Active invite links">
+              {invites.map((inv) => (
+                <li key={inv.id} data-testid="invite-row">
+                  <span>
+                    {ROLE_LABELS[inv.role]} link · used {inv.uses}
+                    {inv.max_uses ? ` of ${inv.max_uses}` : ''}
+                    {inv.expires_at ? ` · expires ${new Date(inv.expires_at).toLocaleString()}` : ''}
+                  </span>
+                  <button type="button" className="danger small" onClick={() => revoke(inv.id)}>
+                    Revoke<span className="sr-only"> {ROLE_LABELS[inv.role]} invite link</span>
+                  </button>
+                </li>
+              ))}
+            </ul>
+          )}
+        </section>
+      )}
+    </main>
+  )
+}
+
+function InviteForm({ workspaceId, onCreated }: { workspaceId: string; onCreated: (i: Invite) => void }) {
+  const [role, setRole] = useState<Role>('editor')
+  const [days, setDays] = useState('7')
+  const [maxUses, setMaxUses] = useState('')
+  const { busy, error, run } = useAction()
+  const submit = (e: FormEvent) => {
+    e.preventDefault()
+    void run(async () => {
+      const d = Number(days)
+      const inv = await api.createInvite(workspaceId, role, d > 0 ? Math.round(d * 86400) : undefined, Number(maxUses) || undefined)
+      onCreated(inv)
+    })
+  }
+  return (
+    <form className="inline-form" onSubmit={submit} aria-label="Create an invite link">
+      <label>
+        Role
+        <select value={role} onChange={(e) => setRole(e.target.value as Role)}>
+          {ROLES.filter((r) => r !== 'owner').map((r) => (
+            <option key={r} value={r}>
+              {ROLE_LABELS[r]}
+            </option>
+          ))}
+        </select>
+      </label>
+      <label>
+        Expires after (days)
+        <input type="number" min="0.01" step="any" value={days} onChange={(e) => setDays(e.target.value)} className="narrow" />
+      </label>
+      <label>
+        Max uses
+        <input type="number" min="1" step="1" value={maxUses} onChange={(e) => setMaxUses(e.target.value)} placeholder="∞" className="narrow" />
+      </label>
+      <button type="submit" className="primary" disabled={busy}>
+        Create invite link
+      </button>
+      <ErrorText error={error} />
+    </form>
+  )
+}
+
+function NewInviteLink({ invite }: { invite: Invite }) {
+  const link = inviteLink(invite)
+  const [copied, setCopied] = useState<string | null>(null)
+  const copy = async () => {
+    try {
+      await navigator.clipboard.writeText(link)
+      setCopied('Copied to the clipboard.')
+    } catch {
+      setCopied('Copying is not allowed here: select the link and copy it yourself.')
+    }
+  }
+  return (
+    <div className="new-invite">
+      <label>
+        New {ROLE_LABELS[invite.role].toLowerCase()} invite link (shown once)
+        <input readOnly value={link} onFocus={(e) => e.target.select()} data-testid="invite-link" />
+      </label>
+      <button type="button" onClick={() => void copy()}>
+        Copy link
+      </button>
+      <span role="status" className="muted small">
+        {copied}
+      </span>
+    </div>
+  )
+}

@@ -1,0 +1,223 @@
+import { useEffect, useState } from 'react'
+import { type ActivityEntry, api, itemsOf, type Workspace } from '../api'
+import type { WorkspaceSession } from '../doc/session'
+import { DELETE_ORIGIN } from '../doc/session'
+import { deleteTask, descriptionOf, STATUS_LABELS, STATUSES, type Status, type Task, updateTask } from '../doc/tasks'
+import { useBoard } from '../state/board'
+import { useWorkspaces } from '../state/workspaces'
+import { useToasts } from '../state/toasts'
+import { Avatar, Dialog, ErrorText, useAction } from './common'
+import { DescriptionEditor } from './DescriptionEditor'
+import { canEdit, memberName } from './Board'
+
+/** Task detail (US6): fields, the shared description with others' cursors, who is here, activity. */
+export function TaskDetail({
+  workspace,
+  taskId,
+  session,
+  task,
+  onClose,
+}: {
+  workspace: Workspace
+  taskId: string
+  session: WorkspaceSession
+  task: Task | null
+  onClose: () => void
+}) {
+  const editable = canEdit(workspace)
+  const members = useWorkspaces((s) => s.members[workspace.id]) ?? []
+  const peers = useBoard((s) => s.peers)
+  const { synced, loadedLocally } = useBoard()
+  const text = task ? descriptionOf(session.doc, taskId) : null
+  const here = peers.filter((p) => p.viewing.includes(taskId))
+
+  useEffect(() => {
+    session.setViewing(taskId)
+    return () => session.setViewing(null)
+  }, [session, taskId])
+
+  const [title, setTitle] = useState(task?.title ?? '')
+  const [editingTitle, setEditingTitle] = useState(false)
+  useEffect(() => {
+    if (!editingTitle) setTitle(task?.title ?? '')
+  }, [task?.title, editingTitle])
+
+  const set = (patch: Parameters<typeof updateTask>[2]) => updateTask(session.doc, taskId, patch)
+  const commitTitle = () => {
+    setEditingTitle(false)
+    const t = title.trim()
+    if (t && t !== task?.title) set({ title: t })
+    else setTitle(task?.title ?? '')
+  }
+  const remove = () => {
+    const name = task?.title || 'Untitled task'
+    deleteTask(session.doc, taskId, DELETE_ORIGIN)
+    const item = session.deletions.undoStack[session.deletions.undoStack.length - 1]
+    onClose()
+    useToasts.getState().push(
+      {
+        kind: 'info',
+        text: `Deleted “${name}”.`,
+        action: {
+          label: 'Undo',
+          run: () => {
+            const stack = session.deletions.undoStack
+            if (stack[stack.length - 1] === item) session.deletions.undo()
+            else useToasts.getState().push({ kind: 'error', text: 'That deletion can no longer be undone.' })
+          },
+        },
+      },
+      10000,
+    )
+  }
+
+  const label = `Task: ${task?.title || 'Untitled task'}`
+  return (
+    <Dialog label={label} onClose={onClose} className="task-detail">
+      <div className="detail-head">
+        {task && editable ? (
+          <label className="grow">
+            <span className="sr-only">Title</span>
+            <input
+              className="title-input"
+              value={title}
+              onFocus={() => setEditingTitle(true)}
+              onChange={(e) => setTitle(e.target.value)}
+              onBlur={commitTitle}
+              onKeyDown={(e) => {
+                if (e.key === 'Enter') (e.target as HTMLInputElement).blur()
+              }}
+              maxLength={500}
+              aria-label="Title"
+            />
+          </label>
+        ) : (
+          <h2 className="grow">{task ? task.title || 'Untitled task' : 'Task'}</h2>
+        )}
+        <button type="button" className="icon" onClick={onClose} aria-label="Close task">
+          ×
+        </button>
+      </div>
+
+      {!task ? (
+        <p role="status">{synced || loadedLocally ? 'This task does not exist, or it has been deleted.' : 'Loading…'}</p>
+      ) : (
+        <>
+          <div className="fields">
+            <label>
+              Status
+              <select value={task.status} disabled={!editable} onChange={(e) => set({ status: e.target.value as Status })}>
+                {STATUSES.map((s) => (
+                  <option key={s} value={s}>
+                    {STATUS_LABELS[s]}
+                  </option>
+                ))}
+              </select>
+            </label>
+            <label>
+              Assignee
+              <select
+                value={task.assignee_id ?? ''}
+                disabled={!editable}
+                onChange={(e) => set({ assignee_id: e.target.value || null })}
+              >
+                <option value="">Unassigned</option>
+                {task.assignee_id && !members.some((m) => m.user_id === task.assignee_id) && (
+                  <option value={task.assignee_id}>{memberName(members, task.assignee_id)}</option>
+                )}
+                {members.map((m) => (
+                  <option key={m.user_id} value={m.user_id}>
+                    {m.display_name}
+                  </option>
+                ))}
+              </select>
+            </label>
+            <label>
+              Due date
+              <input
+                type="date"
+                value={task.due_date ?? ''}
+                disabled={!editable}
+                onChange={(e) => set({ due_date: e.target.value || null })}
+              />
+            </label>
+          </div>
+
+          <div className="here" aria-label="Looking at this task" data-testid="task-viewers">
+            {here.map((p) => (
+              <span key={p.id} className="here-person">
+                <Avatar name={p.name} color={p.color} size={22} />
+                {p.self ? 'You' : p.name}
+              </span>
+            ))}
+          </div>
+
+          <h3 id="desc-label">Description</h3>
+          {text ? (
+            <DescriptionEditor text={text} awareness={session.awareness} readOnly={!editable} label="Description" />
+          ) : (
+            <p className="muted">This task has no description field.</p>
+          )}
+
+          <Activity workspaceId={workspace.id} taskId={taskId} version={task.updated_at} />
+
+          {editable && (
+            <div className="detail-actions">
+              <button type="button" className="danger" onClick={remove}>
+                Delete task
+              </button>
+            </div>
+          )}
+        </>
+      )}
+    </Dialog>
+  )
+}
+
+function describeValue(v: unknown): string {
+  if (v === null || v === undefined || v === '') return '—'
+  if (typeof v === 'string') return v.length > 60 ? `${v.slice(0, 57)}…` : v
+  return JSON.stringify(v)
+}
+
+function Activity({ workspaceId, taskId, version }: { workspaceId: string; taskId: string; version: string | null }) {
+  const members = useWorkspaces((s) => s.members[workspaceId]) ?? []
+  const [items, setItems] = useState<ActivityEntry[]>([])
+  const { error, run } = useAction()
+  useEffect(() => {
+    const t = setTimeout(() => void run(async () => setItems(itemsOf(await api.taskActivity(workspaceId, taskId)))), 400)
+    return () => clearTimeout(t)
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, [workspaceId, taskId, version])
+  return (
+    <section className="activity" aria-labelledby="activity-heading">
+      <h3 id="activity-heading">Activity</h3>
+      <ErrorText error={error ? `Activity could not be loaded: ${error}` : null} />
+      {items.length === 0 && !error && <p className="muted">No activity recorded yet.</p>}
+      <ol>
+        {items.map((a, i) => {
+          const who = a.actor?.display_name ?? memberName(members, a.actor_id ?? null) ?? 'Someone'
+          const field = String(a.field ?? a.type ?? 'task')
+          return (
+            <li key={String(a.id ?? i)}>
+              <strong>{who}</strong>{' '}
+              {field === 'created' || a.type === 'created'
+                ? 'created the task'
+                : field === 'deleted'
+                  ? 'deleted the task'
+                  : field === 'description'
+                    ? `edited the description${a.new_value && typeof a.new_value === 'string' ? ` (${a.new_value})` : ''}`
+                    : `changed ${field.replace(/_/g, ' ')} from ${describeValue(a.old_value)} to ${describeValue(a.new_value)}`}
+              {a.created_at && (
+                <time dateTime={a.created_at} className="muted small">
+                  {' '}
+                  {new Date(a.created_at).toLocaleString()}
+                </time>
+              )}
+            </li>
+          )
+        })}
+      </ol>
+    </section>
+  )
+}

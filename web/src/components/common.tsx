@@ -1,0 +1,133 @@
+import { type ReactNode, useEffect, useRef, useState } from 'react'
+import { initials } from '../doc/presence'
+import { CONNECTION_LABELS, type ConnectionState } from '../doc/connection'
+import { useToasts } from '../state/toasts'
+
+export function Avatar({ name, color, size = 28, title }: { name: string; color: string; size?: number; title?: string }) {
+  return (
+    <span
+      className="avatar"
+      style={{ background: color, width: size, height: size, fontSize: size * 0.42 }}
+      title={title ?? name}
+      aria-label={title ?? name}
+      role="img"
+    >
+      {initials(name)}
+    </span>
+  )
+}
+
+export function ConnectionPill({ state }: { state: ConnectionState }) {
+  return (
+    <span className={`pill pill-${state}`} role="status" aria-live="polite" data-testid="connection-status" data-state={state}>
+      <span className="dot" aria-hidden="true" />
+      {CONNECTION_LABELS[state]}
+    </span>
+  )
+}
+
+export function Toaster() {
+  const { toasts, dismiss } = useToasts()
+  return (
+    <div className="toaster" aria-live="polite" aria-label="Messages">
+      {toasts.map((t) => (
+        <div key={t.id} className={`toast toast-${t.kind}`} role={t.kind === 'error' ? 'alert' : 'status'} data-testid="toast">
+          <span>{t.text}</span>
+          {t.action && (
+            <button
+              type="button"
+              className="link"
+              onClick={() => {
+                t.action?.run()
+                dismiss(t.id)
+              }}
+            >
+              {t.action.label}
+            </button>
+          )}
+          <button type="button" className="icon" aria-label="Dismiss message" onClick={() => dismiss(t.id)}>
+            ×
+          </button>
+        </div>
+      ))}
+    </div>
+  )
+}
+
+export function ErrorText({ error }: { error: string | null }) {
+  if (!error) return null
+  return (
+    <p className="error" role="alert">
+      {error}
+    </p>
+  )
+}
+
+/** Run an async action, keeping a busy flag and the error message a person reads. */
+export function useAction(): {
+  busy: boolean
+  error: string | null
+  setError: (e: string | null) => void
+  run: <T>(fn: () => Promise<T>) => Promise<T | undefined>
+} {
+  const [busy, setBusy] = useState(false)
+  const [error, setError] = useState<string | null>(null)
+  const mounted = useRef(true)
+  useEffect(() => {
+    mounted.current = true
+    return () => {
+      mounted.current = false
+    }
+  }, [])
+  return {
+    busy,
+    error,
+    setError,
+    async run(fn) {
+      setBusy(true)
+      setError(null)
+      try {
+        return await fn()
+      } catch (e) {
+        if (mounted.current) setError(e instanceof Error ? e.message : String(e))
+        return undefined
+      } finally {
+        if (mounted.current) setBusy(false)
+      }
+    },
+  }
+}
+
+/** A panel that closes on Escape and returns focus where it came from. */
+export function Dialog({
+  label,
+  onClose,
+  children,
+  className = '',
+}: {
+  label: string
+  onClose: () => void
+  children: ReactNode
+  className?: string
+}) {
+  const ref = useRef<HTMLDivElement>(null)
+  useEffect(() => {
+    const previous = document.activeElement as HTMLElement | null
+    ref.current?.focus()
+    const onKey = (e: KeyboardEvent) => {
+      if (e.key === 'Escape') onClose()
+    }
+    document.addEventListener('keydown', onKey)
+    return () => {
+      document.removeEventListener('keydown', onKey)
+      previous?.focus?.()
+    }
+  }, [onClose])
+  return (
+    <div className="backdrop" onMouseDown={(e) => e.target === e.currentTarget && onClose()}>
+      <div className={`dialog ${className}`} role="dialog" aria-modal="true" aria-label={label} tabIndex={-1} ref={ref}>
+        {children}
+      </div>
+    </div>
+  )
+}

@@ -1,0 +1,104 @@
+/**
+ * One open workspace: its Y.Doc, kept in IndexedDB (y-indexeddb) so it opens and edits offline,
+ * and synced with the server by y-websocket. The server decides who may connect and whether
+ * their edits count (viewers are read-only); this class only reports what happened.
+ */
+import * as Y from 'yjs'
+import { IndexeddbPersistence } from 'y-indexeddb'
+import { WebsocketProvider } from 'y-websocket'
+import type { Awareness } from 'y-protocols/awareness'
+import { type AwarenessState, colorFor } from './presence'
+import type { WsStatus } from './connection'
+
+export const DELETE_ORIGIN = Symbol('plait-delete')
+
+export interface SessionEvents {
+  status: (ws: WsStatus) => void
+  synced: (synced: boolean) => void
+  local: (loaded: boolean) => void
+  awareness: (states: Map<number, AwarenessState>) => void
+  /** A terminal close from the server (4401, 4403, 4404, ...). */
+  refused: (code: number, reason: string) => void
+}
+
+export function syncUrl(): string {
+  return `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/sync`
+}
+
+export class WorkspaceSession {
+  readonly doc = new Y.Doc()
+  readonly provider: WebsocketProvider
+  readonly idb: IndexeddbPersistence
+  /** Undo for deletions only: a deleted task (with its description) comes back whole. */
+  readonly deletions: Y.UndoManager
+  private readonly cleanups: (() => void)[] = []
+
+  constructor(
+    readonly workspaceId: string,
+    token: string,
+    user: { id: string; name: string },
+    events: SessionEvents,
+  ) {
+    this.idb = new IndexeddbPersistence(`plait:${user.id}:${workspaceId}`, this.doc)
+    this.idb.whenSynced.then(() => events.local(true)).catch(() => events.local(false))
+    this.provider = new WebsocketProvider(syncUrl(), workspaceId, this.doc, {
+      params: { token },
+      // Tabs of one browser share a session; each tab talks to the server itself so that
+      // access control and identity stay per socket.
+      disableBc: true,
+    })
+    const color = colorFor(user.id)
+    this.awareness.setLocalState({ user: { id: user.id, name: user.name, color, colorLight: `${color}33` }, viewing: null })
+    this.deletions = new Y.UndoManager(this.doc.getMap('tasks'), {
+      trackedOrigins: new Set([DELETE_ORIGIN]),
+      captureTimeout: 0,
+    })
+
+    const onStatus = ({ status }: { status: WsStatus }) => events.status(status)
+    const onSync = (synced: boolean) => events.synced(synced)
+    const onClosed = ({ code, reason }: { code: number; reason: string }) => events.refused(code, reason)
+    const onAwareness = () => events.awareness(this.awareness.getStates() as Map<number, AwarenessState>)
+    this.provider.on('status', onStatus)
+    this.provider.on('sync', onSync)
+    this.provider.on('closed', onClosed)
+    this.awareness.on('change', onAwareness)
+    this.cleanups.push(() => {
+      this.provider.off('status', onStatus)
+      this.provider.off('sync', onSync)
+      this.provider.off('closed', onClosed)
+      this.awareness.off('change', onAwareness)
+    })
+
+    // The browser knows first when the network goes: stop retrying and keep edits local,
+    // then reconnect (and sync what was edited meanwhile) as soon as it is back.
+    const offline = () => this.provider.disconnect()
+    const online = () => this.provider.connect()
+    window.addEventListener('offline', offline)
+    window.addEventListener('online', online)
+    this.cleanups.push(() => {
+      window.removeEventListener('offline', offline)
+      window.removeEventListener('online', online)
+    })
+    if (!navigator.onLine) this.provider.disconnect()
+    onAwareness()
+  }
+
+  get awareness(): Awareness {
+    return this.provider.awareness
+  }
+
+  setViewing(taskId: string | null): void {
+    if (this.awareness.getLocalState()?.viewing !== taskId) this.awareness.setLocalStateField('viewing', taskId)
+  }
+
+  /** Leave the workspace; `forget` also drops the local copy (access was withdrawn). */
+  async destroy(forget = false): Promise<void> {
+    for (const c of this.cleanups.splice(0)) c()
+    this.awareness.setLocalState(null)
+    this.deletions.destroy()
+    this.provider.destroy()
+    if (forget) await this.idb.clearData()
+    else await this.idb.destroy()
+    this.doc.destroy()
+  }
+}

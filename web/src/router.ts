@@ -1,0 +1,59 @@
+/** A few routes over the History API; the server answers every one of them with index.html. */
+import { useSyncExternalStore } from 'react'
+
+export type Route =
+  | { name: 'home' }
+  | { name: 'signin'; next: string | null }
+  | { name: 'signup'; next: string | null }
+  | { name: 'invite'; token: string }
+  | { name: 'board'; wid: string; taskId: string | null }
+  | { name: 'members'; wid: string }
+  | { name: 'preferences' }
+  | { name: 'notfound' }
+
+export function parseRoute(pathname: string, search: string): Route {
+  const parts = pathname.split('/').filter(Boolean).map(decodeURIComponent)
+  const next = new URLSearchParams(search).get('next')
+  if (parts.length === 0) return { name: 'home' }
+  if (parts[0] === 'signin' && parts.length === 1) return { name: 'signin', next }
+  if (parts[0] === 'signup' && parts.length === 1) return { name: 'signup', next }
+  if (parts[0] === 'invite' && parts.length === 2) return { name: 'invite', token: parts[1] }
+  if (parts[0] === 'settings' && parts[1] === 'notifications') return { name: 'preferences' }
+  if (parts[0] === 'w' && parts.length >= 2) {
+    if (parts.length === 2) return { name: 'board', wid: parts[1], taskId: null }
+    if (parts[2] === 't' && parts.length === 4) return { name: 'board', wid: parts[1], taskId: parts[3] }
+    if (parts[2] === 'members' && parts.length === 3) return { name: 'members', wid: parts[1] }
+  }
+  return { name: 'notfound' }
+}
+
+const listeners = new Set<() => void>()
+function emit(): void {
+  for (const l of listeners) l()
+}
+window.addEventListener('popstate', emit)
+
+export function navigate(path: string, opts: { replace?: boolean } = {}): void {
+  if (path === location.pathname + location.search) return
+  if (opts.replace) history.replaceState(null, '', path)
+  else history.pushState(null, '', path)
+  emit()
+}
+
+function snapshot(): string {
+  return location.pathname + location.search
+}
+function subscribe(cb: () => void): () => void {
+  listeners.add(cb)
+  return () => listeners.delete(cb)
+}
+
+export function useRoute(): Route {
+  const key = useSyncExternalStore(subscribe, snapshot)
+  const [pathname, search = ''] = key.split(/(?=\?)/)
+  return parseRoute(pathname, search)
+}
+
+export function currentPath(): string {
+  return snapshot()
+}
