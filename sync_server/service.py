@@ -1,35 +1,319 @@
-"""Entry point of the sync layer for the API: rooms, the WebSocket handler, the document API."""
+"""The sync layer's face to the API: the ``/sync/{workspace_id}`` socket handler, the room registry (load,
+idle unload, failure rebuild), membership changes on open sockets, and the in-process document API."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+from urllib.parse import urlsplit
 
-from starlette.websockets import WebSocket
+from pycrdt import Doc
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from persistence.db import Database
+from persistence.docstore import DocumentStore, UnknownDocument
+from persistence.membership import find_member
 from persistence.settings import Settings
 
+from . import metrics
+from .connection import (
+    CLOSE_FORBIDDEN,
+    CLOSE_INTERNAL,
+    CLOSE_NOT_FOUND,
+    CLOSE_TOO_BIG,
+    CLOSE_UNAUTHENTICATED,
+    CLOSE_UNSUPPORTED,
+    Connection,
+    Principal,
+    TextFrame,
+    WebSocketChannel,
+)
+from .protocol import ProtocolError
+from .room import KEEPALIVE, Room, RoomFailed
+from .writer import GroupCommitWriter, WriteRequest
+
+log = logging.getLogger("plait.sync")
+
 Authenticate = Callable[[str], Awaitable[str | None]]
+DurableListener = Callable[[Room, list[WriteRequest]], None]
 
 
 class SyncService:
-    """Placeholder until the sync issue lands: accepts and closes with 1013 (try again later)."""
-
     def __init__(self, db: Database, settings: Settings, authenticate: Authenticate) -> None:
         self.db = db
         self.settings = settings
         self.authenticate = authenticate
+        self.store = DocumentStore(db)
+        self.writer = GroupCommitWriter(
+            self.store, max_batch=settings.group_commit_max_batch, max_wait_ms=settings.group_commit_max_wait_ms
+        )
+        self.rooms: dict[str, Room] = {}
+        self._load_locks: dict[str, asyncio.Lock] = {}
+        self._user_conns: dict[tuple[str, str], set[Connection]] = {}
+        self._durable_listeners: list[DurableListener] = []
+        self._janitor: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[object]] = set()
+
+    # ---- lifecycle -----------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        return None
+        self.writer.start()
+        self._janitor = asyncio.create_task(self._janitor_loop(), name="plait-sync-janitor")
 
     async def stop(self) -> None:
-        return None
+        for room in list(self.rooms.values()):
+            for conn in list(room.conns):
+                conn.close(1001, "server shutting down")
+        await self.writer.stop()
+        if self._janitor:
+            self._janitor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._janitor
+        await asyncio.sleep(0.05)  # let close frames go out
+
+    def on_durable(self, listener: DurableListener) -> None:
+        """Call ``listener(room, requests)`` after updates are committed (multi-node fan-out, notifications)."""
+        self._durable_listeners.append(listener)
+
+    # ---- the socket ----------------------------------------------------------------------------------
 
     async def serve(self, websocket: WebSocket, workspace_id: str) -> None:
+        # Accept first, then refuse with a close code: a refusal before the upgrade reaches y-websocket as
+        # 1006, and it would retry for ever.
         await websocket.accept()
-        await websocket.close(1013)
+        channel = WebSocketChannel(websocket, f"/sync/{workspace_id}")
+        if not self._origin_allowed(websocket):
+            return await self._refuse(channel, CLOSE_FORBIDDEN, "origin not allowed")
+        user_id = await self.authenticate(_token(websocket) or "") if _token(websocket) else None
+        if user_id is None:
+            return await self._refuse(channel, CLOSE_UNAUTHENTICATED, "missing, invalid or expired token")
+        member = await find_member(self.db, workspace_id, user_id) if _is_uuid(workspace_id) else None
+        if member is None:
+            return await self._refuse(channel, CLOSE_NOT_FOUND, "workspace not found")
+        try:
+            room = await self.get_room(workspace_id)
+        except UnknownDocument:
+            return await self._refuse(channel, CLOSE_NOT_FOUND, "workspace not found")
+        conn = Connection(
+            channel,
+            workspace_id=workspace_id,
+            user_id=user_id,
+            display_name=member.display_name,
+            role=member.role,
+            max_queue_bytes=self.settings.send_queue_max_bytes,
+            max_queue_messages=self.settings.send_queue_max_messages,
+        )
+        conn.start()
+        key = (workspace_id, user_id)
+        self._user_conns.setdefault(key, set()).add(conn)
+        metrics.CONNECTIONS.labels(conn.role).inc()
+        room.join(conn)
+        try:
+            await self._read_loop(room, conn, channel)
+        finally:
+            metrics.CONNECTIONS.labels(conn.role).dec()
+            room.leave(conn)
+            conns = self._user_conns.get(key)
+            if conns is not None:
+                conns.discard(conn)
+                if not conns:
+                    del self._user_conns[key]
+            await conn.stop()
+
+    async def _read_loop(self, room: Room, conn: Connection, channel: WebSocketChannel) -> None:
+        limit = self.settings.max_message_bytes
+        try:
+            async for data in channel:
+                if conn.closed:
+                    return
+                metrics.BYTES_IN.inc(len(data))
+                if len(data) > limit:
+                    return self._close(conn, CLOSE_TOO_BIG, "message too big")
+                if room.broken:
+                    return self._close(conn, CLOSE_INTERNAL, "storage failure, reconnect")
+                try:
+                    await room.handle(conn, data)
+                except ProtocolError as exc:
+                    log.warning("closing conn=%s user=%s: malformed frame: %s", conn.id, conn.user_id, exc)
+                    return self._close(conn, CLOSE_UNSUPPORTED, "malformed message")
+                except RoomFailed:
+                    return self._close(conn, CLOSE_INTERNAL, "storage failure, reconnect")
+        except TextFrame:
+            self._close(conn, CLOSE_UNSUPPORTED, "binary frames only")
+        except WebSocketDisconnect:
+            pass
+
+    def _close(self, conn: Connection, code: int, reason: str) -> None:
+        metrics.CLOSES.labels(str(code)).inc()
+        conn.close(code, reason)
+
+    async def _refuse(self, channel: WebSocketChannel, code: int, reason: str) -> None:
+        metrics.CLOSES.labels(str(code)).inc()
+        await channel.close(code, reason)
+
+    def _origin_allowed(self, websocket: WebSocket) -> bool:
+        """Browsers send Origin; only the server's own origin and configured ones may open a socket."""
+        origin = websocket.headers.get("origin")
+        if not origin:
+            return True  # not a browser: authentication decides
+        if origin in self.settings.allowed_origins or "*" in self.settings.allowed_origins:
+            return True
+        host = websocket.headers.get("host", "")
+        return urlsplit(origin).netloc == host
+
+    # ---- rooms ---------------------------------------------------------------------------------------
+
+    async def get_room(self, workspace_id: str) -> Room:
+        """The loaded room, or load it. One lock per workspace: concurrent first joins all get the same room
+        (pycrdt-websocket's first-join race cannot happen)."""
+        room = self.rooms.get(workspace_id)
+        if room is not None and not room.broken:
+            return room
+        lock = self._load_locks.setdefault(workspace_id, asyncio.Lock())
+        async with lock:
+            room = self.rooms.get(workspace_id)
+            if room is not None and not room.broken:
+                return room
+            started = time.perf_counter()
+            stored = await self.store.load(workspace_id)
+            room = Room(workspace_id, stored, self)
+            self.rooms[workspace_id] = room
+            metrics.ROOMS.set(len(self.rooms))
+            log.info(
+                "loaded room %s (%d log rows after snapshot) in %.1f ms",
+                workspace_id,
+                len(stored.updates),
+                (time.perf_counter() - started) * 1000,
+            )
+        if not lock.locked():
+            self._load_locks.pop(workspace_id, None)
+        return room
+
+    @asynccontextmanager
+    async def document(self, workspace_id: str) -> AsyncIterator[Room]:
+        """The live room for server-side reads and changes (``await room.change(principal, fn)``); kept
+        loaded while in use."""
+        room = await self.get_room(workspace_id)
+        room.leases += 1
+        try:
+            yield room
+        finally:
+            room.leases -= 1
+            room.touch()
+
+    async def change(self, workspace_id: str, user_id: str | None, fn: Callable[[Doc[Any]], object]) -> object:
+        """Change a workspace document on behalf of ``user_id``; durable and broadcast when this returns."""
+        async with self.document(workspace_id) as room:
+            return await room.change(Principal(user_id, "rest"), fn)
+
+    async def read_document(self, workspace_id: str) -> Doc[Any]:
+        """A document to read: the live one when loaded, else rebuilt from storage without loading a room."""
+        room = self.rooms.get(workspace_id)
+        if room is not None and not room.broken:
+            return room.doc
+        stored = await self.store.load(workspace_id)
+        doc: Doc[Any] = Doc()
+        for chunk in stored.chunks():
+            doc.apply_update(chunk)
+        return doc
 
     async def membership_changed(self, workspace_id: str, user_id: str, role: str | None) -> None:
-        """Apply a role change (None: removed) to the user's open sockets in that workspace."""
-        return None
+        """Apply a role change (None: removed) to the user's open sockets in that workspace, at once."""
+        for conn in list(self._user_conns.get((workspace_id, user_id), ())):
+            if role is None:
+                self._close(conn, CLOSE_FORBIDDEN, "access withdrawn")
+            else:
+                metrics.CONNECTIONS.labels(conn.role).dec()
+                conn.role = role
+                metrics.CONNECTIONS.labels(conn.role).inc()
+
+    def connections(self, workspace_id: str) -> list[Connection]:
+        room = self.rooms.get(workspace_id)
+        return list(room.conns) if room else []
+
+    # ---- RoomHost --------------------------------------------------------------------------------------
+
+    def submit_write(self, request: WriteRequest) -> None:
+        self.writer.submit(request)
+
+    def room_failed(self, room: Room) -> None:
+        if self.rooms.get(room.workspace_id) is room:
+            del self.rooms[room.workspace_id]
+            metrics.ROOMS.set(len(self.rooms))
+
+    def room_idle(self, room: Room) -> None:
+        return None  # the janitor unloads rooms idle for longer than room_idle_seconds
+
+    def updates_durable(self, room: Room, requests: list[WriteRequest]) -> None:
+        for listener in self._durable_listeners:
+            try:
+                listener(room, requests)
+            except Exception:
+                log.exception("durable-update listener failed")
+        if room.tail_count >= self.settings.compaction_max_updates or (
+            room.tail_bytes >= self.settings.compaction_max_bytes
+        ):
+            if not room.compacting:
+                room.compacting = True
+                self._spawn(self._compact(room))
+
+    async def _compact(self, room: Room) -> None:
+        try:
+            result = await self.store.compact(room.workspace_id)
+            if result is not None:
+                upto, removed = result
+                metrics.COMPACTIONS.inc()
+                room.tail_count = max(0, room.last_seq - upto)
+                room.tail_bytes = 0 if room.tail_count == 0 else room.tail_bytes // 2
+                log.info(
+                    "compacted %s: %d rows folded into the snapshot (upto seq %d)", room.workspace_id, removed, upto
+                )
+        except Exception:
+            log.exception("compaction of %s failed (nothing lost; retried later)", room.workspace_id)
+        finally:
+            room.compacting = False
+
+    def _spawn(self, coro: Awaitable[object]) -> None:
+        task: asyncio.Task[object] = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _janitor_loop(self) -> None:
+        """Unload idle rooms and keep quiet sockets alive."""
+        interval = max(0.2, min(5.0, self.settings.room_idle_seconds / 2))
+        while True:
+            await asyncio.sleep(interval)
+            now = time.monotonic()
+            for wid, room in list(self.rooms.items()):
+                if room.unloadable and now - room.idle_since >= self.settings.room_idle_seconds:
+                    del self.rooms[wid]
+                    log.info("unloaded idle room %s", wid)
+                for conn in list(room.conns):
+                    if now - conn.last_sent > 10:
+                        conn.send(KEEPALIVE)
+                        conn.last_sent = now
+            metrics.ROOMS.set(len(self.rooms))
+
+
+def _token(websocket: WebSocket) -> str | None:
+    token = websocket.query_params.get("token")
+    if token:
+        return token
+    auth = websocket.headers.get("authorization", "")
+    if auth.lower().startswith("bearer "):
+        return auth[7:].strip() or None
+    return None
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True

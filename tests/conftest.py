@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -42,3 +43,25 @@ def client(server: ThreadServer) -> Iterator[httpx.Client]:
 @pytest.fixture
 def tmp_data(tmp_path: Path) -> Path:
     return tmp_path
+
+
+@pytest.fixture
+def make_server(tmp_path: Path) -> Iterator[Callable[..., ThreadServer]]:
+    """Start extra servers with custom settings on a fresh database of the given backend."""
+    started: list[tuple[ThreadServer, str, str]] = []
+
+    def factory(backend: str = "sqlite", **overrides: Any) -> ThreadServer:
+        tmp = tmp_path / f"srv{len(started)}"
+        tmp.mkdir()
+        url = overrides.pop("database_url", None) or fresh_database(backend, tmp)
+        srv = ThreadServer(test_settings(url, tmp, **overrides)).start()
+        started.append((srv, backend, url))
+        return srv
+
+    yield factory
+    dropped: set[str] = set()
+    for srv, kind, url in started:
+        srv.stop()
+        if kind == "postgres" and url not in dropped:
+            dropped.add(url)
+            drop_postgres_database(url)

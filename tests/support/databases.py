@@ -3,15 +3,29 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import os
 import uuid
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any, TypeVar
 
 import asyncpg
 import pytest
 
 PG_URL = os.environ.get("PLAIT_TEST_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
+T = TypeVar("T")
 IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def _run(coro: Coroutine[Any, Any, T]) -> T:
+    """asyncio.run, also from inside a running loop (async tests): then in a helper thread."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
 
 
 def _dsn(url: str) -> str:
@@ -27,7 +41,7 @@ def postgres_available() -> bool:
         await conn.close()
         return True
 
-    return asyncio.run(probe())
+    return _run(probe())
 
 
 def require_postgres() -> None:
@@ -48,7 +62,7 @@ def create_postgres_database() -> str:
         finally:
             await conn.close()
 
-    asyncio.run(create())
+    _run(create())
     base = PG_URL.rsplit("/", 1)[0]
     return f"{base}/{name}"
 
@@ -63,7 +77,7 @@ def drop_postgres_database(url: str) -> None:
         finally:
             await conn.close()
 
-    asyncio.run(drop())
+    _run(drop())
 
 
 def sqlite_url(directory: Path) -> str:

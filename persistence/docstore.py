@@ -1,0 +1,191 @@
+"""The Yjs document store: an append-only update log per workspace plus one compacted snapshot.
+
+Invariants that make it crash-safe:
+- ``documents.last_seq`` is bumped in the same transaction that inserts log rows, so the log's sequence
+  numbers are contiguous per workspace and a committed row is never renumbered;
+- a compaction writes the new snapshot and deletes exactly the rows it merged in one transaction, so at any
+  instant ``snapshot + rows after snapshot.upto_seq`` is the whole document (no hole: yrs and Yjs disagree
+  on how to integrate across holes, see docs/architecture.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pycrdt import Doc
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from persistence.db import Database
+from persistence.models import DocSnapshot, Document, DocUpdate, utcnow
+
+
+@dataclass(frozen=True)
+class PendingUpdate:
+    workspace_id: str
+    data: bytes
+    actor_id: str | None
+
+
+@dataclass(frozen=True)
+class StoredDocument:
+    """Everything needed to rebuild a document: snapshot, then the log after it, in order."""
+
+    epoch: str
+    snapshot: bytes | None
+    snapshot_seq: int
+    updates: list[tuple[int, bytes]]
+
+    @property
+    def last_seq(self) -> int:
+        return self.updates[-1][0] if self.updates else self.snapshot_seq
+
+    def chunks(self) -> list[bytes]:
+        return ([self.snapshot] if self.snapshot else []) + [u for _, u in self.updates]
+
+    def tail_bytes(self) -> int:
+        return sum(len(u) for _, u in self.updates)
+
+
+class UnknownDocument(LookupError):
+    """No ``documents`` row: the workspace does not exist (or was deleted)."""
+
+
+class DocumentStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def ensure(self, session: AsyncSession, workspace_id: str) -> None:
+        """Create the document head for a new workspace (inside the caller's transaction)."""
+        session.add(Document(workspace_id=workspace_id))
+
+    async def load(self, workspace_id: str) -> StoredDocument:
+        async with self.db.sessions() as s:
+            # One consistent view (the session's single transaction): a concurrent compaction must not slip
+            # between the snapshot read and the log read.
+            if not self.db.is_sqlite:
+                await s.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+            head = await s.get(Document, workspace_id)
+            if head is None:
+                raise UnknownDocument(workspace_id)
+            snap = await s.get(DocSnapshot, workspace_id)
+            since = snap.upto_seq if snap else 0
+            rows = (
+                await s.execute(
+                    select(DocUpdate.seq, DocUpdate.data)
+                    .where(DocUpdate.workspace_id == workspace_id, DocUpdate.seq > since)
+                    .order_by(DocUpdate.seq)
+                )
+            ).all()
+            return StoredDocument(
+                epoch=head.epoch,
+                snapshot=snap.data if snap else None,
+                snapshot_seq=since,
+                updates=[(int(seq), bytes(data)) for seq, data in rows],
+            )
+
+    async def updates_after(self, workspace_id: str, seq: int) -> list[tuple[int, bytes]]:
+        """Log rows after ``seq`` (for gap repair); empty when compaction already folded them in."""
+        async with self.db.session() as s:
+            rows = (
+                await s.execute(
+                    select(DocUpdate.seq, DocUpdate.data)
+                    .where(DocUpdate.workspace_id == workspace_id, DocUpdate.seq > seq)
+                    .order_by(DocUpdate.seq)
+                )
+            ).all()
+        return [(int(q), bytes(d)) for q, d in rows]
+
+    async def append_batch(self, batch: Sequence[PendingUpdate]) -> list[int]:
+        """Append every update of ``batch`` in ONE transaction (group commit); returns their sequence numbers.
+
+        Order inside a workspace is the order of ``batch``. Raises UnknownDocument (nothing written) if a
+        workspace has no document head.
+        """
+        counts: dict[str, int] = {}
+        for item in batch:
+            counts[item.workspace_id] = counts.get(item.workspace_id, 0) + 1
+        seqs: list[int] = []
+        async with self.db.transaction() as s:
+            next_seq: dict[str, int] = {}
+            for wid, n in counts.items():
+                last = (
+                    await s.execute(
+                        update(Document)
+                        .where(Document.workspace_id == wid)
+                        .values(last_seq=Document.last_seq + n, updated_at=utcnow())
+                        .returning(Document.last_seq)
+                    )
+                ).scalar_one_or_none()
+                if last is None:
+                    raise UnknownDocument(wid)
+                next_seq[wid] = int(last) - n + 1
+            rows = []
+            now = utcnow()
+            for item in batch:
+                seq = next_seq[item.workspace_id]
+                next_seq[item.workspace_id] = seq + 1
+                seqs.append(seq)
+                rows.append(
+                    {
+                        "workspace_id": item.workspace_id,
+                        "seq": seq,
+                        "data": item.data,
+                        "actor_id": item.actor_id,
+                        "created_at": now,
+                    }
+                )
+            await s.execute(insert(DocUpdate), rows)
+        return seqs
+
+    async def compact(self, workspace_id: str) -> tuple[int, int] | None:
+        """Fold the snapshot and every logged row into a new snapshot; returns (upto_seq, rows_removed).
+
+        Reads from the database, not from memory, so it covers exactly the rows it deletes.
+        """
+        async with self.db.transaction() as s:
+            head = (
+                await s.execute(select(Document).where(Document.workspace_id == workspace_id).with_for_update())
+            ).scalar_one_or_none()
+            if head is None:
+                return None
+            snap = await s.get(DocSnapshot, workspace_id)
+            since = snap.upto_seq if snap else 0
+            rows = (
+                await s.execute(
+                    select(DocUpdate.seq, DocUpdate.data)
+                    .where(DocUpdate.workspace_id == workspace_id, DocUpdate.seq > since)
+                    .order_by(DocUpdate.seq)
+                )
+            ).all()
+            if not rows:
+                return None
+            doc: Doc[Any] = Doc()
+            if snap is not None:
+                doc.apply_update(snap.data)
+            for _, data in rows:
+                doc.apply_update(bytes(data))
+            merged = doc.get_update()
+            upto = int(rows[-1][0])
+            if snap is None:
+                s.add(DocSnapshot(workspace_id=workspace_id, upto_seq=upto, data=merged, created_at=utcnow()))
+            else:
+                snap.upto_seq = upto
+                snap.data = merged
+                snap.created_at = utcnow()
+            await s.execute(delete(DocUpdate).where(DocUpdate.workspace_id == workspace_id, DocUpdate.seq <= upto))
+            return upto, len(rows)
+
+    async def log_size(self, workspace_id: str) -> tuple[int, int]:
+        """(rows, bytes) in the log tail: what compaction would fold."""
+        async with self.db.session() as s:
+            n, size = (
+                await s.execute(
+                    select(func.count(), func.coalesce(func.sum(func.length(DocUpdate.data)), 0)).where(
+                        DocUpdate.workspace_id == workspace_id
+                    )
+                )
+            ).one()
+        return int(n), int(size)

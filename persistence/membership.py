@@ -1,0 +1,30 @@
+"""Membership lookups shared by the REST layer and the sync endpoint."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import select
+
+from persistence.db import Database
+from persistence.models import Membership, User
+
+
+@dataclass(frozen=True)
+class Member:
+    user_id: str
+    display_name: str
+    role: str
+
+
+async def find_member(db: Database, workspace_id: str, user_id: str) -> Member | None:
+    """The caller's membership, or None (unknown workspace and non-member look the same)."""
+    async with db.session() as s:
+        row = (
+            await s.execute(
+                select(User.display_name, Membership.role)
+                .join(Membership, Membership.user_id == User.id)
+                .where(Membership.workspace_id == workspace_id, Membership.user_id == user_id)
+            )
+        ).one_or_none()
+    return None if row is None else Member(user_id, row[0], row[1])

@@ -1,0 +1,189 @@
+"""One client socket: a pycrdt ``Channel`` over Starlette, and a bounded outbound queue with one writer task.
+
+The queue is why a slow reader cannot stall a room or grow memory without bound: the room only appends to it
+(never awaits a send), and a client whose backlog passes the limit is closed with 1013 and resyncs on
+reconnect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass
+
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+log = logging.getLogger("plait.sync")
+
+CLOSE_NORMAL = 1000
+CLOSE_GOING_AWAY = 1001
+CLOSE_PROTOCOL_ERROR = 1002
+CLOSE_UNSUPPORTED = 1003
+CLOSE_TOO_BIG = 1009
+CLOSE_INTERNAL = 1011
+CLOSE_TRY_AGAIN = 1013
+CLOSE_UNAUTHENTICATED = 4401
+CLOSE_FORBIDDEN = 4403
+CLOSE_NOT_FOUND = 4404
+
+_ids = itertools.count(1)
+AWARENESS_BURST = 30.0
+
+
+class TextFrame(Exception):
+    """The client sent a text frame; the protocol is binary only."""
+
+
+class WebSocketChannel:
+    """pycrdt's ``Channel`` protocol (path, send, recv, async iteration) over a Starlette WebSocket."""
+
+    def __init__(self, websocket: WebSocket, path: str) -> None:
+        self._ws = websocket
+        self._path = path
+
+    @property
+    def path(self) -> str:
+        return self._path
+
+    def __aiter__(self) -> WebSocketChannel:
+        return self
+
+    async def __anext__(self) -> bytes:
+        try:
+            return await self.recv()
+        except WebSocketDisconnect:
+            raise StopAsyncIteration from None
+
+    async def send(self, message: bytes) -> None:
+        await self._ws.send_bytes(message)
+
+    async def recv(self) -> bytes:
+        msg = await self._ws.receive()
+        if msg["type"] == "websocket.disconnect":
+            raise WebSocketDisconnect(msg.get("code", CLOSE_NORMAL))
+        data = msg.get("bytes")
+        if data is None:
+            raise TextFrame()
+        return bytes(data)
+
+    async def close(self, code: int, reason: str = "") -> None:
+        with contextlib.suppress(Exception):
+            await self._ws.close(code, reason)
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who made a change: the transaction origin of every update (hashable, as pycrdt requires)."""
+
+    user_id: str | None
+    source: str  # "ws:<conn id>", "rest", "server"
+
+
+class Connection:
+    def __init__(
+        self,
+        channel: WebSocketChannel,
+        *,
+        workspace_id: str,
+        user_id: str,
+        display_name: str,
+        role: str,
+        max_queue_bytes: int,
+        max_queue_messages: int,
+    ) -> None:
+        self.id = next(_ids)
+        self.channel = channel
+        self.workspace_id = workspace_id
+        self.user_id = user_id
+        self.display_name = display_name
+        self.role = role
+        self.principal = Principal(user_id, f"ws:{self.id}")
+        self.synced = False  # receives broadcasts only after its own sync step 2 went out
+        self.controlled: dict[int, int] = {}  # awareness client id -> last clock
+        self.connected_at = time.time()
+        self.last_active = self.connected_at
+        self.last_sent = time.monotonic()
+        self.close_code: int | None = None
+        self._queue: deque[bytes] = deque()
+        self._queued_bytes = 0
+        self._max_bytes = max_queue_bytes
+        self._max_messages = max_queue_messages
+        self._wakeup = asyncio.Event()
+        self._writer: asyncio.Task[None] | None = None
+        self._tokens = AWARENESS_BURST
+        self._tokens_at = time.monotonic()
+
+    @property
+    def read_only(self) -> bool:
+        return self.role == "viewer"
+
+    @property
+    def closed(self) -> bool:
+        return self.close_code is not None
+
+    def start(self) -> None:
+        self._writer = asyncio.create_task(self._write_loop(), name=f"plait-conn-{self.id}")
+
+    def send(self, message: bytes) -> bool:
+        """Queue a message; closes the connection (1013) instead of buffering past the limit."""
+        if self.closed:
+            return False
+        if len(self._queue) >= self._max_messages or self._queued_bytes + len(message) > self._max_bytes:
+            log.warning("closing slow client conn=%s user=%s: send buffer full", self.id, self.user_id)
+            self.close(CLOSE_TRY_AGAIN, "send buffer full")
+            return False
+        self._queue.append(message)
+        self._queued_bytes += len(message)
+        self._wakeup.set()
+        return True
+
+    def allow_awareness(self, rate: float) -> bool:
+        """Token bucket for awareness messages: bursts of AWARENESS_BURST, then ``rate`` per second."""
+        now = time.monotonic()
+        self._tokens = min(AWARENESS_BURST, self._tokens + (now - self._tokens_at) * rate)
+        self._tokens_at = now
+        if self._tokens < 1:
+            return False
+        self._tokens -= 1
+        return True
+
+    def close(self, code: int, reason: str = "") -> None:
+        """Close from any task: stops the writer and sends the close frame (queued data is dropped)."""
+        if self.close_code is not None:
+            return
+        self.close_code = code
+        self._queue.clear()
+        self._queued_bytes = 0
+        self._wakeup.set()
+        task = asyncio.get_running_loop().create_task(self.channel.close(code, reason))
+        _background.add(task)
+        task.add_done_callback(_background.discard)
+
+    async def stop(self) -> None:
+        if self._writer is not None:
+            self._writer.cancel()
+            with contextlib.suppress(BaseException):
+                await self._writer
+
+    async def _write_loop(self) -> None:
+        try:
+            while not self.closed:
+                await self._wakeup.wait()
+                self._wakeup.clear()
+                while self._queue and not self.closed:
+                    msg = self._queue.popleft()
+                    self._queued_bytes -= len(msg)
+                    await self.channel.send(msg)
+                    self.last_sent = time.monotonic()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a send on a dead socket ends this connection only
+            log.debug("send failed conn=%s: %r", self.id, exc)
+            self.close_code = self.close_code or CLOSE_GOING_AWAY
+
+
+_background: set[asyncio.Task[None]] = set()

@@ -1,0 +1,33 @@
+"""Prometheus metrics of the sync layer (exposed by the API at /metrics)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+CONNECTIONS = Gauge("plait_connections", "Open sync sockets", ["role"])
+ROOMS = Gauge("plait_rooms_loaded", "Workspace documents loaded in memory")
+UPDATES_IN = Counter("plait_updates_in_total", "Updates accepted from clients and the server")
+UPDATES_DROPPED = Counter("plait_updates_dropped_total", "Updates dropped", ["reason"])
+MESSAGES_OUT = Counter("plait_messages_out_total", "Messages queued to sockets")
+BYTES_IN = Counter("plait_bytes_in_total", "Bytes received on sync sockets")
+BYTES_OUT = Counter("plait_bytes_out_total", "Bytes queued to sync sockets")
+FANOUT_SECONDS = Histogram(
+    "plait_fanout_seconds",
+    "From receiving an update to queueing it to every socket (includes the durable commit)",
+    buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
+COMMIT_SECONDS = Histogram(
+    "plait_commit_seconds",
+    "Group-commit transaction latency",
+    buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1),
+)
+COMMIT_BATCH = Histogram(
+    "plait_commit_batch_size", "Updates per group commit", buckets=(1, 2, 4, 8, 16, 32, 64, 128, 512)
+)
+COMMIT_FAILURES = Counter("plait_commit_failures_total", "Failed group commits")
+CLOSES = Counter("plait_socket_closes_total", "Sockets closed by the server", ["code"])
+COMPACTIONS = Counter("plait_compactions_total", "Log compactions")
+AWARENESS_DROPPED = Counter("plait_awareness_dropped_total", "Awareness messages dropped", ["reason"])
+AWARENESS_REWRITTEN = Counter(
+    "plait_awareness_identity_rewrites_total", "Awareness states whose identity was corrected"
+)

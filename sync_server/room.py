@@ -1,0 +1,320 @@
+"""A workspace room: one pycrdt ``Doc``, its sockets and awareness, and the ordered durable broadcast path.
+
+Path of one update (see docs/architecture.md): under the room lock the update is applied with the sender as
+transaction origin, the *new* part (``delta``) is computed against the state vector from just before, and the
+delta is queued for the group-commit writer in apply order. Only when the writer reports the commit does the
+room broadcast — always the durable prefix of its pending queue, in order, merged into one frame.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+
+from pycrdt import Doc, create_awareness_message, create_update_message, merge_updates
+from pycrdt._sync import create_sync_step1_message, create_sync_step2_message
+
+from persistence.docstore import StoredDocument
+
+from . import metrics
+from .connection import CLOSE_INTERNAL, Connection, Principal
+from .protocol import (
+    EMPTY_UPDATE,
+    MSG_AUTH,
+    MSG_AWARENESS,
+    MSG_QUERY_AWARENESS,
+    MSG_SYNC,
+    SYNC_STEP1,
+    AwarenessEntry,
+    ProtocolError,
+    encode_awareness,
+    parse_awareness,
+    parse_message,
+)
+from .writer import WriteRequest
+
+if TYPE_CHECKING:
+    from persistence.settings import Settings
+
+log = logging.getLogger("plait.sync.room")
+T = TypeVar("T")
+
+# An awareness update with no entries: the cheapest message that resets y-websocket's 30 s idle watchdog.
+KEEPALIVE = create_awareness_message(b"\x00")
+
+
+class RoomFailed(RuntimeError):
+    """The room's memory may be ahead of the database (a commit failed); it is being rebuilt."""
+
+
+class InvalidUpdate(ProtocolError):
+    """An update pycrdt cannot apply."""
+
+
+class RoomHost(Protocol):
+    settings: Settings
+
+    def submit_write(self, request: WriteRequest) -> None: ...
+    def room_failed(self, room: Room) -> None: ...
+    def room_idle(self, room: Room) -> None: ...
+    def updates_durable(self, room: Room, requests: list[WriteRequest]) -> None: ...
+
+
+class Room:
+    def __init__(self, workspace_id: str, stored: StoredDocument, host: RoomHost) -> None:
+        self.workspace_id = workspace_id
+        self.host = host
+        self.doc: Doc[Any] = Doc()
+        for chunk in stored.chunks():
+            self.doc.apply_update(chunk)
+        self.epoch = stored.epoch
+        self.last_seq = stored.last_seq
+        self.tail_count = len(stored.updates)
+        self.tail_bytes = stored.tail_bytes()
+        self.lock = asyncio.Lock()
+        self.conns: set[Connection] = set()
+        self.leases = 0
+        self.idle_since = time.monotonic()
+        self.broken = False
+        self.compacting = False
+        self.awareness: dict[int, AwarenessEntry] = {}
+        self._clocks: dict[int, int] = {}
+        self._owners: dict[int, Connection] = {}
+        self._pending: deque[WriteRequest] = deque()
+        self._drained = asyncio.Event()
+        self._drained.set()
+        self._flush_scheduled = False
+
+    # ---- membership of sockets -------------------------------------------------------------------------
+
+    def join(self, conn: Connection) -> None:
+        self.conns.add(conn)
+        conn.send(create_sync_step1_message(self.doc.get_state()))
+        if self.awareness:
+            conn.send(self._awareness_message(list(self.awareness.values())))
+
+    def leave(self, conn: Connection) -> None:
+        self.conns.discard(conn)
+        removed = []
+        for cid in list(conn.controlled):
+            if self._owners.get(cid) is conn:
+                clock = self._clocks.get(cid, 0) + 1
+                self._clocks[cid] = clock
+                self.awareness.pop(cid, None)
+                self._owners.pop(cid, None)
+                removed.append(AwarenessEntry(cid, clock, None))
+        conn.controlled.clear()
+        if removed:
+            self._broadcast(self._awareness_message(removed), include_unsynced=True)
+        self.touch()
+
+    def touch(self) -> None:
+        self.idle_since = time.monotonic()
+        if not self.conns and self.leases == 0:
+            self.host.room_idle(self)
+
+    @property
+    def unloadable(self) -> bool:
+        return not self.conns and self.leases == 0 and not self._pending and not self.compacting
+
+    # ---- messages from a socket ----------------------------------------------------------------------
+
+    async def handle(self, conn: Connection, data: bytes) -> None:
+        msg = parse_message(data)
+        conn.last_active = time.time()
+        if msg.type == MSG_SYNC:
+            if msg.sync_type == SYNC_STEP1:
+                await self._answer_step1(conn, msg.payload)
+            elif conn.read_only:
+                metrics.UPDATES_DROPPED.labels("viewer").inc()
+            else:
+                await self.apply(conn.principal, msg.payload, received=time.perf_counter())
+        elif msg.type == MSG_AWARENESS:
+            self._on_awareness(conn, msg.payload)
+        elif msg.type == MSG_QUERY_AWARENESS:
+            conn.send(self._awareness_message(list(self.awareness.values())))
+        elif msg.type == MSG_AUTH:
+            pass  # authentication happens before joining; nothing to do
+
+    async def _answer_step1(self, conn: Connection, state_vector: bytes) -> None:
+        async with self.lock:
+            self._check_usable()
+            # Only durable state goes out: wait for what is already applied to be committed.
+            await self._drained.wait()
+            self._check_usable()
+            try:
+                diff = self.doc.get_update(state_vector)
+            except Exception as exc:
+                raise ProtocolError("invalid state vector") from exc
+            conn.send(create_sync_step2_message(diff))
+            conn.synced = True
+
+    # ---- applying changes ----------------------------------------------------------------------------
+
+    async def apply(self, principal: Principal, update: bytes, *, received: float | None = None) -> int | None:
+        """Apply a client's update; returns its log sequence number once durable (None if nothing new)."""
+        async with self.lock:
+            self._check_usable()
+            before = self.doc.get_state()
+            try:
+                with self.doc.transaction(origin=principal):
+                    self.doc.apply_update(update)
+            except BaseException as exc:  # pyo3 PanicException is a BaseException
+                if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt | SystemExit):
+                    raise
+                raise InvalidUpdate(f"update cannot be applied: {exc}") from exc
+            request = self._submit(self.doc.get_update(before), principal, received)
+        if request is None:
+            metrics.UPDATES_DROPPED.labels("duplicate").inc()
+            return None
+        return await request.done
+
+    async def change(self, principal: Principal, fn: Callable[[Doc[Any]], T]) -> T:
+        """Run ``fn(doc)`` in one transaction attributed to ``principal``; persisted and broadcast like a client
+        update. Returns after the change is durable. A partial change from a failing ``fn`` is kept (a CRDT
+        cannot roll back) and persisted before the error is re-raised."""
+        async with self.lock:
+            self._check_usable()
+            before = self.doc.get_state()
+            try:
+                with self.doc.transaction(origin=principal):
+                    result = fn(self.doc)
+            finally:
+                request = self._submit(self.doc.get_update(before), principal, time.perf_counter())
+        if request is not None:
+            await request.done
+        return result
+
+    def _submit(self, delta: bytes, principal: Principal, received: float | None) -> WriteRequest | None:
+        if delta == EMPTY_UPDATE:
+            return None
+        request = WriteRequest(self.workspace_id, delta, principal.user_id, self._on_written, received=received)
+        self._pending.append(request)
+        self._drained.clear()
+        metrics.UPDATES_IN.inc()
+        self.host.submit_write(request)
+        return request
+
+    def _on_written(self, request: WriteRequest) -> None:
+        if request.error is not None:
+            self.fail(request.error)
+            return
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        """Broadcast the durable prefix of the pending queue, in apply order, as one merged frame."""
+        self._flush_scheduled = False
+        ready: list[WriteRequest] = []
+        while self._pending and self._pending[0].seq is not None:
+            ready.append(self._pending.popleft())
+        if not self._pending:
+            self._drained.set()
+        if not ready or self.broken:
+            return
+        self.last_seq = ready[-1].seq or self.last_seq
+        self.tail_count += len(ready)
+        self.tail_bytes += sum(len(r.data) for r in ready)
+        payload = ready[0].data if len(ready) == 1 else merge_updates(*(r.data for r in ready))
+        self._broadcast(create_update_message(payload))
+        now = time.perf_counter()
+        for r in ready:
+            if r.received is not None:
+                metrics.FANOUT_SECONDS.observe(now - r.received)
+        self.host.updates_durable(self, ready)
+
+    def apply_remote(self, update: bytes, seq: int) -> None:
+        """An update another node already made durable (multi-node fan-out): apply and forward."""
+        before = self.doc.get_state()
+        with self.doc.transaction(origin=Principal(None, "remote")):
+            self.doc.apply_update(update)
+        self.last_seq = max(self.last_seq, seq)
+        delta = self.doc.get_update(before)
+        if delta != EMPTY_UPDATE:
+            self._broadcast(create_update_message(delta))
+
+    def fail(self, error: BaseException) -> None:
+        """A commit failed: memory may be ahead of the database. Close every socket (1011) and unload, so the
+        next connection rebuilds the room from what is durable."""
+        if self.broken:
+            return
+        self.broken = True
+        log.error("room %s failed (%r): closing its sockets and reloading from the database", self.workspace_id, error)
+        for r in self._pending:
+            r.cancelled = True
+            if not r.done.done():
+                r.done.set_exception(RoomFailed(self.workspace_id))
+                r.done.exception()
+        self._pending.clear()
+        self._drained.set()
+        for conn in list(self.conns):
+            conn.close(CLOSE_INTERNAL, "storage failure, reconnect")
+            metrics.CLOSES.labels(str(CLOSE_INTERNAL)).inc()
+        self.host.room_failed(self)
+
+    def _check_usable(self) -> None:
+        if self.broken:
+            raise RoomFailed(self.workspace_id)
+
+    # ---- awareness -----------------------------------------------------------------------------------
+
+    def _on_awareness(self, conn: Connection, payload: bytes) -> None:
+        settings = self.host.settings
+        if len(payload) > settings.max_awareness_bytes:
+            metrics.AWARENESS_DROPPED.labels("size").inc()
+            return
+        if not conn.allow_awareness(settings.max_awareness_per_second):
+            metrics.AWARENESS_DROPPED.labels("rate").inc()
+            return
+        accepted: list[AwarenessEntry] = []
+        for entry in parse_awareness(payload):
+            owner = self._owners.get(entry.client_id)
+            if owner is not None and owner is not conn:
+                metrics.AWARENESS_DROPPED.labels("foreign_client_id").inc()
+                continue
+            known = self._clocks.get(entry.client_id)
+            if known is not None and entry.clock < known:
+                continue
+            state = None if entry.state is None else self._enforce_identity(conn, entry.state)
+            self._clocks[entry.client_id] = entry.clock
+            if state is None:
+                self.awareness.pop(entry.client_id, None)
+                self._owners.pop(entry.client_id, None)
+                conn.controlled.pop(entry.client_id, None)
+            else:
+                self.awareness[entry.client_id] = AwarenessEntry(entry.client_id, entry.clock, state)
+                self._owners[entry.client_id] = conn
+                conn.controlled[entry.client_id] = entry.clock
+            accepted.append(AwarenessEntry(entry.client_id, entry.clock, state))
+        if accepted:
+            # Echo to the sender too: y-websocket closes a socket that hears nothing for 30 s.
+            self._broadcast(self._awareness_message(accepted), include_unsynced=True)
+
+    @staticmethod
+    def _enforce_identity(conn: Connection, state: dict[str, Any]) -> dict[str, Any]:
+        """The server's account decides who a state belongs to, whatever the client claims."""
+        user = state.get("user")
+        user = dict(user) if isinstance(user, dict) else {}
+        if user.get("id") != conn.user_id or user.get("name") != conn.display_name:
+            if user:
+                metrics.AWARENESS_REWRITTEN.inc()
+            user["id"] = conn.user_id
+            user["name"] = conn.display_name
+        return {**state, "user": user}
+
+    @staticmethod
+    def _awareness_message(entries: list[AwarenessEntry]) -> bytes:
+        return create_awareness_message(encode_awareness(entries))
+
+    def _broadcast(self, message: bytes, *, include_unsynced: bool = False) -> None:
+        sent = 0
+        for conn in list(self.conns):
+            if (conn.synced or include_unsynced) and conn.send(message):
+                sent += 1
+        metrics.MESSAGES_OUT.inc(sent)
+        metrics.BYTES_OUT.inc(sent * len(message))

@@ -1,0 +1,456 @@
+"""The sync endpoint driven by real pycrdt clients over real sockets: convergence, access control, bad input,
+awareness, durability-before-broadcast and the pycrdt-websocket defects Plait must not inherit."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import httpx
+import pytest
+from pycrdt import Doc, Map, Text, create_awareness_message, create_update_message, write_var_uint
+
+from persistence.db import Database
+from persistence.docstore import DocumentStore
+from sync_server.protocol import AwarenessEntry, encode_awareness
+from tests.support.pyclient import YClient, pycrdt_provider, sync_url
+from tests.support.server import ThreadServer
+from tests.support.users import Account, add_member, create_workspace, register
+
+
+def _setup(client: httpx.Client, *roles: str) -> tuple[str, Account, list[Account]]:
+    owner = register(client, "owner")
+    wid = create_workspace(client, owner)
+    others = []
+    for role in roles:
+        acct = register(client, role)
+        add_member(client, wid, owner, acct, role)
+        others.append(acct)
+    return wid, owner, others
+
+
+async def _client(server: ThreadServer, wid: str, acct: Account, **kw: object) -> YClient:
+    c = YClient(**kw)  # type: ignore[arg-type]
+    await c.connect(sync_url(server.ws_url, wid, acct.token))
+    await c.wait_synced()
+    return c
+
+
+async def _stored_doc(server: ThreadServer, wid: str) -> Doc:
+    db = Database(server.settings.resolved_database_url())
+    try:
+        stored = await DocumentStore(db).load(wid)
+    finally:
+        await db.dispose()
+    doc: Doc = Doc()
+    for chunk in stored.chunks():
+        doc.apply_update(chunk)
+    return doc
+
+
+async def test_two_clients_converge_and_text_edits_merge(server: ThreadServer, client: httpx.Client) -> None:
+    wid, owner, (editor,) = _setup(client, "editor")
+    a = await _client(server, wid, owner)
+    b = await _client(server, wid, editor)
+    a.text("t").insert(0, "hello")
+    await b.wait_for(lambda: str(b.text("t")) == "hello")
+    # concurrent edits of one Y.Text
+    for i in range(20):
+        a.text("t").insert(0, f"a{i}")
+        b.text("t").insert(len(str(b.text("t"))), f"b{i}")
+    await a.wait_for(
+        lambda: str(a.text("t")) == str(b.text("t")) and "b19" in str(a.text("t")) and "a19" in str(b.text("t"))
+    )
+    for c in (a, b):
+        await c.close()
+
+
+async def test_update_is_durable_before_any_peer_receives_it(server: ThreadServer, client: httpx.Client) -> None:
+    wid, owner, (editor,) = _setup(client, "editor")
+    a = await _client(server, wid, owner)
+    b = await _client(server, wid, editor)
+    seen: list[bytes] = []
+    b.doc.observe(lambda ev: seen.append(ev.update))
+    a.map("m")["k"] = "durable"
+    await b.wait_for(lambda: b.map("m").get("k") == "durable")
+    # The moment b has it, the database has it (the server commits before broadcasting).
+    stored = await _stored_doc(server, wid)
+    assert stored.get("m", type=Map).get("k") == "durable"
+    await a.close()
+    await b.close()
+
+
+async def test_python_provider_of_pycrdt_websocket_works_unchanged(server: ThreadServer, client: httpx.Client) -> None:
+    wid, owner, _ = _setup(client)
+    a = await _client(server, wid, owner)
+    a.text("t").insert(0, "from YClient")
+    doc: Doc = Doc()
+    async with pycrdt_provider(sync_url(server.ws_url, wid, owner.token), doc):
+        text = doc.get("t", type=Text)
+        deadline = time.monotonic() + 10
+        while str(text) != "from YClient" and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        assert str(text) == "from YClient"
+        text.insert(0, ">")
+        await a.wait_for(lambda: str(a.text("t")) == ">from YClient")
+    await a.close()
+
+
+async def test_offline_edits_merge_on_reconnect(server: ThreadServer, client: httpx.Client) -> None:
+    wid, owner, (editor,) = _setup(client, "editor")
+    a = await _client(server, wid, owner)
+    b = await _client(server, wid, editor)
+    a.text("t").insert(0, "base")
+    await b.wait_for(lambda: str(b.text("t")) == "base")
+    await b.abort()
+    b.text("t").insert(0, "offline-")
+    a.text("t").insert(4, "-online")
+    await asyncio.sleep(0.1)
+    await b.connect(sync_url(server.ws_url, wid, editor.token))
+    await b.wait_synced()
+    await a.wait_for(lambda: str(a.text("t")) == str(b.text("t")) == "offline-base-online")
+    await a.close()
+    await b.close()
+
+
+@pytest.mark.parametrize(
+    ("token", "code"),
+    [(None, 4401), ("garbage", 4401)],
+)
+async def test_missing_or_invalid_token_closes_4401(
+    server: ThreadServer, client: httpx.Client, token: str | None, code: int
+) -> None:
+    wid, _, _ = _setup(client)
+    c = YClient()
+    await c.connect(sync_url(server.ws_url, wid, token))
+    assert await c.wait_closed() == code
+
+
+async def test_expired_and_forged_tokens_close_4401(server: ThreadServer, client: httpx.Client) -> None:
+    import jwt
+
+    from tests.support.server import SECRET
+
+    wid, owner, _ = _setup(client)
+    now = int(time.time())
+    expired = jwt.encode({"sub": owner.id, "iat": now - 100, "exp": now - 10}, SECRET, algorithm="HS256")
+    forged = jwt.encode({"sub": owner.id, "iat": now, "exp": now + 100}, "not-the-key" * 4, algorithm="HS256")
+    for token in (expired, forged):
+        c = YClient()
+        await c.connect(sync_url(server.ws_url, wid, token))
+        assert await c.wait_closed() == 4401
+
+
+async def test_bearer_header_is_accepted(server: ThreadServer, client: httpx.Client) -> None:
+    wid, owner, _ = _setup(client)
+    c = YClient()
+    await c.connect(f"{server.ws_url}/sync/{wid}", headers=owner.headers)
+    await c.wait_synced()
+    await c.close()
+
+
+async def test_unknown_workspace_and_non_member_both_close_4404(server: ThreadServer, client: httpx.Client) -> None:
+    wid, _, _ = _setup(client)
+    stranger = register(client, "stranger")
+    for target in (wid, "00000000-0000-4000-8000-000000000000", "not-a-uuid"):
+        c = YClient()
+        await c.connect(sync_url(server.ws_url, target, stranger.token))
+        assert await c.wait_closed() == 4404
+
+
+async def test_foreign_origin_is_refused_same_origin_allowed(server: ThreadServer, client: httpx.Client) -> None:
+    wid, owner, _ = _setup(client)
+    evil = YClient()
+    await evil.connect(sync_url(server.ws_url, wid, owner.token), origin="https://evil.example")
+    assert await evil.wait_closed() == 4403
+    ok = YClient()
+    await ok.connect(sync_url(server.ws_url, wid, owner.token), origin=server.base_url)
+    await ok.wait_synced()
+    await ok.close()
+
+
+async def test_viewer_receives_but_cannot_write(server: ThreadServer, client: httpx.Client) -> None:
+    wid, owner, (viewer,) = _setup(client, "viewer")
+    a = await _client(server, wid, owner)
+    v = await _client(server, wid, viewer)
+    a.text("t").insert(0, "visible")
+    await v.wait_for(lambda: str(v.text("t")) == "visible")
+    v.text("t").insert(0, "VIEWER-WRITE ")
+    v.map("m")["x"] = 1
+    a.map("m")["after"] = True  # ordering marker: once a sees its own write round-trip, the viewer's was handled
+    await asyncio.sleep(0.3)
+    assert v.connected, "viewer writes are dropped silently, the socket stays open"
+    assert str(a.text("t")) == "visible"
+    assert "x" not in a.map("m").to_py()
+    stored = await _stored_doc(server, wid)
+    assert str(stored.get("t", type=Text)) == "visible"
+    # a fresh client sees nothing of the viewer's edits either
+    c = await _client(server, wid, owner)
+    assert str(c.text("t")) == "visible"
+    for x in (a, v, c):
+        await x.close()
+
+
+async def test_member_removal_closes_4403_and_demotion_makes_read_only(
+    server: ThreadServer, client: httpx.Client
+) -> None:
+    wid, owner, (removed, demoted) = _setup(client, "editor", "editor")
+    a = await _client(server, wid, owner)
+    r = await _client(server, wid, removed)
+    d = await _client(server, wid, demoted)
+    resp = client.delete(f"/api/workspaces/{wid}/members/{removed.id}", headers=owner.headers)
+    assert resp.status_code in (200, 204), resp.text
+    assert await r.wait_closed() == 4403
+    resp = client.patch(f"/api/workspaces/{wid}/members/{demoted.id}", json={"role": "viewer"}, headers=owner.headers)
+    assert resp.status_code == 200, resp.text
+    d.text("t").insert(0, "after demotion")
+    a.text("u").insert(0, "marker")
+    await d.wait_for(lambda: str(d.text("u")) == "marker")
+    await asyncio.sleep(0.2)
+    assert str(a.text("t")) == ""
+    assert d.connected
+    await a.close()
+    await d.close()
+
+
+async def test_malformed_frames_close_only_that_socket(server: ThreadServer, client: httpx.Client) -> None:
+    wid, owner, (editor,) = _setup(client, "editor")
+    a = await _client(server, wid, owner)
+    b = await _client(server, wid, editor)
+    a.text("t").insert(0, "intact")
+    await b.wait_for(lambda: str(b.text("t")) == "intact")
+    bad_frames = [
+        b"\x00\x02\xff\xff\xff",  # truncated varint length
+        b"\x00\x02\x05ab",  # declared length past the end
+        b"\x07\x00",  # unknown message type
+        b"\x00\x09\x00",  # unknown sync type
+        create_update_message(b"\x01\x02\x03garbage-update"),  # pycrdt cannot apply
+        create_awareness_message(b"\x01\x05\x01\x03{x}"),  # awareness state not JSON
+        b"",  # empty frame
+    ]
+    for frame in bad_frames:
+        bad = await _client(server, wid, editor)
+        await bad.send_raw(frame)
+        assert await bad.wait_closed() in (1002, 1003), frame
+    text = YClient()
+    await text.connect(sync_url(server.ws_url, wid, editor.token))
+    await text.send_raw("a text frame")
+    assert await text.wait_closed() == 1003
+    # everyone else carries on and the document is unharmed
+    a.text("t").insert(6, "!")
+    await b.wait_for(lambda: str(b.text("t")) == "intact!")
+    assert str((await _stored_doc(server, wid)).get("t", type=Text)) == "intact!"
+    await a.close()
+    await b.close()
+
+
+async def test_oversize_frame_closes_1009(make_server: object, client: httpx.Client) -> None:
+    srv = make_server(max_message_bytes=64 * 1024)  # type: ignore[operator]
+    with httpx.Client(base_url=srv.base_url) as http:
+        wid, owner, _ = _setup(http)
+        a = await _client(srv, wid, owner)
+        big = YClient()
+        await big.connect(sync_url(srv.ws_url, wid, owner.token))
+        await big.wait_synced()
+        big.text("t").insert(0, "x" * 100_000)
+        assert await big.wait_closed() == 1009
+        a.text("t").insert(0, "still fine")
+        await a.wait_for(lambda: str(a.text("t")) == "still fine")
+        await a.close()
+
+
+async def test_awareness_newcomer_removal_query_and_identity(server: ThreadServer, client: httpx.Client) -> None:
+    wid, owner, (editor,) = _setup(client, "editor")
+    a = await _client(server, wid, owner, user_state={"user": {"id": "someone-else", "name": "Mallory"}, "cursor": 3})
+
+    def peers(c: YClient) -> dict[int, dict[str, object]]:
+        return {k: v for k, v in c.awareness.states.items() if k != c.awareness.client_id and v}
+
+    await asyncio.sleep(0.1)
+    b = await _client(server, wid, editor)
+    # the newcomer gets existing states at once, with the identity the server enforces
+    await b.wait_for(lambda: a.awareness.client_id in peers(b))
+    state = peers(b)[a.awareness.client_id]
+    assert state["user"] == {"id": owner.id, "name": owner.display_name}
+    assert state["cursor"] == 3
+    # query-awareness (type 3) is answered
+    before = b.messages_received
+    await b.send_raw(b"\x03")
+    await b.wait_for(lambda: b.messages_received > before)
+    # an abrupt close removes the states it controlled for everyone, immediately
+    b.awareness.set_local_state({"user": {"id": editor.id, "name": editor.display_name}})
+    await a.wait_for(lambda: b.awareness.client_id in peers(a))
+    await b.abort()
+    await a.wait_for(lambda: b.awareness.client_id not in peers(a), timeout=3)
+    await a.close()
+
+
+async def test_awareness_cannot_hijack_another_connections_client_id(
+    server: ThreadServer, client: httpx.Client
+) -> None:
+    wid, owner, (editor, third) = _setup(client, "editor", "editor")
+    a = await _client(server, wid, owner, user_state={"user": {"name": "A"}})
+    c = await _client(server, wid, third)
+    await c.wait_for(lambda: a.awareness.client_id in c.awareness.states)
+    b = await _client(server, wid, editor)
+    forged = encode_awareness(
+        [AwarenessEntry(a.awareness.client_id, 10_000, {"user": {"id": owner.id, "name": "fake"}})]
+    )
+    await b.send_raw(create_awareness_message(forged))
+    await asyncio.sleep(0.3)
+    assert c.awareness.states[a.awareness.client_id]["user"]["name"] == owner.display_name
+    for x in (a, b, c):
+        await x.close()
+
+
+async def test_concurrent_first_join_of_never_used_rooms(server: ThreadServer, client: httpx.Client) -> None:
+    """pycrdt-websocket defect 1: the second of two simultaneous first joins hangs for ever."""
+    owner = register(client, "owner")
+    wids = [create_workspace(client, owner) for _ in range(5)]
+
+    async def join(wid: str) -> YClient:
+        return await _client(server, wid, owner)
+
+    clients = await asyncio.wait_for(asyncio.gather(*(join(w) for w in wids for _ in range(20))), 30)
+    assert len(clients) == 100
+    await asyncio.gather(*(c.close() for c in clients))
+
+
+async def test_disconnect_during_broadcast_does_not_stop_broadcasting(
+    server: ThreadServer, client: httpx.Client
+) -> None:
+    """pycrdt-websocket defect 2: a client leaving mid-broadcast stopped live updates process-wide."""
+    wid, owner, (editor,) = _setup(client, "editor")
+    writer = await _client(server, wid, owner)
+    leavers = [await _client(server, wid, editor) for _ in range(10)]
+    watcher = await _client(server, wid, editor)
+    for i in range(50):
+        writer.text("t").insert(0, "x")
+        if i % 5 == 0 and leavers:
+            await leavers.pop().abort()
+        await asyncio.sleep(0)
+    await watcher.wait_for(lambda: len(str(watcher.text("t"))) == 50)
+    # live broadcasting still works in this room and in a brand new one
+    writer.text("t").insert(0, "after")
+    await watcher.wait_for(lambda: str(watcher.text("t")).startswith("after"))
+    wid2 = create_workspace(client, owner)
+    x = await _client(server, wid2, owner)
+    y = await _client(server, wid2, owner)
+    x.text("t").insert(0, "new room")
+    await y.wait_for(lambda: str(y.text("t")) == "new room")
+    for c in (writer, watcher, x, y, *leavers):
+        await c.close()
+
+
+async def test_duplicate_updates_are_not_logged_again(server: ThreadServer, client: httpx.Client) -> None:
+    wid, owner, _ = _setup(client)
+    a = await _client(server, wid, owner)
+    a.text("t").insert(0, "once")
+    await asyncio.sleep(0.2)
+    db = Database(server.settings.resolved_database_url())
+    store = DocumentStore(db)
+    rows_before, _ = await store.log_size(wid)
+    full = a.doc.get_update()
+    for _ in range(5):
+        await a.send_raw(create_update_message(full))
+    await a.close()
+    b = await _client(server, wid, owner)
+    await asyncio.sleep(0.2)
+    rows_after, _ = await store.log_size(wid)
+    await db.dispose()
+    assert rows_after == rows_before
+    assert str(b.text("t")) == "once"
+    await b.close()
+
+
+async def test_slow_reader_is_closed_1013_without_stalling_others(make_server: object) -> None:
+    srv = make_server(send_queue_max_messages=50)  # type: ignore[operator]
+    with httpx.Client(base_url=srv.base_url) as http:
+        wid, owner, _ = _setup(http)
+        writer = await _client(srv, wid, owner)
+        reader = await _client(srv, wid, owner)
+        # a raw socket that completes the handshake but never reads again
+        import websockets
+
+        slow = await websockets.connect(sync_url(srv.ws_url, wid, owner.token), max_queue=1, max_size=None)
+        slow.transport.pause_reading()
+        for i in range(3000):
+            writer.text("t").insert(0, f"{i:05d}" * 20)
+            if i % 100 == 0:
+                await asyncio.sleep(0)
+        await reader.wait_for(lambda: len(str(reader.text("t"))) == 3000 * 100, timeout=60)
+        slow.transport.resume_reading()
+        code = None
+        try:
+            async for _ in slow:
+                pass
+        except websockets.ConnectionClosed as exc:
+            code = exc.rcvd.code if exc.rcvd else None
+        code = code or (slow.close_code)
+        assert code == 1013
+        await writer.close()
+        await reader.close()
+
+
+async def test_idle_room_unloads_and_reloads_from_storage(make_server: object) -> None:
+    srv = make_server(room_idle_seconds=0.3)  # type: ignore[operator]
+    with httpx.Client(base_url=srv.base_url) as http:
+        wid, owner, _ = _setup(http)
+        a = await _client(srv, wid, owner)
+        a.text("t").insert(0, "survives unload")
+        await asyncio.sleep(0.2)
+        await a.close()
+        from api.app import create_app  # noqa: F401  (the app object is inside the server thread)
+
+        app_ctx = srv._server.config.app.state.ctx  # type: ignore[union-attr]
+        deadline = time.monotonic() + 5
+        while wid in app_ctx.sync.rooms and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert wid not in app_ctx.sync.rooms
+        b = await _client(srv, wid, owner)
+        assert str(b.text("t")) == "survives unload"
+        await b.close()
+
+
+async def test_compaction_under_concurrent_writes_loses_nothing(make_server: object, backend: str) -> None:
+    srv = make_server(backend, compaction_max_updates=20)  # type: ignore[operator]
+    with httpx.Client(base_url=srv.base_url) as http:
+        wid, owner, (editor,) = _setup(http, "editor")
+        writers = [await _client(srv, wid, owner), await _client(srv, wid, editor)]
+        for i in range(150):
+            for n, w in enumerate(writers):
+                w.map("m")[f"{n}-{i}"] = i
+            if i % 10 == 0:
+                await asyncio.sleep(0.01)
+        expected = {f"{n}-{i}": i for n in range(2) for i in range(150)}
+        for w in writers:
+            await w.wait_for(lambda w=w: w.map("m").to_py() == expected, timeout=30)
+        await asyncio.sleep(0.3)
+        db = Database(srv.settings.resolved_database_url())
+        stored_rows, _ = await DocumentStore(db).log_size(wid)
+        snapshot = await DocumentStore(db).load(wid)
+        await db.dispose()
+        assert snapshot.snapshot is not None, "compaction produced a snapshot"
+        assert stored_rows < 300, "compaction removed folded rows"
+        doc = await _stored_doc(srv, wid)
+        assert doc.get("m", type=Map).to_py() == expected
+        for w in writers:
+            await w.close()
+
+
+def test_sizes_of_awareness_messages_are_capped(server: ThreadServer, client: httpx.Client) -> None:
+    async def run() -> None:
+        wid, owner, (editor,) = _setup(client, "editor")
+        a = await _client(server, wid, owner)
+        b = await _client(server, wid, editor)
+        huge = encode_awareness([AwarenessEntry(12345, 1, {"blob": "x" * 200_000})])
+        payload = bytes([1]) + write_var_uint(len(huge)) + huge
+        await b.send_raw(payload)
+        await asyncio.sleep(0.3)
+        assert 12345 not in a.awareness.states
+        assert json.dumps(a.awareness.states).find("xxxx") == -1
+        await a.close()
+        await b.close()
+
+    asyncio.run(run())
