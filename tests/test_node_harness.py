@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from pycrdt import Doc, Map, Text, create_update_message
 
-from tests.support.node import NodeClient, require_node, wait_until
+from tests.support.node import NodeClient, require_node, start_clients, wait_until
 from tests.support.pyclient import YClient, pycrdt_provider
 from tests.support.vanilla import VanillaServer
 
@@ -37,9 +37,9 @@ def room() -> str:
 
 @pytest.fixture
 def node_pair(vanilla: VanillaServer, room: str) -> Iterator[tuple[NodeClient, NodeClient]]:
-    require_node()
-    with NodeClient(name="a") as a, NodeClient(name="b") as b:
-        for c in (a, b):
+    a, b = start_clients(2)
+    with a, b:
+        for c in (a, b):  # one after the other: vanilla hangs two concurrent first joins
             c.connect(f"{vanilla.ws_url}/sync", room, token="t0k3n")
             c.wait_synced(10)
         yield a, b
@@ -115,6 +115,18 @@ def test_server_close_code_is_captured(vanilla: VanillaServer) -> None:
         # 4400-4499 is terminal for y-websocket: it stops reconnecting
         wait_until(lambda: c.status()["terminalClose"] == {"code": 4401, "reason": "test close"}, 5)
         assert c.status()["shouldConnect"] is False
+        # handshake headers (Origin, Authorization) reach the server
+        c.connect(
+            f"{vanilla.ws_url}",
+            "echo-headers",
+            token="jwt.abc",
+            headers={"Origin": "http://evil.test", "Authorization": "Bearer x"},
+        )
+        assert c.wait_close(0, 5)["reason"] == "http://evil.test|Bearer x|token=jwt.abc"
+        # a refusal before the upgrade is seen as 1006 plus the HTTP status
+        c.connect(f"{vanilla.ws_url}", "reject", reconnect=False)
+        assert c.wait_close(0, 5)["code"] == 1006
+        assert c.status()["errors"][0]["status"] == 403
 
 
 def test_raw_frames_are_written_as_given(node_pair: tuple[NodeClient, NodeClient]) -> None:
@@ -184,6 +196,9 @@ def test_python_client_captures_close_code_and_sends_raw(vanilla: VanillaServer,
             await c.connect(f"{vanilla.ws_url}/close/4404")
             assert await c.wait_closed(5) == 4404
             assert c.close_reason == "test close"
+            await c.connect(f"{vanilla.ws_url}/echo-headers", origin="http://evil.test", headers={"Authorization": "B"})
+            assert await c.wait_closed(5) == 4000
+            assert c.close_reason == "http://evil.test|B|"
             await c.connect(f"{vanilla.ws_url}/sync/{room}")
             await c.wait_synced()
             other: Doc[Any] = Doc()

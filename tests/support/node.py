@@ -4,8 +4,13 @@ Each :class:`NodeClient` is one ``node tests/node/client.mjs`` process holding o
 awareness and one ``WebsocketProvider``. We talk to it over stdin/stdout with newline-delimited JSON:
 request ``{"id": n, "cmd": "...", "args": {...}}``, reply ``{"id": n, "ok": true, "result": ...}`` or
 ``{"id": n, "ok": false, "error": "..."}``; the process first prints ``{"ready": true, "clientId": N}``.
-The command list and the exact arguments are documented at the top of ``tests/node/client.mjs``;
-the methods below mirror it one to one (snake_case arguments are sent as given).
+Commands (arguments and replies are documented at the top of ``tests/node/client.mjs``; the methods
+below mirror them): connect, disconnect, reconnect, destroy, waitSynced, waitClose, waitFor, status,
+state, createTask, setField, deleteField, deleteTask, insertText, deleteText, setText, textInsert,
+textDelete, mapSet, mapDelete, arrayPush, batch, setLocalState, setLocalStateField, getStates,
+encodeStateAsUpdate, encodeStateVector, applyUpdate, sendRaw, ping, exit. Server close codes are kept
+per connect in ``status()["closes"]`` (``wait_close(i)``); an HTTP refusal before the upgrade shows as
+close 1006 plus ``status()["errors"][i]["status"]``.
 
 The npm packages are installed on first use (``npm ci --prefix tests/node``) under a file lock, so
 parallel pytest processes do not race. Outside CI a missing node/npm skips the test; with ``CI=true``
@@ -26,6 +31,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
@@ -98,6 +104,24 @@ def wait_until(fn: Callable[[], T | None], timeout: float = 10.0, interval: floa
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {message or fn!r}; last value: {value!r}")
         time.sleep(interval)
+
+
+def start_clients(n: int, *, timeout: float = 15.0, prefix: str = "c") -> list[NodeClient]:
+    """Start ``n`` Node clients in parallel (each process takes ~0.3 s to boot); close them yourself."""
+    require_node()
+    with ThreadPoolExecutor(max_workers=n) as pool:
+        futures = [pool.submit(NodeClient, timeout=timeout, name=f"{prefix}{i}") for i in range(n)]
+    clients, errors = [], []
+    for f in futures:
+        try:
+            clients.append(f.result())
+        except Exception as exc:
+            errors.append(exc)
+    if errors:
+        for c in clients:
+            c.close()
+        raise errors[0]
+    return clients
 
 
 class NodeClient:

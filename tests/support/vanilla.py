@@ -3,7 +3,9 @@
 It speaks the same y-websocket protocol as Plait's ``/sync`` endpoint, so the client harnesses are
 tested against it independently of Plait. Its room key is the whole path: connect to
 ``{ws_url}/sync`` with room ``name`` (Node) or to ``{ws_url}/sync/name`` (Python).
-``/close/{code}`` accepts the socket and closes it at once with that code, to test close-code capture.
+Test routes: ``/close/{code}`` accepts the socket and closes it at once with that code (close-code
+capture); ``/reject`` refuses before the upgrade (HTTP 403); ``/echo-headers`` closes with code 4000 and
+reason ``"<Origin>|<Authorization>|<query string>"`` (handshake headers and the token reach the server).
 """
 
 from __future__ import annotations
@@ -31,6 +33,18 @@ class _CloseRoutes:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
+        if scope["type"] == "websocket" and path == "/reject":
+            await receive()
+            await send({"type": "websocket.close", "code": 1008})  # before accept: uvicorn answers HTTP 403
+            return
+        if scope["type"] == "websocket" and path == "/echo-headers":
+            await receive()
+            await send({"type": "websocket.accept"})
+            headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
+            query = scope.get("query_string", b"").decode()
+            reason = f"{headers.get('origin', '')}|{headers.get('authorization', '')}|{query}"
+            await send({"type": "websocket.close", "code": 4000, "reason": reason})
+            return
         if scope["type"] == "websocket" and path.startswith("/close/"):
             await receive()  # websocket.connect
             await send({"type": "websocket.accept"})
