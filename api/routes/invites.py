@@ -127,8 +127,9 @@ async def accept_invite(token: str, user: CurrentUser, ctx: Ctx, session: Sessio
     invite = await session.scalar(select(Invite).where(Invite.token_hash == hash_invite_token(token)))
     if invite is None or invite.revoked_at is not None:
         raise not_found("Invite")
-    wid = invite.workspace_id
-    existing = await session.get(Membership, (wid, user.id))
+    # Plain values: a rollback below expires the ORM object, and async sessions cannot lazy-load.
+    wid, invite_id, role, user_id = invite.workspace_id, invite.id, invite.role, user.id
+    existing = await session.get(Membership, (wid, user_id))
     if existing is not None:
         return AcceptOut.model_validate({"workspace_id": wid, "role": existing.role})
     if as_utc(invite.expires_at) <= utcnow():
@@ -138,7 +139,7 @@ async def accept_invite(token: str, user: CurrentUser, ctx: Ctx, session: Sessio
     claimed = await session.execute(
         update(Invite)
         .where(
-            Invite.id == invite.id,
+            Invite.id == invite_id,
             Invite.revoked_at.is_(None),
             Invite.expires_at > utcnow(),
             or_(Invite.max_uses.is_(None), Invite.uses < Invite.max_uses),
@@ -148,21 +149,21 @@ async def accept_invite(token: str, user: CurrentUser, ctx: Ctx, session: Sessio
     )
     if claimed.rowcount != 1:  # type: ignore[attr-defined]
         await session.rollback()
-        current = await session.get(Invite, invite.id, populate_existing=True)
+        current = await session.get(Invite, invite_id, populate_existing=True)
         if current is None or current.revoked_at is not None:
             raise not_found("Invite")
         expired = as_utc(current.expires_at) <= utcnow()
         raise ApiError(410, "Invite has expired" if expired else "Invite has been used up")
-    session.add(Membership(workspace_id=wid, user_id=user.id, role=invite.role))
+    session.add(Membership(workspace_id=wid, user_id=user_id, role=role))
     try:
         await session.commit()
     except IntegrityError:
         # The same user accepted twice at once (their other request won and used the invite), or the
         # workspace was deleted meanwhile; the rollback also returns this request's use.
         await session.rollback()
-        existing = await session.get(Membership, (wid, user.id), populate_existing=True)
+        existing = await session.get(Membership, (wid, user_id), populate_existing=True)
         if existing is None:
             raise not_found("Invite") from None
         return AcceptOut.model_validate({"workspace_id": wid, "role": existing.role})
-    await ctx.sync.membership_changed(wid, user.id, invite.role)
-    return AcceptOut.model_validate({"workspace_id": wid, "role": invite.role})
+    await ctx.sync.membership_changed(wid, user_id, role)
+    return AcceptOut.model_validate({"workspace_id": wid, "role": role})

@@ -45,6 +45,19 @@ async def lock_workspace(session: AsyncSession, wid: str) -> None:
     await session.execute(update(Workspace).where(Workspace.id == wid).values(name=Workspace.name))
 
 
+async def locked_role(session: AsyncSession, member: Member) -> str:
+    """The caller's role re-read under the lock: a concurrent change may just have demoted or removed them."""
+    await lock_workspace(session, member.workspace.id)
+    role = await session.scalar(
+        select(Membership.role).where(
+            Membership.workspace_id == member.workspace.id, Membership.user_id == member.user.id
+        )
+    )
+    if role is None:
+        raise not_found()
+    return role
+
+
 async def load_target(session: AsyncSession, wid: str, user_id: str) -> tuple[Membership, User]:
     if not is_uuid(user_id):
         raise not_found("Member")
@@ -78,7 +91,7 @@ async def list_members(
         .where(Membership.workspace_id == member.workspace.id)
         .order_by(Membership.joined_at, User.id)
     )
-    return [member_out(m, u) for m, u in rows.tuples()]
+    return [member_out(m, u) for m, u in rows]
 
 
 @router.patch("/{user_id}", response_model=MemberOut, responses=_ERRORS)
@@ -91,9 +104,11 @@ async def change_role(
 ) -> MemberOut:
     """Admins manage admins and below; only owners touch owners or make new ones."""
     wid = member.workspace.id
-    await lock_workspace(session, wid)
+    role = await locked_role(session, member)
+    if not allowed(role, "members.manage"):
+        raise ApiError(403, f"Your role ({role}) may not do this (members.manage)")
     target, target_user = await load_target(session, wid, user_id)
-    if member.role != "owner" and (target.role == "owner" or body.role == "owner"):
+    if role != "owner" and (target.role == "owner" or body.role == "owner"):
         raise ApiError(403, "Only owners can change an owner's role or make someone an owner")
     if target.role == body.role:
         await session.rollback()
@@ -113,11 +128,11 @@ async def remove_member(
     """Admins remove others (owners only by owners); anyone may leave, except the last owner."""
     wid = member.workspace.id
     leaving = user_id == member.user.id
-    if not leaving and not allowed(member.role, "members.manage"):
-        raise ApiError(403, f"Your role ({member.role}) may not remove other members")
-    await lock_workspace(session, wid)
+    role = await locked_role(session, member)
+    if not leaving and not allowed(role, "members.manage"):
+        raise ApiError(403, f"Your role ({role}) may not remove other members")
     target, _ = await load_target(session, wid, user_id)
-    if not leaving and target.role == "owner" and member.role != "owner":
+    if not leaving and target.role == "owner" and role != "owner":
         raise ApiError(403, "Only owners can remove an owner")
     if target.role == "owner" and await owner_count(session, wid) <= 1:
         raise ApiError(409, "The last owner cannot be removed; make someone else an owner first")

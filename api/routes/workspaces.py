@@ -47,7 +47,7 @@ async def list_workspaces(user: CurrentUser, session: Session) -> list[Workspace
         .where(Membership.user_id == user.id)
         .order_by(Workspace.created_at, Workspace.id)
     )
-    return [workspace_out(ws, role) for ws, role in rows.tuples()]
+    return [workspace_out(ws, role) for ws, role in rows]
 
 
 @router.get("/{wid}", response_model=WorkspaceOut, responses=_ERRORS)
