@@ -28,3 +28,9 @@ async def find_member(db: Database, workspace_id: str, user_id: str) -> Member |
             )
         ).one_or_none()
     return None if row is None else Member(user_id, row[0], row[1])
+
+
+async def member_ids(db: Database, workspace_id: str) -> set[str]:
+    async with db.session() as s:
+        rows = await s.execute(select(Membership.user_id).where(Membership.workspace_id == workspace_id))
+    return {r[0] for r in rows}

@@ -26,6 +26,7 @@ COMMIT_BATCH = Histogram(
 )
 COMMIT_FAILURES = Counter("plait_commit_failures_total", "Failed group commits")
 CLOSES = Counter("plait_socket_closes_total", "Sockets closed by the server", ["code"])
+SCHEMA_REPAIRS = Counter("plait_schema_repairs_total", "Task fields repaired by the schema guard")
 COMPACTIONS = Counter("plait_compactions_total", "Log compactions")
 AWARENESS_DROPPED = Counter("plait_awareness_dropped_total", "Awareness messages dropped", ["reason"])
 AWARENESS_REWRITTEN = Counter(

@@ -35,6 +35,7 @@ from .protocol import (
     parse_awareness,
     parse_message,
 )
+from .schema import TaskChange, TaskTracker, apply_repairs, find_repairs
 from .writer import WriteRequest
 
 if TYPE_CHECKING:
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("plait.sync.room")
 T = TypeVar("T")
+SERVER = Principal(None, "server")
 
 # An awareness update with no entries: the cheapest message that resets y-websocket's 30 s idle watchdog.
 KEEPALIVE = create_awareness_message(b"\x00")
@@ -62,6 +64,7 @@ class RoomHost(Protocol):
     def room_failed(self, room: Room) -> None: ...
     def room_idle(self, room: Room) -> None: ...
     def updates_durable(self, room: Room, requests: list[WriteRequest]) -> None: ...
+    async def member_ids(self, workspace_id: str) -> set[str]: ...
 
 
 class Room:
@@ -88,6 +91,7 @@ class Room:
         self._drained = asyncio.Event()
         self._drained.set()
         self._flush_scheduled = False
+        self.tracker = TaskTracker(self.doc)
 
     # ---- membership of sockets -------------------------------------------------------------------------
 
@@ -167,13 +171,17 @@ class Room:
                 if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt | SystemExit):
                     raise
                 raise InvalidUpdate(f"update cannot be applied: {exc}") from exc
-            request = self._submit(self.doc.get_update(before), principal, received)
+            changes, touched = self.tracker.collect()
+            request = self._submit(self.doc.get_update(before), principal, received, changes)
         if request is None:
             metrics.UPDATES_DROPPED.labels("duplicate").inc()
             return None
-        return await request.done
+        seq = await request.done
+        if touched:
+            await self.guard(touched)
+        return seq
 
-    async def change(self, principal: Principal, fn: Callable[[Doc[Any]], T]) -> T:
+    async def change(self, principal: Principal, fn: Callable[[Doc[Any]], T], *, guard: bool = True) -> T:
         """Run ``fn(doc)`` in one transaction attributed to ``principal``; persisted and broadcast like a client
         update. Returns after the change is durable. A partial change from a failing ``fn`` is kept (a CRDT
         cannot roll back) and persisted before the error is re-raised."""
@@ -184,15 +192,40 @@ class Room:
                 with self.doc.transaction(origin=principal):
                     result = fn(self.doc)
             finally:
-                request = self._submit(self.doc.get_update(before), principal, time.perf_counter())
+                changes, touched = self.tracker.collect()
+                request = self._submit(self.doc.get_update(before), principal, time.perf_counter(), changes)
         if request is not None:
             await request.done
+        if guard and touched:
+            await self.guard(touched)
         return result
 
-    def _submit(self, delta: bytes, principal: Principal, received: float | None) -> WriteRequest | None:
+    async def guard(self, task_ids: set[str]) -> int:
+        """Schema guard: repair invalid values of the touched tasks with a server-authored change that every
+        client receives (rejecting the update instead would break convergence)."""
+        members = await self.host.member_ids(self.workspace_id)
+        repairs = find_repairs(self.doc, task_ids, members)
+        if not repairs:
+            return 0
+        fixed = await self.change(SERVER, lambda doc: apply_repairs(doc, repairs), guard=False)
+        metrics.SCHEMA_REPAIRS.inc(fixed)
+        log.warning("schema guard repaired %d field(s) in workspace %s: %s", fixed, self.workspace_id, repairs)
+        return fixed
+
+    def _submit(
+        self, delta: bytes, principal: Principal, received: float | None, changes: list[TaskChange]
+    ) -> WriteRequest | None:
         if delta == EMPTY_UPDATE:
             return None
-        request = WriteRequest(self.workspace_id, delta, principal.user_id, self._on_written, received=received)
+        request = WriteRequest(
+            self.workspace_id,
+            delta,
+            principal.user_id,
+            self._on_written,
+            received=received,
+            source=principal.source,
+            changes=changes,
+        )
         self._pending.append(request)
         self._drained.clear()
         metrics.UPDATES_IN.inc()
@@ -233,6 +266,7 @@ class Room:
         before = self.doc.get_state()
         with self.doc.transaction(origin=Principal(None, "remote")):
             self.doc.apply_update(update)
+        self.tracker.collect()  # the accepting node derives notifications; here only keep the cache current
         self.last_seq = max(self.last_seq, seq)
         delta = self.doc.get_update(before)
         if delta != EMPTY_UPDATE:

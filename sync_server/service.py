@@ -18,7 +18,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from persistence.db import Database
 from persistence.docstore import DocumentStore, UnknownDocument
-from persistence.membership import find_member
+from persistence.membership import find_member, member_ids
 from persistence.settings import Settings
 
 from . import metrics
@@ -59,6 +59,7 @@ class SyncService:
         self._durable_listeners: list[DurableListener] = []
         self._janitor: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[object]] = set()
+        self._members: dict[str, tuple[float, set[str]]] = {}
 
     # ---- lifecycle -----------------------------------------------------------------------------------
 
@@ -225,6 +226,7 @@ class SyncService:
 
     async def membership_changed(self, workspace_id: str, user_id: str, role: str | None) -> None:
         """Apply a role change (None: removed) to the user's open sockets in that workspace, at once."""
+        self._members.pop(workspace_id, None)
         for conn in list(self._user_conns.get((workspace_id, user_id), ())):
             if role is None:
                 self._close(conn, CLOSE_FORBIDDEN, "access withdrawn")
@@ -241,6 +243,15 @@ class SyncService:
 
     def submit_write(self, request: WriteRequest) -> None:
         self.writer.submit(request)
+
+    async def member_ids(self, workspace_id: str) -> set[str]:
+        """Member ids (cached briefly; membership changes on this node invalidate at once)."""
+        cached = self._members.get(workspace_id)
+        if cached is not None and time.monotonic() - cached[0] < 5:
+            return cached[1]
+        ids = await member_ids(self.db, workspace_id)
+        self._members[workspace_id] = (time.monotonic(), ids)
+        return ids
 
     def room_failed(self, room: Room) -> None:
         if self.rooms.get(room.workspace_id) is room:
@@ -293,6 +304,7 @@ class SyncService:
             for wid, room in list(self.rooms.items()):
                 if room.unloadable and now - room.idle_since >= self.settings.room_idle_seconds:
                     del self.rooms[wid]
+                    room.tracker.close()
                     log.info("unloaded idle room %s", wid)
                 for conn in list(room.conns):
                     if now - conn.last_sent > 10:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from persistence.docstore import DocumentStore, PendingUpdate
 
 from . import metrics
+from .schema import TaskChange
 
 log = logging.getLogger("plait.sync.writer")
 
@@ -30,6 +31,8 @@ class WriteRequest:
     seq: int | None = None
     error: BaseException | None = None
     cancelled: bool = False  # its room failed: never write it after an earlier update of the room was lost
+    source: str = ""  # Principal.source of the change: "ws:<id>", "rest", "server"
+    changes: list[TaskChange] = field(default_factory=list)  # field-level task changes (notifications, activity)
     done: asyncio.Future[int] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
 
