@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from api.context import AppContext
+from api.notifications import install_notifications
 from persistence.db import Database
 from persistence.migrate import upgrade_async
 from persistence.settings import Settings, get_settings
@@ -30,6 +31,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ctx = AppContext(settings=settings, db=db, secret_key=secret)
         sync = SyncService(db, settings, authenticate=ctx.authenticate_token)
         ctx.sync = sync
+        install_notifications(app, ctx)
         app.state.ctx = ctx
         await sync.start()
         try:

@@ -67,9 +67,7 @@ class Workspace(Base):
 
 class Membership(Base):
     __tablename__ = "memberships"
-    workspace_id: Mapped[str] = mapped_column(
-        UUID, ForeignKey("workspaces.id", ondelete="CASCADE"), primary_key=True
-    )
+    workspace_id: Mapped[str] = mapped_column(UUID, ForeignKey("workspaces.id", ondelete="CASCADE"), primary_key=True)
     user_id: Mapped[str] = mapped_column(UUID, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
     role: Mapped[str] = mapped_column(String(16))
     joined_at: Mapped[datetime] = mapped_column(TS, default=utcnow)
@@ -79,9 +77,7 @@ class Membership(Base):
 class Invite(Base):
     __tablename__ = "invites"
     id: Mapped[str] = mapped_column(UUID, primary_key=True, default=new_id)
-    workspace_id: Mapped[str] = mapped_column(
-        UUID, ForeignKey("workspaces.id", ondelete="CASCADE"), index=True
-    )
+    workspace_id: Mapped[str] = mapped_column(UUID, ForeignKey("workspaces.id", ondelete="CASCADE"), index=True)
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     role: Mapped[str] = mapped_column(String(16))
     created_by: Mapped[str | None] = mapped_column(UUID, ForeignKey("users.id", ondelete="SET NULL"))
@@ -95,9 +91,7 @@ class Invite(Base):
 class Notification(Base):
     __tablename__ = "notifications"
     # Monotonic cursor for pagination and SSE Last-Event-ID; ``id`` is the public identifier.
-    seq: Mapped[int] = mapped_column(
-        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
-    )
+    seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
     id: Mapped[str] = mapped_column(UUID, unique=True, default=new_id)
     user_id: Mapped[str] = mapped_column(UUID, ForeignKey("users.id", ondelete="CASCADE"))
     workspace_id: Mapped[str | None] = mapped_column(UUID, ForeignKey("workspaces.id", ondelete="CASCADE"))
@@ -126,9 +120,7 @@ class Document(Base):
     """Head of one workspace's Yjs document: the last log sequence number and the storage epoch."""
 
     __tablename__ = "documents"
-    workspace_id: Mapped[str] = mapped_column(
-        UUID, ForeignKey("workspaces.id", ondelete="CASCADE"), primary_key=True
-    )
+    workspace_id: Mapped[str] = mapped_column(UUID, ForeignKey("workspaces.id", ondelete="CASCADE"), primary_key=True)
     last_seq: Mapped[int] = mapped_column(BigInteger, default=0)
     epoch: Mapped[str] = mapped_column(UUID, default=new_id)
     updated_at: Mapped[datetime] = mapped_column(TS, default=utcnow)
@@ -163,9 +155,35 @@ class LoginFailure(Base):
     """Failed logins, shared by all nodes, for throttling by account and by client address."""
 
     __tablename__ = "login_failures"
-    id: Mapped[int] = mapped_column(
-        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
-    )
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
     email: Mapped[str] = mapped_column(String(320), index=True)
     address: Mapped[str] = mapped_column(String(64), index=True)
     created_at: Mapped[datetime] = mapped_column(TS, default=utcnow, index=True)
+
+
+class Activity(Base):
+    """One field-level task change (text edits summarized), derived from the document's update log.
+
+    ``doc_seq`` is the log sequence number of the update that caused it; ``dedup_key`` (unique per workspace)
+    makes recording idempotent, so a retried or repeated derivation never records a change twice.
+    """
+
+    __tablename__ = "activity"
+    seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(UUID, unique=True, default=new_id)
+    workspace_id: Mapped[str] = mapped_column(UUID, ForeignKey("workspaces.id", ondelete="CASCADE"))
+    task_id: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))  # created | updated | deleted
+    field: Mapped[str | None] = mapped_column(String(40))
+    old_value: Mapped[Any] = mapped_column(JSON, nullable=True)
+    new_value: Mapped[Any] = mapped_column(JSON, nullable=True)
+    summary: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    actor_id: Mapped[str | None] = mapped_column(UUID, ForeignKey("users.id", ondelete="SET NULL"))
+    doc_seq: Mapped[int] = mapped_column(BigInteger)
+    dedup_key: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(TS, default=utcnow)
+    __table_args__ = (
+        UniqueConstraint("workspace_id", "dedup_key", name="uq_activity_workspace_dedup"),
+        Index("ix_activity_workspace_seq", "workspace_id", "seq"),
+        Index("ix_activity_workspace_task_seq", "workspace_id", "task_id", "seq"),
+    )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI, WebSocket
 
-from api.routes import auth, health, invites, members, web, workspaces
+from api.routes import activity, auth, health, invites, members, notifications, tasks, web, workspaces
 
 
 def register_routes(app: FastAPI) -> None:
@@ -13,6 +13,9 @@ def register_routes(app: FastAPI) -> None:
     app.include_router(workspaces.router)
     app.include_router(members.router)
     app.include_router(invites.router)
+    app.include_router(tasks.router)
+    app.include_router(activity.router)
+    app.include_router(notifications.router)
 
     @app.websocket("/sync/{workspace_id}")
     async def sync(websocket: WebSocket, workspace_id: str) -> None:

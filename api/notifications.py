@@ -1,0 +1,378 @@
+"""Notifications and activity, derived from document changes whoever made them.
+
+The sync service calls :meth:`NotificationService.on_durable` after every committed batch of updates accepted
+on this node (live clients, REST, reconnecting offline clients). A single worker task turns each update's
+``TaskChange`` list into activity rows and notifications in one transaction per batch, in log order. Both
+tables have a unique key derived from the update's log sequence number, and inserts ignore conflicts, so a
+change is recorded exactly once per recipient however often it is derived (retries, several nodes).
+
+Live push: :func:`publish` is the one place that tells SSE streams "look again"; the stream reads the
+database (the single truth), so a wake-up is never a lost message. The presence/Redis issue extends
+:func:`publish` to other nodes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import weakref
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Table, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from api.schemas import as_utc
+from persistence.db import Database
+from persistence.models import Activity, Membership, Notification, NotificationPreference, User, new_id, utcnow
+from sync_server.schema import TaskChange
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from api.context import AppContext
+    from sync_server.room import Room
+    from sync_server.writer import WriteRequest
+
+log = logging.getLogger("plait.notifications")
+
+NOTIFICATION_TYPES = (
+    "task_assigned",
+    "task_unassigned",
+    "task_completed",
+    "task_due_date_changed",
+    "member_joined",
+)
+MAX_NOTIFICATION_TASK_ID = 36  # notifications.task_id column width
+MAX_ACTIVITY_TASK_ID = 64  # activity.task_id column width
+
+
+# ---- derivation (pure) -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Planned:
+    """A notification to create, before membership and preference filtering."""
+
+    user_id: str
+    type: str
+    workspace_id: str
+    task_id: str | None
+    actor_id: str | None
+    data: dict[str, Any]
+    dedup_key: str
+
+
+def derive_notifications(
+    workspace_id: str, seq: int, actor_id: str | None, changes: Sequence[TaskChange]
+) -> list[Planned]:
+    """The notifications one update causes: never to its actor, at most one per (recipient, task, type)."""
+    out: dict[tuple[str, str], Planned] = {}
+
+    def add(user: object, type_: str, ch: TaskChange, data: dict[str, Any]) -> None:
+        if not isinstance(user, str) or not user or user == actor_id:
+            return
+        if len(ch.task_id) > MAX_NOTIFICATION_TASK_ID:
+            return  # not a task id the schema allows; nothing sensible to point at
+        key = f"{workspace_id}:{seq}:{ch.task_id}:{type_}"
+        out.setdefault((user, key), Planned(user, type_, workspace_id, ch.task_id, actor_id, data, key))
+
+    for ch in changes:
+        task = ch.task or {}
+        base = {"title": task.get("title")}
+        if ch.kind == "created":
+            assignee = task.get("assignee_id")
+            add(assignee, "task_assigned", ch, {**base, "assignee_id": assignee})
+        elif ch.kind == "updated" and ch.field == "assignee_id" and ch.old != ch.new:
+            add(ch.new, "task_assigned", ch, {**base, "assignee_id": ch.new})
+            add(ch.old, "task_unassigned", ch, {**base, "assignee_id": ch.new})
+        elif ch.kind == "updated" and ch.field == "status" and ch.new == "done" and ch.old != "done":
+            data = {**base, "completed_at": task.get("completed_at")}
+            add(task.get("created_by"), "task_completed", ch, data)
+            add(task.get("assignee_id"), "task_completed", ch, data)
+        elif ch.kind == "updated" and ch.field == "due_date" and ch.old != ch.new:
+            data = {**base, "old": ch.old, "new": ch.new, "due_date": ch.new}
+            add(task.get("assignee_id"), "task_due_date_changed", ch, data)
+    return list(out.values())
+
+
+def activity_rows(
+    workspace_id: str, seq: int, actor_id: str | None, changes: Sequence[TaskChange], now: datetime
+) -> list[dict[str, Any]]:
+    """One row per field-level change (creations and deletions carry the whole task)."""
+    rows: dict[str, dict[str, Any]] = {}
+    for ch in changes:
+        if len(ch.task_id) > MAX_ACTIVITY_TASK_ID:
+            continue
+        key = f"{seq}:{ch.task_id}:{ch.kind}:{ch.field or ''}"
+        old, new = ch.old, ch.new
+        if ch.kind == "created":
+            old, new = None, ch.task
+        elif ch.kind == "deleted":
+            old, new = ch.task, None
+        rows.setdefault(
+            key,
+            {
+                "id": new_id(),
+                "workspace_id": workspace_id,
+                "task_id": ch.task_id,
+                "kind": ch.kind,
+                "field": ch.field,
+                "old_value": old,
+                "new_value": new,
+                "summary": ch.summary,
+                "actor_id": actor_id,
+                "doc_seq": seq,
+                "dedup_key": key,
+                "created_at": now,
+            },
+        )
+    return list(rows.values())
+
+
+# ---- storage -----------------------------------------------------------------------------------------------
+
+
+async def insert_ignoring_conflicts(
+    session: AsyncSession, db: Database, table: Table, rows: list[dict[str, Any]], conflict: list[str]
+) -> None:
+    """``INSERT ... ON CONFLICT (conflict) DO NOTHING``: the unique key makes derivation idempotent."""
+    if not rows:
+        return
+    if db.is_sqlite:
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        await session.execute(sqlite_insert(table).on_conflict_do_nothing(index_elements=conflict), rows)
+    else:
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        await session.execute(pg_insert(table).on_conflict_do_nothing(index_elements=conflict), rows)
+
+
+async def disabled_types(session: AsyncSession, user_ids: Iterable[str]) -> set[tuple[str, str]]:
+    """(user_id, type) pairs switched off; everything else is on (the default)."""
+    ids = list(set(user_ids))
+    if not ids:
+        return set()
+    rows = await session.execute(
+        select(NotificationPreference.user_id, NotificationPreference.type).where(
+            NotificationPreference.user_id.in_(ids), NotificationPreference.enabled.is_(False)
+        )
+    )
+    return {(r[0], r[1]) for r in rows}
+
+
+async def store_notifications(session: AsyncSession, db: Database, planned: list[Planned]) -> set[str]:
+    """Keep only current members whose preference for the type is on; insert. Returns the recipients."""
+    if not planned:
+        return set()
+    by_ws: dict[str, set[str]] = {}
+    for p in planned:
+        by_ws.setdefault(p.workspace_id, set()).add(p.user_id)
+    members: set[tuple[str, str]] = set()
+    for wid, users in by_ws.items():
+        rows = await session.execute(
+            select(Membership.user_id).where(Membership.workspace_id == wid, Membership.user_id.in_(list(users)))
+        )
+        members.update((wid, r[0]) for r in rows)
+    off = await disabled_types(session, {p.user_id for p in planned})
+    now = utcnow()
+    rows_out = [
+        {
+            "id": new_id(),
+            "user_id": p.user_id,
+            "workspace_id": p.workspace_id,
+            "type": p.type,
+            "task_id": p.task_id,
+            "actor_id": p.actor_id,
+            "data": p.data,
+            "dedup_key": p.dedup_key,
+            "created_at": now,
+            "read_at": None,
+        }
+        for p in planned
+        if (p.workspace_id, p.user_id) in members and (p.user_id, p.type) not in off
+    ]
+    await insert_ignoring_conflicts(session, db, Notification.__table__, rows_out, ["user_id", "dedup_key"])  # type: ignore[arg-type]
+    return {str(r["user_id"]) for r in rows_out}
+
+
+def notification_json(n: Notification, actor: User | None) -> dict[str, Any]:
+    return {
+        "id": n.id,
+        "type": n.type,
+        "workspace_id": n.workspace_id,
+        "task_id": n.task_id,
+        "actor": {"id": actor.id, "display_name": actor.display_name} if actor is not None else None,
+        "data": n.data or {},
+        "created_at": _iso(n.created_at),
+        "read_at": _iso(n.read_at) if n.read_at is not None else None,
+    }
+
+
+def activity_json(a: Activity, actor: User | None) -> dict[str, Any]:
+    return {
+        "id": a.id,
+        "workspace_id": a.workspace_id,
+        "task_id": a.task_id,
+        "kind": a.kind,
+        "field": a.field,
+        "old_value": a.old_value,
+        "new_value": a.new_value,
+        "summary": a.summary,
+        "actor": {"id": actor.id, "display_name": actor.display_name} if actor is not None else None,
+        "created_at": _iso(a.created_at),
+    }
+
+
+def _iso(value: datetime) -> str:
+    return as_utc(value).isoformat().replace("+00:00", "Z")
+
+
+# ---- live push ---------------------------------------------------------------------------------------------
+
+
+class NotificationHub:
+    """In-process wake-ups for SSE streams on this node, per user (the stream then reads the database)."""
+
+    def __init__(self) -> None:
+        self._subs: dict[str, set[asyncio.Event]] = {}
+
+    def subscribe(self, user_id: str) -> asyncio.Event:
+        event = asyncio.Event()
+        self._subs.setdefault(user_id, set()).add(event)
+        return event
+
+    def unsubscribe(self, user_id: str, event: asyncio.Event) -> None:
+        subs = self._subs.get(user_id)
+        if subs is not None:
+            subs.discard(event)
+            if not subs:
+                del self._subs[user_id]
+
+    def wake(self, user_ids: Iterable[str]) -> None:
+        for uid in user_ids:
+            for event in self._subs.get(uid, ()):
+                event.set()
+
+    @property
+    def subscribers(self) -> int:
+        return sum(len(s) for s in self._subs.values())
+
+
+_HUBS: weakref.WeakKeyDictionary[Database, NotificationHub] = weakref.WeakKeyDictionary()
+
+
+def hub_for(db: Database) -> NotificationHub:
+    """One hub per database handle, i.e. per app instance (tests run several servers in one process)."""
+    hub = _HUBS.get(db)
+    if hub is None:
+        hub = _HUBS[db] = NotificationHub()
+    return hub
+
+
+def publish(db: Database, user_ids: Iterable[str]) -> None:
+    """The single publish point: new notifications are committed for these users. Cross-node fan-out (the
+    Redis issue) hooks in here; a missed wake-up only delays delivery until the stream's next poll."""
+    ids = set(user_ids)
+    if ids:
+        hub_for(db).wake(ids)
+
+
+# ---- the worker ----------------------------------------------------------------------------------------------
+
+
+class NotificationService:
+    """Derives activity and notifications from durable updates, in log order, off the broadcast path."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._queue: asyncio.Queue[tuple[str, list[tuple[int, str | None, list[TaskChange]]]]] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self.processed = 0
+        self.failures = 0
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="plait-notifications")
+
+    async def stop(self) -> None:
+        """Finish what is queued (at most 5 s), then stop."""
+        if self._task is None:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._queue.join(), timeout=5.0)
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+
+    async def drain(self) -> None:
+        await self._queue.join()
+
+    def on_durable(self, room: Room, requests: list[WriteRequest]) -> None:
+        """SyncService listener: synchronous and cheap; the database work happens in the worker."""
+        items = [(r.seq, r.actor_id, list(r.changes)) for r in requests if r.seq is not None and r.changes]
+        if items:
+            self._queue.put_nowait((room.workspace_id, items))
+
+    async def _run(self) -> None:
+        while True:
+            wid, items = await self._queue.get()
+            try:
+                await self.record(wid, items)
+                self.processed += 1
+            except Exception:
+                self.failures += 1
+                log.exception("recording activity/notifications for %s failed", wid)
+            finally:
+                self._queue.task_done()
+
+    async def record(self, workspace_id: str, items: list[tuple[int, str | None, list[TaskChange]]]) -> None:
+        now = utcnow()
+        activity: list[dict[str, Any]] = []
+        planned: list[Planned] = []
+        for seq, actor_id, changes in items:
+            activity.extend(activity_rows(workspace_id, seq, actor_id, changes, now))
+            planned.extend(derive_notifications(workspace_id, seq, actor_id, changes))
+        async with self.db.transaction() as s:
+            await insert_ignoring_conflicts(
+                s,
+                self.db,
+                Activity.__table__,  # type: ignore[arg-type]
+                activity,
+                ["workspace_id", "dedup_key"],
+            )
+            recipients = await store_notifications(s, self.db, planned)
+        publish(self.db, recipients)
+
+
+async def notify_member_joined(db: Database, workspace_id: str, user_id: str) -> None:
+    """``member_joined`` to the workspace's owners and admins (not the newcomer); once per membership."""
+    async with db.transaction() as s:
+        membership = await s.get(Membership, (workspace_id, user_id))
+        user = await s.get(User, user_id)
+        if membership is None or user is None:
+            return
+        admins = await s.scalars(
+            select(Membership.user_id).where(
+                Membership.workspace_id == workspace_id, Membership.role.in_(("owner", "admin"))
+            )
+        )
+        key = f"{workspace_id}:member_joined:{user_id}:{_iso(membership.joined_at)}"
+        data = {"user": {"id": user.id, "display_name": user.display_name}, "role": membership.role}
+        planned = [
+            Planned(uid, "member_joined", workspace_id, None, user_id, data, key) for uid in admins if uid != user_id
+        ]
+        recipients = await store_notifications(s, db, planned)
+    publish(db, recipients)
+
+
+def install_notifications(app: FastAPI, ctx: AppContext) -> NotificationService:
+    """Wire the derivation into the sync service (call in the lifespan, after ``ctx.sync`` exists)."""
+    service = NotificationService(ctx.db)
+    ctx.sync.on_durable(service.on_durable)
+    service.start()
+    app.state.notifications = service
+    return service

@@ -1,0 +1,213 @@
+"""A user's own notifications: list (newest first), mark read, preferences, and the live SSE stream."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sse_starlette import EventSourceResponse, ServerSentEvent
+
+from api.deps import Ctx, CurrentUser, Session, is_uuid, not_found, unauthorized
+from api.errors import ApiError
+from api.notifications import NOTIFICATION_TYPES, hub_for, notification_json
+from persistence.db import Database
+from persistence.models import Notification, NotificationPreference, User, utcnow
+
+log = logging.getLogger("plait.notifications")
+router = APIRouter(prefix="/api/notifications", tags=["notifications"])
+
+# Overridable per app through settings (``sse_heartbeat_seconds``, ``sse_poll_seconds``) when present.
+HEARTBEAT_SECONDS = 15.0
+POLL_SECONDS = 5.0
+STREAM_BATCH = 100
+
+_ERRORS: dict[int | str, dict[str, str]] = {401: {"description": "Not authenticated"}}
+
+
+def parse_cursor(cursor: str | None) -> int | None:
+    """Cursors are opaque to clients; here they are the row's sequence number."""
+    if cursor is None or cursor == "":
+        return None
+    try:
+        value = int(cursor)
+    except ValueError:
+        raise ApiError(422, "Invalid cursor") from None
+    if value < 0:
+        raise ApiError(422, "Invalid cursor")
+    return value
+
+
+Limit = Annotated[int, Query(ge=1, le=200)]
+
+
+@router.get("", responses=_ERRORS)
+async def list_notifications(
+    user: CurrentUser,
+    session: Session,
+    unread: bool = False,
+    cursor: str | None = None,
+    limit: Limit = 50,
+) -> dict[str, Any]:
+    """``{items, next_cursor}``, newest first; ``next_cursor`` is null on the last page."""
+    before = parse_cursor(cursor)
+    q = (
+        select(Notification, User)
+        .outerjoin(User, User.id == Notification.actor_id)
+        .where(Notification.user_id == user.id)
+        .order_by(Notification.seq.desc())
+        .limit(limit + 1)
+    )
+    if unread:
+        q = q.where(Notification.read_at.is_(None))
+    if before is not None:
+        q = q.where(Notification.seq < before)
+    rows = (await session.execute(q)).all()
+    page = rows[:limit]
+    return {
+        "items": [notification_json(n, actor) for n, actor in page],
+        "next_cursor": str(page[-1][0].seq) if len(rows) > limit else None,
+    }
+
+
+@router.post("/read-all", responses=_ERRORS)
+async def read_all(user: CurrentUser, session: Session) -> dict[str, int]:
+    result = await session.execute(
+        update(Notification)
+        .where(Notification.user_id == user.id, Notification.read_at.is_(None))
+        .values(read_at=utcnow())
+    )
+    await session.commit()
+    return {"updated": int(result.rowcount)}  # type: ignore[attr-defined]
+
+
+@router.post("/{notification_id}/read", responses={**_ERRORS, 404: {"description": "No such notification"}})
+async def read_one(notification_id: str, user: CurrentUser, session: Session) -> dict[str, Any]:
+    """Idempotent; another user's notification is a 404, exactly like an unknown one."""
+    if not is_uuid(notification_id):
+        raise not_found("Notification")
+    n = await session.scalar(
+        select(Notification).where(Notification.id == notification_id, Notification.user_id == user.id)
+    )
+    if n is None:
+        raise not_found("Notification")
+    if n.read_at is None:
+        n.read_at = utcnow()
+        await session.commit()
+    actor = await session.get(User, n.actor_id) if n.actor_id else None
+    return notification_json(n, actor)
+
+
+async def _preferences(session: AsyncSession, user_id: str) -> dict[str, bool]:
+    prefs = dict.fromkeys(NOTIFICATION_TYPES, True)
+    rows = await session.execute(
+        select(NotificationPreference.type, NotificationPreference.enabled).where(
+            NotificationPreference.user_id == user_id
+        )
+    )
+    for type_, enabled in rows:
+        if type_ in prefs:
+            prefs[type_] = bool(enabled)
+    return prefs
+
+
+@router.get("/preferences", responses=_ERRORS)
+async def get_preferences(user: CurrentUser, session: Session) -> dict[str, bool]:
+    """``{type: enabled}`` for every notification type (in-app); defaults on."""
+    return await _preferences(session, user.id)
+
+
+@router.put("/preferences", responses={**_ERRORS, 422: {"description": "Unknown type or non-boolean value"}})
+async def put_preferences(body: dict[str, Any], user: CurrentUser, session: Session) -> dict[str, bool]:
+    """Set some or all types on/off (``{"task_assigned": false}``); types not given keep their value."""
+    for type_, enabled in body.items():
+        if type_ not in NOTIFICATION_TYPES:
+            raise ApiError(422, f"Unknown notification type: {type_}")
+        if not isinstance(enabled, bool):
+            raise ApiError(422, f"Value for {type_} must be true or false")
+    for type_, enabled in body.items():
+        pref = await session.get(NotificationPreference, (user.id, type_))
+        if pref is None:
+            session.add(NotificationPreference(user_id=user.id, type=type_, enabled=enabled))
+        else:
+            pref.enabled = enabled
+    await session.commit()
+    return await _preferences(session, user.id)
+
+
+async def _latest_seq(db: Database, user_id: str) -> int:
+    async with db.session() as s:
+        value = await s.scalar(
+            select(func.coalesce(func.max(Notification.seq), 0)).where(Notification.user_id == user_id)
+        )
+    return int(value or 0)
+
+
+def _bearer(request: Request) -> str | None:
+    auth = request.headers.get("authorization", "")
+    if auth.lower().startswith("bearer "):
+        return auth[7:].strip() or None
+    return request.query_params.get("token") or None
+
+
+@router.get(
+    "/stream",
+    responses={**_ERRORS, 200: {"content": {"text/event-stream": {}}, "description": "Server-Sent Events"}},
+)
+async def stream(request: Request, ctx: Ctx) -> EventSourceResponse:
+    """Server-Sent Events, one ``notification`` event per new notification (``id`` = its sequence number).
+
+    Auth by ``Authorization: Bearer`` or ``?token=`` (EventSource cannot set headers). A reconnecting
+    client sends ``Last-Event-ID`` (or ``?last_event_id=``) and gets everything after it; without it the
+    stream starts at "now". Pushes on this node wake the stream at once; a periodic database poll catches
+    anything written elsewhere. Heartbeat comments keep proxies from closing an idle stream.
+    """
+    token = _bearer(request)
+    user_id = await ctx.authenticate_token(token) if token else None
+    if user_id is None:
+        raise unauthorized("Invalid or expired token" if token else "Not authenticated")
+    raw_last = request.headers.get("last-event-id") or request.query_params.get("last_event_id")
+    last = parse_cursor(raw_last)
+    heartbeat = float(getattr(ctx.settings, "sse_heartbeat_seconds", HEARTBEAT_SECONDS))
+    poll = float(getattr(ctx.settings, "sse_poll_seconds", POLL_SECONDS))
+    hub = hub_for(ctx.db)
+
+    async def events() -> AsyncIterator[ServerSentEvent]:
+        wake = hub.subscribe(user_id)  # before reading the start point: nothing slips between the two
+        try:
+            cursor = last if last is not None else await _latest_seq(ctx.db, user_id)
+            yield ServerSentEvent(comment="connected")
+            while True:
+                wake.clear()
+                async with ctx.db.session() as s:
+                    rows = (
+                        await s.execute(
+                            select(Notification, User)
+                            .outerjoin(User, User.id == Notification.actor_id)
+                            .where(Notification.user_id == user_id, Notification.seq > cursor)
+                            .order_by(Notification.seq)
+                            .limit(STREAM_BATCH)
+                        )
+                    ).all()
+                for n, actor in rows:
+                    cursor = n.seq
+                    data = json.dumps(notification_json(n, actor))
+                    yield ServerSentEvent(data=data, event="notification", id=str(n.seq))
+                if len(rows) == STREAM_BATCH:
+                    continue
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wake.wait(), timeout=poll)
+        finally:
+            hub.unsubscribe(user_id, wake)
+
+    return EventSourceResponse(
+        events(),
+        ping=max(0.05, heartbeat),
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )
