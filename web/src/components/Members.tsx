@@ -172,7 +172,7 @@ function InviteForm({ workspaceId, onCreated }: { workspaceId: string; onCreated
     <form className="inline-form" onSubmit={submit} aria-label="Create an invite link">
       <label>
         Role
-        <select value={role} onChange={(e) => setRole(e.target.value as Role)}>
+        <select value={role} onChange={(e) => setRole(e.target.value as Role)} aria-label="Role for the invite">
           {ROLES.filter((r) => r !== 'owner').map((r) => (
             <option key={r} value={r}>
               {ROLE_LABELS[r]}

@@ -16,7 +16,7 @@ export interface SessionEvents {
   status: (ws: WsStatus) => void
   synced: (synced: boolean) => void
   local: (loaded: boolean) => void
-  awareness: (states: Map<number, AwarenessState>) => void
+  awareness: (states: Map<number, AwarenessState>, selfClient: number) => void
   /** A terminal close from the server (4401, 4403, 4404, ...). */
   refused: (code: number, reason: string) => void
 }
@@ -57,7 +57,8 @@ export class WorkspaceSession {
     const onStatus = ({ status }: { status: WsStatus }) => events.status(status)
     const onSync = (synced: boolean) => events.synced(synced)
     const onClosed = ({ code, reason }: { code: number; reason: string }) => events.refused(code, reason)
-    const onAwareness = () => events.awareness(this.awareness.getStates() as Map<number, AwarenessState>)
+    const onAwareness = () =>
+      events.awareness(this.awareness.getStates() as Map<number, AwarenessState>, this.doc.clientID)
     this.provider.on('status', onStatus)
     this.provider.on('sync', onSync)
     this.provider.on('closed', onClosed)

@@ -62,7 +62,7 @@ export const useBoard = create<BoardState>((set, get) => {
       const current = get().session
       if (current && current.workspaceId === wid) return
       get().close()
-      const session: WorkspaceSession = new WorkspaceSession(wid, token, user, {
+      const session = new WorkspaceSession(wid, token, user, {
         status: (ws) =>
           set((s) => ({
             ws,
@@ -71,8 +71,8 @@ export const useBoard = create<BoardState>((set, get) => {
           })),
         synced: (synced) => set({ synced }),
         local: (loadedLocally) => set({ loadedLocally }),
-        awareness: (states: Map<number, AwarenessState>) =>
-          set({ peers: peersFrom(states, session.doc.clientID, user.id) }),
+        awareness: (states: Map<number, AwarenessState>, selfClient: number) =>
+          set({ peers: peersFrom(states, selfClient, user.id) }),
         refused: (code) => {
           const kind = refusalFor(code) ?? 'other'
           set({ refusal: { kind, code } })

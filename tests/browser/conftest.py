@@ -1,0 +1,199 @@
+"""Real Chromium (Debian's, driven by Playwright) against a real Plait server serving the built web client."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.support.databases import fresh_database
+from tests.support.server import ThreadServer, free_port, test_settings
+from tests.support.users import Account, register
+
+pytestmark = pytest.mark.browser
+
+ROOT = Path(__file__).resolve().parents[2]
+WEB = ROOT / "web"
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM = os.environ.get("PLAIT_CHROMIUM", "/usr/bin/chromium")
+IN_CI = os.environ.get("CI", "").lower() == "true"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+DESKTOP = {"width": 1280, "height": 800}
+PHONE = {"width": 390, "height": 844}
+
+
+def _unavailable(reason: str) -> None:
+    """Locally a missing browser skips; in CI it is a failure, never a silent skip."""
+    if IN_CI:
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+def build_web() -> Path:
+    """web/dist, built with npm if it is missing (the README's test command relies on this)."""
+    dist = WEB / "dist"
+    if (dist / "index.html").is_file():
+        return dist
+    npm = shutil.which("npm")
+    if npm is None:
+        _unavailable("npm is needed to build the web client")
+    assert npm is not None
+    if not (WEB / "node_modules").is_dir():
+        subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=WEB, check=True)
+    subprocess.run([npm, "run", "build"], cwd=WEB, check=True)
+    return dist
+
+
+@pytest.fixture(scope="session")
+def web_dist() -> Path:
+    return build_web()
+
+
+@pytest.fixture(scope="session")
+def live_server(web_dist: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThreadServer]:
+    """A fresh SQLite-backed server that also serves web/dist; one per session, tests isolate by user."""
+    tmp = tmp_path_factory.mktemp("browser-server")
+    port = free_port()
+    origin = f"http://127.0.0.1:{port}"
+    settings = test_settings(fresh_database("sqlite", tmp), tmp, allowed_origins=[origin], public_url=origin)
+    srv = ThreadServer(settings, port=port).start()
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _unavailable("playwright is not installed (pip install -e '.[browser]')")
+    if not Path(CHROMIUM).exists():
+        _unavailable(f"chromium not found at {CHROMIUM} (apt-get install chromium)")
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@pytest.fixture
+def api(live_server: ThreadServer) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=live_server.base_url, timeout=30) as c:
+        yield c
+
+
+@dataclass
+class Person:
+    """One user in their own browser context (own storage, own IndexedDB, own network switch)."""
+
+    account: Account
+    context: Any
+    page: Any
+    base_url: str
+
+    def goto(self, path: str) -> None:
+        self.page.goto(self.base_url + path)
+
+    def shot(self, name: str) -> Path:
+        ARTIFACTS.mkdir(exist_ok=True)
+        path = ARTIFACTS / f"{name}.png"
+        self.page.screenshot(path=str(path), full_page=False)
+        return path
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    report = yield
+    if report.when == "call":
+        item.stash[FAILED] = report.failed
+    return report
+
+
+FAILED = pytest.StashKey[bool]()
+
+
+def _watch(page: Any, label: str, log: list[str]) -> None:
+    page.on("console", lambda m: m.type in ("error", "warning") and log.append(f"[{label}] {m.type}: {m.text}"))
+    page.on("pageerror", lambda e: log.append(f"[{label}] pageerror: {e}"))
+
+
+def _finish(request: pytest.FixtureRequest, pages: list[tuple[str, Any]], log: list[str]) -> None:
+    """On failure keep a screenshot of every page and print the browser console: the test's evidence."""
+    if not request.node.stash.get(FAILED, False):
+        return
+    ARTIFACTS.mkdir(exist_ok=True)
+    for label, page in pages:
+        try:
+            page.screenshot(path=str(ARTIFACTS / f"FAILED-{request.node.name}-{label}.png"))
+        except Exception as exc:  # a closed page has nothing to show
+            log.append(f"[{label}] no screenshot: {exc}")
+    print("\n".join(log[-80:]))
+
+
+@pytest.fixture
+def person(
+    browser: Any, live_server: ThreadServer, api: httpx.Client, request: pytest.FixtureRequest
+) -> Iterator[Callable[..., Person]]:
+    """Factory: a registered user signed in (token in localStorage, as the app keeps it) in a new context."""
+    contexts: list[Any] = []
+    pages: list[tuple[str, Any]] = []
+    log: list[str] = []
+
+    def make(name: str, account: Account | None = None, viewport: dict[str, int] | None = None) -> Person:
+        acc = account or register(api, name)
+        ctx = browser.new_context(viewport=viewport or DESKTOP, base_url=live_server.base_url)
+        contexts.append(ctx)
+        page = ctx.new_page()
+        page.set_default_timeout(15_000)
+        pages.append((name, page))
+        _watch(page, name, log)
+        page.goto(live_server.base_url + "/signin")
+        page.evaluate(f"localStorage.setItem('plait.token', {json.dumps(acc.token)})")
+        return Person(acc, ctx, page, live_server.base_url)
+
+    yield make
+    _finish(request, pages, log)
+    for ctx in contexts:
+        ctx.close()
+
+
+@pytest.fixture
+def anonymous(browser: Any, live_server: ThreadServer, request: pytest.FixtureRequest) -> Iterator[Callable[..., Any]]:
+    """Factory: a page in a fresh context with nobody signed in."""
+    contexts: list[Any] = []
+    pages: list[tuple[str, Any]] = []
+    log: list[str] = []
+
+    def make(viewport: dict[str, int] | None = None) -> Any:
+        ctx = browser.new_context(viewport=viewport or DESKTOP, base_url=live_server.base_url)
+        contexts.append(ctx)
+        page = ctx.new_page()
+        page.set_default_timeout(15_000)
+        label = f"anonymous{len(pages)}"
+        pages.append((label, page))
+        _watch(page, label, log)
+        return page
+
+    yield make
+    _finish(request, pages, log)
+    for ctx in contexts:
+        ctx.close()

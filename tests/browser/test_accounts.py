@@ -1,0 +1,184 @@
+"""Sign up, sign in, sign out, workspaces and invites, as a person does them in Chromium."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import jwt
+import pytest
+from playwright.sync_api import expect
+
+from tests.support.server import SECRET
+from tests.support.users import create_workspace, register
+
+from .conftest import PHONE, Person
+
+pytestmark = pytest.mark.browser
+
+
+def test_sign_up_create_workspace_reload_sign_out_and_in(anonymous: Callable[..., Any], live_server: Any) -> None:
+    page = anonymous()
+    page.goto(live_server.base_url + "/")
+    expect(page).to_have_url(re.compile(r"/signin$"))
+    page.get_by_role("link", name="Create an account").click()
+    email = f"ada-{time.time_ns()}@example.com"
+    page.get_by_label("Display name").fill("Ada")
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password").fill("correct horse battery")
+    page.get_by_role("button", name="Sign up").click()
+    expect(page.get_by_role("heading", name="Your workspaces")).to_be_visible()
+
+    page.get_by_label("Workspace name").fill("Launch plan")
+    page.get_by_role("button", name="Create workspace").click()
+    expect(page).to_have_url(re.compile(r"/w/[0-9a-f-]{36}$"))
+    expect(page.get_by_role("heading", name="Launch plan")).to_be_visible()
+
+    page.reload()  # the token survives a reload
+    expect(page.get_by_role("heading", name="Launch plan")).to_be_visible()
+    expect(page.get_by_label("Switch workspace")).to_have_value(page.url.rsplit("/", 1)[1])
+
+    page.get_by_role("button", name="Sign out").click()
+    expect(page).to_have_url(re.compile(r"/signin$"))
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password").fill("wrong password!")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("alert")).to_be_visible()
+    page.get_by_label("Password").fill("correct horse battery")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("link", name=re.compile("Launch plan"))).to_be_visible()
+
+
+def test_sign_up_errors_are_shown(anonymous: Callable[..., Any], live_server: Any, api: httpx.Client) -> None:
+    taken = register(api, "taken")
+    page = anonymous()
+    page.goto(live_server.base_url + "/signup")
+    page.get_by_label("Display name").fill("Bob")
+    page.get_by_label("Email").fill(taken.email)
+    page.get_by_label("Password").fill("correct horse battery")
+    page.get_by_role("button", name="Sign up").click()
+    expect(page.get_by_role("alert")).to_be_visible()
+    expect(page).to_have_url(re.compile(r"/signup$"))
+
+
+def test_expired_token_sends_the_user_to_sign_in(
+    anonymous: Callable[..., Any], live_server: Any, api: httpx.Client
+) -> None:
+    acc = register(api, "expired")
+    past = int(time.time()) - 60
+    token = jwt.encode({"sub": acc.id, "iat": past - 3600, "exp": past}, SECRET, algorithm="HS256")
+    page = anonymous()
+    page.goto(live_server.base_url + "/signin")
+    page.evaluate("t => localStorage.setItem('plait.token', t)", token)
+    page.goto(live_server.base_url + "/")
+    expect(page).to_have_url(re.compile(r"/signin"))
+    expect(page.get_by_text("Your session has expired")).to_be_visible()
+
+
+def test_revoked_or_forged_token_on_a_request_signs_out(person: Callable[..., Person], api: httpx.Client) -> None:
+    """A token the server refuses (401) — here one signed with another key — ends the session with a message."""
+    acc = register(api, "forged")
+    bad = jwt.encode(
+        {"sub": acc.id, "iat": int(time.time()), "exp": int(time.time()) + 3600}, "x" * 64, algorithm="HS256"
+    )
+    acc.token = bad
+    p = person("forged", account=acc)
+    p.goto("/")
+    expect(p.page).to_have_url(re.compile(r"/signin"))
+    expect(p.page.get_by_text("Your session has expired")).to_be_visible()
+
+
+def test_workspaces_list_create_and_switch(person: Callable[..., Person], api: httpx.Client) -> None:
+    p = person("switcher")
+    w1 = create_workspace(api, p.account, "Alpha")
+    w2 = create_workspace(api, p.account, "Beta")
+    p.goto("/")
+    expect(p.page.get_by_role("link", name=re.compile("Alpha"))).to_be_visible()
+    expect(p.page.get_by_role("link", name=re.compile("Beta"))).to_be_visible()
+    p.page.get_by_role("link", name=re.compile("Alpha")).click()
+    expect(p.page).to_have_url(re.compile(w1))
+    p.page.get_by_label("Switch workspace").select_option(label="Beta")
+    expect(p.page).to_have_url(re.compile(w2))
+    expect(p.page.get_by_role("heading", name="Beta")).to_be_visible()
+    p.shot("workspace-board-empty")
+
+
+def test_invite_link_joins_a_new_user(
+    person: Callable[..., Person], anonymous: Callable[..., Any], api: httpx.Client
+) -> None:
+    owner = person("Owner")
+    wid = create_workspace(api, owner.account, "Team space")
+    owner.goto(f"/w/{wid}/members")
+    expect(owner.page.get_by_role("heading", name="Members of Team space")).to_be_visible()
+    owner.page.get_by_label("Role for the invite").select_option("editor")
+    owner.page.get_by_role("button", name="Create invite link").click()
+    link = owner.page.get_by_test_id("invite-link").input_value()
+    assert re.search(r"/invite/[\w-]{20,}$", link), link
+    owner.page.get_by_role("button", name="Copy link").click()
+    expect(owner.page.get_by_text(re.compile("Copied|Copying is not allowed"))).to_be_visible()
+    expect(owner.page.get_by_test_id("invite-row")).to_have_count(1)
+    owner.shot("members-and-invites")
+
+    newbie = anonymous()
+    newbie.goto(link)
+    expect(newbie.get_by_text("You have been invited")).to_be_visible()
+    newbie.get_by_label("Display name").fill("Newbie")
+    newbie.get_by_label("Email").fill(f"newbie-{time.time_ns()}@example.com")
+    newbie.get_by_label("Password").fill("correct horse battery")
+    newbie.get_by_role("button", name="Sign up").click()
+    expect(newbie).to_have_url(re.compile(f"/w/{wid}$"))
+    expect(newbie.get_by_role("heading", name="Team space")).to_be_visible()
+
+    owner.page.reload()
+    expect(owner.page.get_by_test_id("member-row").filter(has_text="Newbie")).to_be_visible()
+
+
+def test_invite_link_for_an_existing_user_and_revoked_link(person: Callable[..., Person], api: httpx.Client) -> None:
+    owner = person("Owner2")
+    wid = create_workspace(api, owner.account, "Revokers")
+    r = api.post(f"/api/workspaces/{wid}/invites", json={"role": "viewer"}, headers=owner.account.headers)
+    invite = r.json()
+    guest = person("Guest")
+    guest.goto(f"/invite/{invite['token']}")
+    expect(guest.page).to_have_url(re.compile(f"/w/{wid}$"))
+    expect(guest.page.get_by_test_id("viewer-note")).to_be_visible()
+
+    r = api.post(f"/api/workspaces/{wid}/invites", json={"role": "editor"}, headers=owner.account.headers)
+    second = r.json()
+    owner.goto(f"/w/{wid}/members")
+    rows = owner.page.get_by_test_id("invite-row")
+    expect(rows).to_have_count(2)
+    rows.filter(has_text="Editor").get_by_role("button", name=re.compile("Revoke")).click()
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_contain_text("Viewer link · used 1")
+    late = person("Late")
+    late.goto(f"/invite/{second['token']}")
+    expect(late.page.get_by_role("alert")).to_contain_text("not valid")
+
+
+def test_members_roles_can_be_changed(person: Callable[..., Person], api: httpx.Client) -> None:
+    owner = person("Boss")
+    wid = create_workspace(api, owner.account, "Roles")
+    other = register(api, "Worker")
+    r = api.post(f"/api/workspaces/{wid}/invites", json={"role": "editor"}, headers=owner.account.headers)
+    api.post(f"/api/invites/{r.json()['token']}/accept", headers=other.headers)
+    owner.goto(f"/w/{wid}/members")
+    owner.page.get_by_label("Role of Worker").select_option("viewer")
+    expect(owner.page.get_by_label("Role of Worker")).to_have_value("viewer")
+    members = api.get(f"/api/workspaces/{wid}/members", headers=owner.account.headers).json()
+    assert {m["display_name"]: m["role"] for m in members}["Worker"] == "viewer"
+    # demoting the last owner is refused by the server, and the UI says so
+    owner.page.get_by_label("Role of Boss").select_option("editor")
+    expect(owner.page.get_by_role("alert")).to_be_visible()
+
+
+def test_phone_width_home(person: Callable[..., Person], api: httpx.Client) -> None:
+    p = person("Phone", viewport=PHONE)
+    create_workspace(api, p.account, "Pocket")
+    p.goto("/")
+    expect(p.page.get_by_role("link", name=re.compile("Pocket"))).to_be_visible()
+    width = p.page.evaluate("document.documentElement.scrollWidth")
+    assert width <= PHONE["width"], f"page overflows a phone screen: {width}px"
