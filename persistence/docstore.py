@@ -16,6 +16,7 @@ from typing import Any
 
 from pycrdt import Doc
 from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from persistence.db import Database
@@ -143,16 +144,17 @@ class DocumentStore:
     async def compact(self, workspace_id: str) -> tuple[int, int] | None:
         """Fold the snapshot and every logged row into a new snapshot; returns (upto_seq, rows_removed).
 
-        Reads from the database, not from memory, so it covers exactly the rows it deletes.
+        Reads from the database, not from memory, so it covers exactly the rows it deletes. No lock is held on
+        the document head (appends go on meanwhile: they only add rows after ``upto``); two concurrent
+        compactions are resolved optimistically — the snapshot is replaced only if it is still the one read.
         """
         async with self.db.transaction() as s:
-            head = (
-                await s.execute(select(Document).where(Document.workspace_id == workspace_id).with_for_update())
-            ).scalar_one_or_none()
-            if head is None:
-                return None
-            snap = await s.get(DocSnapshot, workspace_id)
-            since = snap.upto_seq if snap else 0
+            snap = (
+                await s.execute(
+                    select(DocSnapshot.upto_seq, DocSnapshot.data).where(DocSnapshot.workspace_id == workspace_id)
+                )
+            ).one_or_none()
+            since = int(snap[0]) if snap else 0
             rows = (
                 await s.execute(
                     select(DocUpdate.seq, DocUpdate.data)
@@ -164,17 +166,25 @@ class DocumentStore:
                 return None
             doc: Doc[Any] = Doc()
             if snap is not None:
-                doc.apply_update(snap.data)
+                doc.apply_update(bytes(snap[1]))
             for _, data in rows:
                 doc.apply_update(bytes(data))
             merged = doc.get_update()
             upto = int(rows[-1][0])
             if snap is None:
-                s.add(DocSnapshot(workspace_id=workspace_id, upto_seq=upto, data=merged, created_at=utcnow()))
+                try:
+                    async with s.begin_nested():
+                        s.add(DocSnapshot(workspace_id=workspace_id, upto_seq=upto, data=merged, created_at=utcnow()))
+                except IntegrityError:
+                    return None  # another compaction got there first
             else:
-                snap.upto_seq = upto
-                snap.data = merged
-                snap.created_at = utcnow()
+                result = await s.execute(
+                    update(DocSnapshot)
+                    .where(DocSnapshot.workspace_id == workspace_id, DocSnapshot.upto_seq == since)
+                    .values(upto_seq=upto, data=merged, created_at=utcnow())
+                )
+                if getattr(result, "rowcount", 0) != 1:
+                    return None
             await s.execute(delete(DocUpdate).where(DocUpdate.workspace_id == workspace_id, DocUpdate.seq <= upto))
             return upto, len(rows)
 
