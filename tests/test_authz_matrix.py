@@ -1,0 +1,178 @@
+"""Authorization matrix: every REST route x {anonymous, non-member, viewer, editor, admin, owner}.
+
+Data-driven: a new route joins by appending a ``Case`` to ``CASES`` (``test_every_api_route_is_in_the_matrix``
+fails until it does). Each case runs each actor against a freshly set-up workspace, so destructive routes
+(deleting the workspace, removing a member) never affect another actor or another row.
+
+Path placeholders: ``{wid}`` (the row's workspace), ``{owner_id}``, ``{admin_id}``, ``{editor_id}``,
+``{viewer_id}``, ``{non_member_id}``, ``{invite_id}`` and ``{token}`` (an editor invite made by the owner),
+``{unknown_wid}``, ``{owner_email}``, ``{password}`` (every account's), ``{unique}`` (fresh per call).
+String values in ``body`` are formatted with the same placeholders. A case's ``setup`` may add more
+(e.g. a task id) from the ready ``World``.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.support.server import ThreadServer
+from tests.support.users import Account, add_member, create_workspace, register
+
+ACTORS = ("anonymous", "non_member", "viewer", "editor", "admin", "owner")
+
+
+@dataclass
+class World:
+    """One freshly prepared workspace with one member per role."""
+
+    client: httpx.Client
+    people: dict[str, Account]
+    wid: str
+    values: dict[str, str]
+
+
+@dataclass(frozen=True)
+class Case:
+    method: str
+    path: str
+    expected: dict[str, int]
+    body: dict[str, Any] | None = None
+    setup: Callable[[World], dict[str, str]] | None = field(default=None, compare=False)
+
+    @property
+    def id(self) -> str:
+        return f"{self.method} {self.path}"
+
+
+def case(
+    method: str,
+    path: str,
+    anonymous: int,
+    non_member: int,
+    viewer: int,
+    editor: int,
+    admin: int,
+    owner: int,
+    body: dict[str, Any] | None = None,
+    setup: Callable[[World], dict[str, str]] | None = None,
+) -> Case:
+    expected = dict(zip(ACTORS, (anonymous, non_member, viewer, editor, admin, owner), strict=True))
+    return Case(method, path, expected, body, setup)
+
+
+W = "/api/workspaces/{wid}"
+# fmt: off
+CASES: list[Case] = [
+    # accounts (public routes: the caller's token is irrelevant)
+    case(
+        "POST",
+        "/api/auth/register",
+        201, 201, 201, 201, 201, 201,
+        body={"email": "m-{unique}@example.com", "password": "{password}", "display_name": "m"},
+    ),
+    case(
+        "POST",
+        "/api/auth/login",
+        200, 200, 200, 200, 200, 200,
+        body={"email": "{owner_email}", "password": "{password}"},
+    ),
+    case("GET", "/api/me", 401, 200, 200, 200, 200, 200),
+    # workspaces
+    case("GET", "/api/workspaces", 401, 200, 200, 200, 200, 200),
+    case("POST", "/api/workspaces", 401, 201, 201, 201, 201, 201, body={"name": "new"}),
+    case("GET", W, 401, 404, 200, 200, 200, 200),
+    case("PATCH", W, 401, 404, 403, 403, 200, 200, body={"name": "renamed"}),
+    case("DELETE", W, 401, 404, 403, 403, 403, 204),
+    case("GET", "/api/workspaces/{unknown_wid}", 401, 404, 404, 404, 404, 404),
+    # members
+    case("GET", W + "/members", 401, 404, 200, 200, 200, 200),
+    case("GET", "/api/workspaces/{unknown_wid}/members", 401, 404, 404, 404, 404, 404),
+    case("PATCH", W + "/members/{viewer_id}", 401, 404, 403, 403, 200, 200, body={"role": "editor"}),
+    case("PATCH", W + "/members/{editor_id}", 401, 404, 403, 403, 403, 200, body={"role": "owner"}),
+    case("PATCH", W + "/members/{owner_id}", 401, 404, 403, 403, 403, 409, body={"role": "admin"}),
+    case("PATCH", W + "/members/{non_member_id}", 401, 404, 403, 403, 404, 404, body={"role": "viewer"}),
+    case("DELETE", W + "/members/{editor_id}", 401, 404, 403, 204, 204, 204),  # the editor leaves
+    case("DELETE", W + "/members/{admin_id}", 401, 404, 403, 403, 204, 204),
+    case("DELETE", W + "/members/{owner_id}", 401, 404, 403, 403, 403, 409),
+    # invites
+    case("POST", W + "/invites", 401, 404, 403, 403, 201, 201, body={"role": "viewer"}),
+    case("GET", W + "/invites", 401, 404, 403, 403, 200, 200),
+    case("DELETE", W + "/invites/{invite_id}", 401, 404, 403, 403, 204, 204),
+    case("POST", "/api/invites/{token}/accept", 401, 200, 200, 200, 200, 200),
+]
+# fmt: on
+
+
+@pytest.fixture(scope="module")
+def people(server: ThreadServer) -> dict[str, Account]:
+    """The same accounts for every row (logins are slow by design); workspaces are per row and actor."""
+    with httpx.Client(base_url=server.base_url, timeout=30) as c:
+        return {role: register(c, role) for role in ACTORS if role != "anonymous"}
+
+
+def prepare(client: httpx.Client, people: dict[str, Account]) -> World:
+    owner = people["owner"]
+    wid = create_workspace(client, owner, "matrix")
+    for role in ("admin", "editor", "viewer"):
+        add_member(client, wid, owner, people[role], role)
+    r = client.post(f"/api/workspaces/{wid}/invites", json={"role": "editor"}, headers=owner.headers)
+    assert r.status_code == 201, r.text
+    values = {f"{role}_id": acct.id for role, acct in people.items()}
+    values.update(wid=wid, invite_id=r.json()["id"], token=r.json()["token"], unknown_wid=str(uuid.uuid4()))
+    values.update(owner_email=owner.email, password=owner.password, unique=uuid.uuid4().hex)
+    return World(client, people, wid, values)
+
+
+def fill(value: Any, values: dict[str, str]) -> Any:
+    if isinstance(value, str):
+        return value.format(**values)
+    if isinstance(value, dict):
+        return {k: fill(v, values) for k, v in value.items()}
+    if isinstance(value, list):
+        return [fill(v, values) for v in value]
+    return value
+
+
+def call(client: httpx.Client, c: Case, world: World, actor: str) -> httpx.Response:
+    headers = {} if actor == "anonymous" else world.people[actor].headers
+    return client.request(c.method, c.path.format(**world.values), json=fill(c.body, world.values), headers=headers)
+
+
+@pytest.mark.parametrize("c", CASES, ids=lambda c: c.id)
+def test_authorization_matrix(client: httpx.Client, people: dict[str, Account], c: Case) -> None:
+    actual: dict[str, int] = {}
+    for actor in ACTORS:
+        world = prepare(client, people)
+        if c.setup is not None:
+            world.values.update(c.setup(world))
+        r = call(client, c, world, actor)
+        actual[actor] = r.status_code
+        if r.status_code >= 400:
+            assert "detail" in r.json(), (actor, r.text)
+    assert actual == c.expected
+
+
+def _route_pattern(template: str) -> re.Pattern[str]:
+    return re.compile("^" + re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(template)) + "$")
+
+
+def test_every_api_route_is_in_the_matrix(client: httpx.Client) -> None:
+    """A route under /api without a matrix row fails here: authorization is never left untested."""
+    sample = {name: str(uuid.uuid4()) for name in re.findall(r"{(\w+)}", " ".join(c.path for c in CASES))}
+    covered = [(c.method, c.path.format(**sample)) for c in CASES]
+    missing = []
+    for template, ops in client.get("/openapi.json").json()["paths"].items():
+        if not template.startswith("/api/"):
+            continue
+        pattern = _route_pattern(template)
+        for method in ops:
+            if not any(m == method.upper() and pattern.match(p) for m, p in covered):
+                missing.append(f"{method.upper()} {template}")
+    assert not missing, f"add these routes to CASES in tests/test_authz_matrix.py: {missing}"
