@@ -31,6 +31,7 @@ class Settings(BaseSettings):
     port: int = 8000
     public_url: str | None = Field(default=None, description="Base URL used in invite links")
     allowed_origins: list[str] = Field(default_factory=list)
+    metrics_token: str | None = None
 
     access_token_ttl_seconds: int = 12 * 3600
     invite_default_ttl_seconds: int = 7 * 24 * 3600

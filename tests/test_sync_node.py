@@ -40,7 +40,7 @@ def test_npm_clients_converge_offline_edits_merge(server: ThreadServer, client: 
         tid = a.create_task("Plan", description="draft")
         b.wait_for(f"state().tasks['{tid}'] && state().tasks['{tid}'].description === 'draft'")
         # concurrent typing into one description
-        for i in range(10):
+        for _ in range(10):
             a.insert_text(tid, 0, "A")
             b.insert_text(tid, 0, "B")
         wait_until(
@@ -68,7 +68,7 @@ def test_npm_clients_converge_offline_edits_merge(server: ThreadServer, client: 
 
 
 def test_npm_client_reads_close_codes_and_stops_retrying(server: ThreadServer, client: httpx.Client) -> None:
-    wid, owner, _ = _ws(client)
+    wid, _owner, _ = _ws(client)
     stranger = register(client, "stranger")
     cases = [("garbage-token", wid, 4401), (stranger.token, wid, 4404)]
     clients = start_clients(len(cases))

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from fastapi import FastAPI, WebSocket
 
-from api.routes import activity, auth, health, invites, members, notifications, tasks, web, workspaces
+from api.routes import activity, auth, health, invites, members, metrics, notifications, tasks, web, workspaces
 
 
 def register_routes(app: FastAPI) -> None:
     app.include_router(health.router)
+    app.include_router(metrics.router)
     app.include_router(auth.router)
     app.include_router(workspaces.router)
     app.include_router(members.router)
