@@ -68,6 +68,24 @@ def case(
 
 
 W = "/api/workspaces/{wid}"
+
+
+def _task(world: World) -> dict[str, str]:
+    """``{task_id}``: a task the owner made through REST."""
+    r = world.client.post(
+        f"/api/workspaces/{world.wid}/tasks", json={"title": "t"}, headers=world.people["owner"].headers
+    )
+    assert r.status_code == 201, r.text
+    return {"task_id": r.json()["id"]}
+
+
+def _owner_note(world: World) -> dict[str, str]:
+    """``{notification_id}``: one of the owner's notifications (the members joining in ``prepare``)."""
+    r = world.client.get("/api/notifications", headers=world.people["owner"].headers)
+    assert r.status_code == 200 and r.json()["items"], r.text
+    return {"notification_id": r.json()["items"][0]["id"]}
+
+
 # fmt: off
 CASES: list[Case] = [
     # accounts (public routes: the caller's token is irrelevant)
@@ -106,6 +124,21 @@ CASES: list[Case] = [
     case("GET", W + "/invites", 401, 404, 403, 403, 200, 200),
     case("DELETE", W + "/invites/{invite_id}", 401, 404, 403, 403, 204, 204),
     case("POST", "/api/invites/{token}/accept", 401, 200, 200, 200, 200, 200),
+    # tasks (issue 4)
+    case("GET", W + "/tasks", 401, 404, 200, 200, 200, 200),
+    case("POST", W + "/tasks", 401, 404, 403, 201, 201, 201, body={"title": "m"}),
+    case("GET", W + "/tasks/{task_id}", 401, 404, 200, 200, 200, 200, setup=_task),
+    case("PATCH", W + "/tasks/{task_id}", 401, 404, 403, 200, 200, 200, body={"title": "x"}, setup=_task),
+    case("DELETE", W + "/tasks/{task_id}", 401, 404, 403, 204, 204, 204, setup=_task),
+    case("GET", W + "/tasks/{task_id}/activity", 401, 404, 200, 200, 200, 200, setup=_task),
+    case("GET", W + "/activity", 401, 404, 200, 200, 200, 200),
+    # notifications: always the caller's own
+    case("GET", "/api/notifications", 401, 200, 200, 200, 200, 200),
+    case("POST", "/api/notifications/read-all", 401, 200, 200, 200, 200, 200),
+    case("POST", "/api/notifications/{notification_id}/read", 401, 404, 404, 404, 404, 200, setup=_owner_note),
+    case("GET", "/api/notifications/preferences", 401, 200, 200, 200, 200, 200),
+    case("PUT", "/api/notifications/preferences", 401, 200, 200, 200, 200, 200, body={"task_assigned": True}),
+    case("GET", "/api/notifications/stream", 401, 200, 200, 200, 200, 200),
 ]
 # fmt: on
 
@@ -141,8 +174,18 @@ def fill(value: Any, values: dict[str, str]) -> Any:
 
 
 def call(client: httpx.Client, c: Case, world: World, actor: str) -> httpx.Response:
+    """One request; an endless response (an SSE stream) is closed after its status line."""
     headers = {} if actor == "anonymous" else world.people[actor].headers
-    return client.request(c.method, c.path.format(**world.values), json=fill(c.body, world.values), headers=headers)
+    request = client.build_request(
+        c.method, c.path.format(**world.values), json=fill(c.body, world.values), headers=headers
+    )
+    response = client.send(request, stream=True)
+    try:
+        if not response.headers.get("content-type", "").startswith("text/event-stream"):
+            response.read()
+    finally:
+        response.close()
+    return response
 
 
 @pytest.mark.parametrize("c", CASES, ids=lambda c: c.id)

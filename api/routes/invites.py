@@ -11,6 +11,7 @@ from sqlalchemy.exc import IntegrityError
 
 from api.deps import Ctx, CurrentUser, Member, Session, is_uuid, not_found, require
 from api.errors import ApiError
+from api.notifications import notify_member_joined
 from api.schemas import AcceptOut, InviteIn, InviteInfo, InviteOut, as_utc
 from api.security import hash_invite_token, new_invite_token
 from persistence.models import Invite, Membership, utcnow
@@ -166,4 +167,5 @@ async def accept_invite(token: str, user: CurrentUser, ctx: Ctx, session: Sessio
             raise not_found("Invite") from None
         return AcceptOut.model_validate({"workspace_id": wid, "role": existing.role})
     await ctx.sync.membership_changed(wid, user_id, role)
+    await notify_member_joined(ctx.db, wid, user_id)
     return AcceptOut.model_validate({"workspace_id": wid, "role": role})
