@@ -56,7 +56,9 @@ export interface PresenceEntry {
 export interface ActivityEntry {
   id?: string | number
   task_id?: string
-  field?: string
+  kind?: 'created' | 'updated' | 'deleted' | string
+  field?: string | null
+  summary?: { inserted?: number; deleted?: number } | null
   old_value?: unknown
   new_value?: unknown
   actor?: { id: string; display_name: string } | null

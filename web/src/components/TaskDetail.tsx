@@ -1,5 +1,5 @@
 import { useEffect, useState } from 'react'
-import { type ActivityEntry, api, itemsOf, type Workspace } from '../api'
+import { type ActivityEntry, api, itemsOf, type Member, type Workspace } from '../api'
 import type { WorkspaceSession } from '../doc/session'
 import { DELETE_ORIGIN } from '../doc/session'
 import { deleteTask, descriptionOf, STATUS_LABELS, STATUSES, type Status, type Task, updateTask } from '../doc/tasks'
@@ -106,7 +106,7 @@ export function TaskDetail({
           <div className="fields">
             <label>
               Status
-              <select value={task.status} disabled={!editable} onChange={(e) => set({ status: e.target.value as Status })}>
+              <select value={task.status} disabled={!editable} aria-label="Status" onChange={(e) => set({ status: e.target.value as Status })}>
                 {STATUSES.map((s) => (
                   <option key={s} value={s}>
                     {STATUS_LABELS[s]}
@@ -119,6 +119,7 @@ export function TaskDetail({
               <select
                 value={task.assignee_id ?? ''}
                 disabled={!editable}
+                aria-label="Assignee"
                 onChange={(e) => set({ assignee_id: e.target.value || null })}
               >
                 <option value="">Unassigned</option>
@@ -136,6 +137,7 @@ export function TaskDetail({
               Due date
               <input
                 type="date"
+                aria-label="Due date"
                 value={task.due_date ?? ''}
                 disabled={!editable}
                 onChange={(e) => set({ due_date: e.target.value || null })}
@@ -174,10 +176,30 @@ export function TaskDetail({
   )
 }
 
-function describeValue(v: unknown): string {
+function describeValue(v: unknown, members: Member[], field: string): string {
   if (v === null || v === undefined || v === '') return '—'
+  if (field === 'assignee_id' && typeof v === 'string') return memberName(members, v) ?? v
+  if (field === 'status' && typeof v === 'string' && v in STATUS_LABELS) return STATUS_LABELS[v as Status]
   if (typeof v === 'string') return v.length > 60 ? `${v.slice(0, 57)}…` : v
   return JSON.stringify(v)
+}
+
+const FIELD_NAMES: Record<string, string> = { assignee_id: 'assignee', due_date: 'due date', completed_at: 'completion time' }
+
+/** One activity row in words: "Ada changed status from To do to Done". */
+export function describeActivity(a: ActivityEntry, members: Member[]): string {
+  const kind = a.kind ?? (a.field === 'created' || a.field === 'deleted' ? a.field : 'updated')
+  if (kind === 'created') return 'created the task'
+  if (kind === 'deleted') return 'deleted the task'
+  const field = String(a.field ?? 'task')
+  if (field === 'description') {
+    const ins = a.summary?.inserted ?? 0
+    const del = a.summary?.deleted ?? 0
+    const parts = [ins ? `+${ins}` : '', del ? `−${del}` : ''].filter(Boolean).join(' ')
+    return `edited the description${parts ? ` (${parts} characters)` : ''}`
+  }
+  const name = FIELD_NAMES[field] ?? field.replace(/_/g, ' ')
+  return `changed ${name} from ${describeValue(a.old_value, members, field)} to ${describeValue(a.new_value, members, field)}`
 }
 
 function Activity({ workspaceId, taskId, version }: { workspaceId: string; taskId: string; version: string | null }) {
@@ -194,29 +216,18 @@ function Activity({ workspaceId, taskId, version }: { workspaceId: string; taskI
       <h3 id="activity-heading">Activity</h3>
       <ErrorText error={error ? `Activity could not be loaded: ${error}` : null} />
       {items.length === 0 && !error && <p className="muted">No activity recorded yet.</p>}
-      <ol>
-        {items.map((a, i) => {
-          const who = a.actor?.display_name ?? memberName(members, a.actor_id ?? null) ?? 'Someone'
-          const field = String(a.field ?? a.type ?? 'task')
-          return (
-            <li key={String(a.id ?? i)}>
-              <strong>{who}</strong>{' '}
-              {field === 'created' || a.type === 'created'
-                ? 'created the task'
-                : field === 'deleted'
-                  ? 'deleted the task'
-                  : field === 'description'
-                    ? `edited the description${a.new_value && typeof a.new_value === 'string' ? ` (${a.new_value})` : ''}`
-                    : `changed ${field.replace(/_/g, ' ')} from ${describeValue(a.old_value)} to ${describeValue(a.new_value)}`}
-              {a.created_at && (
-                <time dateTime={a.created_at} className="muted small">
-                  {' '}
-                  {new Date(a.created_at).toLocaleString()}
-                </time>
-              )}
-            </li>
-          )
-        })}
+      <ol data-testid="activity">
+        {items.map((a, i) => (
+          <li key={String(a.id ?? i)}>
+            <strong>{a.actor?.display_name ?? 'Someone'}</strong> {describeActivity(a, members)}
+            {a.created_at && (
+              <time dateTime={a.created_at} className="muted small">
+                {' '}
+                {new Date(a.created_at).toLocaleString()}
+              </time>
+            )}
+          </li>
+        ))}
       </ol>
     </section>
   )

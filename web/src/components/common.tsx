@@ -111,18 +111,22 @@ export function Dialog({
   className?: string
 }) {
   const ref = useRef<HTMLDivElement>(null)
+  // Kept in a ref: re-renders (remote edits, presence) must not re-run the focus effect below,
+  // or focus would jump out of the editor while someone types.
+  const close = useRef(onClose)
+  close.current = onClose
   useEffect(() => {
     const previous = document.activeElement as HTMLElement | null
     ref.current?.focus()
     const onKey = (e: KeyboardEvent) => {
-      if (e.key === 'Escape') onClose()
+      if (e.key === 'Escape') close.current()
     }
     document.addEventListener('keydown', onKey)
     return () => {
       document.removeEventListener('keydown', onKey)
       previous?.focus?.()
     }
-  }, [onClose])
+  }, [])
   return (
     <div className="backdrop" onMouseDown={(e) => e.target === e.currentTarget && onClose()}>
       <div className={`dialog ${className}`} role="dialog" aria-modal="true" aria-label={label} tabIndex={-1} ref={ref}>

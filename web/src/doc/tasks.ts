@@ -152,3 +152,14 @@ export function descriptionOf(doc: Y.Doc, id: string): Y.Text | null {
 export function touchesTaskFields(events: Y.YEvent<Y.AbstractType<unknown>>[]): boolean {
   return events.some((e) => !(e.target instanceof Y.Text))
 }
+
+/** Wire a doc to a setter: re-derive tasks when a task map (not just a description) changes. */
+export function bindTasks(doc: Y.Doc, onTasks: (tasks: Task[]) => void): () => void {
+  const map = tasksMap(doc)
+  const handler = (events: Y.YEvent<Y.AbstractType<unknown>>[]) => {
+    if (touchesTaskFields(events)) onTasks(deriveTasks(doc))
+  }
+  map.observeDeep(handler)
+  onTasks(deriveTasks(doc))
+  return () => map.unobserveDeep(handler)
+}

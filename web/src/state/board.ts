@@ -2,12 +2,11 @@
  * The open workspace as React sees it: tasks, connection status and peers, all derived from the
  * WorkspaceSession's Y.Doc and awareness. Writes go to the doc (see doc/tasks.ts), never here.
  */
-import * as Y from 'yjs'
 import { create } from 'zustand'
 import { type ConnectionState, connectionState, refusalFor, type WsStatus } from '../doc/connection'
 import { type AwarenessState, type Peer, peersFrom } from '../doc/presence'
 import { WorkspaceSession } from '../doc/session'
-import { deriveTasks, type Task, touchesTaskFields } from '../doc/tasks'
+import { bindTasks, type Task } from '../doc/tasks'
 
 export interface BoardState {
   session: WorkspaceSession | null
@@ -27,17 +26,6 @@ export interface BoardState {
 
 export function selectConnection(s: Pick<BoardState, 'ws' | 'synced' | 'online' | 'lost'>): ConnectionState {
   return connectionState(s)
-}
-
-/** Wire a doc to a setter: re-derive tasks when a task map (not just a description) changes. */
-export function bindTasks(doc: Y.Doc, onTasks: (tasks: Task[]) => void): () => void {
-  const map = doc.getMap('tasks')
-  const handler = (events: Y.YEvent<Y.AbstractType<unknown>>[]) => {
-    if (touchesTaskFields(events)) onTasks(deriveTasks(doc))
-  }
-  map.observeDeep(handler)
-  onTasks(deriveTasks(doc))
-  return () => map.unobserveDeep(handler)
 }
 
 export const useBoard = create<BoardState>((set, get) => {

@@ -1,0 +1,211 @@
+"""Two people in two browser contexts on one workspace: live changes, shared editing, offline, roles."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+import httpx
+import pytest
+from playwright.sync_api import expect
+
+from tests.support.users import add_member, create_workspace
+
+from .conftest import PHONE, Person
+
+pytestmark = pytest.mark.browser
+
+
+def open_board(p: Person, wid: str) -> None:
+    p.goto(f"/w/{wid}")
+    expect(p.page.get_by_test_id("connection-status")).to_have_attribute("data-state", "connected", timeout=20_000)
+
+
+def add_task(p: Person, title: str) -> None:
+    p.page.get_by_label("New task title").fill(title)
+    p.page.get_by_role("button", name="Add task").click()
+
+
+def card(p: Person, title: str) -> object:
+    return p.page.get_by_test_id("task-card").filter(has_text=title)
+
+
+# The editor's text without the remote cursors' name labels that y-codemirror.next draws inside it.
+EDITOR_TEXT = """(() => {
+  const el = document.querySelector('[data-testid=description]').cloneNode(true)
+  el.querySelectorAll('.cm-ySelectionCaret, .cm-ySelectionInfo').forEach((n) => n.remove())
+  return Array.from(el.querySelectorAll('.cm-line')).map((l) => l.textContent).join('\\n').replace(/\\u2060/g, '')
+})"""
+
+
+def editor_text(p: Person) -> str:
+    return str(p.page.evaluate(f"{EDITOR_TEXT}()"))
+
+
+def wait_editor_text(p: Person, text: str) -> None:
+    p.page.wait_for_function(f"t => {EDITOR_TEXT}() === t", arg=text, timeout=10_000)
+
+
+def team(person: Callable[..., Person], api: httpx.Client, role: str = "editor") -> tuple[Person, Person, str]:
+    a = person("Alice")
+    b = person("Bob")
+    wid = create_workspace(api, a.account, "Live team")
+    add_member(api, wid, a.account, b.account, role)
+    open_board(a, wid)
+    open_board(b, wid)
+    return a, b, wid
+
+
+def test_a_creates_a_task_and_b_sees_it_live(person: Callable[..., Person], api: httpx.Client) -> None:
+    a, b, wid = team(person, api)
+    add_task(a, "Draft the launch post")
+    expect(b.page.get_by_test_id("column-todo").get_by_text("Draft the launch post")).to_be_visible()
+    # moving with the keyboard-accessible control
+    card(a, "Draft the launch post").get_by_label(re.compile("Status of")).select_option("in_progress")
+    expect(b.page.get_by_test_id("column-in_progress").get_by_text("Draft the launch post")).to_be_visible()
+    # drag and drop into Done
+    card(b, "Draft the launch post").drag_to(b.page.get_by_test_id("column-done"))
+    expect(a.page.get_by_test_id("column-done").get_by_text("Draft the launch post")).to_be_visible()
+    # the REST view of the same document agrees
+    tasks = api.get(f"/api/workspaces/{wid}/tasks", headers=a.account.headers).json()
+    items = tasks["items"] if isinstance(tasks, dict) else tasks
+    assert [(t["title"], t["status"]) for t in items] == [("Draft the launch post", "done")]
+    assert items[0]["completed_at"]
+    # presence: both see two people online
+    expect(a.page.get_by_test_id("presence").get_by_role("img")).to_have_count(2)
+    a.shot("board-live")
+
+
+def test_both_type_into_one_description_and_converge(person: Callable[..., Person], api: httpx.Client) -> None:
+    a, b, _ = team(person, api)
+    add_task(a, "Shared notes")
+    expect(card(b, "Shared notes")).to_be_visible()
+    card(a, "Shared notes").get_by_role("button", name=re.compile("Open task")).click()
+    card(b, "Shared notes").get_by_role("button", name=re.compile("Open task")).click()
+    ed_a = a.page.get_by_test_id("description")
+    ed_b = b.page.get_by_test_id("description")
+    ed_a.click()
+    ed_b.click()
+    # each sees the other looking at the task
+    expect(a.page.get_by_test_id("task-viewers")).to_contain_text("Bob")
+    expect(b.page.get_by_test_id("task-viewers")).to_contain_text("Alice")
+    for i in range(3):  # interleaved, no waiting for the other side
+        ed_a.press_sequentially(f"alpha{i} ", delay=5)
+        ed_b.press_sequentially(f"beta{i} ", delay=5)
+
+    expect(ed_a).to_contain_text("beta2", timeout=10_000)
+    expect(ed_b).to_contain_text("alpha2", timeout=10_000)
+    a.page.wait_for_function(
+        f"() => {EDITOR_TEXT}().includes('alpha2') && {EDITOR_TEXT}().includes('beta2')", timeout=10_000
+    )
+    b.page.wait_for_function(f"() => {EDITOR_TEXT}().includes('alpha2') && {EDITOR_TEXT}().includes('beta2')")
+    final = editor_text(a)
+    assert editor_text(b) == final
+    for i in range(3):
+        assert f"alpha{i}" in final and f"beta{i}" in final, final
+    # the other's cursor and name are drawn (y-codemirror.next remote selection)
+    expect(a.page.locator(".cm-ySelectionCaret")).to_have_count(1)
+    a.shot("task-detail-collab")
+
+
+def test_assigning_b_gives_b_a_toast_and_an_unread_badge(person: Callable[..., Person], api: httpx.Client) -> None:
+    a, b, _ = team(person, api)
+    add_task(a, "Review the budget")
+    card(a, "Review the budget").get_by_role("button", name=re.compile("Open task")).click()
+    a.page.get_by_label("Assignee", exact=True).select_option(label="Bob")
+    expect(b.page.get_by_test_id("toast").filter(has_text="assigned")).to_be_visible(timeout=15_000)
+    expect(b.page.get_by_test_id("unread-count")).to_have_text("1")
+    # Alice was told Bob joined (she owns the workspace), never about her own assignment
+    expect(a.page.get_by_test_id("unread-count")).to_have_text("1")
+    mine = api.get("/api/notifications", headers=a.account.headers).json()["items"]
+    assert [n["type"] for n in mine] == ["member_joined"]
+    b.page.get_by_role("button", name=re.compile("^Notifications")).click()
+    center = b.page.get_by_role("dialog", name="Notification center")
+    expect(center.get_by_test_id("notification")).to_contain_text("Alice assigned “Review the budget” to you")
+    b.shot("notification-center")
+    center.get_by_role("button", name="Mark all read").click()
+    expect(b.page.get_by_test_id("unread-count")).to_have_count(0)
+    # the filter "mine" shows it for Bob
+    b.page.keyboard.press("Escape")
+    b.page.get_by_label("Filter by assignee").select_option("mine")
+    expect(card(b, "Review the budget")).to_be_visible()
+
+
+def test_offline_edits_sync_on_reconnect(person: Callable[..., Person], api: httpx.Client) -> None:
+    a, b, _ = team(person, api)
+    add_task(a, "Before offline")
+    expect(card(b, "Before offline")).to_be_visible()
+    b.context.set_offline(True)
+    expect(b.page.get_by_test_id("connection-status")).to_have_attribute("data-state", "offline")
+    expect(b.page.get_by_test_id("connection-status")).to_have_text("Offline — changes saved locally")
+    add_task(b, "Written on the train")
+    card(b, "Before offline").get_by_label(re.compile("Status of")).select_option("done")
+    b.shot("offline")
+    expect(card(a, "Written on the train")).to_have_count(0)
+    b.context.set_offline(False)
+    expect(b.page.get_by_test_id("connection-status")).to_have_attribute("data-state", "connected", timeout=20_000)
+    expect(card(a, "Written on the train")).to_be_visible()
+    expect(a.page.get_by_test_id("column-done").get_by_text("Before offline")).to_be_visible()
+
+
+def test_local_copy_opens_the_board_after_a_reload(person: Callable[..., Person], api: httpx.Client) -> None:
+    a = person("Solo")
+    wid = create_workspace(api, a.account, "Local first")
+    open_board(a, wid)
+    add_task(a, "Persisted in IndexedDB")
+    expect(card(a, "Persisted in IndexedDB")).to_be_visible()
+    a.page.reload()
+    expect(card(a, "Persisted in IndexedDB")).to_be_visible()
+
+
+def test_viewer_sees_changes_but_cannot_edit(person: Callable[..., Person], api: httpx.Client) -> None:
+    a, v, _ = team(person, api, role="viewer")
+    expect(v.page.get_by_test_id("viewer-note")).to_be_visible()
+    expect(v.page.get_by_label("New task title")).to_have_count(0)
+    add_task(a, "Visible to viewers")
+    expect(card(v, "Visible to viewers")).to_be_visible()
+    expect(card(v, "Visible to viewers").get_by_label(re.compile("Status of"))).to_have_count(0)
+    card(v, "Visible to viewers").get_by_role("button", name=re.compile("Open task")).click()
+    expect(v.page.get_by_label("Title")).to_have_count(0)
+    expect(v.page.get_by_label("Assignee", exact=True)).to_be_disabled()
+    expect(v.page.get_by_test_id("description")).to_have_attribute("contenteditable", "false")
+    expect(v.page.get_by_role("button", name="Delete task")).to_have_count(0)
+    # an edit made by the editor appears in the viewer's open description
+    card(a, "Visible to viewers").get_by_role("button", name=re.compile("Open task")).click()
+    a.page.get_by_test_id("description").click()
+    a.page.get_by_test_id("description").press_sequentially("from the editor")
+    wait_editor_text(v, "from the editor")
+
+
+def test_delete_with_undo(person: Callable[..., Person], api: httpx.Client) -> None:
+    a, b, _ = team(person, api)
+    add_task(a, "Delete me")
+    card(a, "Delete me").get_by_role("button", name=re.compile("Open task")).click()
+    a.page.get_by_test_id("description").click()
+    a.page.get_by_test_id("description").press_sequentially("precious")
+    a.page.get_by_role("button", name="Delete task").click()
+    expect(card(b, "Delete me")).to_have_count(0)
+    a.page.get_by_test_id("toast").get_by_role("button", name="Undo").click()
+    expect(card(b, "Delete me")).to_be_visible()
+    card(b, "Delete me").get_by_role("button", name=re.compile("Open task")).click()
+    wait_editor_text(b, "precious")
+
+
+def test_removed_member_sees_no_access(person: Callable[..., Person], api: httpx.Client) -> None:
+    a, b, wid = team(person, api)
+    r = api.delete(f"/api/workspaces/{wid}/members/{b.account.id}", headers=a.account.headers)
+    assert r.status_code in (200, 204), r.text
+    expect(b.page.get_by_test_id("no-access")).to_be_visible(timeout=15_000)
+
+
+def test_phone_board(person: Callable[..., Person], api: httpx.Client) -> None:
+    p = person("Mobile", viewport=PHONE)
+    wid = create_workspace(api, p.account, "On the go")
+    open_board(p, wid)
+    for title in ["Buy tickets", "Pack", "Check in"]:
+        add_task(p, title)
+    card(p, "Pack").get_by_label(re.compile("Status of")).select_option("in_progress")
+    expect(p.page.get_by_test_id("column-in_progress").get_by_text("Pack")).to_be_visible()
+    width = p.page.evaluate("document.documentElement.scrollWidth")
+    assert width <= PHONE["width"], f"board overflows a phone screen: {width}px"
+    p.shot("board-phone")
