@@ -130,6 +130,7 @@ class Window {
     this.receivedAny = 0; // every marker delivered while the window was open (throughput)
     this.outOfOrder = 0;
     this.sentUpdates = 0;
+    this.framesAny = 0; // update frames received while the window was open (Hocuspocus merges many per frame)
   }
 }
 
@@ -162,6 +163,8 @@ function summarize(w, statsFromProbe) {
     ...statsFromProbe,
     deliveries_per_server_cpu_s:
       statsFromProbe.server_cpu_s > 0 ? w.receivedAny / statsFromProbe.server_cpu_s : null,
+    frames_per_s: w.framesAny / secs,
+    frames_per_server_cpu_s: statsFromProbe.server_cpu_s > 0 ? w.framesAny / statsFromProbe.server_cpu_s : null,
   };
 }
 
@@ -289,7 +292,10 @@ class Client {
     if (type !== MSG_SYNC && type !== HP_SYNC_REPLY) return; // awareness, auth, sync status, ...
     const sub = buf[pos + 1];
     if (sub === SYNC_UPDATE) {
-      if (win.active) this.scan(buf, pos + 2);
+      if (win.active) {
+        win.framesAny++;
+        this.scan(buf, pos + 2);
+      }
     } else if (sub === SYNC_STEP1) {
       this.send(syncMessage(this.prefix, SYNC_STEP2, EMPTY_UPDATE));
     } else if (sub === SYNC_STEP2 && !this.synced) {
@@ -297,6 +303,8 @@ class Client {
       this.tSynced = performance.now();
       this.step2Bytes = buf.length;
       this.resolveSynced();
+    } else if (sub === SYNC_STEP2 && this.onStep2) {
+      this.onStep2(buf.length);
     }
   }
 
@@ -459,9 +467,11 @@ async function measure(probe, warmupS, durationS, drainS, body) {
   const res = probe.between(a, b);
   // Late deliveries of in-window updates still count during the drain (but not towards throughput).
   const receivedAtEnd = win.receivedAny;
+  const framesAtEnd = win.framesAny;
   const deadline = performance.now() + drainS * 1000;
   while (performance.now() < deadline && win.latencies.length < win.expected) await sleep(50);
   win.receivedAny = receivedAtEnd;
+  win.framesAny = framesAtEnd;
   win.active = false;
   return summarize(win, res);
 }
@@ -573,7 +583,17 @@ async function join(cfg) {
     await seeder.connect();
     await withTimeout(seeder.syncedPromise, 30000, "seeder sync");
     seeder.send(syncMessage(seeder.prefix, SYNC_UPDATE, update));
-    // The server has it once a fresh join returns a step 2 about as large as the seed.
+    // Messages of one socket are handled in order: the answer to a second step 1 shows the seed applied.
+    // (Probing with other sockets instead races the seed's broadcast, and a socket closing during a
+    // broadcast takes vanilla pycrdt-websocket down.)
+    const echoed = new Promise((resolve) => {
+      seeder.onStep2 = resolve;
+    });
+    seeder.send(syncMessage(seeder.prefix, SYNC_STEP1, EMPTY_STATE_VECTOR));
+    const echoedBytes = await withTimeout(echoed, 120000, "seed echo");
+    if (echoedBytes < 0.9 * update.length) throw new Error(`seed not applied (step 2 of ${echoedBytes} B)`);
+    await sleep(500);
+    // And a fresh client sees it (Plait: the room state, persisted before anyone else receives it).
     const deadline = performance.now() + 120000;
     let last = "";
     for (;;) {
