@@ -78,6 +78,18 @@ function auxCpuTicks(needle) {
   return out;
 }
 
+/** Busy and total ticks of the whole machine, to tell how much CPU other processes took meanwhile. */
+function machineTicks() {
+  try {
+    const f = readFileSync("/proc/stat", "utf8").split("\n", 1)[0].trim().split(/\s+/).slice(1).map(Number);
+    const idle = f[3] + (f[4] ?? 0);
+    const total = f.slice(0, 8).reduce((a, b) => a + b, 0);
+    return { busy: total - idle, total };
+  } catch {
+    return null;
+  }
+}
+
 class Probe {
   constructor(cfg) {
     this.pid = cfg.serverPid ?? null;
@@ -97,6 +109,7 @@ class Probe {
       cpu: this.pid ? procCpuTicks(this.pid) : null,
       aux: auxCpuTicks(this.aux),
       gen: process.cpuUsage(),
+      machine: machineTicks(),
     };
   }
   /** Server CPU %, DB CPU %, generator CPU % and RSS between two marks. */
@@ -106,7 +119,14 @@ class Probe {
     let auxTicks = 0;
     for (const [pid, t] of b.aux) auxTicks += t - (a.aux.get(pid) ?? t);
     const genUs = b.gen.user - a.gen.user + (b.gen.system - a.gen.system);
+    // CPU used by everything else on the machine (other tenants, the OS), in % of one core.
+    let otherPct = null;
+    if (a.machine && b.machine && serverCpuS !== null) {
+      const busyS = (b.machine.busy - a.machine.busy) / clkTck;
+      otherPct = Math.max(0, (100 * (busyS - serverCpuS - auxTicks / clkTck - genUs / 1e6)) / secs);
+    }
     return {
+      other_cpu_pct: otherPct,
       seconds: secs,
       server_cpu_s: serverCpuS,
       server_cpu_pct: serverCpuS === null ? null : (100 * serverCpuS) / secs,
