@@ -40,7 +40,8 @@ def _response(root: Path, path: str) -> Response:
     if path:
         candidate = (root / path).resolve()
         if candidate.is_relative_to(root) and candidate.is_file():
-            cache = IMMUTABLE if path.startswith("assets/") else "public, max-age=3600"
+            # Other files (sw.js, icons) keep their names across builds: revalidate them.
+            cache = IMMUTABLE if path.startswith("assets/") else "no-cache"
             return FileResponse(candidate, headers={"Cache-Control": cache})
         if path.startswith("assets/"):
             return JSONResponse({"detail": "Not Found"}, status_code=404)

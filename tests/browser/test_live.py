@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable
 
 import httpx
@@ -209,3 +210,85 @@ def test_phone_board(person: Callable[..., Person], api: httpx.Client) -> None:
     width = p.page.evaluate("document.documentElement.scrollWidth")
     assert width <= PHONE["width"], f"board overflows a phone screen: {width}px"
     p.shot("board-phone")
+
+
+def test_board_opens_and_edits_offline_after_a_reload(person: Callable[..., Person], api: httpx.Client) -> None:
+    """Service worker (app shell) + IndexedDB (the doc) + cached REST answers: a reload with no network works."""
+    a = person("Traveller")
+    wid = create_workspace(api, a.account, "Offline first")
+    open_board(a, wid)
+    add_task(a, "Made online")
+    expect(card(a, "Made online")).to_be_visible()
+    a.page.wait_for_function(
+        "async () => (await navigator.serviceWorker.ready)"
+        " && (await (await caches.open('plait-shell-v1')).keys()).length > 1",
+        timeout=15_000,
+    )
+    a.page.wait_for_timeout(300)  # y-indexeddb writes the last update
+    a.context.set_offline(True)
+    a.page.reload()
+    expect(card(a, "Made online")).to_be_visible()
+    expect(a.page.get_by_test_id("connection-status")).to_have_attribute("data-state", "offline")
+    add_task(a, "Made offline after reload")
+    expect(card(a, "Made offline after reload")).to_be_visible()
+    a.context.set_offline(False)
+    expect(a.page.get_by_test_id("connection-status")).to_have_attribute("data-state", "connected", timeout=20_000)
+    deadline = time.monotonic() + 10
+    titles: list[str] = []
+    while time.monotonic() < deadline:
+        got = api.get(f"/api/workspaces/{wid}/tasks", headers=a.account.headers).json()
+        titles = sorted(t["title"] for t in (got["items"] if isinstance(got, dict) else got))
+        if len(titles) == 2:
+            break
+        time.sleep(0.2)
+    assert titles == ["Made offline after reload", "Made online"]
+
+
+def test_title_due_date_and_activity(person: Callable[..., Person], api: httpx.Client) -> None:
+    a, b, _ = team(person, api)
+    add_task(a, "Old title")
+    card(b, "Old title").get_by_role("button", name=re.compile("Open task")).click()
+    b.page.get_by_label("Title", exact=True).fill("New title")
+    b.page.get_by_label("Title", exact=True).press("Enter")
+    expect(card(a, "New title")).to_be_visible()
+    b.page.get_by_label("Due date", exact=True).fill("2031-03-14")
+    expect(card(a, "New title")).to_contain_text("2031-03-14")
+    activity = b.page.get_by_test_id("activity")
+    expect(activity).to_contain_text("Bob changed title from Old title to New title")
+    expect(activity).to_contain_text("Bob changed due date from — to 2031-03-14")
+    expect(activity).to_contain_text("Alice created the task")
+
+
+def test_showcase_for_the_readme(person: Callable[..., Person], api: httpx.Client) -> None:
+    """Not a check of its own: a populated board and a shared task, saved as the README's screenshots."""
+    a, b, wid = team(person, api)
+    h = a.account.headers
+    rows = [
+        ("Write the launch announcement", "in_progress", b.account.id, "2031-05-02"),
+        ("Fix sign-in on Safari", "todo", a.account.id, "2031-04-28"),
+        ("Plan the team offsite", "todo", None, None),
+        ("Update the pricing page", "todo", b.account.id, "2031-05-10"),
+        ("Migrate the database to PostgreSQL", "done", a.account.id, None),
+        ("Record the demo video", "in_progress", a.account.id, "2031-05-05"),
+    ]
+    ids = {}
+    for title, status, assignee, due in rows:
+        body = {"title": title, "status": status, "assignee_id": assignee, "due_date": due}
+        r = api.post(f"/api/workspaces/{wid}/tasks", json=body, headers=h)
+        assert r.status_code == 201, r.text
+        ids[title] = r.json()["id"]
+    expect(a.page.get_by_test_id("task-card")).to_have_count(len(rows))
+    b.goto(f"/w/{wid}/t/{ids['Write the launch announcement']}")
+    b.page.get_by_test_id("description").click()
+    b.page.get_by_test_id("description").press_sequentially("Plait 1.0 is out: live boards that also work offline.")
+    expect(card(a, "Write the launch announcement").get_by_test_id("card-viewers")).to_be_visible()
+    a.page.mouse.move(0, 0)
+    a.shot("readme-board")
+    a.goto(f"/w/{wid}/t/{ids['Write the launch announcement']}")
+    a.page.get_by_test_id("description").click()
+    a.page.keyboard.press("End")
+    a.page.get_by_test_id("description").press_sequentially(" Try it today!")
+    wait_editor_text(b, "Plait 1.0 is out: live boards that also work offline. Try it today!")
+    expect(b.page.locator(".cm-ySelectionCaret")).to_have_count(1)
+    b.page.wait_for_timeout(300)
+    b.shot("readme-task-detail")

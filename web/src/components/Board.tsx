@@ -188,9 +188,8 @@ function TaskCard({
         )}
         {task.due_date && (
           <span className={`due${overdue ? ' overdue' : ''}`}>
-            <span className="sr-only">{overdue ? 'Overdue, due ' : 'Due '}</span>
-            <span aria-hidden="true">📅 </span>
-            {task.due_date}
+            {overdue ? 'Overdue · ' : 'Due '}
+            <time dateTime={task.due_date}>{task.due_date}</time>
           </span>
         )}
         {viewers.length > 0 && (
