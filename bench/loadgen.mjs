@@ -110,6 +110,7 @@ class Probe {
       aux: auxCpuTicks(this.aux),
       gen: process.cpuUsage(),
       machine: machineTicks(),
+      rss: this.pid ? this.sampleRss() : null,
     };
   }
   /** Server CPU %, DB CPU %, generator CPU % and RSS between two marks. */
@@ -133,6 +134,7 @@ class Probe {
       db_cpu_pct: this.aux ? (100 * auxTicks) / clkTck / secs : null,
       generator_cpu_pct: genUs / 1e4 / secs,
       server_rss_mb: this.pid ? (this.sampleRss() ?? 0) / 1024 : null,
+      server_rss_start_mb: a.rss === null ? null : a.rss / 1024,
     };
   }
 }

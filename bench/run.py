@@ -41,6 +41,7 @@ PG_BASE = os.environ.get("PLAIT_BENCH_PG", "postgresql://postgres@127.0.0.1:5432
 SERVERS = ("plait-sqlite", "plait-postgres", "vanilla", "hocuspocus")
 PEERS = ("hocuspocus", "vanilla")
 SCENARIOS = ("s1", "s2", "s3", "s4", "s5", "s0", "s6")
+EXTRA_SCENARIOS = ("soak",)  # only when asked for: --scenarios soak --soak-minutes 60
 SERVER_CPU = 0
 GENERATOR_CPU = 1
 GENERATOR_BOUND_PCT = 85.0
@@ -390,7 +391,10 @@ class Profile:
     s5: dict[str, Any]
     s0: dict[str, Any]
     s6: dict[str, Any]
-    once: tuple[str, ...] = ("s3", "s5")  # deterministic enough, and the longest: one round
+    soak: dict[str, Any] = field(
+        default_factory=lambda: {"clients": 200, "writers": 10, "rate": 100, "warmupS": 30, "drainS": 5}
+    )
+    once: tuple[str, ...] = ("s3", "s5", "soak")  # long, and stable enough: one round
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -470,6 +474,10 @@ def scenario_s6(server: Server, prof: Profile, pin: bool) -> dict[str, Any]:
     return run_fanout(server, p, pin, rooms=cfg_rooms)
 
 
+def scenario_soak(server: Server, prof: Profile, pin: bool) -> dict[str, Any]:
+    return run_fanout(server, prof.soak, pin)
+
+
 def scenario_s4(server: Server, prof: Profile, pin: bool) -> dict[str, Any]:
     p = prof.s4
     room = server.rooms(1)[0]
@@ -524,6 +532,7 @@ SCENARIO_FUNCS: dict[str, Callable[[Server, Profile, bool], dict[str, Any]]] = {
     "s5": scenario_s5,
     "s0": scenario_s0,
     "s6": scenario_s6,
+    "soak": scenario_soak,
 }
 
 
@@ -553,6 +562,18 @@ def metrics(scenario: str, r: dict[str, Any]) -> dict[str, float | None]:
             "server_rss_mb": s["server_rss_mb"],
             "generator_cpu_pct": s["generator_cpu_pct"],
             "other_cpu_pct": s.get("other_cpu_pct"),
+            "unexpected_closes": r.get("unexpected_closes"),
+        }
+    if scenario == "soak":
+        s = r["steps"][0]
+        start = s.get("server_rss_start_mb")
+        return {
+            "p95_ms": s["p95_ms"],
+            "delivered_pct": 100 * (s["delivered_fraction"] or 0),
+            "server_cpu_pct": s["server_cpu_pct"],
+            "rss_start_mb": start,
+            "rss_end_mb": s["server_rss_mb"],
+            "rss_drift_pct": 100 * (s["server_rss_mb"] - start) / start if start else None,
             "unexpected_closes": r.get("unexpected_closes"),
         }
     if scenario == "s3":
@@ -600,6 +621,7 @@ HEADLINE = {
     "s5": ["kb_per_connection", "kb_per_room"],
     "s0": ["synced"],
     "s6": ["p95_ms", "server_cpu_pct", "delivered_pct"],
+    "soak": ["p95_ms", "rss_drift_pct"],
 }
 
 
@@ -628,7 +650,7 @@ def fmt(v: float | None) -> str:
 
 def print_summary(summary: dict[str, dict[str, dict[str, float | None]]], servers: list[str]) -> str:
     lines = []
-    for sc in SCENARIOS:
+    for sc in SCENARIOS + EXTRA_SCENARIOS:
         if sc not in summary:
             continue
         lines.append(f"\n== {sc} (medians across rounds) ==")
@@ -758,6 +780,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--scenarios", default=",".join(SCENARIOS), help=f"comma list of {', '.join(SCENARIOS)}")
     ap.add_argument("--rounds", type=int, help="rounds (default: 2, --quick: 1)")
     ap.add_argument("--duration", type=float, help="measurement window of s1/s2/s6 in seconds")
+    ap.add_argument("--soak-minutes", type=float, default=10, help="recorded length of the soak scenario")
     ap.add_argument("--no-pin", action="store_true", help="do not pin server and generator to separate CPUs")
     ap.add_argument("--out", type=Path, help="results directory (default bench/results/<stamp>)")
     ap.add_argument("--chart", type=Path, help="also write the latency-vs-rate PNG here")
@@ -791,6 +814,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.duration:
         for p in (prof.s1, prof.s2, prof.s6):
             p["durationS"] = args.duration
+    prof.soak["durationS"] = args.soak_minutes * 60
     pin = not args.no_pin and (os.cpu_count() or 1) >= 2
     ensure_npm()
     stamp = time.strftime("%Y%m%d-%H%M%S") + ("-quick" if args.quick else "")
