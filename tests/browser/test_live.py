@@ -292,3 +292,69 @@ def test_showcase_for_the_readme(person: Callable[..., Person], api: httpx.Clien
     expect(b.page.locator(".cm-ySelectionCaret")).to_have_count(1)
     b.page.wait_for_timeout(300)
     b.shot("readme-task-detail")
+
+
+def test_notification_preferences_turn_off_assignment_notices(person: Callable[..., Person], api: httpx.Client) -> None:
+    a, b, _ = team(person, api)
+    b.goto("/settings/notifications")
+    box = b.page.get_by_role("checkbox", name="Assigned to you")
+    expect(box).to_be_checked()
+    box.uncheck()
+    expect(b.page.get_by_text("Saved.")).to_be_visible()
+    assert api.get("/api/notifications/preferences", headers=b.account.headers).json()["task_assigned"] is False
+    b.page.reload()
+    expect(b.page.get_by_role("checkbox", name="Assigned to you")).not_to_be_checked()
+    add_task(a, "Quiet assignment")
+    card(a, "Quiet assignment").get_by_role("button", name=re.compile("Open task")).click()
+    a.page.get_by_label("Assignee", exact=True).select_option(label="Bob")
+    a.page.keyboard.press("Escape")
+    add_task(a, "Marker")  # a later change, so the assignment has been processed when this lands
+    card(a, "Marker").get_by_label(re.compile("Status of")).select_option("done")
+    a.page.wait_for_timeout(1500)
+    assert api.get("/api/notifications", headers=b.account.headers).json()["items"] == []
+    expect(b.page.get_by_test_id("toast")).to_have_count(0)
+
+
+def test_keyboard_only_create_open_edit_and_close(person: Callable[..., Person], api: httpx.Client) -> None:
+    a = person("Keys")
+    wid = create_workspace(api, a.account, "Keyboard")
+    open_board(a, wid)
+    kb = a.page.keyboard
+    a.page.get_by_label("New task title").focus()
+    kb.type("Typed without a mouse")
+    kb.press("Enter")
+    open_button = card(a, "Typed without a mouse").get_by_role("button", name=re.compile("Open task"))
+    expect(open_button).to_be_visible()
+    # Tab from the add form reaches the card's open button, then its status control
+    for _ in range(6):
+        kb.press("Tab")
+        if open_button.evaluate("el => el === document.activeElement"):
+            break
+    assert open_button.evaluate("el => el === document.activeElement")
+    kb.press("Tab")
+    kb.press("ArrowDown")  # status select: To do -> In progress
+    expect(a.page.get_by_test_id("column-in_progress").get_by_text("Typed without a mouse")).to_be_visible()
+    open_button = card(a, "Typed without a mouse").get_by_role("button", name=re.compile("Open task"))
+    open_button.focus()
+    kb.press("Enter")
+    dialog = a.page.get_by_role("dialog", name=re.compile("Task: Typed without a mouse"))
+    expect(dialog).to_be_visible()
+    kb.press("Escape")
+    expect(dialog).to_have_count(0)
+    expect(a.page).to_have_url(re.compile(f"/w/{wid}$"))
+
+
+def test_unknown_workspace_shows_no_access(person: Callable[..., Person], api: httpx.Client) -> None:
+    a = person("Lost")
+    a.goto("/w/0b7f3c2e-1111-4222-8333-444455556666")
+    expect(a.page.get_by_test_id("no-access")).to_be_visible()
+
+
+def test_demoted_editor_loses_editing_controls(person: Callable[..., Person], api: httpx.Client) -> None:
+    a, b, wid = team(person, api)
+    expect(b.page.get_by_label("New task title")).to_be_visible()
+    r = api.patch(f"/api/workspaces/{wid}/members/{b.account.id}", json={"role": "viewer"}, headers=a.account.headers)
+    assert r.status_code == 200, r.text
+    b.page.evaluate("window.dispatchEvent(new Event('focus'))")  # the app re-reads its role on focus
+    expect(b.page.get_by_test_id("viewer-note")).to_be_visible()
+    expect(b.page.get_by_label("New task title")).to_have_count(0)
