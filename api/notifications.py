@@ -19,7 +19,7 @@ import logging
 import weakref
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Table, select
@@ -337,6 +337,7 @@ class NotificationService:
             activity.extend(activity_rows(workspace_id, seq, actor_id, changes, now))
             planned.extend(derive_notifications(workspace_id, seq, actor_id, changes))
         async with self.db.transaction() as s:
+            activity = await coalesce_text_edits(s, workspace_id, activity, now)
             await insert_ignoring_conflicts(
                 s,
                 self.db,
@@ -346,6 +347,59 @@ class NotificationService:
             )
             recipients = await store_notifications(s, self.db, planned)
         publish(self.db, recipients)
+
+
+TEXT_EDIT_WINDOW = timedelta(seconds=60)
+
+
+async def coalesce_text_edits(
+    session: AsyncSession, workspace_id: str, rows: list[dict[str, Any]], now: datetime
+) -> list[dict[str, Any]]:
+    """Merge description edits into one row per run of typing: consecutive edits of the same task by the same
+    actor within ``TEXT_EDIT_WINDOW`` add to the latest row's summary instead of adding a row per keystroke.
+
+    Idempotent: a row remembers the last log sequence number it covers (``doc_seq``), and an edit at or
+    below it is already counted.
+    """
+    latest: dict[str, Activity | dict[str, Any] | None] = {}
+    out: list[dict[str, Any]] = []
+    for row in rows:
+        tid = row["task_id"]
+        if tid not in latest:
+            latest[tid] = await session.scalar(
+                select(Activity)
+                .where(Activity.workspace_id == workspace_id, Activity.task_id == tid)
+                .order_by(Activity.seq.desc())
+                .limit(1)
+            )
+        prev = latest[tid]
+        if row["field"] == "description" and prev is not None:
+            view = prev if isinstance(prev, dict) else _activity_fields(prev)
+            if view["field"] == "description" and view["actor_id"] == row["actor_id"]:
+                if view["doc_seq"] >= row["doc_seq"]:
+                    continue  # already recorded (a retried derivation)
+                if now - as_utc(view["created_at"]) <= TEXT_EDIT_WINDOW:
+                    summary = dict(view["summary"] or {})
+                    for k in ("inserted", "deleted"):
+                        summary[k] = int(summary.get(k, 0)) + int((row["summary"] or {}).get(k, 0))
+                    if isinstance(prev, dict):
+                        prev["summary"], prev["doc_seq"] = summary, row["doc_seq"]
+                    else:
+                        prev.summary, prev.doc_seq = summary, row["doc_seq"]
+                    continue
+        out.append(row)
+        latest[tid] = row
+    return out
+
+
+def _activity_fields(a: Activity) -> dict[str, Any]:
+    return {
+        "field": a.field,
+        "actor_id": a.actor_id,
+        "doc_seq": a.doc_seq,
+        "created_at": a.created_at,
+        "summary": a.summary,
+    }
 
 
 async def notify_member_joined(db: Database, workspace_id: str, user_id: str) -> None:

@@ -292,3 +292,32 @@ def test_activity_rows_match_what_happened(server: ThreadServer, client: httpx.C
     assert len(feed["items"]) + len(more["items"]) == 6 and more["next_cursor"] is None
     stranger = register(client, "stranger")
     assert client.get(url, headers=stranger.headers).status_code == 404
+
+
+@pytest.mark.node
+def test_typing_is_summarized_as_one_activity_row_per_run(
+    server: ThreadServer, client: httpx.Client, node: NodeClient
+) -> None:
+    wid, owner, (editor,) = _setup(client, "editor")
+    node.connect(f"{server.ws_url}/sync", wid, editor.token)
+    node.wait_synced(10)
+    tid = node.create_task("Typing", created_by=editor.id)
+    for i, ch in enumerate("hello world, typed key by key"):
+        node.insert_text(tid, i, ch)  # one Yjs transaction (one update) per keystroke
+    node.delete_text(tid, 0, 6)
+    url = f"/api/workspaces/{wid}/tasks/{tid}/activity"
+    base = f"/api/workspaces/{wid}/tasks"
+    wait_until(
+        lambda: client.get(f"{base}/{tid}", headers=owner.headers).json()["description"] == "world, typed key by key", 5
+    )
+
+    def shape() -> list[tuple[Any, ...]]:
+        items = client.get(url, headers=owner.headers).json()["items"]
+        return [(a["kind"], a["field"], a["summary"]) for a in reversed(items)]
+
+    want = [("created", None, None), ("updated", "description", {"inserted": 29, "deleted": 6})]
+    wait_until(lambda: shape() == want, 5, message=f"one summarized row, got {shape()}")
+    node.set_field(tid, "status", "in_progress")  # another field breaks the run
+    node.insert_text(tid, 0, "abc")
+    want += [("updated", "status", None), ("updated", "description", {"inserted": 3, "deleted": 0})]
+    wait_until(lambda: shape() == want, 5, message="a new run after another change")

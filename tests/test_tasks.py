@@ -137,9 +137,14 @@ def test_description_patch_is_a_minimal_diff(client: httpx.Client) -> None:
     wid, owner, _ = _setup(client)
     tid = client.post(_url(wid), json={"title": "t", "description": "hello world"}, headers=owner.headers).json()["id"]
     client.patch(f"{_url(wid)}/{tid}", json={"description": "hello brave world"}, headers=owner.headers)
-    acts = client.get(f"/api/workspaces/{wid}/tasks/{tid}/activity", headers=owner.headers).json()["items"]
-    desc = [a for a in acts if a["field"] == "description"]
-    assert len(desc) == 1 and desc[0]["summary"] == {"inserted": 6, "deleted": 0}, desc
+    url = f"/api/workspaces/{wid}/tasks/{tid}/activity"
+
+    def desc() -> list[dict[str, Any]]:
+        items = client.get(url, headers=owner.headers).json()["items"]
+        return [a for a in items if a["field"] == "description"]
+
+    rows = wait_until(desc, 5, message="description activity")  # derived asynchronously after the commit
+    assert len(rows) == 1 and rows[0]["summary"] == {"inserted": 6, "deleted": 0}, rows
 
 
 def test_reading_an_unloaded_workspace_does_not_load_a_room(make_server: Callable[..., ThreadServer]) -> None:
