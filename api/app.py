@@ -38,6 +38,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             await sync.stop()
+            await app.state.notifications.stop()
             await db.dispose()
 
     app = FastAPI(title="Plait", version="0.1.0", lifespan=lifespan)

@@ -4,19 +4,23 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 
 from persistence.settings import get_settings
 
 
 class _NoTokenInLogs(logging.Filter):
-    """Access-log lines carry the request path; strip query strings so ``?token=`` never lands in logs."""
+    """uvicorn logs request paths (access log and WebSocket lines): scrub ``token=`` so it never lands in logs."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.args, tuple) and len(record.args) >= 3 and isinstance(record.args[2], str):
-            args = list(record.args)
-            args[2] = str(args[2]).split("?", 1)[0]
-            record.args = tuple(args)
+        if isinstance(record.args, tuple):
+            record.args = tuple(_TOKEN.sub(r"\1<redacted>", a) if isinstance(a, str) else a for a in record.args)
+        elif isinstance(record.msg, str):
+            record.msg = _TOKEN.sub(r"\1<redacted>", record.msg)
         return True
+
+
+_TOKEN = re.compile(r"([?&]token=)[^&\s\"]+")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -39,7 +43,8 @@ def main(argv: list[str] | None = None) -> None:
 
     from api.app import create_app
 
-    logging.getLogger("uvicorn.access").addFilter(_NoTokenInLogs())
+    for name in ("uvicorn.access", "uvicorn.error"):
+        logging.getLogger(name).addFilter(_NoTokenInLogs())
     uvicorn.run(
         create_app(settings),
         host=args.host or settings.host,

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import weakref
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -274,12 +275,18 @@ def hub_for(db: Database) -> NotificationHub:
     return hub
 
 
+_REMOTE: weakref.WeakKeyDictionary[Database, Callable[[set[str]], None]] = weakref.WeakKeyDictionary()
+
+
 def publish(db: Database, user_ids: Iterable[str]) -> None:
-    """The single publish point: new notifications are committed for these users. Cross-node fan-out (the
-    Redis issue) hooks in here; a missed wake-up only delays delivery until the stream's next poll."""
+    """The single publish point: new notifications are committed for these users. Wakes this node's streams
+    and, with Redis, every other node's; a missed wake-up only delays delivery until the stream's next poll."""
     ids = set(user_ids)
     if ids:
         hub_for(db).wake(ids)
+        remote = _REMOTE.get(db)
+        if remote is not None:
+            remote(ids)
 
 
 # ---- the worker ----------------------------------------------------------------------------------------------
@@ -427,6 +434,21 @@ def install_notifications(app: FastAPI, ctx: AppContext) -> NotificationService:
     """Wire the derivation into the sync service (call in the lifespan, after ``ctx.sync`` exists)."""
     service = NotificationService(ctx.db)
     ctx.sync.on_durable(service.on_durable)
+    fanout = ctx.sync.fanout
+    if fanout is not None:
+        hub = hub_for(ctx.db)
+        node = fanout.node_id.encode()
+
+        def send(ids: set[str]) -> None:
+            fanout.publish("notify", "users", node + b"|" + json.dumps(sorted(ids)).encode())
+
+        def receive(_key: str, data: bytes) -> None:
+            origin, body = data.split(b"|", 1)
+            if origin != node:
+                hub.wake(json.loads(body))
+
+        _REMOTE[ctx.db] = send
+        fanout.on("notify", receive)
     service.start()
     app.state.notifications = service
     return service

@@ -188,6 +188,14 @@ class DocumentStore:
             await s.execute(delete(DocUpdate).where(DocUpdate.workspace_id == workspace_id, DocUpdate.seq <= upto))
             return upto, len(rows)
 
+    async def heads(self, workspace_ids: list[str]) -> dict[str, int]:
+        """The durable log head (last_seq) of each workspace."""
+        async with self.db.session() as s:
+            rows = await s.execute(
+                select(Document.workspace_id, Document.last_seq).where(Document.workspace_id.in_(workspace_ids))
+            )
+        return {wid: int(seq) for wid, seq in rows}
+
     async def log_size(self, workspace_id: str) -> tuple[int, int]:
         """(rows, bytes) in the log tail: what compaction would fold."""
         async with self.db.session() as s:

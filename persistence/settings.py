@@ -23,6 +23,9 @@ class Settings(BaseSettings):
     data_dir: Path = Path("data")
     database_url: str | None = None
     redis_url: str | None = None
+    redis_namespace: str = Field(default="plait", description="Prefix of every Redis key and channel")
+    node_id: str | None = Field(default=None, description="This node's id in a cluster (default: random per process)")
+    presence_ttl_seconds: float = 30.0
     migrate_on_start: bool | None = Field(
         default=None, description="Apply migrations when serving; default: only for SQLite"
     )

@@ -32,3 +32,10 @@ AWARENESS_DROPPED = Counter("plait_awareness_dropped_total", "Awareness messages
 AWARENESS_REWRITTEN = Counter(
     "plait_awareness_identity_rewrites_total", "Awareness states whose identity was corrected"
 )
+REDIS_PUBLISH_FAILURES = Counter("plait_redis_publish_failures_total", "Fan-out messages Redis did not take")
+REDIS_GAP_REPAIRS = Counter("plait_redis_gap_repairs_total", "Rooms caught up from the database after a gap")
+REDIS_LAG = Histogram(
+    "plait_redis_fanout_lag_seconds",
+    "From the origin node's commit to applying it on this node",
+    buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1),
+)

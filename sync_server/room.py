@@ -65,6 +65,7 @@ class RoomHost(Protocol):
     def room_idle(self, room: Room) -> None: ...
     def updates_durable(self, room: Room, requests: list[WriteRequest]) -> None: ...
     async def member_ids(self, workspace_id: str) -> set[str]: ...
+    def awareness_accepted(self, room: Room, payload: bytes) -> None: ...
 
 
 class Room:
@@ -75,7 +76,10 @@ class Room:
         for chunk in stored.chunks():
             self.doc.apply_update(chunk)
         self.epoch = stored.epoch
-        self.last_seq = stored.last_seq
+        self.last_seq = stored.last_seq  # highest log sequence number known in memory
+        self.applied_upto = stored.last_seq  # every seq <= this is applied here (multi-node gap detection)
+        self._applied_above: set[int] = set()
+        self.gap_since: float | None = None
         self.tail_count = len(stored.updates)
         self.tail_bytes = stored.tail_bytes()
         self.lock = asyncio.Lock()
@@ -85,6 +89,7 @@ class Room:
         self.broken = False
         self.compacting = False
         self.awareness: dict[int, AwarenessEntry] = {}
+        self._remote_aw: dict[int, tuple[str, float]] = {}  # client id -> (node id, last renewed) for other nodes
         self._clocks: dict[int, int] = {}
         self._owners: dict[int, Connection] = {}
         self._pending: deque[WriteRequest] = deque()
@@ -113,7 +118,9 @@ class Room:
                 removed.append(AwarenessEntry(cid, clock, None))
         conn.controlled.clear()
         if removed:
-            self._broadcast(self._awareness_message(removed), include_unsynced=True)
+            payload = encode_awareness(removed)
+            self._broadcast(create_awareness_message(payload), include_unsynced=True)
+            self.host.awareness_accepted(self, payload)
         self.touch()
 
     def touch(self) -> None:
@@ -250,7 +257,8 @@ class Room:
             self._drained.set()
         if not ready or self.broken:
             return
-        self.last_seq = ready[-1].seq or self.last_seq
+        for r in ready:
+            self.mark_applied(r.seq or 0)
         self.tail_count += len(ready)
         self.tail_bytes += sum(len(r.data) for r in ready)
         payload = ready[0].data if len(ready) == 1 else merge_updates(*(r.data for r in ready))
@@ -261,16 +269,83 @@ class Room:
                 metrics.FANOUT_SECONDS.observe(now - r.received)
         self.host.updates_durable(self, ready)
 
-    def apply_remote(self, update: bytes, seq: int) -> None:
-        """An update another node already made durable (multi-node fan-out): apply and forward."""
+    def mark_applied(self, seq: int) -> bool:
+        """Record that log entry ``seq`` is in memory; False if it already was."""
+        if seq <= self.applied_upto or seq in self._applied_above:
+            return False
+        self._applied_above.add(seq)
+        while self.applied_upto + 1 in self._applied_above:
+            self.applied_upto += 1
+            self._applied_above.discard(self.applied_upto)
+        self.last_seq = max(self.last_seq, seq)
+        self.gap_since = (self.gap_since or time.monotonic()) if self._applied_above else None
+        return True
+
+    @property
+    def has_gap(self) -> bool:
+        return bool(self._applied_above)
+
+    def apply_remote(self, update: bytes, seq: int | None) -> None:
+        """Updates another node already made durable (multi-node fan-out, or a catch-up read from the
+        database): apply and forward the new part to this node's sockets. Idempotent."""
+        if seq is not None and (seq <= self.applied_upto or seq in self._applied_above):
+            return
         before = self.doc.get_state()
         with self.doc.transaction(origin=Principal(None, "remote")):
             self.doc.apply_update(update)
         self.tracker.collect()  # the accepting node derives notifications; here only keep the cache current
-        self.last_seq = max(self.last_seq, seq)
+        if seq is not None:
+            self.mark_applied(seq)
         delta = self.doc.get_update(before)
         if delta != EMPTY_UPDATE:
             self._broadcast(create_update_message(delta))
+
+    def catch_up(self, stored: StoredDocument) -> None:
+        """Merge everything durable (after a Redis gap or disconnect): the database is the truth."""
+        for chunk in stored.chunks():
+            self.apply_remote(chunk, None)
+        if stored.last_seq > self.applied_upto:
+            self.applied_upto = stored.last_seq
+            self._applied_above = {s for s in self._applied_above if s > stored.last_seq}
+            self.last_seq = max(self.last_seq, stored.last_seq)
+            self.gap_since = time.monotonic() if self._applied_above else None
+
+    def apply_remote_awareness(self, node: str, payload: bytes) -> None:
+        """Awareness accepted (and identity-checked) by another node: track it and forward it here."""
+        now = time.monotonic()
+        accepted = []
+        for entry in parse_awareness(payload):
+            known = self._clocks.get(entry.client_id)
+            if (known is not None and entry.clock < known) or entry.client_id in self._owners:
+                continue
+            self._clocks[entry.client_id] = entry.clock
+            if entry.state is None:
+                self.awareness.pop(entry.client_id, None)
+                self._remote_aw.pop(entry.client_id, None)
+            else:
+                self.awareness[entry.client_id] = entry
+                self._remote_aw[entry.client_id] = (node, now)
+            accepted.append(entry)
+        if accepted:
+            self._broadcast(self._awareness_message(accepted), include_unsynced=True)
+
+    def expire_remote_awareness(self, max_age: float, live_nodes: set[str] | None = None) -> None:
+        """Drop states of other nodes not renewed in ``max_age`` seconds or whose node is gone (crash)."""
+        now = time.monotonic()
+        gone = [
+            cid
+            for cid, (node, seen) in self._remote_aw.items()
+            if now - seen > max_age or (live_nodes is not None and node not in live_nodes)
+        ]
+        removed = []
+        for cid in gone:
+            del self._remote_aw[cid]
+            if self.awareness.pop(cid, None) is not None:
+                clock = self._clocks.get(cid, 0) + 1
+                self._clocks[cid] = clock
+                removed.append(AwarenessEntry(cid, clock, None))
+        if removed:
+            self._broadcast(self._awareness_message(removed), include_unsynced=True)
 
     def fail(self, error: BaseException) -> None:
         """A commit failed: memory may be ahead of the database. Close every socket (1011) and unload, so the
@@ -311,6 +386,13 @@ class Room:
             if owner is not None and owner is not conn:
                 metrics.AWARENESS_DROPPED.labels("foreign_client_id").inc()
                 continue
+            if entry.client_id in self._remote_aw:
+                remote = self.awareness.get(entry.client_id)
+                remote_user = (remote.state or {}).get("user", {}) if remote else {}
+                if isinstance(remote_user, dict) and remote_user.get("id") not in (None, conn.user_id):
+                    metrics.AWARENESS_DROPPED.labels("foreign_client_id").inc()
+                    continue
+                del self._remote_aw[entry.client_id]  # the same user moved here from another node
             known = self._clocks.get(entry.client_id)
             if known is not None and entry.clock < known:
                 continue
@@ -327,7 +409,9 @@ class Room:
             accepted.append(AwarenessEntry(entry.client_id, entry.clock, state))
         if accepted:
             # Echo to the sender too: y-websocket closes a socket that hears nothing for 30 s.
-            self._broadcast(self._awareness_message(accepted), include_unsynced=True)
+            payload = encode_awareness(accepted)
+            self._broadcast(create_awareness_message(payload), include_unsynced=True)
+            self.host.awareness_accepted(self, payload)
 
     @staticmethod
     def _enforce_identity(conn: Connection, state: dict[str, Any]) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 import uuid
@@ -34,6 +35,7 @@ from .connection import (
     TextFrame,
     WebSocketChannel,
 )
+from .fanout import RedisFanout
 from .protocol import ProtocolError
 from .room import KEEPALIVE, Room, RoomFailed
 from .writer import GroupCommitWriter, WriteRequest
@@ -60,22 +62,42 @@ class SyncService:
         self._janitor: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[object]] = set()
         self._members: dict[str, tuple[float, set[str]]] = {}
+        self.node_id = settings.node_id or uuid.uuid4().hex[:12]
+        self.fanout: RedisFanout | None = None
+        if settings.redis_url:
+            self.fanout = RedisFanout(
+                settings.redis_url, settings.redis_namespace, self.node_id, settings.presence_ttl_seconds
+            )
+        self._presence_dirty: set[str] = set()
+        self._cluster: asyncio.Task[None] | None = None
 
     # ---- lifecycle -----------------------------------------------------------------------------------
 
     async def start(self) -> None:
         self.writer.start()
         self._janitor = asyncio.create_task(self._janitor_loop(), name="plait-sync-janitor")
+        if self.fanout is not None:
+            self.fanout.on("doc", self._on_remote_update)
+            self.fanout.on("aw", self._on_remote_awareness)
+            self.fanout.on("members", self._on_remote_membership)
+            self.fanout.start(on_reconnect=self.catch_up_all)
+            await self.fanout.heartbeat()
+            self._cluster = asyncio.create_task(self._cluster_loop(), name="plait-cluster")
 
     async def stop(self) -> None:
         for room in list(self.rooms.values()):
             for conn in list(room.conns):
                 conn.close(1001, "server shutting down")
         await self.writer.stop()
-        if self._janitor:
-            self._janitor.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._janitor
+        for task in (self._janitor, self._cluster):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        if self.fanout is not None:
+            for wid in list(self.rooms):
+                await self.fanout.write_presence(wid, {})
+            await self.fanout.stop()
         await asyncio.sleep(0.05)  # let close frames go out
 
     def on_durable(self, listener: DurableListener) -> None:
@@ -115,11 +137,13 @@ class SyncService:
         self._user_conns.setdefault(key, set()).add(conn)
         metrics.CONNECTIONS.labels(conn.role).inc()
         room.join(conn)
+        self._presence_changed(workspace_id)
         try:
             await self._read_loop(room, conn, channel)
         finally:
             metrics.CONNECTIONS.labels(conn.role).dec()
             room.leave(conn)
+            self._presence_changed(workspace_id)
             conns = self._user_conns.get(key)
             if conns is not None:
                 conns.discard(conn)
@@ -225,7 +249,14 @@ class SyncService:
         return doc
 
     async def membership_changed(self, workspace_id: str, user_id: str, role: str | None) -> None:
-        """Apply a role change (None: removed) to the user's open sockets in that workspace, at once."""
+        """Apply a role change (None: removed) to the user's open sockets in that workspace, at once — on
+        every node."""
+        self._apply_membership(workspace_id, user_id, role)
+        if self.fanout is not None:
+            body = {"workspace_id": workspace_id, "user_id": user_id, "role": role, "node": self.node_id}
+            self.fanout.publish("members", workspace_id, json.dumps(body).encode())
+
+    def _apply_membership(self, workspace_id: str, user_id: str, role: str | None) -> None:
         self._members.pop(workspace_id, None)
         for conn in list(self._user_conns.get((workspace_id, user_id), ())):
             if role is None:
@@ -261,7 +292,14 @@ class SyncService:
     def room_idle(self, room: Room) -> None:
         return None  # the janitor unloads rooms idle for longer than room_idle_seconds
 
+    def awareness_accepted(self, room: Room, payload: bytes) -> None:
+        if self.fanout is not None:
+            self.fanout.publish_awareness(room.workspace_id, payload)
+
     def updates_durable(self, room: Room, requests: list[WriteRequest]) -> None:
+        if self.fanout is not None:
+            for r in requests:
+                self.fanout.publish_update(room.workspace_id, r.seq or 0, r.data)
         for listener in self._durable_listeners:
             try:
                 listener(room, requests)
@@ -289,6 +327,121 @@ class SyncService:
             log.exception("compaction of %s failed (nothing lost; retried later)", room.workspace_id)
         finally:
             room.compacting = False
+
+    # ---- cluster (Redis) -----------------------------------------------------------------------------
+
+    def _on_remote_update(self, workspace_id: str, data: bytes) -> None:
+        node, seq, sent, update = RedisFanout.split_update(data)
+        room = self.rooms.get(workspace_id)
+        if node == self.node_id or room is None or room.broken:
+            return
+        try:
+            room.apply_remote(update, seq)
+        except Exception:
+            log.exception("remote update %s/%d could not be applied; catching up from the database", workspace_id, seq)
+            room.gap_since = 0.0
+            return
+        metrics.REDIS_LAG.observe(max(0.0, time.time() - sent))
+
+    def _on_remote_awareness(self, workspace_id: str, data: bytes) -> None:
+        node, payload = RedisFanout.split_awareness(data)
+        room = self.rooms.get(workspace_id)
+        if node != self.node_id and room is not None:
+            room.apply_remote_awareness(node, payload)
+
+    def _on_remote_membership(self, _key: str, data: bytes) -> None:
+        body = json.loads(data)
+        if body.get("node") != self.node_id:
+            self._apply_membership(body["workspace_id"], body["user_id"], body.get("role"))
+
+    async def catch_up(self, room: Room) -> None:
+        stored = await self.store.load(room.workspace_id)
+        if self.rooms.get(room.workspace_id) is room and not room.broken:
+            room.catch_up(stored)
+            metrics.REDIS_GAP_REPAIRS.inc()
+
+    async def catch_up_all(self) -> None:
+        for room in list(self.rooms.values()):
+            try:
+                await self.catch_up(room)
+            except Exception:
+                log.exception("catch-up of %s failed", room.workspace_id)
+
+    def _presence_changed(self, workspace_id: str) -> None:
+        self._presence_dirty.add(workspace_id)
+
+    def local_presence(self, workspace_id: str) -> dict[str, dict[str, Any]]:
+        users: dict[str, dict[str, Any]] = {}
+        for conn in self.connections(workspace_id):
+            if conn.closed:
+                continue
+            entry = users.setdefault(
+                conn.user_id,
+                {
+                    "user_id": conn.user_id,
+                    "display_name": conn.display_name,
+                    "connections": 0,
+                    "since": conn.connected_at,
+                    "last_active": conn.last_active,
+                },
+            )
+            entry["connections"] += 1
+            entry["since"] = min(entry["since"], conn.connected_at)
+            entry["last_active"] = max(entry["last_active"], conn.last_active)
+        return users
+
+    async def presence(self, workspace_id: str) -> list[dict[str, Any]]:
+        """Who is connected to the workspace now, on every node."""
+        merged = {uid: dict(v) for uid, v in self.local_presence(workspace_id).items()}
+        if self.fanout is not None:
+            remote = await self.fanout.read_presence(workspace_id, exclude_node=self.node_id)
+            for entry in remote or []:
+                mine = merged.get(entry["user_id"])
+                if mine is None:
+                    merged[entry["user_id"]] = entry
+                else:
+                    mine["connections"] += entry["connections"]
+                    mine["since"] = min(mine["since"], entry["since"])
+                    mine["last_active"] = max(mine["last_active"], entry["last_active"])
+        return sorted(merged.values(), key=lambda e: e["since"])
+
+    async def _cluster_loop(self) -> None:
+        """Heartbeat, presence refresh, gap repair and the periodic database check of loaded rooms."""
+        assert self.fanout is not None
+        tick = 0
+        while True:
+            await asyncio.sleep(0.25)
+            tick += 1
+            try:
+                if tick % 20 == 0:
+                    await self.fanout.heartbeat()
+                refresh_all = tick % 40 == 0
+                for wid in list(self.rooms) if refresh_all else list(self._presence_dirty):
+                    self._presence_dirty.discard(wid)
+                    await self.fanout.write_presence(wid, self.local_presence(wid))
+                self._presence_dirty -= set(self._presence_dirty) - set(self.rooms)
+                now = time.monotonic()
+                for room in list(self.rooms.values()):
+                    if room.gap_since is not None and now - room.gap_since > 0.5:
+                        await self.catch_up(room)
+                if tick % 8 == 0 and self.rooms:
+                    await self._check_heads()
+                if tick % 20 == 0:
+                    live = await self.fanout.live_nodes()
+                    for room in list(self.rooms.values()):
+                        room.expire_remote_awareness(45.0, live)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("cluster maintenance failed")
+
+    async def _check_heads(self) -> None:
+        """Pub/sub is at-most-once: a room whose log head in the database is ahead of memory catches up."""
+        heads = await self.store.heads(list(self.rooms))
+        for wid, last_seq in heads.items():
+            room = self.rooms.get(wid)
+            if room is not None and last_seq > room.applied_upto and not room.has_gap:
+                await self.catch_up(room)
 
     def _spawn(self, coro: Awaitable[object]) -> None:
         task: asyncio.Task[object] = asyncio.ensure_future(coro)

@@ -87,7 +87,8 @@ async def test_kill_9_during_write_storm_loses_nothing_any_peer_saw(db_env: dict
 
 
 async def test_clean_restart_keeps_everything(db_env: dict[str, str], tmp_path: Path) -> None:
-    srv = ProcessServer(db_env).start()
+    log = tmp_path / "server.log"
+    srv = ProcessServer(db_env, log_path=log).start()
     with httpx.Client(base_url=srv.base_url) as http:
         owner = register(http, "owner")
         wid = create_workspace(http, owner)
@@ -110,5 +111,8 @@ async def test_clean_restart_keeps_everything(db_env: dict[str, str], tmp_path: 
         assert str(b.text("t")) == "kept"
         assert isinstance(b.map("m"), Map) and len(b.map("m").to_py() or {}) == 100
         await b.close()
+        text = log.read_text()
+        assert "/sync/" in text and "token=<redacted>" in text
+        assert owner.token not in text, "tokens in query strings never appear in logs"
     finally:
         srv2.stop()

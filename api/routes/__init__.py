@@ -4,7 +4,19 @@ from __future__ import annotations
 
 from fastapi import FastAPI, WebSocket
 
-from api.routes import activity, auth, health, invites, members, metrics, notifications, tasks, web, workspaces
+from api.routes import (
+    activity,
+    auth,
+    health,
+    invites,
+    members,
+    metrics,
+    notifications,
+    presence,
+    tasks,
+    web,
+    workspaces,
+)
 
 
 def register_routes(app: FastAPI) -> None:
@@ -16,6 +28,7 @@ def register_routes(app: FastAPI) -> None:
     app.include_router(invites.router)
     app.include_router(tasks.router)
     app.include_router(activity.router)
+    app.include_router(presence.router)
     app.include_router(notifications.router)
 
     @app.websocket("/sync/{workspace_id}")

@@ -1,0 +1,263 @@
+"""Two real server processes sharing PostgreSQL and a real Redis: convergence across nodes, REST writes,
+presence, awareness, membership changes, kill -9 of a node and a Redis restart mid-stream."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+
+from persistence.migrate import upgrade
+from tests.support.databases import IN_CI, drop_postgres_database, fresh_database
+from tests.support.pyclient import YClient, sync_url
+from tests.support.server import SECRET, ProcessServer, free_port
+from tests.support.users import Account, add_member, create_workspace, register
+
+pytestmark = pytest.mark.redis
+
+
+@dataclass
+class RedisProcess:
+    """A private redis-server (so restarting it disturbs nobody else)."""
+
+    port: int
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> RedisProcess:
+        exe = shutil.which("redis-server")
+        if exe is None:
+            if IN_CI:
+                pytest.fail("redis-server is required in CI")
+            pytest.skip("redis-server not installed")
+        self.proc = subprocess.Popen(
+            [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            stdout=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with contextlib.suppress(redis.RedisError):
+                if redis.Redis(port=self.port).ping():
+                    return self
+            time.sleep(0.05)
+        raise RuntimeError("redis did not start")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+@dataclass
+class Cluster:
+    a: ProcessServer
+    b: ProcessServer
+    redis: RedisProcess
+    env: dict[str, str]
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Cluster]:
+    url = fresh_database("postgres", tmp_path)
+    upgrade(url)  # migrations run once, before the nodes start (as in compose.yaml)
+    rds = RedisProcess(free_port()).start()
+    env = {
+        "PLAIT_DATABASE_URL": url,
+        "PLAIT_REDIS_URL": rds.url,
+        "PLAIT_REDIS_NAMESPACE": f"t{uuid.uuid4().hex[:8]}",
+        "PLAIT_SECRET_KEY": SECRET,
+        "PLAIT_MIGRATE_ON_START": "false",
+        "PLAIT_ENV": "test",
+        "PLAIT_DATA_DIR": str(tmp_path),
+        "PLAIT_PRESENCE_TTL_SECONDS": "5",
+    }
+    a = ProcessServer({**env, "PLAIT_NODE_ID": "node-a"}, log_path=tmp_path / "a.log").start()
+    b = ProcessServer({**env, "PLAIT_NODE_ID": "node-b"}, log_path=tmp_path / "b.log").start()
+    try:
+        yield Cluster(a, b, rds, env)
+    finally:
+        a.stop()
+        b.stop()
+        rds.stop()
+        drop_postgres_database(url)
+
+
+def _setup(c: Cluster) -> tuple[str, Account, Account]:
+    with httpx.Client(base_url=c.a.base_url) as http:
+        owner = register(http, "owner")
+        wid = create_workspace(http, owner)
+        editor = register(http, "editor")
+        add_member(http, wid, owner, editor, "editor")
+    return wid, owner, editor
+
+
+async def _join(server: ProcessServer, wid: str, acct: Account, **kw: object) -> YClient:
+    c = YClient(**kw)  # type: ignore[arg-type]
+    await c.connect(sync_url(server.ws_url, wid, acct.token))
+    await c.wait_synced()
+    return c
+
+
+async def test_clients_on_two_nodes_converge_with_awareness_and_presence(cluster: Cluster) -> None:
+    wid, owner, editor = _setup(cluster)
+    on_a = await _join(cluster.a, wid, owner, user_state={"user": {"id": "spoof", "name": "Spoofed"}})
+    on_b = await _join(cluster.b, wid, editor)
+    await asyncio.sleep(0.3)  # both rooms loaded and subscribed
+    on_a.text("t").insert(0, "from A ")
+    on_b.text("t").insert(0, "from B ")
+    for i in range(30):
+        on_a.map("m")[f"a{i}"] = i
+        on_b.map("m")[f"b{i}"] = i
+    await on_a.wait_for(lambda: str(on_a.text("t")) == str(on_b.text("t")) and len(on_a.map("m").to_py() or {}) == 60)
+    await on_b.wait_for(lambda: len(on_b.map("m").to_py() or {}) == 60)
+    # awareness crosses nodes, with the identity enforced by the accepting node
+    on_a.awareness.set_local_state({"user": {"id": "spoof", "name": "Spoofed"}, "cursor": 1})
+    await on_b.wait_for(lambda: (on_b.awareness.states.get(on_a.awareness.client_id) or {}).get("cursor") == 1)
+    assert on_b.awareness.states[on_a.awareness.client_id]["user"] == {"id": owner.id, "name": owner.display_name}
+    # presence lists users of both nodes, from either node
+    with httpx.Client(base_url=cluster.b.base_url) as http:
+
+        def present() -> set[str]:
+            r = http.get(f"/api/workspaces/{wid}/presence", headers=editor.headers)
+            assert r.status_code == 200, r.text
+            return {p["user_id"] for p in r.json()}
+
+        deadline = time.monotonic() + 5
+        while present() != {owner.id, editor.id} and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        assert present() == {owner.id, editor.id}
+        # an abrupt close removes the awareness state on the other node and drops out of presence
+        await on_a.abort()
+        await on_b.wait_for(lambda: on_a.awareness.client_id not in on_b.awareness.states, timeout=5)
+        deadline = time.monotonic() + 5
+        while owner.id in present() and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        assert present() == {editor.id}
+    await on_b.close()
+
+
+async def test_rest_write_and_member_removal_reach_the_other_node(cluster: Cluster) -> None:
+    wid, owner, editor = _setup(cluster)
+    on_b = await _join(cluster.b, wid, editor)
+    await asyncio.sleep(0.3)
+    with httpx.Client(base_url=cluster.a.base_url) as http:
+        r = http.post(f"/api/workspaces/{wid}/tasks", json={"title": "from REST on A"}, headers=owner.headers)
+        assert r.status_code == 201, r.text
+        tid = r.json()["id"]
+        await on_b.wait_for(lambda: (on_b.tasks().get(tid) or {}).get("title") == "from REST on A")
+        r = http.delete(f"/api/workspaces/{wid}/members/{editor.id}", headers=owner.headers)
+        assert r.status_code in (200, 204), r.text
+    assert await on_b.wait_closed() == 4403
+
+
+async def test_kill_9_of_one_node_loses_nothing_any_peer_saw(cluster: Cluster) -> None:
+    wid, owner, editor = _setup(cluster)
+    writers = [await _join(cluster.a, wid, owner), await _join(cluster.b, wid, editor)]
+    watcher = await _join(cluster.b, wid, editor)
+    seen: set[str] = set()
+    watched = watcher.map("m")  # keep the wrapper alive: pycrdt ties the subscription to it
+    watched.observe(lambda ev: seen.update(k for k, v in ev.keys.items() if v["action"] == "add"))
+
+    async def storm(n: int, c: YClient) -> None:
+        i = 0
+        while c.connected and i < 2000:
+            c.map("m")[f"w{n}-{i}"] = i
+            i += 1
+            await asyncio.sleep(0.003)
+
+    tasks = [asyncio.create_task(storm(n, c)) for n, c in enumerate(writers)]
+    await asyncio.sleep(1.0)
+    cluster.a.kill()
+    await asyncio.sleep(0.5)
+    # the writer of node A reconnects to node B (what a load balancer does); its unsent edits are re-sent
+    orphan = writers[0]
+    await orphan.abort()
+    await orphan.connect(sync_url(cluster.b.ws_url, wid, owner.token))
+    await orphan.wait_synced()
+    tasks[0] = asyncio.create_task(storm(2, orphan))
+    await asyncio.sleep(0.5)
+    for t in tasks:
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    union: set[str] = set()
+    for c in writers:
+        union |= set((c.map("m").to_py() or {}).keys())
+    fresh = await _join(cluster.b, wid, owner)
+    # every update a peer saw survived the crash; with the writers still connected everyone converges
+    assert seen <= set((fresh.map("m").to_py() or {}).keys())
+    assert len(seen) > 100
+    await fresh.wait_for(lambda: set((fresh.map("m").to_py() or {}).keys()) == union, timeout=15)
+    for c in [*writers, fresh, watcher]:
+        await c.close()
+
+
+async def test_redis_restart_mid_stream_converges_from_the_database(cluster: Cluster) -> None:
+    wid, owner, editor = _setup(cluster)
+    on_a = await _join(cluster.a, wid, owner)
+    on_b = await _join(cluster.b, wid, editor)
+    await asyncio.sleep(0.3)
+    for i in range(20):
+        on_a.map("m")[f"before{i}"] = i
+    await on_b.wait_for(lambda: len(on_b.map("m").to_py() or {}) == 20)
+    cluster.redis.stop()
+    for i in range(20):
+        on_a.map("m")[f"during{i}"] = i  # fan-out is down: only the database and node A have these
+        on_b.map("m")[f"b-during{i}"] = i
+    await asyncio.sleep(0.5)
+    cluster.redis.start()
+    for i in range(5):
+        on_a.map("m")[f"after{i}"] = i
+    await on_b.wait_for(lambda: len(on_b.map("m").to_py() or {}) == 65, timeout=20)
+    await on_a.wait_for(lambda: len(on_a.map("m").to_py() or {}) == 65, timeout=20)
+    await on_a.close()
+    await on_b.close()
+
+
+async def test_notification_created_once_and_streamed_on_the_other_node(cluster: Cluster) -> None:
+    from tests.support.sse import SseReader
+
+    wid, owner, editor = _setup(cluster)
+    on_a = await _join(cluster.a, wid, owner)
+    on_b = await _join(cluster.b, wid, editor)  # node B has the room loaded too
+    await asyncio.sleep(0.3)
+    with SseReader(f"{cluster.b.base_url}/api/notifications/stream?token={editor.token}") as sse:
+        sse.wait_open()
+        tid = str(uuid.uuid4())
+        from pycrdt import Map, Text
+
+        now = "2026-11-25T00:00:00.000Z"
+        on_a.tasks_map()[tid] = Map(
+            {
+                "id": tid,
+                "title": "cross-node",
+                "description": Text(""),
+                "status": "todo",
+                "assignee_id": editor.id,
+                "due_date": None,
+                "created_by": owner.id,
+                "created_at": now,
+                "updated_at": now,
+                "completed_at": None,
+            }
+        )
+        event = await asyncio.to_thread(sse.wait_event, lambda e: e.event == "notification", 10.0)
+        assert event.json()["type"] == "task_assigned"
+    await asyncio.sleep(0.5)
+    with httpx.Client(base_url=cluster.b.base_url) as http:
+        items = http.get("/api/notifications", headers=editor.headers).json()["items"]
+    assert [n["type"] for n in items] == ["task_assigned"], "exactly one notification, though two nodes hold the room"
+    await on_a.close()
+    await on_b.close()
