@@ -678,6 +678,25 @@ def print_summary(summary: dict[str, dict[str, dict[str, float | None]]], server
     return text
 
 
+def markdown_summary(summary: dict[str, dict[str, dict[str, float | None]]], servers: list[str]) -> str:
+    """The same medians as GitHub tables (pasted into docs/performance.md)."""
+    out = []
+    for sc in SCENARIOS + EXTRA_SCENARIOS:
+        if sc not in summary:
+            continue
+        keys: list[str] = []
+        for srv in servers:
+            for k in summary[sc].get(srv, {}):
+                if k not in keys:
+                    keys.append(k)
+        out.append(f"\n**{sc}**\n")
+        out.append("| metric | " + " | ".join(servers) + " |")
+        out.append("|---|" + "---:|" * len(servers))
+        for k in keys:
+            out.append(f"| {k} | " + " | ".join(fmt(summary[sc].get(s, {}).get(k)) for s in servers) + " |")
+    return "\n".join(out) + "\n"
+
+
 def chart(runs: list[dict[str, Any]], path: Path) -> bool:
     """p95 fan-out latency against offered deliveries/s in the s3 sweep, one line per server."""
     try:
@@ -796,6 +815,7 @@ def main(argv: list[str] | None = None) -> int:
         data = json.loads(args.render.read_text())
         names = [s for s in SERVERS if any(r["server"] == s for r in data["runs"])]
         print_summary(summarize(data["runs"]), names)
+        (args.render.parent / "summary.md").write_text(markdown_summary(summarize(data["runs"]), names))
         png = args.chart or args.render.parent / "latency_vs_rate.png"
         if chart(data["runs"], png):
             log(f"chart: {png}")
@@ -886,6 +906,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     )
     (out / "summary.txt").write_text(text + "\n")
+    (out / "summary.md").write_text(markdown_summary(summary, list(targets)))
     if chart(runs, out / "latency_vs_rate.png") and args.chart:
         shutil.copy(out / "latency_vs_rate.png", args.chart)
     log(f"done in {total / 60:.1f} min; {out / 'results.json'}")
