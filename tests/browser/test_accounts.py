@@ -182,3 +182,26 @@ def test_phone_width_home(person: Callable[..., Person], api: httpx.Client) -> N
     expect(p.page.get_by_role("link", name=re.compile("Pocket"))).to_be_visible()
     width = p.page.evaluate("document.documentElement.scrollWidth")
     assert width <= PHONE["width"], f"page overflows a phone screen: {width}px"
+
+
+def test_rename_and_delete_a_workspace(person: Callable[..., Person], api: httpx.Client) -> None:
+    owner = person("Founder")
+    wid = create_workspace(api, owner.account, "Draft name")
+    member = person("Member")
+    r = api.post(f"/api/workspaces/{wid}/invites", json={"role": "editor"}, headers=owner.account.headers)
+    api.post(f"/api/invites/{r.json()['token']}/accept", headers=member.account.headers)
+    member.goto(f"/w/{wid}")
+    expect(member.page.get_by_role("heading", name="Draft name")).to_be_visible()
+
+    owner.goto(f"/w/{wid}/members")
+    owner.page.get_by_label("Workspace name", exact=True).fill("Final name")
+    owner.page.get_by_role("button", name="Rename").click()
+    expect(owner.page.get_by_role("heading", name="Members of Final name")).to_be_visible()
+    expect(owner.page.get_by_label("Switch workspace").locator("option", has_text="Final name")).to_have_count(1)
+
+    owner.page.once("dialog", lambda d: d.accept())
+    owner.page.get_by_role("button", name="Delete workspace").click()
+    expect(owner.page.get_by_role("heading", name="Your workspaces")).to_be_visible()
+    expect(owner.page.get_by_role("link", name=re.compile("Final name"))).to_have_count(0)
+    member.page.evaluate("window.dispatchEvent(new Event('focus'))")
+    expect(member.page.get_by_test_id("no-access")).to_be_visible()

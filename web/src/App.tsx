@@ -274,8 +274,10 @@ function WorkspaceRoute({ route }: { route: Extract<Route, { name: 'board' | 'me
     }
   }, [denied, route.wid])
 
+  // The list entry is the freshest (every refresh and rename upserts into it).
+  const shown = cached ?? workspace
   if (denied) return <NoAccess />
-  if (!workspace) return <Loading />
-  if (route.name === 'members') return <MembersPage workspace={workspace} />
-  return <Board workspace={workspace} taskId={route.taskId} />
+  if (!shown) return <Loading />
+  if (route.name === 'members') return <MembersPage workspace={shown} />
+  return <Board workspace={shown} taskId={route.taskId} />
 }

@@ -125,6 +125,8 @@ export function MembersPage({ workspace }: { workspace: Workspace }) {
         </tbody>
       </table>
 
+      {manage && <WorkspaceSettings workspace={workspace} />}
+
       {manage && (
         <section aria-labelledby="invites-heading">
           <h2 id="invites-heading">Invite links</h2>
@@ -220,5 +222,46 @@ function NewInviteLink({ invite }: { invite: Invite }) {
         {copied}
       </span>
     </div>
+  )
+}
+
+/** Rename (owners and admins) and delete (owners) the workspace. */
+function WorkspaceSettings({ workspace }: { workspace: Workspace }) {
+  const [name, setName] = useState(workspace.name)
+  const { busy, error, run } = useAction()
+  const rename = (e: FormEvent) => {
+    e.preventDefault()
+    void run(async () => {
+      const w = await api.renameWorkspace(workspace.id, name.trim())
+      useWorkspaces.getState().upsert({ ...workspace, ...w, role: workspace.role })
+    })
+  }
+  const remove = () => {
+    if (!confirm(`Delete the workspace “${workspace.name}” and all its tasks for everyone? This cannot be undone.`)) return
+    void run(async () => {
+      await api.deleteWorkspace(workspace.id)
+      useWorkspaces.getState().forget(workspace.id)
+      navigate('/')
+    })
+  }
+  return (
+    <section aria-labelledby="settings-heading">
+      <h2 id="settings-heading">Workspace</h2>
+      <form className="inline-form" onSubmit={rename} aria-label="Rename the workspace">
+        <label className="grow">
+          Name
+          <input value={name} onChange={(e) => setName(e.target.value)} required maxLength={200} aria-label="Workspace name" />
+        </label>
+        <button type="submit" disabled={busy || !name.trim() || name.trim() === workspace.name}>
+          Rename
+        </button>
+        {workspace.role === 'owner' && (
+          <button type="button" className="danger" onClick={remove} disabled={busy}>
+            Delete workspace
+          </button>
+        )}
+        <ErrorText error={error} />
+      </form>
+    </section>
   )
 }
