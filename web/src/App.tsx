@@ -259,7 +259,8 @@ function WorkspaceRoute({ route }: { route: Extract<Route, { name: 'board' | 'me
       useBoard.getState().close()
       signOut('Your session has expired. Please sign in again.')
     } else if (refusal.kind === 'noaccess') {
-      useBoard.getState().close(true)
+      // The local copy is kept: clearing it on a refusal (or a misconfigured origin) could lose edits.
+      useBoard.getState().close()
       useWorkspaces.getState().forget(route.wid)
       setDenied(true)
     } else {
@@ -269,7 +270,7 @@ function WorkspaceRoute({ route }: { route: Extract<Route, { name: 'board' | 'me
 
   useEffect(() => {
     if (denied) {
-      useBoard.getState().close(true)
+      useBoard.getState().close()
       useWorkspaces.getState().forget(route.wid)
     }
   }, [denied, route.wid])
