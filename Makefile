@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test install web node-deps chromium lint
+.PHONY: run test install web node-deps system-deps lint
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -21,18 +21,22 @@ web: web/node_modules/.package-lock.json
 node-deps:
 	npm ci --prefix tests/node --no-audit --no-fund
 
-# Browser tests drive Debian's chromium; install it when we can (root), otherwise they skip locally.
-chromium:
-	@if [ ! -x /usr/bin/chromium ]; then \
-	  if [ "$$(id -u)" = 0 ]; then (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null); \
-	  else echo "chromium not installed: browser tests will be skipped (sudo apt-get install chromium)"; fi; fi
+# System packages some tests use: Debian's chromium (browser tests) and docker-compose (validates compose.yaml
+# without an engine). Installed when we are root; otherwise those tests skip locally (and fail in CI).
+system-deps:
+	@missing=""; [ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
+	command -v docker-compose >/dev/null || missing="$$missing docker-compose"; \
+	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null); \
+	  else echo "not installed:$$missing (sudo apt-get install$$missing); the tests that need them will skip"; fi; fi
 
 ## run: install, build the web client, serve on http://127.0.0.1:8000 (SQLite in ./data)
 run: install web
 	$(BIN)/plait serve
 
 ## test: install everything the suite needs, then run it with coverage
-test: install web node-deps chromium
+test: install web node-deps system-deps
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/python -m pytest --cov --cov-branch --cov-report=term --cov-fail-under=85 -p no:cacheprovider $(PYTEST_ARGS)

@@ -46,5 +46,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from api.routes import register_routes
 
     install_error_handlers(app)
-    register_routes(app)
+    register_routes(app, settings)
     return app

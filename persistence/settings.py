@@ -35,6 +35,7 @@ class Settings(BaseSettings):
     public_url: str | None = Field(default=None, description="Base URL used in invite links")
     allowed_origins: list[str] = Field(default_factory=list)
     metrics_token: str | None = None
+    web_dist: Path | None = Field(default=None, description="Built web client (default: web/dist of the checkout)")
 
     access_token_ttl_seconds: int = 12 * 3600
     invite_default_ttl_seconds: int = 7 * 24 * 3600
@@ -47,7 +48,7 @@ class Settings(BaseSettings):
     max_awareness_per_second: float = 30.0
     send_queue_max_bytes: int = 32 * 1024 * 1024
     send_queue_max_messages: int = 10_000
-    group_commit_max_wait_ms: float = 2.0
+    group_commit_max_wait_ms: float = 0.0
     group_commit_max_batch: int = 512
     compaction_max_updates: int = 500
     compaction_max_bytes: int = 8 * 1024 * 1024

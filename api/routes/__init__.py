@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from fastapi import FastAPI, WebSocket
 
+from persistence.settings import Settings
+
 from api.routes import (
     activity,
     auth,
@@ -19,7 +21,7 @@ from api.routes import (
 )
 
 
-def register_routes(app: FastAPI) -> None:
+def register_routes(app: FastAPI, settings: Settings) -> None:
     app.include_router(health.router)
     app.include_router(metrics.router)
     app.include_router(auth.router)
@@ -35,4 +37,4 @@ def register_routes(app: FastAPI) -> None:
     async def sync(websocket: WebSocket, workspace_id: str) -> None:
         await websocket.app.state.ctx.sync.serve(websocket, workspace_id)
 
-    web.mount_web(app)
+    web.mount_web(app, settings.web_dist)
