@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from fastapi import FastAPI, WebSocket
 
-from persistence.settings import Settings
-
 from api.routes import (
     activity,
     auth,
@@ -19,6 +17,7 @@ from api.routes import (
     web,
     workspaces,
 )
+from persistence.settings import Settings
 
 
 def register_routes(app: FastAPI, settings: Settings) -> None:
