@@ -45,16 +45,28 @@ def _unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
+def _stale(dist: Path) -> bool:
+    """True when web/dist is missing or older than any source that goes into it."""
+    index = dist / "index.html"
+    if not index.is_file():
+        return True
+    built = index.stat().st_mtime
+    sources = [WEB / "index.html", WEB / "package-lock.json", WEB / "vite.config.ts"]
+    sources += [p for d in ("src", "public") for p in (WEB / d).rglob("*") if p.is_file()]
+    return any(p.stat().st_mtime > built for p in sources if p.exists())
+
+
 def build_web() -> Path:
-    """web/dist, built with npm if it is missing (the README's test command relies on this)."""
+    """web/dist, (re)built with npm when missing or stale (the README's test command relies on this)."""
     dist = WEB / "dist"
-    if (dist / "index.html").is_file():
+    if not _stale(dist):
         return dist
     npm = shutil.which("npm")
     if npm is None:
         _unavailable("npm is needed to build the web client")
     assert npm is not None
-    if not (WEB / "node_modules").is_dir():
+    installed = WEB / "node_modules" / ".package-lock.json"
+    if not installed.is_file() or installed.stat().st_mtime < (WEB / "package-lock.json").stat().st_mtime:
         subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=WEB, check=True)
     subprocess.run([npm, "run", "build"], cwd=WEB, check=True)
     return dist

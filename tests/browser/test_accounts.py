@@ -205,3 +205,14 @@ def test_rename_and_delete_a_workspace(person: Callable[..., Person], api: httpx
     expect(owner.page.get_by_role("link", name=re.compile("Final name"))).to_have_count(0)
     member.page.evaluate("window.dispatchEvent(new Event('focus'))")
     expect(member.page.get_by_test_id("no-access")).to_be_visible()
+
+
+def test_token_expiring_while_the_board_is_open_signs_out(person: Callable[..., Person], api: httpx.Client) -> None:
+    acc = register(api, "shortlived")
+    now = int(time.time())
+    acc.token = jwt.encode({"sub": acc.id, "iat": now, "exp": now + 6}, SECRET, algorithm="HS256")
+    p = person("shortlived", account=acc)
+    p.goto("/")
+    expect(p.page.get_by_role("heading", name="Your workspaces")).to_be_visible()
+    expect(p.page).to_have_url(re.compile(r"/signin"), timeout=15_000)
+    expect(p.page.get_by_text("Your session has expired")).to_be_visible()
