@@ -30,9 +30,31 @@ def main(argv: list[str] | None = None) -> None:
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
     sub.add_parser("migrate", help="apply pending database migrations")
+    reset = sub.add_parser(
+        "reset-epoch",
+        help="after restoring the database from a backup: make clients with newer local history reload "
+        "instead of merging it back as duplicates (see docs/operations.md)",
+    )
+    reset.add_argument("--workspace", help="one workspace id (default: every workspace)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = get_settings()
+    if args.command == "reset-epoch":
+        import asyncio
+
+        from persistence.db import Database
+        from persistence.docstore import DocumentStore
+
+        async def _reset() -> int:
+            db = Database(settings.resolved_database_url())
+            try:
+                return await DocumentStore(db).reset_epoch(args.workspace)
+            finally:
+                await db.dispose()
+
+        n = asyncio.run(_reset())
+        logging.getLogger("plait").info("new epoch for %d document(s); restart the servers", n)
+        return
     if args.command == "migrate":
         from persistence.migrate import upgrade
 

@@ -188,6 +188,37 @@ class DocumentStore:
             await s.execute(delete(DocUpdate).where(DocUpdate.workspace_id == workspace_id, DocUpdate.seq <= upto))
             return upto, len(rows)
 
+    async def reset_epoch(self, workspace_id: str | None = None) -> int:
+        """Give documents a new epoch (after storage was reset or restored from a backup), so clients holding
+        history from before are refused instead of merging it back as duplicates. Returns rows changed."""
+        async with self.db.transaction() as s:
+            q = update(Document).values(
+                epoch=func.lower(func.hex(func.randomblob(16)))
+                if self.db.is_sqlite
+                else func.gen_random_uuid().cast(Document.epoch.type)
+            )
+            if workspace_id is not None:
+                q = q.where(Document.workspace_id == workspace_id)
+            result = await s.execute(q)
+        return int(getattr(result, "rowcount", 0))
+
+    async def info(self, workspace_id: str) -> dict[str, object]:
+        """Epoch, log head and storage figures of one document."""
+        async with self.db.session() as s:
+            head = await s.get(Document, workspace_id)
+            if head is None:
+                raise UnknownDocument(workspace_id)
+            snap = await s.get(DocSnapshot, workspace_id)
+        rows, size = await self.log_size(workspace_id)
+        return {
+            "epoch": head.epoch,
+            "last_seq": head.last_seq,
+            "snapshot_seq": snap.upto_seq if snap else 0,
+            "snapshot_bytes": len(snap.data) if snap else 0,
+            "log_rows": rows,
+            "log_bytes": size,
+        }
+
     async def heads(self, workspace_ids: list[str]) -> dict[str, int]:
         """The durable log head (last_seq) of each workspace."""
         async with self.db.session() as s:

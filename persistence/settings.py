@@ -53,7 +53,31 @@ class Settings(BaseSettings):
     compaction_max_updates: int = 500
     compaction_max_bytes: int = 8 * 1024 * 1024
     room_idle_seconds: float = 30.0
+    quota_socket_bytes_per_second: int = Field(
+        default=1024 * 1024, description="Sustained bytes per second one socket may send (burst: max_message_bytes)"
+    )
+    quota_max_document_bytes: int = Field(default=64 * 1024 * 1024, description="Largest workspace document")
     sqlite_synchronous: Literal["OFF", "NORMAL", "FULL", "EXTRA"] = "FULL"
+
+    # version history (docs/versions.md)
+    version_auto_interval_seconds: float = Field(
+        default=600.0, description="At most one automatic version per workspace per interval while it changes"
+    )
+    version_retention_count: int = Field(default=50, description="Automatic versions kept per workspace")
+    # webhooks (docs/webhooks.md)
+    webhook_retry_base_seconds: float = 10.0
+    webhook_max_attempts: int = 8
+    webhook_max_consecutive_failures: int = 20
+    webhook_timeout_seconds: float = 5.0
+    webhook_allow_private: bool = Field(
+        default=False, description="Allow webhook URLs on private/loopback/link-local addresses (SSRF guard off)"
+    )
+    # REST quotas (docs/quotas.md)
+    quota_max_tasks: int = 10_000
+    quota_max_members: int = 500
+    quota_max_document_bytes: int = 64 * 1024 * 1024
+    quota_rest_writes_per_minute: int = 600
+    quota_rest_window_seconds: float = Field(default=60.0, description="Window of the REST write rate (tests)")
 
     def resolved_database_url(self) -> str:
         if self.database_url:

@@ -29,6 +29,9 @@ CLOSE_TRY_AGAIN = 1013
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
 CLOSE_NOT_FOUND = 4404
+CLOSE_EPOCH_CHANGED = 4409  # permanent: the stored document was reset or restored; reload
+CLOSE_DOCUMENT_TOO_LARGE = 4413  # permanent: the workspace document reached its size quota
+CLOSE_RATE_LIMITED = 4529  # transient: the socket sent faster than its quota; reconnect later
 
 _ids = itertools.count(1)
 AWARENESS_BURST = 30.0
@@ -116,6 +119,8 @@ class Connection:
         self._writer: asyncio.Task[None] | None = None
         self._tokens = AWARENESS_BURST
         self._tokens_at = time.monotonic()
+        self._byte_tokens: float | None = None
+        self._byte_tokens_at = self._tokens_at
 
     @property
     def read_only(self) -> bool:
@@ -150,6 +155,14 @@ class Connection:
             return False
         self._tokens -= 1
         return True
+
+    def allow_bytes(self, n: int, rate: float, burst: float) -> bool:
+        """Token bucket on bytes received (starts full, so an offline client's catch-up passes)."""
+        now = time.monotonic()
+        tokens = burst if self._byte_tokens is None else self._byte_tokens
+        self._byte_tokens = min(burst, tokens + (now - self._byte_tokens_at) * rate) - n
+        self._byte_tokens_at = now
+        return self._byte_tokens >= 0
 
     def close(self, code: int, reason: str = "") -> None:
         """Close from any task: stops the writer and sends the close frame (queued data is dropped)."""

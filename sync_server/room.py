@@ -57,6 +57,10 @@ class InvalidUpdate(ProtocolError):
     """An update pycrdt cannot apply."""
 
 
+class DocumentTooLarge(RuntimeError):
+    """Applying the update would take the document past its size quota."""
+
+
 class RoomHost(Protocol):
     settings: Settings
 
@@ -82,6 +86,7 @@ class Room:
         self.gap_since: float | None = None
         self.tail_count = len(stored.updates)
         self.tail_bytes = stored.tail_bytes()
+        self.size_estimate = len(stored.snapshot or b"") + self.tail_bytes  # bytes of everything stored
         self.lock = asyncio.Lock()
         self.conns: set[Connection] = set()
         self.leases = 0
@@ -170,6 +175,8 @@ class Room:
         """Apply a client's update; returns its log sequence number once durable (None if nothing new)."""
         async with self.lock:
             self._check_usable()
+            if self.size_estimate + len(update) > self.host.settings.quota_max_document_bytes:
+                raise DocumentTooLarge(self.workspace_id)
             before = self.doc.get_state()
             try:
                 with self.doc.transaction(origin=principal):
@@ -261,6 +268,7 @@ class Room:
             self.mark_applied(r.seq or 0)
         self.tail_count += len(ready)
         self.tail_bytes += sum(len(r.data) for r in ready)
+        self.size_estimate += sum(len(r.data) for r in ready)
         payload = ready[0].data if len(ready) == 1 else merge_updates(*(r.data for r in ready))
         self._broadcast(create_update_message(payload))
         now = time.perf_counter()

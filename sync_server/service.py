@@ -24,9 +24,12 @@ from persistence.settings import Settings
 
 from . import metrics
 from .connection import (
+    CLOSE_DOCUMENT_TOO_LARGE,
+    CLOSE_EPOCH_CHANGED,
     CLOSE_FORBIDDEN,
     CLOSE_INTERNAL,
     CLOSE_NOT_FOUND,
+    CLOSE_RATE_LIMITED,
     CLOSE_TOO_BIG,
     CLOSE_UNAUTHENTICATED,
     CLOSE_UNSUPPORTED,
@@ -37,7 +40,7 @@ from .connection import (
 )
 from .fanout import RedisFanout
 from .protocol import ProtocolError
-from .room import KEEPALIVE, Room, RoomFailed
+from .room import KEEPALIVE, DocumentTooLarge, Room, RoomFailed
 from .writer import GroupCommitWriter, WriteRequest
 
 log = logging.getLogger("plait.sync")
@@ -123,6 +126,13 @@ class SyncService:
             room = await self.get_room(workspace_id)
         except UnknownDocument:
             return await self._refuse(channel, CLOSE_NOT_FOUND, "workspace not found")
+        epoch = websocket.query_params.get("epoch")
+        if epoch and epoch != room.epoch:
+            # The client's history belongs to a previous life of this document (storage reset or restored from
+            # a backup): merging it would duplicate content. It must drop its local copy and reload.
+            return await self._refuse(
+                channel, CLOSE_EPOCH_CHANGED, f"workspace was restored, reload (epoch {room.epoch})"
+            )
         conn = Connection(
             channel,
             workspace_id=workspace_id,
@@ -153,6 +163,7 @@ class SyncService:
 
     async def _read_loop(self, room: Room, conn: Connection, channel: WebSocketChannel) -> None:
         limit = self.settings.max_message_bytes
+        rate = self.settings.quota_socket_bytes_per_second
         try:
             async for data in channel:
                 if conn.closed:
@@ -160,6 +171,8 @@ class SyncService:
                 metrics.BYTES_IN.inc(len(data))
                 if len(data) > limit:
                     return self._close(conn, CLOSE_TOO_BIG, "message too big")
+                if not conn.allow_bytes(len(data), rate, float(max(limit, rate))):
+                    return self._close(conn, CLOSE_RATE_LIMITED, "rate quota exceeded, retry later")
                 if room.broken:
                     return self._close(conn, CLOSE_INTERNAL, "storage failure, reconnect")
                 try:
@@ -169,6 +182,8 @@ class SyncService:
                     return self._close(conn, CLOSE_UNSUPPORTED, "malformed message")
                 except RoomFailed:
                     return self._close(conn, CLOSE_INTERNAL, "storage failure, reconnect")
+                except DocumentTooLarge:
+                    return self._close(conn, CLOSE_DOCUMENT_TOO_LARGE, "document size quota reached")
         except TextFrame:
             self._close(conn, CLOSE_UNSUPPORTED, "binary frames only")
         except WebSocketDisconnect:

@@ -114,3 +114,14 @@ async def test_compaction_concurrent_with_appends_and_itself_loses_nothing(store
     loaded = await store.load(wid)
     assert loaded.last_seq == 200
     assert _rebuild(loaded.chunks()) == {f"k{i}": i for i in range(200)}
+
+
+async def test_reset_epoch_changes_every_or_one_document(store: DocumentStore) -> None:
+    a, b = await _workspace(store), await _workspace(store)
+    ea, eb = (await store.load(a)).epoch, (await store.load(b)).epoch
+    assert await store.reset_epoch(a) == 1
+    assert (await store.load(a)).epoch not in (ea, "") and (await store.load(b)).epoch == eb
+    assert await store.reset_epoch() >= 2
+    assert (await store.load(b)).epoch != eb
+    info = await store.info(a)
+    assert info["last_seq"] == 0 and info["log_rows"] == 0

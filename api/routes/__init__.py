@@ -7,6 +7,7 @@ from fastapi import FastAPI, WebSocket
 from api.routes import (
     activity,
     auth,
+    document,
     health,
     invites,
     members,
@@ -30,6 +31,7 @@ def register_routes(app: FastAPI, settings: Settings) -> None:
     app.include_router(tasks.router)
     app.include_router(activity.router)
     app.include_router(presence.router)
+    app.include_router(document.router)
     app.include_router(notifications.router)
 
     @app.websocket("/sync/{workspace_id}")
