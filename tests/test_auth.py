@@ -12,10 +12,16 @@ import jwt
 import pytest
 
 from tests.support.databases import drop_postgres_database, fresh_database
+from tests.support.pool import AccountPool
 from tests.support.server import SECRET, ThreadServer
 from tests.support.server import test_settings as settings_for
 from tests.support.sql import query
 from tests.support.users import register
+
+
+@pytest.fixture(scope="module")
+def users(server: ThreadServer) -> AccountPool:
+    return AccountPool(server.base_url)
 
 
 def new_email(tag: str = "u") -> str:
@@ -151,8 +157,8 @@ def _token(claims: dict[str, object], key: str = SECRET, alg: str = "HS256") -> 
         ),
     ],
 )
-def test_invalid_tokens_are_401(client: httpx.Client, make_header: object) -> None:
-    acct = register(client, "tok")
+def test_invalid_tokens_are_401(client: httpx.Client, users: AccountPool, make_header: object) -> None:
+    acct = users("tok")
     value = make_header(acct.id)  # type: ignore[operator]
     r = client.get("/api/me", headers={"Authorization": value} if value is not None else {})
     assert r.status_code == 401

@@ -12,10 +12,16 @@ import httpx
 import pytest
 
 from tests.support.databases import fresh_database
+from tests.support.pool import AccountPool
 from tests.support.server import ThreadServer
 from tests.support.server import test_settings as settings_for
 from tests.support.sql import query
 from tests.support.users import Account, add_member, create_workspace, register
+
+
+@pytest.fixture(scope="module")
+def users(server: ThreadServer) -> AccountPool:
+    return AccountPool(server.base_url)
 
 
 def invite(client: httpx.Client, wid: str, who: Account, **body: object) -> dict[str, object]:
@@ -29,8 +35,8 @@ def accept(client: httpx.Client, token: object, who: Account) -> httpx.Response:
     return client.post(f"/api/invites/{token}/accept", headers=who.headers)
 
 
-def test_create_invite_contract(client: httpx.Client, server: ThreadServer) -> None:
-    owner = register(client, "owner")
+def test_create_invite_contract(client: httpx.Client, server: ThreadServer, users: AccountPool) -> None:
+    owner = users("owner")
     wid = create_workspace(client, owner)
     inv = invite(client, wid, owner, role="viewer")
     assert set(inv) == {"id", "token", "url", "role", "expires_at", "max_uses", "uses"}
@@ -48,8 +54,8 @@ def test_create_invite_contract(client: httpx.Client, server: ThreadServer) -> N
     assert query(url, "SELECT count(*) FROM invites WHERE token_hash = :t", t=token) == [(0,)]
 
 
-def test_tokens_are_unique(client: httpx.Client) -> None:
-    owner = register(client, "owner")
+def test_tokens_are_unique(client: httpx.Client, users: AccountPool) -> None:
+    owner = users("owner")
     wid = create_workspace(client, owner)
     tokens = {str(invite(client, wid, owner)["token"]) for _ in range(20)}
     assert len(tokens) == 20
@@ -66,15 +72,15 @@ def test_tokens_are_unique(client: httpx.Client) -> None:
         {"role": "viewer", "max_uses": -1},
     ],
 )
-def test_invalid_invites_are_422(client: httpx.Client, body: dict[str, object]) -> None:
-    owner = register(client, "owner")
+def test_invalid_invites_are_422(client: httpx.Client, users: AccountPool, body: dict[str, object]) -> None:
+    owner = users("owner")
     wid = create_workspace(client, owner)
     r = client.post(f"/api/workspaces/{wid}/invites", json=body, headers=owner.headers)
     assert r.status_code == 422 and "detail" in r.json()
 
 
-def test_accept_joins_with_the_invites_role(client: httpx.Client) -> None:
-    owner, guest = register(client, "owner"), register(client, "guest")
+def test_accept_joins_with_the_invites_role(client: httpx.Client, users: AccountPool) -> None:
+    owner, guest = users("owner"), users("guest")
     wid = create_workspace(client, owner)
     inv = invite(client, wid, owner, role="editor", max_uses=5)
     r = accept(client, inv["token"], guest)
@@ -87,21 +93,21 @@ def test_accept_joins_with_the_invites_role(client: httpx.Client) -> None:
     assert "token" not in row
 
 
-def test_accept_needs_a_signed_in_user(client: httpx.Client) -> None:
-    owner = register(client, "owner")
+def test_accept_needs_a_signed_in_user(client: httpx.Client, users: AccountPool) -> None:
+    owner = users("owner")
     wid = create_workspace(client, owner)
     inv = invite(client, wid, owner)
     assert client.post(f"/api/invites/{inv['token']}/accept").status_code == 401
 
 
-def test_unknown_token_is_404(client: httpx.Client) -> None:
-    guest = register(client, "guest")
+def test_unknown_token_is_404(client: httpx.Client, users: AccountPool) -> None:
+    guest = users("guest")
     r = accept(client, "definitely-not-a-token", guest)
     assert r.status_code == 404 and r.json() == {"detail": "Invite not found"}
 
 
-def test_revoked_invite_is_404_and_disappears_from_the_list(client: httpx.Client) -> None:
-    owner, guest = register(client, "owner"), register(client, "guest")
+def test_revoked_invite_is_404_and_disappears_from_the_list(client: httpx.Client, users: AccountPool) -> None:
+    owner, guest = users("owner"), users("guest")
     wid = create_workspace(client, owner)
     inv = invite(client, wid, owner)
     assert client.delete(f"/api/workspaces/{wid}/invites/{inv['id']}", headers=owner.headers).status_code == 204
@@ -119,8 +125,8 @@ def test_revoked_invite_is_404_and_disappears_from_the_list(client: httpx.Client
     assert accept(client, inv2["token"], guest).status_code == 200
 
 
-def test_expired_invite_is_410(client: httpx.Client) -> None:
-    owner, guest = register(client, "owner"), register(client, "guest")
+def test_expired_invite_is_410(client: httpx.Client, users: AccountPool) -> None:
+    owner, guest = users("owner"), users("guest")
     wid = create_workspace(client, owner)
     inv = invite(client, wid, owner, expires_in_seconds=1)
     time.sleep(1.5)
@@ -131,8 +137,8 @@ def test_expired_invite_is_410(client: httpx.Client) -> None:
     assert row["expired"] is True and row["uses"] == 0
 
 
-def test_used_up_invite_is_410(client: httpx.Client) -> None:
-    owner, first, second = register(client, "owner"), register(client, "first"), register(client, "second")
+def test_used_up_invite_is_410(client: httpx.Client, users: AccountPool) -> None:
+    owner, first, second = users("owner"), users("first"), users("second")
     wid = create_workspace(client, owner)
     inv = invite(client, wid, owner, max_uses=1)
     assert accept(client, inv["token"], first).status_code == 200
@@ -140,8 +146,8 @@ def test_used_up_invite_is_410(client: httpx.Client) -> None:
     assert r.status_code == 410 and r.json() == {"detail": "Invite has been used up"}
 
 
-def test_reaccept_changes_nothing_and_uses_nothing(client: httpx.Client) -> None:
-    owner, guest = register(client, "owner"), register(client, "guest")
+def test_reaccept_changes_nothing_and_uses_nothing(client: httpx.Client, users: AccountPool) -> None:
+    owner, guest = users("owner"), users("guest")
     wid = create_workspace(client, owner)
     inv = invite(client, wid, owner, role="viewer", max_uses=1)
     assert accept(client, inv["token"], guest).json()["role"] == "viewer"
@@ -149,7 +155,7 @@ def test_reaccept_changes_nothing_and_uses_nothing(client: httpx.Client) -> None
     r = accept(client, inv["token"], guest)
     assert r.status_code == 200 and r.json() == {"workspace_id": wid, "role": "viewer"}
     # An admin accepting a viewer invite keeps admin; the owner keeps owner; no uses are spent.
-    admin = register(client, "admin")
+    admin = users("admin")
     add_member(client, wid, owner, admin, "admin")
     viewer_inv = invite(client, wid, owner, role="viewer", max_uses=3)
     assert accept(client, viewer_inv["token"], admin).json()["role"] == "admin"
@@ -162,10 +168,12 @@ def test_reaccept_changes_nothing_and_uses_nothing(client: httpx.Client) -> None
     assert roles == {owner.id: "owner", guest.id: "viewer", admin.id: "admin"}
 
 
-def test_concurrent_accepts_never_exceed_max_uses(client: httpx.Client, server: ThreadServer) -> None:
+def test_concurrent_accepts_never_exceed_max_uses(
+    client: httpx.Client, server: ThreadServer, users: AccountPool
+) -> None:
     max_uses, racers = 3, 10
-    owner = register(client, "owner")
-    guests = [register(client, f"racer{i}") for i in range(racers)]
+    owner = users("owner")
+    guests = [users(f"racer{i}") for i in range(racers)]
     wid = create_workspace(client, owner)
     inv = invite(client, wid, owner, max_uses=max_uses)
     barrier = threading.Barrier(racers)
@@ -188,8 +196,10 @@ def test_concurrent_accepts_never_exceed_max_uses(client: httpx.Client, server: 
     assert row["uses"] == max_uses
 
 
-def test_same_user_accepting_twice_at_once_uses_one(client: httpx.Client, server: ThreadServer) -> None:
-    owner, guest = register(client, "owner"), register(client, "guest")
+def test_same_user_accepting_twice_at_once_uses_one(
+    client: httpx.Client, server: ThreadServer, users: AccountPool
+) -> None:
+    owner, guest = users("owner"), users("guest")
     wid = create_workspace(client, owner)
     inv = invite(client, wid, owner, max_uses=5)
     barrier = threading.Barrier(4)

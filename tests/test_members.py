@@ -8,12 +8,19 @@ import uuid
 import httpx
 import pytest
 
+from tests.support.pool import AccountPool
 from tests.support.server import ThreadServer
-from tests.support.users import Account, add_member, create_workspace, register
+from tests.support.users import Account, add_member, create_workspace
 
 
-def team(client: httpx.Client) -> tuple[str, dict[str, Account]]:
-    people = {role: register(client, role) for role in ("owner", "admin", "editor", "viewer")}
+@pytest.fixture(scope="module")
+def users(server: ThreadServer) -> AccountPool:
+    return AccountPool(server.base_url)
+
+
+def team(client: httpx.Client, users: AccountPool) -> tuple[str, dict[str, Account]]:
+    """A fresh workspace with one member per role (the accounts are reused, the workspace is new)."""
+    people = {role: users(role) for role in ("owner", "admin", "editor", "viewer")}
     wid = create_workspace(client, people["owner"])
     for role in ("admin", "editor", "viewer"):
         add_member(client, wid, people["owner"], people[role], role)
@@ -26,8 +33,8 @@ def roles(client: httpx.Client, wid: str, who: Account) -> dict[str, str]:
     return {m["user_id"]: m["role"] for m in r.json()}
 
 
-def test_list_members_shape(client: httpx.Client) -> None:
-    wid, p = team(client)
+def test_list_members_shape(client: httpx.Client, users: AccountPool) -> None:
+    wid, p = team(client, users)
     r = client.get(f"/api/workspaces/{wid}/members", headers=p["viewer"].headers)
     assert r.status_code == 200
     members = r.json()
@@ -38,8 +45,8 @@ def test_list_members_shape(client: httpx.Client) -> None:
     assert first["display_name"] == "owner"
 
 
-def test_admin_changes_roles_below_owner(client: httpx.Client) -> None:
-    wid, p = team(client)
+def test_admin_changes_roles_below_owner(client: httpx.Client, users: AccountPool) -> None:
+    wid, p = team(client, users)
     r = client.patch(
         f"/api/workspaces/{wid}/members/{p['viewer'].id}", json={"role": "editor"}, headers=p["admin"].headers
     )
@@ -54,8 +61,8 @@ def test_admin_changes_roles_below_owner(client: httpx.Client) -> None:
     assert client.get(f"/api/workspaces/{wid}", headers=p["viewer"].headers).json()["role"] == "editor"
 
 
-def test_only_owners_touch_owners(client: httpx.Client) -> None:
-    wid, p = team(client)
+def test_only_owners_touch_owners(client: httpx.Client, users: AccountPool) -> None:
+    wid, p = team(client, users)
     admin = p["admin"].headers
     base = f"/api/workspaces/{wid}/members"
     assert client.patch(f"{base}/{p['editor'].id}", json={"role": "owner"}, headers=admin).status_code == 403
@@ -69,8 +76,8 @@ def test_only_owners_touch_owners(client: httpx.Client) -> None:
     assert roles(client, wid, p["editor"])[p["owner"].id] == "admin"
 
 
-def test_editors_and_viewers_cannot_manage_members(client: httpx.Client) -> None:
-    wid, p = team(client)
+def test_editors_and_viewers_cannot_manage_members(client: httpx.Client, users: AccountPool) -> None:
+    wid, p = team(client, users)
     base = f"/api/workspaces/{wid}/members"
     for who in ("editor", "viewer"):
         h = p[who].headers
@@ -79,8 +86,8 @@ def test_editors_and_viewers_cannot_manage_members(client: httpx.Client) -> None
     assert set(roles(client, wid, p["owner"]).values()) == {"owner", "admin", "editor", "viewer"}
 
 
-def test_last_owner_cannot_be_demoted_or_removed(client: httpx.Client) -> None:
-    wid, p = team(client)
+def test_last_owner_cannot_be_demoted_or_removed(client: httpx.Client, users: AccountPool) -> None:
+    wid, p = team(client, users)
     base = f"/api/workspaces/{wid}/members/{p['owner'].id}"
     r = client.patch(base, json={"role": "admin"}, headers=p["owner"].headers)
     assert r.status_code == 409 and "last owner" in r.json()["detail"]
@@ -95,8 +102,8 @@ def test_last_owner_cannot_be_demoted_or_removed(client: httpx.Client) -> None:
     assert client.get(f"/api/workspaces/{wid}", headers=p["owner"].headers).status_code == 404
 
 
-def test_members_may_leave_and_admins_may_remove(client: httpx.Client) -> None:
-    wid, p = team(client)
+def test_members_may_leave_and_admins_may_remove(client: httpx.Client, users: AccountPool) -> None:
+    wid, p = team(client, users)
     base = f"/api/workspaces/{wid}/members"
     assert client.delete(f"{base}/{p['viewer'].id}", headers=p["viewer"].headers).status_code == 204
     assert client.get(f"/api/workspaces/{wid}", headers=p["viewer"].headers).status_code == 404
@@ -108,9 +115,9 @@ def test_members_may_leave_and_admins_may_remove(client: httpx.Client) -> None:
 
 
 @pytest.mark.parametrize("method", ["patch", "delete"])
-def test_unknown_member_ids_are_404(client: httpx.Client, method: str) -> None:
-    wid, p = team(client)
-    stranger = register(client, "stranger")
+def test_unknown_member_ids_are_404(client: httpx.Client, users: AccountPool, method: str) -> None:
+    wid, p = team(client, users)
+    stranger = users("stranger")
     for target in (str(uuid.uuid4()), stranger.id, "not-a-uuid"):
         url = f"/api/workspaces/{wid}/members/{target}"
         r = (
@@ -122,8 +129,8 @@ def test_unknown_member_ids_are_404(client: httpx.Client, method: str) -> None:
         assert r.json() == {"detail": "Member not found"}
 
 
-def test_invalid_role_is_422(client: httpx.Client) -> None:
-    wid, p = team(client)
+def test_invalid_role_is_422(client: httpx.Client, users: AccountPool) -> None:
+    wid, p = team(client, users)
     r = client.patch(
         f"/api/workspaces/{wid}/members/{p['viewer'].id}", json={"role": "god"}, headers=p["owner"].headers
     )
@@ -149,11 +156,11 @@ def demote_each_other(server: ThreadServer, wid: str, a: Account, b: Account) ->
     return sorted(statuses)
 
 
-def test_two_owners_demoting_each_other_at_once_leave_an_owner(server: ThreadServer) -> None:
+def test_two_owners_demoting_each_other_at_once_leave_an_owner(server: ThreadServer, users: AccountPool) -> None:
     """The per-workspace lock serializes the owner count and the update, on both databases."""
     with httpx.Client(base_url=server.base_url, timeout=30) as client:
         for _ in range(5):
-            a, b = register(client, "a"), register(client, "b")
+            a, b = users("a"), users("b")
             wid = create_workspace(client, a)
             add_member(client, wid, a, b, "owner")
             statuses = demote_each_other(server, wid, a, b)

@@ -8,9 +8,15 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
+from tests.support.pool import AccountPool
 from tests.support.server import ThreadServer
 from tests.support.sql import query
 from tests.support.users import add_member, create_workspace, register
+
+
+@pytest.fixture(scope="module")
+def users(server: ThreadServer) -> AccountPool:
+    return AccountPool(server.base_url)
 
 
 def test_create_returns_owner_role_and_creates_the_document_head(client: httpx.Client, server: ThreadServer) -> None:
@@ -29,8 +35,8 @@ def test_create_returns_owner_role_and_creates_the_document_head(client: httpx.C
 
 
 @pytest.mark.parametrize("name", ["", "   ", "x" * 201, None, 5])
-def test_create_rejects_bad_names(client: httpx.Client, name: object) -> None:
-    owner = register(client, "owner")
+def test_create_rejects_bad_names(client: httpx.Client, users: AccountPool, name: object) -> None:
+    owner = users("owner")
     r = client.post("/api/workspaces", json={"name": name}, headers=owner.headers)
     assert r.status_code == 422
     assert "detail" in r.json()
@@ -48,8 +54,8 @@ def test_list_shows_only_the_callers_workspaces_with_their_role(client: httpx.Cl
     assert theirs == {b1: "owner", a2: "editor"}
 
 
-def test_get_is_404_for_non_members_unknown_ids_and_malformed_ids(client: httpx.Client) -> None:
-    owner, stranger = register(client, "owner"), register(client, "stranger")
+def test_get_is_404_for_non_members_unknown_ids_and_malformed_ids(client: httpx.Client, users: AccountPool) -> None:
+    owner, stranger = users("owner"), users("stranger")
     wid = create_workspace(client, owner)
     r = client.get(f"/api/workspaces/{wid}", headers=owner.headers)
     assert r.status_code == 200 and r.json()["id"] == wid
@@ -64,8 +70,8 @@ def test_get_is_404_for_non_members_unknown_ids_and_malformed_ids(client: httpx.
     assert responses[0].json() == responses[1].json() == {"detail": "Workspace not found"}
 
 
-def test_rename_by_admin_and_owner_not_editor(client: httpx.Client) -> None:
-    owner, admin, editor = register(client, "owner"), register(client, "admin"), register(client, "editor")
+def test_rename_by_admin_and_owner_not_editor(client: httpx.Client, users: AccountPool) -> None:
+    owner, admin, editor = users("owner"), users("admin"), users("editor")
     wid = create_workspace(client, owner, "old")
     add_member(client, wid, owner, admin, "admin")
     add_member(client, wid, owner, editor, "editor")
@@ -77,8 +83,10 @@ def test_rename_by_admin_and_owner_not_editor(client: httpx.Client) -> None:
     assert client.patch(f"/api/workspaces/{wid}", json={"name": ""}, headers=owner.headers).status_code == 422
 
 
-def test_delete_removes_the_workspace_for_everyone(client: httpx.Client, server: ThreadServer) -> None:
-    owner, admin = register(client, "owner"), register(client, "admin")
+def test_delete_removes_the_workspace_for_everyone(
+    client: httpx.Client, server: ThreadServer, users: AccountPool
+) -> None:
+    owner, admin = users("owner"), users("admin")
     wid = create_workspace(client, owner)
     add_member(client, wid, owner, admin, "admin")
     assert client.post(f"/api/workspaces/{wid}/invites", json={"role": "viewer"}, headers=owner.headers).is_success
