@@ -10,6 +10,8 @@ from fastapi import FastAPI
 
 from api.context import AppContext
 from api.notifications import install_notifications
+from api.quotas import RestWriteRateLimit
+from api.versions import install_versions
 from persistence.db import Database
 from persistence.migrate import upgrade_async
 from persistence.settings import Settings, get_settings
@@ -32,6 +34,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         sync = SyncService(db, settings, authenticate=ctx.authenticate_token)
         ctx.sync = sync
         install_notifications(app, ctx)
+        install_versions(app, ctx)
         app.state.ctx = ctx
         await sync.start()
         try:
@@ -39,6 +42,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             await sync.stop()
             await app.state.notifications.stop()
+            await app.state.versions.stop()
             await db.dispose()
 
     app = FastAPI(title="Plait", version="0.1.0", lifespan=lifespan)
@@ -46,5 +50,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from api.routes import register_routes
 
     install_error_handlers(app)
+    app.add_middleware(RestWriteRateLimit, settings=settings)
     register_routes(app, settings)
     return app

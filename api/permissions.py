@@ -25,6 +25,8 @@ PERMISSIONS: Final[dict[str, str]] = {
     "presence.read": "viewer",
     "activity.read": "viewer",
     "versions.read": "viewer",
+    "versions.create": "editor",
+    "versions.delete": "admin",
     "versions.restore": "admin",
     "webhooks.manage": "admin",
 }

@@ -187,3 +187,68 @@ class Activity(Base):
         Index("ix_activity_workspace_seq", "workspace_id", "seq"),
         Index("ix_activity_workspace_task_seq", "workspace_id", "task_id", "seq"),
     )
+
+
+class DocVersion(Base):
+    """A saved state of a workspace document (full Yjs update), independent of the log and its compaction.
+
+    ``kind``: "named" (a user saved it), "auto" (at most one per interval while the document changes; only
+    the newest few are kept) or "pre-restore" (taken just before a restore: restoring it undoes the restore).
+    """
+
+    __tablename__ = "doc_versions"
+    seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(UUID, unique=True, default=new_id)
+    workspace_id: Mapped[str] = mapped_column(UUID, ForeignKey("workspaces.id", ondelete="CASCADE"))
+    label: Mapped[str | None] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(16))
+    state: Mapped[bytes] = mapped_column(LargeBinary)
+    task_count: Mapped[int] = mapped_column(Integer, default=0)
+    doc_seq: Mapped[int] = mapped_column(BigInteger, default=0)  # log head when taken (informational)
+    created_by: Mapped[str | None] = mapped_column(UUID, ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(TS, default=utcnow)
+    __table_args__ = (Index("ix_doc_versions_workspace_seq", "workspace_id", "seq"),)
+
+
+class Webhook(Base):
+    """An HTTP endpoint that receives a workspace's events, signed with ``secret`` (HMAC-SHA256)."""
+
+    __tablename__ = "webhooks"
+    id: Mapped[str] = mapped_column(UUID, primary_key=True, default=new_id)
+    workspace_id: Mapped[str] = mapped_column(UUID, ForeignKey("workspaces.id", ondelete="CASCADE"), index=True)
+    url: Mapped[str] = mapped_column(String(2048))
+    events: Mapped[list[str]] = mapped_column(JSON, default=list)
+    secret: Mapped[str] = mapped_column(String(100))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    failure_count: Mapped[int] = mapped_column(Integer, default=0)  # consecutive failed attempts
+    disabled_at: Mapped[datetime | None] = mapped_column(TS)
+    created_by: Mapped[str | None] = mapped_column(UUID, ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(TS, default=utcnow)
+
+
+class WebhookDelivery(Base):
+    """One event for one webhook, stored before it is sent (survives restarts), retried with backoff.
+
+    ``dedup_key`` (unique per webhook) names the change that caused it, so a repeated derivation never
+    sends the same event twice.
+    """
+
+    __tablename__ = "webhook_deliveries"
+    seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(UUID, unique=True, default=new_id)
+    webhook_id: Mapped[str] = mapped_column(UUID, ForeignKey("webhooks.id", ondelete="CASCADE"))
+    event: Mapped[str] = mapped_column(String(40))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending | delivered | failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(TS)
+    last_status_code: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(String(500))
+    dedup_key: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(TS, default=utcnow)
+    delivered_at: Mapped[datetime | None] = mapped_column(TS)
+    __table_args__ = (
+        UniqueConstraint("webhook_id", "dedup_key", name="uq_webhook_deliveries_webhook_dedup"),
+        Index("ix_webhook_deliveries_webhook_seq", "webhook_id", "seq"),
+        Index("ix_webhook_deliveries_status_next", "status", "next_attempt_at"),
+    )

@@ -75,7 +75,6 @@ class Settings(BaseSettings):
     # REST quotas (docs/quotas.md)
     quota_max_tasks: int = 10_000
     quota_max_members: int = 500
-    quota_max_document_bytes: int = 64 * 1024 * 1024
     quota_rest_writes_per_minute: int = 600
     quota_rest_window_seconds: float = Field(default=60.0, description="Window of the REST write rate (tests)")
 

@@ -86,6 +86,15 @@ def _owner_note(world: World) -> dict[str, str]:
     return {"notification_id": r.json()["items"][0]["id"]}
 
 
+def _version(world: World) -> dict[str, str]:
+    """``{version_id}``: a named version the owner saved."""
+    r = world.client.post(
+        f"/api/workspaces/{world.wid}/versions", json={"label": "v"}, headers=world.people["owner"].headers
+    )
+    assert r.status_code == 201, r.text
+    return {"version_id": r.json()["id"]}
+
+
 # fmt: off
 CASES: list[Case] = [
     # accounts (public routes: the caller's token is irrelevant)
@@ -139,6 +148,16 @@ CASES: list[Case] = [
     case("GET", "/api/notifications/preferences", 401, 200, 200, 200, 200, 200),
     case("PUT", "/api/notifications/preferences", 401, 200, 200, 200, 200, 200, body={"task_assigned": True}),
     case("GET", "/api/notifications/stream", 401, 200, 200, 200, 200, 200),
+    # presence (issue 5) and document storage facts (issue 8)
+    case("GET", W + "/presence", 401, 404, 200, 200, 200, 200),
+    case("GET", W + "/document", 401, 404, 200, 200, 200, 200),
+    # version history (issue 8): editors save, admins delete and restore
+    case("GET", W + "/versions", 401, 404, 200, 200, 200, 200),
+    case("POST", W + "/versions", 401, 404, 403, 201, 201, 201, body={"label": "v"}),
+    case("GET", W + "/versions/{version_id}", 401, 404, 200, 200, 200, 200, setup=_version),
+    case("GET", W + "/versions/{version_id}/diff", 401, 404, 200, 200, 200, 200, setup=_version),
+    case("DELETE", W + "/versions/{version_id}", 401, 404, 403, 403, 204, 204, setup=_version),
+    case("POST", W + "/versions/{version_id}/restore", 401, 404, 403, 403, 200, 200, setup=_version),
 ]
 # fmt: on
 

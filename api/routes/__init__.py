@@ -15,6 +15,7 @@ from api.routes import (
     notifications,
     presence,
     tasks,
+    versions,
     web,
     workspaces,
 )
@@ -33,6 +34,7 @@ def register_routes(app: FastAPI, settings: Settings) -> None:
     app.include_router(presence.router)
     app.include_router(document.router)
     app.include_router(notifications.router)
+    app.include_router(versions.router)
 
     @app.websocket("/sync/{workspace_id}")
     async def sync(websocket: WebSocket, workspace_id: str) -> None:

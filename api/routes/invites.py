@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 
+from api import quotas
 from api.deps import Ctx, CurrentUser, Member, Session, is_uuid, not_found, require
 from api.errors import ApiError
 from api.notifications import notify_member_joined
@@ -137,6 +138,7 @@ async def accept_invite(token: str, user: CurrentUser, ctx: Ctx, session: Sessio
         raise ApiError(410, "Invite has expired")
     if invite.max_uses is not None and invite.uses >= invite.max_uses:
         raise ApiError(410, "Invite has been used up")
+    await quotas.check_member_count(session, ctx.settings, wid)
     claimed = await session.execute(
         update(Invite)
         .where(

@@ -16,6 +16,7 @@ from pycrdt import Doc
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from api import quotas
 from api.context import AppContext
 from api.deps import Ctx, Member, Session, not_found, require
 from api.errors import ApiError
@@ -154,9 +155,11 @@ async def create_task(
     member: Annotated[Member, Depends(require("task.write"))],
 ) -> TaskOut:
     await _check_assignee(session, member.workspace.id, body.assignee_id)
+    await quotas.check_document_size(ctx, member.workspace.id, quotas.body_bytes(body.model_dump()))
     task_id = str(uuid.uuid4())
 
     def fn(doc: Doc[Any]) -> dict[str, Any] | None:
+        quotas.check_task_count(doc, ctx.settings)
         schema.create_task(
             doc,
             task_id=task_id,
@@ -190,6 +193,7 @@ async def patch_task(
     changes = {name: getattr(body, name) for name in body.model_fields_set}
     if "assignee_id" in changes:
         await _check_assignee(session, member.workspace.id, changes["assignee_id"])
+    await quotas.check_document_size(ctx, member.workspace.id, quotas.body_bytes(changes))
 
     def fn(doc: Doc[Any]) -> dict[str, Any] | None:
         if schema.get_task(doc, task_id) is None:

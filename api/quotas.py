@@ -1,0 +1,139 @@
+"""REST quotas per workspace (docs/quotas.md): task count, members, document size (413) and write rate (429).
+
+Every refusal names its quota in the JSON ``detail`` and in an ``X-Plait-Quota`` header, so clients can tell
+them apart; nothing is changed by a refused request, and reads and deletions always stay possible.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from pycrdt import Doc
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from api.errors import ApiError
+from api.security import decode_access_token
+from persistence.models import Membership
+from persistence.settings import Settings
+from sync_server import schema
+
+if TYPE_CHECKING:
+    from api.context import AppContext
+
+QUOTA_HEADER = "X-Plait-Quota"
+
+
+def quota_error(quota: str, detail: str, status: int = 413, headers: dict[str, str] | None = None) -> ApiError:
+    return ApiError(status, f"Quota exceeded ({quota}): {detail}", headers={QUOTA_HEADER: quota, **(headers or {})})
+
+
+def too_many_tasks(settings: Settings) -> ApiError:
+    limit = settings.quota_max_tasks
+    return quota_error("tasks", f"a workspace holds at most {limit} tasks; delete some first")
+
+
+def check_task_count(doc: Doc[Any], settings: Settings, adding: int = 1) -> None:
+    """Call inside the change function, before changing anything (so a refusal writes nothing)."""
+    if len(schema.tasks_map(doc)) + adding > settings.quota_max_tasks:
+        raise too_many_tasks(settings)
+
+
+def body_bytes(values: dict[str, Any]) -> int:
+    """A rough upper bound of what a REST write adds to the document (field values plus map overhead)."""
+    return 64 + sum(len(str(v).encode()) + 32 for v in values.values() if v is not None)
+
+
+async def document_bytes(ctx: AppContext, workspace_id: str) -> int:
+    """The stored size of the document (snapshot + log), the same measure the sync socket's quota uses."""
+    room = ctx.sync.rooms.get(workspace_id)
+    if room is not None and not room.broken:
+        return int(room.size_estimate)
+    info = await ctx.sync.store.info(workspace_id)
+    return int(str(info["snapshot_bytes"])) + int(str(info["log_bytes"]))
+
+
+async def check_document_size(ctx: AppContext, workspace_id: str, incoming: int) -> None:
+    """413 when the document plus ``incoming`` bytes would pass ``quota_max_document_bytes``."""
+    limit = ctx.settings.quota_max_document_bytes
+    if await document_bytes(ctx, workspace_id) + incoming > limit:
+        raise quota_error("document_bytes", f"the workspace document may hold at most {limit} bytes")
+
+
+async def check_member_count(session: AsyncSession, settings: Settings, workspace_id: str) -> None:
+    """413 when the workspace already has ``quota_max_members`` members (checked before one joins)."""
+    count = await session.scalar(
+        select(func.count()).select_from(Membership).where(Membership.workspace_id == workspace_id)
+    )
+    if int(count or 0) >= settings.quota_max_members:
+        raise quota_error("members", f"a workspace has at most {settings.quota_max_members} members")
+
+
+_WORKSPACE_PATH = re.compile(r"^/api/workspaces/([^/]+)(?:/|$)")
+_WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+class RestWriteRateLimit:
+    """ASGI middleware: at most ``quota_rest_writes_per_minute`` writes (POST/PUT/PATCH/DELETE) per user per
+    workspace in any sliding ``quota_rest_window_seconds`` window; more get 429 with ``Retry-After``.
+
+    Counted per node, in memory (behind a load balancer each node allows the limit). Requests without a valid
+    token pass through untouched: the route answers 401 itself.
+    """
+
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+        self.app = app
+        self.limit = settings.quota_rest_writes_per_minute
+        self.window = settings.quota_rest_window_seconds
+        self._hits: dict[tuple[str, str], deque[float]] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] in _WRITES and self.limit > 0:
+            match = _WORKSPACE_PATH.match(scope["path"])
+            if match is not None:
+                retry = self._admit(scope, match.group(1))
+                if retry is not None:
+                    error = quota_error(
+                        "rest_writes",
+                        f"at most {self.limit} writes per {self.window:g} s per user and workspace",
+                        status=429,
+                        headers={"Retry-After": str(retry)},
+                    )
+                    response = JSONResponse({"detail": error.detail}, status_code=429, headers=error.headers)
+                    await response(scope, receive, send)
+                    return
+        await self.app(scope, receive, send)
+
+    def _admit(self, scope: Scope, workspace_id: str) -> int | None:
+        """None if admitted (and counted), else the seconds until a write is allowed again."""
+        user_id = self._user(scope)
+        if user_id is None:
+            return None
+        now = time.monotonic()
+        hits = self._hits.setdefault((user_id, workspace_id), deque())
+        while hits and now - hits[0] >= self.window:
+            hits.popleft()
+        if len(hits) >= self.limit:
+            return max(1, math.ceil(self.window - (now - hits[0])))
+        hits.append(now)
+        if len(self._hits) > 50_000:
+            self._hits = {k: v for k, v in self._hits.items() if v and now - v[-1] < self.window}
+        return None
+
+    @staticmethod
+    def _user(scope: Scope) -> str | None:
+        ctx = getattr(scope["app"].state, "ctx", None) if "app" in scope else None
+        if ctx is None:
+            return None
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                auth = value.decode("latin-1")
+                if auth.lower().startswith("bearer "):
+                    return decode_access_token(auth[7:].strip(), ctx.secret_key)
+        return None

@@ -1,0 +1,157 @@
+"""Version history of a workspace document: list, save (named), read, diff, delete, restore (docs/versions.md)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Response
+from pydantic import BaseModel, ConfigDict, StringConstraints
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from api import quotas, versions
+from api.deps import Ctx, Member, Session, is_uuid, not_found, require
+from api.errors import ApiError
+from api.routes.notifications import parse_cursor
+from api.schemas import as_utc
+from persistence.models import DocVersion, User
+from sync_server.room import RoomFailed
+
+router = APIRouter(prefix="/api/workspaces/{wid}/versions", tags=["versions"])
+
+_ERRORS: dict[int | str, dict[str, str]] = {
+    401: {"description": "Not authenticated"},
+    403: {"description": "Role does not allow this"},
+    404: {"description": "No such workspace or version"},
+    422: {"description": "Invalid body, cursor or comparison"},
+}
+
+Limit = Annotated[int, Query(ge=1, le=200)]
+Label = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+
+
+class VersionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    label: Label
+
+
+def version_json(v: DocVersion, creator: User | None) -> dict[str, Any]:
+    return {
+        "id": v.id,
+        "label": v.label,
+        "kind": v.kind,
+        "created_by": {"id": creator.id, "display_name": creator.display_name} if creator is not None else None,
+        "created_at": as_utc(v.created_at).isoformat().replace("+00:00", "Z"),
+        "task_count": v.task_count,
+    }
+
+
+async def _load(session: AsyncSession, member: Member, vid: str) -> tuple[DocVersion, User | None]:
+    if not is_uuid(vid):
+        raise not_found("Version")
+    row = (
+        await session.execute(
+            select(DocVersion, User)
+            .outerjoin(User, User.id == DocVersion.created_by)
+            .where(DocVersion.id == vid, DocVersion.workspace_id == member.workspace.id)
+        )
+    ).first()
+    if row is None:
+        raise not_found("Version")
+    return row[0], row[1]
+
+
+@router.get("", responses=_ERRORS)
+async def list_versions(
+    session: Session,
+    member: Annotated[Member, Depends(require("versions.read"))],
+    cursor: str | None = None,
+    limit: Limit = 50,
+) -> dict[str, Any]:
+    """``{items, next_cursor}``, newest first: who saved each version, when, its label and task count."""
+    before = parse_cursor(cursor)
+    q = (
+        select(DocVersion, User)
+        .outerjoin(User, User.id == DocVersion.created_by)
+        .where(DocVersion.workspace_id == member.workspace.id)
+        .order_by(DocVersion.seq.desc())
+        .limit(limit + 1)
+    )
+    if before is not None:
+        q = q.where(DocVersion.seq < before)
+    rows = (await session.execute(q)).all()
+    page = rows[:limit]
+    return {
+        "items": [version_json(v, u) for v, u in page],
+        "next_cursor": str(page[-1][0].seq) if len(rows) > limit else None,
+    }
+
+
+@router.post("", status_code=201, responses=_ERRORS)
+async def save_named_version(
+    body: VersionIn, ctx: Ctx, member: Annotated[Member, Depends(require("versions.create"))]
+) -> dict[str, Any]:
+    """Save the document as it is now under a label (editors and up); kept until deleted."""
+    v = await versions.save_version(ctx, member.workspace.id, "named", body.label, member.user.id)
+    return version_json(v, member.user)
+
+
+@router.get("/{vid}", responses=_ERRORS)
+async def get_version(
+    vid: str, session: Session, member: Annotated[Member, Depends(require("versions.read"))]
+) -> dict[str, Any]:
+    """The version and its tasks as JSON (the REST task shape)."""
+    v, creator = await _load(session, member, vid)
+    tasks = list(versions.tasks_by_id(versions.doc_from_state(v.state)).values())
+    return {**version_json(v, creator), "tasks": tasks}
+
+
+@router.get("/{vid}/diff", responses=_ERRORS)
+async def diff_version(
+    vid: str,
+    ctx: Ctx,
+    session: Session,
+    member: Annotated[Member, Depends(require("versions.read"))],
+    against: str = "current",
+) -> dict[str, Any]:
+    """What changed from this version to ``against`` ("current": the live document, or another version's id):
+    tasks added, removed, and changed fields ``{from, to}``."""
+    v, _ = await _load(session, member, vid)
+    old = versions.tasks_by_id(versions.doc_from_state(v.state))
+    if against == "current":
+        new = versions.tasks_by_id(await ctx.sync.read_document(member.workspace.id))
+    else:
+        if not is_uuid(against):
+            raise ApiError(422, 'against must be "current" or a version id')
+        other, _ = await _load(session, member, against)
+        new = versions.tasks_by_id(versions.doc_from_state(other.state))
+    return {"version_id": v.id, "against": against, **versions.diff_tasks(old, new)}
+
+
+@router.delete("/{vid}", status_code=204, responses=_ERRORS)
+async def delete_version(
+    vid: str, session: Session, member: Annotated[Member, Depends(require("versions.delete"))]
+) -> Response:
+    v, _ = await _load(session, member, vid)
+    await session.delete(v)
+    await session.commit()
+    return Response(status_code=204)
+
+
+@router.post("/{vid}/restore", responses={**_ERRORS, 413: {"description": "Restoring would exceed a quota"}})
+async def restore(
+    vid: str, ctx: Ctx, session: Session, member: Annotated[Member, Depends(require("versions.restore"))]
+) -> dict[str, Any]:
+    """Bring the document back to this version as a new change by the caller (history is never rewritten).
+
+    ``undo_version_id`` is the state just before; restoring it undoes this restore.
+    """
+    v, _ = await _load(session, member, vid)
+    if v.task_count > ctx.settings.quota_max_tasks:
+        raise quotas.too_many_tasks(ctx.settings)
+    await quotas.check_document_size(ctx, member.workspace.id, 0)
+    try:
+        undo = await versions.restore_version(ctx, v, member.user.id)
+    except RoomFailed:
+        raise ApiError(503, "Storage failure, retry", headers={"Retry-After": "1"}) from None
+    return {"restored_from": v.id, "undo_version_id": undo.id}

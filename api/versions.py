@@ -1,0 +1,259 @@
+"""Version history: named, automatic and pre-restore snapshots of a workspace document, diffs, and restore.
+
+A version is the document's whole state (one Yjs update) in ``doc_versions``, a table the update log and its
+compaction never touch. Restoring never rewrites CRDT history: it is one *forward* change, attributed to the
+restorer, that deletes, re-creates and edits tasks until the document's tasks equal the version's — so live
+and offline clients converge on it like on any other edit, and activity/notifications/webhooks derive from it
+as usual. The state just before a restore is saved as a "pre-restore" version; restoring that one undoes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from pycrdt import Doc, Map, Text
+from sqlalchemy import delete, func, select
+
+from api.schemas import as_utc
+from persistence.models import Activity, DocVersion, new_id, utcnow
+from sync_server import schema
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from api.context import AppContext
+    from sync_server.room import Room
+    from sync_server.writer import WriteRequest
+
+log = logging.getLogger("plait.versions")
+
+KINDS = ("named", "auto", "pre-restore")
+# Fields compared by diffs and restored (``updated_at`` is bookkeeping: a restore sets it to now).
+DIFF_FIELDS = ("title", "description", "status", "assignee_id", "due_date", "completed_at", "created_by", "created_at")
+
+
+def doc_from_state(state: bytes) -> Doc[Any]:
+    doc: Doc[Any] = Doc()
+    if state:
+        doc.apply_update(state)
+    return doc
+
+
+def tasks_by_id(doc: Doc[Any]) -> dict[str, dict[str, Any]]:
+    return {t["id"]: t for t in schema.list_tasks(doc)}
+
+
+def diff_tasks(old: dict[str, dict[str, Any]], new: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """What changed from ``old`` to ``new``: tasks added, removed, and per-field ``{from, to}``."""
+    changed = []
+    for tid, before in old.items():
+        after = new.get(tid)
+        if after is None:
+            continue
+        fields = {
+            name: {"from": before.get(name), "to": after.get(name)}
+            for name in DIFF_FIELDS
+            if before.get(name) != after.get(name)
+        }
+        if fields:
+            changed.append({"task_id": tid, "title": after.get("title"), "fields": fields})
+    return {
+        "added": [t for tid, t in new.items() if tid not in old],
+        "removed": [t for tid, t in old.items() if tid not in new],
+        "changed": changed,
+    }
+
+
+def restore_tasks(doc: Doc[Any], target: dict[str, dict[str, Any]], now: str | None = None) -> int:
+    """Make the document's tasks equal ``target`` with ordinary edits (one transaction: the caller's).
+
+    Tasks not in the version are deleted, missing ones re-created under their old id, differing fields set
+    (a description through the minimal text diff, so concurrent typing elsewhere in it survives).
+    Returns how many tasks were touched.
+    """
+    now = now or schema.now_iso()
+    tasks = schema.tasks_map(doc)
+    touched = 0
+    for tid in list(tasks.keys()):
+        if tid not in target or not isinstance(tasks[tid], Map):
+            del tasks[tid]
+            touched += 1
+    for tid, t in target.items():
+        current = tasks.get(tid) if tid in tasks else None
+        if not isinstance(current, Map):
+            values: dict[str, Any] = {name: t.get(name) for name in schema.SCALAR_FIELDS}
+            values.update(id=tid, updated_at=now, description=Text(t.get("description") or ""))
+            tasks[tid] = Map(values)
+            touched += 1
+            continue
+        differs = False
+        for name in schema.SCALAR_FIELDS:
+            if name != "updated_at" and current.get(name) != t.get(name):
+                current[name] = t.get(name)
+                differs = True
+        desc, wanted = current.get("description"), t.get("description") or ""
+        if not isinstance(desc, Text):
+            current["description"] = Text(wanted)
+            differs = True
+        elif str(desc) != wanted:
+            schema.apply_text_diff(desc, wanted)
+            differs = True
+        if differs:
+            current["updated_at"] = now
+            touched += 1
+    return touched
+
+
+async def save_version(
+    ctx: AppContext, workspace_id: str, kind: str, label: str | None, user_id: str | None
+) -> DocVersion:
+    """Store the document's current state as a version (and prune old automatic ones)."""
+    doc = await ctx.sync.read_document(workspace_id)
+    state = doc.get_update()
+    count = len(schema.list_tasks(doc))
+    heads = await ctx.sync.store.heads([workspace_id])
+    version = DocVersion(
+        id=new_id(),
+        workspace_id=workspace_id,
+        label=label,
+        kind=kind,
+        state=state,
+        task_count=count,
+        doc_seq=heads.get(workspace_id, 0),
+        created_by=user_id,
+        created_at=utcnow(),
+    )
+    async with ctx.db.transaction() as s:
+        s.add(version)
+        await s.flush()
+        if kind == "auto":
+            await _prune_auto(s, workspace_id, ctx.settings.version_retention_count)
+    return version
+
+
+async def _prune_auto(session: Any, workspace_id: str, keep: int) -> None:
+    """Retention: only the newest ``keep`` automatic versions stay (named and pre-restore ones are kept)."""
+    newest = (
+        await session.scalars(
+            select(DocVersion.seq)
+            .where(DocVersion.workspace_id == workspace_id, DocVersion.kind == "auto")
+            .order_by(DocVersion.seq.desc())
+            .limit(max(keep, 0))
+        )
+    ).all()
+    cond = [DocVersion.workspace_id == workspace_id, DocVersion.kind == "auto"]
+    if newest:
+        cond.append(DocVersion.seq < min(newest))
+    await session.execute(delete(DocVersion).where(*cond))
+
+
+async def restore_version(ctx: AppContext, version: DocVersion, user_id: str) -> DocVersion:
+    """Save the current state as "pre-restore", then bring the document back to ``version`` as a forward
+    change by ``user_id``. Returns the pre-restore version (restoring it is the undo).
+
+    Edits that land between the pre-restore snapshot and the restore itself are in neither; the window is
+    one database round trip.
+    """
+    wid = version.workspace_id
+    target = tasks_by_id(doc_from_state(version.state))
+    undo = await save_version(ctx, wid, "pre-restore", f"Before restoring {version.label or version.id}", user_id)
+    now = schema.now_iso()
+    await ctx.sync.change(wid, user_id, lambda doc: restore_tasks(doc, target, now))
+    heads = await ctx.sync.store.heads([wid])
+    key = f"restore:{undo.id}"
+    async with ctx.db.transaction() as s:
+        s.add(
+            Activity(
+                id=new_id(),
+                workspace_id=wid,
+                task_id="",
+                kind="restored",
+                field=None,
+                old_value={"version_id": undo.id},
+                new_value={"version_id": version.id, "label": version.label, "kind": version.kind},
+                summary=None,
+                actor_id=user_id,
+                doc_seq=heads.get(wid, 0),
+                dedup_key=key,
+                created_at=utcnow(),
+            )
+        )
+    return undo
+
+
+class VersionService:
+    """Automatic versions: at most one per ``version_auto_interval_seconds`` per workspace while it changes.
+
+    The durable-update listener only marks the workspace dirty; a worker takes the snapshot once the interval
+    since the last automatic version has passed, so the last state of a burst of edits is always captured.
+    """
+
+    def __init__(self, ctx: AppContext) -> None:
+        self.ctx = ctx
+        self.interval = ctx.settings.version_auto_interval_seconds
+        self._dirty: set[str] = set()
+        self._last: dict[str, float] = {}  # workspace -> wall time of its newest automatic version
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.saved = 0
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="plait-versions")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    def on_durable(self, room: Room, requests: list[WriteRequest]) -> None:
+        if self.interval > 0 and any(r.seq is not None for r in requests):
+            self._dirty.add(room.workspace_id)
+            self._wake.set()
+
+    async def _last_auto(self, wid: str) -> float:
+        if wid not in self._last:
+            async with self.ctx.db.session() as s:
+                newest: datetime | None = await s.scalar(
+                    select(func.max(DocVersion.created_at)).where(
+                        DocVersion.workspace_id == wid, DocVersion.kind == "auto"
+                    )
+                )
+            self._last[wid] = as_utc(newest).timestamp() if newest is not None else 0.0
+        return self._last[wid]
+
+    async def _run(self) -> None:
+        while True:
+            self._wake.clear()
+            timeout: float | None = None
+            for wid in list(self._dirty):
+                try:
+                    due = await self._last_auto(wid) + self.interval - time.time()
+                    if due > 0:
+                        timeout = due if timeout is None else min(timeout, due)
+                        continue
+                    self._dirty.discard(wid)
+                    await save_version(self.ctx, wid, "auto", None, None)
+                    self._last[wid] = time.time()
+                    self.saved += 1
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    self._dirty.discard(wid)  # e.g. the workspace was deleted; the next change marks it again
+                    log.exception("automatic version of %s failed", wid)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout)
+
+
+def install_versions(app: FastAPI, ctx: AppContext) -> VersionService:
+    """Wire automatic versions into the sync service (call in the lifespan, after ``ctx.sync`` exists)."""
+    service = VersionService(ctx)
+    ctx.sync.on_durable(service.on_durable)
+    service.start()
+    app.state.versions = service
+    return service
