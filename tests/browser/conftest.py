@@ -99,6 +99,10 @@ def browser() -> Iterator[Any]:
         _unavailable("playwright is not installed (pip install -e '.[browser]')")
     if not Path(CHROMIUM).exists():
         _unavailable(f"chromium not found at {CHROMIUM} (apt-get install chromium)")
+    from playwright.sync_api import expect
+
+    # Two cores shared by a server, two browsers and the test: give assertions room, never a fixed sleep.
+    expect.set_options(timeout=10_000)
     with sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         try:
