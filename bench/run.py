@@ -253,6 +253,8 @@ class Plait(Server):
             "PLAIT_DATA_DIR": str(self.data_dir),
             "PLAIT_SECRET_KEY": self.secret,
             "PLAIT_ENV": "development",
+            # The runner creates hundreds of workspaces with one account; the REST write quota is not under test.
+            "PLAIT_QUOTA_REST_WRITES_PER_MINUTE": "1000000",
         }
         if self.database_url:
             env["PLAIT_DATABASE_URL"] = self.database_url
