@@ -358,3 +358,33 @@ def test_demoted_editor_loses_editing_controls(person: Callable[..., Person], ap
     b.page.evaluate("window.dispatchEvent(new Event('focus'))")  # the app re-reads its role on focus
     expect(b.page.get_by_test_id("viewer-note")).to_be_visible()
     expect(b.page.get_by_label("New task title")).to_have_count(0)
+
+
+def test_local_copy_from_before_a_restore_is_replaced_not_merged(
+    person: Callable[..., Person], api: httpx.Client
+) -> None:
+    """A local copy whose epoch is not the server's (a restore happened) is dropped and reloaded: edits it holds
+    that the server never saw are not merged back (they would duplicate content)."""
+    a = person("Restorer")
+    wid = create_workspace(api, a.account, "Restored")
+    info = api.get(f"/api/workspaces/{wid}/document", headers=a.account.headers).json()
+    assert info.get("epoch"), info
+    open_board(a, wid)
+    add_task(a, "On the server")
+    expect(card(a, "On the server")).to_be_visible()
+    key = f"plait.epoch.{a.account.id}.{wid}"
+    a.page.wait_for_function("k => localStorage.getItem(k) !== null", arg=key)
+    a.context.set_offline(True)
+    add_task(a, "Only in the stale copy")
+    expect(card(a, "Only in the stale copy")).to_be_visible()
+    a.page.wait_for_timeout(300)  # y-indexeddb stores it
+    a.page.evaluate("k => localStorage.setItem(k, 'epoch-of-an-older-life')", key)
+    a.context.set_offline(False)
+    a.page.reload()
+    expect(a.page.get_by_test_id("toast").filter(has_text="restored from a backup")).to_be_visible()
+    expect(a.page.get_by_test_id("connection-status")).to_have_attribute("data-state", "connected")
+    expect(card(a, "On the server")).to_be_visible()
+    expect(card(a, "Only in the stale copy")).to_have_count(0)
+    assert a.page.evaluate("k => localStorage.getItem(k)", key) == info["epoch"]
+    got = api.get(f"/api/workspaces/{wid}/tasks", headers=a.account.headers).json()
+    assert [t["title"] for t in (got["items"] if isinstance(got, dict) else got)] == ["On the server"]

@@ -263,6 +263,11 @@ function WorkspaceRoute({ route }: { route: Extract<Route, { name: 'board' | 'me
       useBoard.getState().close()
       useWorkspaces.getState().forget(route.wid)
       setDenied(true)
+    } else if (refusal.kind === 'toolarge') {
+      useToasts.getState().push(
+        { kind: 'error', text: 'This workspace has reached its size limit: your latest changes could not be saved.' },
+        15000,
+      )
     } else {
       useToasts.getState().push({ kind: 'error', text: `The server closed the connection (${refusal.code}).` })
     }

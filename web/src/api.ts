@@ -206,6 +206,7 @@ export const api = {
       'GET',
       `/api/workspaces/${enc(wid)}/tasks/${enc(taskId)}/activity`,
     ),
+  documentInfo: (wid: string) => request<{ epoch?: string | null }>('GET', `/api/workspaces/${enc(wid)}/document`),
   presence: (wid: string) =>
     request<PresenceEntry[] | Page<PresenceEntry>>('GET', `/api/workspaces/${enc(wid)}/presence`),
 }

@@ -65,3 +65,13 @@ describe('messages', () => {
     expect(parseEvent('not json')).toBeNull()
   })
 })
+
+describe('restored documents', () => {
+  it('reads the new epoch from a 4409 close reason', async () => {
+    const { epochFromReason } = await import('./connection')
+    expect(refusalFor(4409)).toBe('restored')
+    expect(refusalFor(4413)).toBe('toolarge')
+    expect(epochFromReason('workspace was restored, reload (epoch 3f2a-77)')).toBe('3f2a-77')
+    expect(epochFromReason('something else')).toBeNull()
+  })
+})

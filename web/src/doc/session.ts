@@ -38,11 +38,13 @@ export class WorkspaceSession {
     token: string,
     user: { id: string; name: string },
     events: SessionEvents,
+    /** The document epoch this local copy belongs to; the server refuses a stale one with 4409. */
+    epoch: string | null = null,
   ) {
     this.idb = new IndexeddbPersistence(`plait:${user.id}:${workspaceId}`, this.doc)
     this.idb.whenSynced.then(() => events.local(true)).catch(() => events.local(false))
     this.provider = new WebsocketProvider(syncUrl(), workspaceId, this.doc, {
-      params: { token },
+      params: epoch ? { token, epoch } : { token },
       // Tabs of one browser share a session; each tab talks to the server itself so that
       // access control and identity stay per socket.
       disableBc: true,

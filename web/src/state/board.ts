@@ -3,7 +3,9 @@
  * WorkspaceSession's Y.Doc and awareness. Writes go to the doc (see doc/tasks.ts), never here.
  */
 import { create } from 'zustand'
-import { type ConnectionState, connectionState, refusalFor, type WsStatus } from '../doc/connection'
+import { api } from '../api'
+import { type ConnectionState, connectionState, epochFromReason, refusalFor, type WsStatus } from '../doc/connection'
+import { useToasts } from './toasts'
 import { type AwarenessState, type Peer, peersFrom } from '../doc/presence'
 import { WorkspaceSession } from '../doc/session'
 import { bindTasks, type Task } from '../doc/tasks'
@@ -19,17 +21,22 @@ export interface BoardState {
   loadedLocally: boolean
   peers: Peer[]
   /** Set when the server refused the socket for good. */
-  refusal: { kind: 'signin' | 'noaccess' | 'other'; code: number } | null
+  refusal: { kind: 'signin' | 'noaccess' | 'toolarge' | 'other'; code: number } | null
   open: (wid: string, token: string, user: { id: string; name: string }) => void
   close: (forget?: boolean) => void
+  /** The server's document was restored (new epoch): drop the local copy and load the restored one. */
+  replaceLocalCopy: (epoch: string | null) => Promise<void>
 }
 
 export function selectConnection(s: Pick<BoardState, 'ws' | 'synced' | 'online' | 'lost'>): ConnectionState {
   return connectionState(s)
 }
 
+const epochKey = (userId: string, wid: string) => `plait.epoch.${userId}.${wid}`
+
 export const useBoard = create<BoardState>((set, get) => {
   let unbind: (() => void) | null = null
+  let openedWith: { token: string; user: { id: string; name: string } } | null = null
   const onNetwork = () => set({ online: navigator.onLine })
   window.addEventListener('online', onNetwork)
   window.addEventListener('offline', onNetwork)
@@ -50,6 +57,8 @@ export const useBoard = create<BoardState>((set, get) => {
       const current = get().session
       if (current && current.workspaceId === wid) return
       get().close()
+      openedWith = { token, user }
+      const epoch = localStorage.getItem(epochKey(user.id, wid))
       const session = new WorkspaceSession(wid, token, user, {
         status: (ws) =>
           set((s) => ({
@@ -61,12 +70,22 @@ export const useBoard = create<BoardState>((set, get) => {
         local: (loadedLocally) => set({ loadedLocally }),
         awareness: (states: Map<number, AwarenessState>, selfClient: number) =>
           set({ peers: peersFrom(states, selfClient, user.id) }),
-        refused: (code) => {
+        refused: (code, reason) => {
           const kind = refusalFor(code) ?? 'other'
-          set({ refusal: { kind, code } })
+          if (kind === 'restored') void get().replaceLocalCopy(epochFromReason(reason))
+          else set({ refusal: { kind, code } })
         },
-      })
+      }, epoch)
       unbind = bindTasks(session.doc, (tasks) => set({ tasks }))
+      // Remember the epoch this copy belongs to; a copy from before a restore is replaced, never merged.
+      api
+        .documentInfo(wid)
+        .then(({ epoch: current }) => {
+          if (!current || get().session !== session) return
+          if (epoch === null) localStorage.setItem(epochKey(user.id, wid), current)
+          else if (epoch !== current) void get().replaceLocalCopy(current)
+        })
+        .catch(() => {})
       set({
         session,
         workspaceId: wid,
@@ -77,6 +96,30 @@ export const useBoard = create<BoardState>((set, get) => {
         refusal: null,
         online: navigator.onLine,
       })
+    },
+
+    async replaceLocalCopy(epoch) {
+      const { session } = get()
+      if (!session || !openedWith) return
+      const { token, user } = openedWith
+      const wid = session.workspaceId
+      unbind?.()
+      unbind = null
+      set({ session: null, tasks: [], peers: [] })
+      await session.destroy(true)
+      let next = epoch
+      if (!next) next = (await api.documentInfo(wid).catch(() => ({ epoch: null }))).epoch ?? null
+      if (next) localStorage.setItem(epochKey(user.id, wid), next)
+      else localStorage.removeItem(epochKey(user.id, wid))
+      useToasts.getState().push(
+        {
+          kind: 'info',
+          text: 'This workspace was restored from a backup. Your local copy was replaced; edits made after the backup were not kept.',
+        },
+        15000,
+      )
+      set({ workspaceId: null })
+      get().open(wid, token, user)
     },
 
     close(forget = false) {
