@@ -12,6 +12,7 @@ from api.context import AppContext
 from api.notifications import install_notifications
 from api.quotas import RestWriteRateLimit
 from api.versions import install_versions
+from api.webhooks import install_webhooks
 from persistence.db import Database
 from persistence.migrate import upgrade_async
 from persistence.settings import Settings, get_settings
@@ -35,6 +36,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ctx.sync = sync
         install_notifications(app, ctx)
         install_versions(app, ctx)
+        install_webhooks(app, ctx)
         app.state.ctx = ctx
         await sync.start()
         try:
@@ -43,6 +45,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await sync.stop()
             await app.state.notifications.stop()
             await app.state.versions.stop()
+            await app.state.webhooks.stop()
             await db.dispose()
 
     app = FastAPI(title="Plait", version="0.1.0", lifespan=lifespan)

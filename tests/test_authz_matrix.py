@@ -95,6 +95,16 @@ def _version(world: World) -> dict[str, str]:
     return {"version_id": r.json()["id"]}
 
 
+HOOK = {"url": "https://93.184.216.34/hook", "events": ["task.created"]}  # public address: never called here
+
+
+def _webhook(world: World) -> dict[str, str]:
+    """``{webhook_id}``: a webhook the owner registered."""
+    r = world.client.post(f"/api/workspaces/{world.wid}/webhooks", json=HOOK, headers=world.people["owner"].headers)
+    assert r.status_code == 201, r.text
+    return {"webhook_id": r.json()["id"]}
+
+
 # fmt: off
 CASES: list[Case] = [
     # accounts (public routes: the caller's token is irrelevant)
@@ -158,6 +168,11 @@ CASES: list[Case] = [
     case("GET", W + "/versions/{version_id}/diff", 401, 404, 200, 200, 200, 200, setup=_version),
     case("DELETE", W + "/versions/{version_id}", 401, 404, 403, 403, 204, 204, setup=_version),
     case("POST", W + "/versions/{version_id}/restore", 401, 404, 403, 403, 200, 200, setup=_version),
+    # webhooks (issue 8): owners and admins only
+    case("POST", W + "/webhooks", 401, 404, 403, 403, 201, 201, body=HOOK),
+    case("GET", W + "/webhooks", 401, 404, 403, 403, 200, 200),
+    case("DELETE", W + "/webhooks/{webhook_id}", 401, 404, 403, 403, 204, 204, setup=_webhook),
+    case("GET", W + "/webhooks/{webhook_id}/deliveries", 401, 404, 403, 403, 200, 200, setup=_webhook),
 ]
 # fmt: on
 

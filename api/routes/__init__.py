@@ -17,6 +17,7 @@ from api.routes import (
     tasks,
     versions,
     web,
+    webhooks,
     workspaces,
 )
 from persistence.settings import Settings
@@ -35,6 +36,7 @@ def register_routes(app: FastAPI, settings: Settings) -> None:
     app.include_router(document.router)
     app.include_router(notifications.router)
     app.include_router(versions.router)
+    app.include_router(webhooks.router)
 
     @app.websocket("/sync/{workspace_id}")
     async def sync(websocket: WebSocket, workspace_id: str) -> None:

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from api import quotas
+from api import quotas, webhooks
 from api.deps import Ctx, CurrentUser, Member, Session, is_uuid, not_found, require
 from api.errors import ApiError
 from api.notifications import notify_member_joined
@@ -170,4 +170,5 @@ async def accept_invite(token: str, user: CurrentUser, ctx: Ctx, session: Sessio
         return AcceptOut.model_validate({"workspace_id": wid, "role": existing.role})
     await ctx.sync.membership_changed(wid, user_id, role)
     await notify_member_joined(ctx.db, wid, user_id)
+    await webhooks.member_event(ctx.db, wid, "member.joined", user_id, role, actor_id=user_id)
     return AcceptOut.model_validate({"workspace_id": wid, "role": role})

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Response
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from api import webhooks
 from api.deps import Ctx, Member, Session, is_uuid, not_found, require, workspace_member
 from api.errors import ApiError
 from api.permissions import allowed
@@ -139,4 +140,5 @@ async def remove_member(
     await session.delete(target)
     await session.commit()
     await ctx.sync.membership_changed(wid, user_id, None)
+    await webhooks.member_event(ctx.db, wid, "member.left", user_id, target.role, actor_id=member.user.id)
     return Response(status_code=204)

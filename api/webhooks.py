@@ -1,0 +1,499 @@
+"""Signed webhooks (docs/webhooks.md): events derived from document changes and membership, stored as
+deliveries before anything is sent (they survive restarts), sent by a worker with exponential backoff, and a
+webhook that keeps failing is disabled.
+
+Server-side request forgery: a URL must be http(s) and every address its host resolves to must be public,
+checked when the webhook is created and again before each attempt — and the request goes to the address that
+was checked (the connection is pinned to it, TLS still verifies the host name), so a DNS answer that changes
+in between (rebinding) cannot redirect it. ``PLAIT_WEBHOOK_ALLOW_PRIVATE=true`` lifts the address check.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import ipaddress
+import json
+import logging
+import socket
+import time
+import weakref
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+from sqlalchemy import select, update
+
+from api.notifications import insert_ignoring_conflicts
+from api.schemas import as_utc
+from persistence.db import Database
+from persistence.models import User, Webhook, WebhookDelivery, new_id, utcnow
+from sync_server.schema import TaskChange
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from api.context import AppContext
+    from sync_server.room import Room
+    from sync_server.writer import WriteRequest
+
+log = logging.getLogger("plait.webhooks")
+
+EVENTS = (
+    "task.created",
+    "task.updated",
+    "task.deleted",
+    "task.assigned",
+    "task.completed",
+    "member.joined",
+    "member.left",
+)
+LEASE = timedelta(seconds=30)  # a claimed delivery is not retried by another worker before this
+HOOK_CACHE_SECONDS = 5.0  # how long a node may not know about a webhook created on another node
+BATCH = 20
+
+
+# ---- URL guard -------------------------------------------------------------------------------------------
+
+
+class UnsafeUrl(ValueError):
+    """The URL is not http(s), or its host resolves to an address webhooks may not reach."""
+
+
+def address_allowed(address: str) -> bool:
+    """Only global unicast addresses: no private, loopback, link-local, multicast, reserved or unspecified."""
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_global and not (
+        ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_multicast or ip.is_reserved or ip.is_unspecified
+    )
+
+
+def check_url_syntax(url: str) -> None:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        raise UnsafeUrl("only http and https URLs are allowed")
+    if not parts.hostname:
+        raise UnsafeUrl("the URL has no host")
+    if parts.username is not None or parts.password is not None:
+        raise UnsafeUrl("credentials in the URL are not allowed (deliveries are signed instead)")
+    if parts.fragment:
+        raise UnsafeUrl("the URL may not have a fragment")
+    try:
+        _ = parts.port
+    except ValueError:
+        raise UnsafeUrl("invalid port") from None
+
+
+async def resolve_allowed(url: str, allow_private: bool) -> list[str]:
+    """The addresses the URL's host resolves to, all of them allowed (else UnsafeUrl)."""
+    check_url_syntax(url)
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise UnsafeUrl(f"the host {host!r} cannot be resolved") from exc
+    addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
+    if not addresses:
+        raise UnsafeUrl(f"the host {host!r} cannot be resolved")
+    if not allow_private:
+        refused = [a for a in addresses if not address_allowed(a)]
+        if refused:
+            raise UnsafeUrl(f"the host {host!r} resolves to a non-public address ({refused[0]})")
+    return addresses
+
+
+def pinned_request(url: str, address: str) -> tuple[str, dict[str, str], dict[str, Any]]:
+    """The URL rewritten to connect to ``address``, with the original Host header and TLS server name."""
+    parts = urlsplit(url)
+    host = f"[{address}]" if ":" in address else address
+    netloc = host + (f":{parts.port}" if parts.port else "")
+    target = urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, ""))
+    host_header = parts.netloc.rsplit("@", 1)[-1]
+    extensions: dict[str, Any] = {"sni_hostname": parts.hostname} if parts.scheme == "https" else {}
+    return target, {"Host": host_header}, extensions
+
+
+# ---- events and signatures -------------------------------------------------------------------------------
+
+
+def sign(secret: str, timestamp: str, body: bytes) -> str:
+    """``sha256=<hex HMAC-SHA256 of "{timestamp}.{body}">`` (the X-Plait-Signature header)."""
+    mac = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
+    return "sha256=" + mac.hexdigest()
+
+
+def task_events(changes: Sequence[TaskChange]) -> list[tuple[str, str, dict[str, Any]]]:
+    """(event, task id, data) for one update's task changes: one ``task.updated`` per task with every changed
+    field, plus ``task.assigned`` / ``task.completed`` where they apply."""
+    out: list[tuple[str, str, dict[str, Any]]] = []
+    updated: dict[str, dict[str, Any]] = {}
+    tasks: dict[str, dict[str, Any] | None] = {}
+    for ch in changes:
+        tid = ch.task_id
+        if ch.kind == "created":
+            task = ch.task or {}
+            out.append(("task.created", tid, {"task": ch.task}))
+            if task.get("assignee_id"):
+                out.append(
+                    ("task.assigned", tid, {"task": ch.task, "assignee_id": task["assignee_id"], "previous": None})
+                )
+            if task.get("status") == "done":
+                out.append(("task.completed", tid, {"task": ch.task}))
+        elif ch.kind == "deleted":
+            out.append(("task.deleted", tid, {"task": ch.task}))
+        elif ch.kind == "updated" and ch.field is not None:
+            tasks[tid] = ch.task
+            if ch.field == "description":
+                updated.setdefault(tid, {})["description"] = {"edit": ch.summary}
+                continue
+            if ch.old == ch.new:
+                continue
+            updated.setdefault(tid, {})[ch.field] = {"from": ch.old, "to": ch.new}
+            if ch.field == "assignee_id" and ch.new:
+                out.append(("task.assigned", tid, {"task": ch.task, "assignee_id": ch.new, "previous": ch.old}))
+            if ch.field == "status" and ch.new == "done":
+                out.append(("task.completed", tid, {"task": ch.task}))
+    for tid, fields in updated.items():
+        out.append(("task.updated", tid, {"task": tasks.get(tid), "changes": fields}))
+    return out
+
+
+def _iso(value: Any) -> str:
+    return str(as_utc(value).isoformat().replace("+00:00", "Z"))
+
+
+@dataclass(frozen=True)
+class HookInfo:
+    id: str
+    events: frozenset[str]
+
+
+# ---- the service -----------------------------------------------------------------------------------------
+
+
+class WebhookService:
+    """Derives deliveries from durable updates (one worker) and sends due deliveries (another)."""
+
+    def __init__(self, ctx: AppContext) -> None:
+        self.ctx = ctx
+        self.db = ctx.db
+        s = ctx.settings
+        self.allow_private = s.webhook_allow_private
+        self.base = s.webhook_retry_base_seconds
+        self.max_attempts = s.webhook_max_attempts
+        self.max_failures = s.webhook_max_consecutive_failures
+        self._queue: asyncio.Queue[tuple[str, list[tuple[int, str | None, list[TaskChange]]]]] = asyncio.Queue()
+        self._hooks: dict[str, tuple[float, list[HookInfo]]] = {}
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._client = httpx.AsyncClient(timeout=s.webhook_timeout_seconds, follow_redirects=False)
+        self.sent = 0
+
+    def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self._derive_loop(), name="plait-webhooks-derive"),
+            asyncio.create_task(self._send_loop(), name="plait-webhooks-send"),
+        ]
+
+    async def stop(self) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._queue.join(), timeout=5.0)
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self._client.aclose()
+
+    def invalidate(self, workspace_id: str) -> None:
+        """A webhook of this workspace was created or deleted on this node: stop using the cached list."""
+        self._hooks.pop(workspace_id, None)
+
+    # -- deriving deliveries --------------------------------------------------------------------------------
+
+    def on_durable(self, room: Room, requests: list[WriteRequest]) -> None:
+        items = [(r.seq, r.actor_id, list(r.changes)) for r in requests if r.seq is not None and r.changes]
+        if items:
+            self._queue.put_nowait((room.workspace_id, items))
+
+    async def hooks(self, workspace_id: str) -> list[HookInfo]:
+        cached = self._hooks.get(workspace_id)
+        now = time.monotonic()
+        if cached is not None and now - cached[0] < HOOK_CACHE_SECONDS:
+            return cached[1]
+        async with self.db.session() as s:
+            rows = await s.execute(
+                select(Webhook.id, Webhook.events).where(Webhook.workspace_id == workspace_id, Webhook.active)
+            )
+            hooks = [HookInfo(r[0], frozenset(r[1] or ())) for r in rows]
+        self._hooks[workspace_id] = (now, hooks)
+        return hooks
+
+    async def _derive_loop(self) -> None:
+        while True:
+            wid, items = await self._queue.get()
+            try:
+                hooks = await self.hooks(wid)
+                if hooks:
+                    events = [
+                        (f"{seq}:{tid}:{event}", event, actor, data)
+                        for seq, actor, changes in items
+                        for event, tid, data in task_events(changes)
+                    ]
+                    await self.enqueue(wid, hooks, events)
+            except Exception:
+                log.exception("deriving webhook deliveries for %s failed", wid)
+            finally:
+                self._queue.task_done()
+
+    async def enqueue(
+        self, workspace_id: str, hooks: list[HookInfo], events: list[tuple[str, str, str | None, dict[str, Any]]]
+    ) -> int:
+        """Store one delivery per (webhook subscribed to the event, event); duplicates (same key) are ignored."""
+        now = utcnow()
+        rows: list[dict[str, Any]] = []
+        async with self.db.transaction() as s:
+            actor_ids = {a for _, _, a, _ in events if a}
+            actors: dict[str, dict[str, str]] = {}
+            if actor_ids:
+                for uid, name in await s.execute(select(User.id, User.display_name).where(User.id.in_(actor_ids))):
+                    actors[uid] = {"id": uid, "display_name": name}
+            for key, event, actor, data in events:
+                for hook in hooks:
+                    if event not in hook.events:
+                        continue
+                    delivery_id = new_id()
+                    payload = {
+                        "id": delivery_id,
+                        "event": event,
+                        "workspace_id": workspace_id,
+                        "occurred_at": _iso(now),
+                        "actor": actors.get(actor) if actor else None,
+                        "data": data,
+                    }
+                    rows.append(
+                        {
+                            "id": delivery_id,
+                            "webhook_id": hook.id,
+                            "event": event,
+                            "payload": payload,
+                            "status": "pending",
+                            "attempts": 0,
+                            "next_attempt_at": now,
+                            "dedup_key": key[:200],
+                            "created_at": now,
+                        }
+                    )
+            await insert_ignoring_conflicts(
+                s,
+                self.db,
+                WebhookDelivery.__table__,  # type: ignore[arg-type]
+                rows,
+                ["webhook_id", "dedup_key"],
+            )
+        if rows:
+            self._wake.set()
+        return len(rows)
+
+    async def member_event(
+        self, workspace_id: str, event: str, user_id: str, role: str | None, actor_id: str | None
+    ) -> None:
+        """``member.joined`` / ``member.left`` (called by the invite and member routes after their commit)."""
+        hooks = [h for h in await self.hooks(workspace_id) if event in h.events]
+        if not hooks:
+            return
+        async with self.db.session() as s:
+            name = await s.scalar(select(User.display_name).where(User.id == user_id))
+        data = {"user": {"id": user_id, "display_name": name}, "role": role}
+        await self.enqueue(workspace_id, hooks, [(f"{event}:{user_id}:{new_id()}", event, actor_id, data)])
+
+    # -- sending ---------------------------------------------------------------------------------------------
+
+    async def _send_loop(self) -> None:
+        while True:
+            self._wake.clear()
+            delay = 5.0
+            try:
+                due = await self._due()
+                if due:
+                    await asyncio.gather(*(self._attempt(d, h) for d, h in due))
+                    if len(due) == BATCH:
+                        continue
+                delay = await self._next_due_in()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("webhook delivery round failed")
+                delay = 1.0
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), max(0.01, delay))
+
+    async def _due(self) -> list[tuple[WebhookDelivery, Webhook]]:
+        async with self.db.session() as s:
+            rows = await s.execute(
+                select(WebhookDelivery, Webhook)
+                .join(Webhook, Webhook.id == WebhookDelivery.webhook_id)
+                .where(
+                    WebhookDelivery.status == "pending",
+                    WebhookDelivery.next_attempt_at <= utcnow(),
+                    Webhook.active,
+                )
+                .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.seq)
+                .limit(BATCH)
+            )
+            return [(d, h) for d, h in rows]
+
+    async def _next_due_in(self) -> float:
+        """Seconds until the earliest pending delivery is due (at most 5: other nodes add deliveries too)."""
+        async with self.db.session() as s:
+            earliest = await s.scalar(
+                select(WebhookDelivery.next_attempt_at)
+                .join(Webhook, Webhook.id == WebhookDelivery.webhook_id)
+                .where(WebhookDelivery.status == "pending", Webhook.active)
+                .order_by(WebhookDelivery.next_attempt_at)
+                .limit(1)
+            )
+        if earliest is None:
+            return 5.0
+        return min(5.0, max(0.0, (as_utc(earliest) - utcnow()).total_seconds()))
+
+    async def _claim(self, d: WebhookDelivery) -> bool:
+        """Take the delivery for one attempt; another worker (node) that read it too loses."""
+        now = utcnow()
+        async with self.db.transaction() as s:
+            result = await s.execute(
+                update(WebhookDelivery)
+                .where(
+                    WebhookDelivery.id == d.id,
+                    WebhookDelivery.status == "pending",
+                    WebhookDelivery.attempts == d.attempts,
+                    WebhookDelivery.next_attempt_at <= now,
+                )
+                .values(next_attempt_at=now + LEASE)
+                .execution_options(synchronize_session=False)
+            )
+        return int(getattr(result, "rowcount", 0)) == 1
+
+    async def _attempt(self, d: WebhookDelivery, hook: Webhook) -> None:
+        try:
+            if not await self._claim(d):
+                return
+            code, error = await self._send(d, hook)
+            await self._record(d, hook, code, error)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("webhook delivery %s failed unexpectedly", d.id)
+
+    async def _send(self, d: WebhookDelivery, hook: Webhook) -> tuple[int | None, str | None]:
+        """One HTTP attempt: (status code, error or None when delivered)."""
+        try:
+            addresses = await resolve_allowed(hook.url, self.allow_private)
+        except UnsafeUrl as exc:
+            log.warning("webhook %s: delivery %s refused: %s", hook.id, d.id, exc)
+            return None, f"refused: {exc}"
+        body = json.dumps(d.payload, separators=(",", ":"), sort_keys=True).encode()
+        timestamp = str(int(time.time()))
+        url, headers, extensions = pinned_request(hook.url, addresses[0])
+        headers.update(
+            {
+                "Content-Type": "application/json",
+                "User-Agent": "Plait-Webhooks/1",
+                "X-Plait-Event": d.event,
+                "X-Plait-Delivery": d.id,
+                "X-Plait-Timestamp": timestamp,
+                "X-Plait-Signature": sign(hook.secret, timestamp, body),
+            }
+        )
+        try:
+            response = await self._client.post(url, content=body, headers=headers, extensions=extensions)
+        except httpx.HTTPError as exc:
+            return None, f"{type(exc).__name__}: {exc}"[:500]
+        if 200 <= response.status_code < 300:
+            return response.status_code, None
+        return response.status_code, f"HTTP {response.status_code}"
+
+    async def _record(self, d: WebhookDelivery, hook: Webhook, code: int | None, error: str | None) -> None:
+        now = utcnow()
+        attempts = d.attempts + 1
+        async with self.db.transaction() as s:
+            if error is None:
+                await s.execute(
+                    update(WebhookDelivery)
+                    .where(WebhookDelivery.id == d.id)
+                    .values(
+                        status="delivered",
+                        attempts=attempts,
+                        last_status_code=code,
+                        last_error=None,
+                        delivered_at=now,
+                        next_attempt_at=None,
+                    )
+                )
+                await s.execute(update(Webhook).where(Webhook.id == hook.id).values(failure_count=0))
+                self.sent += 1
+                return
+            final = attempts >= self.max_attempts
+            await s.execute(
+                update(WebhookDelivery)
+                .where(WebhookDelivery.id == d.id)
+                .values(
+                    status="failed" if final else "pending",
+                    attempts=attempts,
+                    last_status_code=code,
+                    last_error=error[:500],
+                    next_attempt_at=None if final else now + timedelta(seconds=self.base * 2 ** (attempts - 1)),
+                )
+            )
+            failures = await s.scalar(
+                update(Webhook)
+                .where(Webhook.id == hook.id)
+                .values(failure_count=Webhook.failure_count + 1)
+                .returning(Webhook.failure_count)
+            )
+            if failures is not None and failures >= self.max_failures:
+                await s.execute(
+                    update(Webhook).where(Webhook.id == hook.id, Webhook.active).values(active=False, disabled_at=now)
+                )
+                await s.execute(
+                    update(WebhookDelivery)
+                    .where(WebhookDelivery.webhook_id == hook.id, WebhookDelivery.status == "pending")
+                    .values(status="failed", next_attempt_at=None, last_error="webhook disabled: too many failures")
+                )
+                log.warning("webhook %s disabled after %d consecutive failed attempts", hook.id, failures)
+                self.invalidate(hook.workspace_id)
+
+
+_SERVICES: weakref.WeakKeyDictionary[Database, WebhookService] = weakref.WeakKeyDictionary()
+
+
+async def member_event(
+    db: Database, workspace_id: str, event: str, user_id: str, role: str | None, actor_id: str | None
+) -> None:
+    """Hook for the member and invite routes: emit ``member.joined`` / ``member.left``. Never fails the request."""
+    service = _SERVICES.get(db)
+    if service is None:
+        return
+    try:
+        await service.member_event(workspace_id, event, user_id, role, actor_id)
+    except Exception:
+        log.exception("webhook %s event for %s failed", event, workspace_id)
+
+
+def install_webhooks(app: FastAPI, ctx: AppContext) -> WebhookService:
+    """Wire webhook derivation and delivery into the sync service (call in the lifespan)."""
+    service = WebhookService(ctx)
+    ctx.sync.on_durable(service.on_durable)
+    _SERVICES[ctx.db] = service
+    service.start()
+    app.state.webhooks = service
+    return service

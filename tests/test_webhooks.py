@@ -1,0 +1,323 @@
+"""Webhooks against a real local HTTP receiver: signatures, retries with backoff, the delivery log, member
+events, URL refusal (SSRF) at creation and at delivery time, automatic disabling, and deliveries surviving a
+restart of the server."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.support.node import wait_until
+from tests.support.server import ThreadServer, free_port
+from tests.support.users import Account, add_member, create_workspace, register
+
+ALL_TASK_EVENTS = ["task.created", "task.updated", "task.deleted", "task.assigned", "task.completed"]
+
+
+@dataclass
+class Received:
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> dict[str, Any]:
+        out: dict[str, Any] = json.loads(self.body)
+        return out
+
+
+@dataclass
+class Receiver:
+    """A tiny HTTP server in a thread: answers ``fail_first`` requests per delivery id with 500, then 200."""
+
+    port: int = field(default_factory=free_port)
+    fail_first: int = 0
+    always_fail: bool = False
+    requests: list[Received] = field(default_factory=list)
+    _server: ThreadingHTTPServer | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hook"
+
+    def start(self) -> Receiver:
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                received = Received({k.lower(): v for k, v in self.headers.items()}, body)
+                receiver.requests.append(received)
+                seen = sum(
+                    1
+                    for r in receiver.requests
+                    if r.headers["x-plait-delivery"] == received.headers["x-plait-delivery"]
+                )
+                code = 500 if receiver.always_fail or seen <= receiver.fail_first else 200
+                self.send_response(code)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+
+    def events(self, event: str) -> list[Received]:
+        return [r for r in self.requests if r.headers.get("x-plait-event") == event]
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver().start()
+    try:
+        yield r
+    finally:
+        r.stop()
+
+
+def _hook(client: httpx.Client, wid: str, acct: Account, url: str, events: list[str]) -> dict[str, Any]:
+    r = client.post(f"/api/workspaces/{wid}/webhooks", json={"url": url, "events": events}, headers=acct.headers)
+    assert r.status_code == 201, r.text
+    out: dict[str, Any] = r.json()
+    return out
+
+
+def _deliveries(client: httpx.Client, wid: str, acct: Account, hook_id: str, **params: Any) -> list[dict[str, Any]]:
+    r = client.get(f"/api/workspaces/{wid}/webhooks/{hook_id}/deliveries", params=params, headers=acct.headers)
+    assert r.status_code == 200, r.text
+    items: list[dict[str, Any]] = r.json()["items"]
+    return items
+
+
+def _verify(secret: str, req: Received) -> None:
+    ts = req.headers["x-plait-timestamp"]
+    mac = hmac.new(secret.encode(), ts.encode() + b"." + req.body, hashlib.sha256).hexdigest()
+    assert req.headers["x-plait-signature"] == f"sha256={mac}"
+    assert abs(time.time() - int(ts)) < 60
+    body = req.json()
+    assert body["id"] == req.headers["x-plait-delivery"] and body["event"] == req.headers["x-plait-event"]
+
+
+def test_webhook_urls_are_validated_and_private_targets_refused(client: httpx.Client) -> None:
+    """The shared server runs with PLAIT_WEBHOOK_ALLOW_PRIVATE unset (false)."""
+    owner = register(client, "owner")
+    wid = create_workspace(client, owner)
+    url = f"/api/workspaces/{wid}/webhooks"
+    refused = [
+        "http://127.0.0.1:8080/hook",
+        "http://localhost/hook",
+        "http://10.1.2.3/hook",
+        "http://192.168.0.10/hook",
+        "http://172.16.5.4/hook",
+        "http://169.254.169.254/latest/meta-data",
+        "http://[::1]/hook",
+        "http://[::ffff:127.0.0.1]/hook",
+        "http://0.0.0.0/hook",
+        "http://224.0.0.1/hook",
+        "http://100.64.0.1/hook",
+        "ftp://93.184.216.34/hook",
+        "file:///etc/passwd",
+        "http://user:pw@93.184.216.34/hook",
+        "not a url",
+    ]
+    for target in refused:
+        r = client.post(url, json={"url": target, "events": ["task.created"]}, headers=owner.headers)
+        assert r.status_code == 422, (target, r.text)
+        assert "detail" in r.json()
+    r = client.post(url, json={"url": "http://93.184.216.34/hook", "events": ["task.exploded"]}, headers=owner.headers)
+    assert r.status_code == 422
+    r = client.post(url, json={"url": "http://93.184.216.34/hook", "events": []}, headers=owner.headers)
+    assert r.status_code == 422
+    # a public address is accepted (no request is made at creation); the secret is shown once
+    hook = _hook(client, wid, owner, "https://93.184.216.34/hook", ["task.created", "member.joined"])
+    assert hook["secret"].startswith("whsec_") and len(hook["secret"]) > 30
+    assert hook["active"] is True and hook["events"] == ["task.created", "member.joined"]
+    listed = client.get(url, headers=owner.headers).json()
+    assert [h["id"] for h in listed] == [hook["id"]] and "secret" not in listed[0]
+    assert _deliveries(client, wid, owner, hook["id"]) == []
+    assert client.delete(f"{url}/{hook['id']}", headers=owner.headers).status_code == 204
+    assert client.get(f"{url}/{hook['id']}/deliveries", headers=owner.headers).status_code == 404
+    assert client.get(url, headers=owner.headers).json() == []
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_signed_deliveries_retry_on_500_and_stop_on_success(
+    backend: str, make_server: Callable[..., ThreadServer], receiver: Receiver
+) -> None:
+    srv = make_server(backend, webhook_allow_private=True, webhook_retry_base_seconds=0.2)
+    receiver.fail_first = 2
+    with httpx.Client(base_url=srv.base_url, timeout=30) as client:
+        owner, editor = register(client, "owner"), register(client, "editor")
+        wid = create_workspace(client, owner)
+        hook = _hook(client, wid, owner, receiver.url, [*ALL_TASK_EVENTS, "member.joined", "member.left"])
+        add_member(client, wid, owner, editor, "editor")
+
+        r = client.post(
+            f"/api/workspaces/{wid}/tasks", json={"title": "Ship", "assignee_id": editor.id}, headers=owner.headers
+        )
+        task = r.json()
+        wait_until(
+            lambda: len(receiver.events("task.assigned")) >= 3 and len(receiver.events("task.created")) >= 3,
+            15,
+            message="task.created/assigned never delivered",
+        )
+        created = receiver.events("task.created")
+        assert len(created) == 3, "two 500s, then one success — and nothing after it"
+        assert len({r.headers["x-plait-delivery"] for r in created}) == 1, "a retry is the same delivery"
+        for req in created:
+            _verify(hook["secret"], req)
+        body = created[-1].json()
+        assert body["workspace_id"] == wid and body["actor"] == {"id": owner.id, "display_name": owner.display_name}
+        assert body["data"]["task"]["id"] == task["id"] and body["data"]["task"]["title"] == "Ship"
+        assigned = receiver.events("task.assigned")[-1].json()
+        assert assigned["data"]["assignee_id"] == editor.id
+
+        # member.joined came from the invite acceptance, with the newcomer as actor
+        joined = wait_until(lambda: receiver.events("member.joined"), 10)
+        assert joined[-1].json()["data"]["user"]["id"] == editor.id and joined[-1].json()["data"]["role"] == "editor"
+
+        # delivery log: attempts, status codes, backoff took time
+        def done() -> list[dict[str, Any]] | None:
+            items = _deliveries(client, wid, owner, hook["id"])
+            return items if items and all(d["status"] == "delivered" for d in items) else None
+
+        items = wait_until(done, 15)
+        by_event = {d["event"]: d for d in items}
+        assert by_event["task.created"]["attempts"] == 3 and by_event["task.created"]["last_status_code"] == 200
+        assert by_event["task.created"]["delivered_at"] is not None and by_event["task.created"]["last_error"] is None
+        settled = len(receiver.requests)
+        time.sleep(1.0)
+        assert len(receiver.requests) == settled, "nothing is sent again after success"
+
+        # updates from the live document: completed + updated, one request each; then deleted
+        receiver.fail_first = 0
+        client.patch(f"/api/workspaces/{wid}/tasks/{task['id']}", json={"status": "done"}, headers=editor.headers)
+        upd = wait_until(lambda: receiver.events("task.updated"), 10)[-1].json()
+        assert upd["actor"]["id"] == editor.id and upd["data"]["changes"]["status"] == {"from": "todo", "to": "done"}
+        wait_until(lambda: receiver.events("task.completed"), 10)
+        client.delete(f"/api/workspaces/{wid}/tasks/{task['id']}", headers=owner.headers)
+        gone = wait_until(lambda: receiver.events("task.deleted"), 10)[-1].json()
+        assert gone["data"]["task"]["title"] == "Ship"
+        assert client.delete(f"/api/workspaces/{wid}/members/{editor.id}", headers=owner.headers).status_code == 204
+        left = wait_until(lambda: receiver.events("member.left"), 10)[-1].json()
+        assert left["data"]["user"]["id"] == editor.id and left["actor"]["id"] == owner.id
+
+        # only subscribed events are sent
+        only_created = _hook(client, wid, owner, receiver.url, ["task.created"])
+        client.post(f"/api/workspaces/{wid}/tasks", json={"title": "Two"}, headers=owner.headers)
+        wait_until(lambda: _deliveries(client, wid, owner, only_created["id"], status="delivered"), 10)
+        assert {d["event"] for d in _deliveries(client, wid, owner, only_created["id"])} == {"task.created"}
+
+
+def test_nothing_is_delivered_to_a_refused_address_at_delivery_time(
+    make_server: Callable[..., ThreadServer], receiver: Receiver
+) -> None:
+    """A webhook stored while private targets were allowed is re-checked before each attempt."""
+    first = make_server("sqlite", webhook_allow_private=True)
+    url = first.settings.database_url
+    with httpx.Client(base_url=first.base_url, timeout=30) as client:
+        owner = register(client, "owner")
+        wid = create_workspace(client, owner)
+        hook = _hook(client, wid, owner, receiver.url, ["task.created"])
+    first.stop()
+    second = make_server(database_url=url, webhook_allow_private=False, webhook_retry_base_seconds=60)
+    with httpx.Client(base_url=second.base_url, timeout=30) as client:
+        owner.token = client.post("/api/auth/login", json={"email": owner.email, "password": owner.password}).json()[
+            "access_token"
+        ]
+        client.post(f"/api/workspaces/{wid}/tasks", json={"title": "secret plans"}, headers=owner.headers)
+
+        def attempted() -> list[dict[str, Any]] | None:
+            items = _deliveries(client, wid, owner, hook["id"])
+            return items if items and items[0]["attempts"] >= 1 else None
+
+        items = wait_until(attempted, 10)
+        assert items[0]["status"] == "pending" and items[0]["last_error"].startswith("refused")
+        assert items[0]["last_status_code"] is None
+        time.sleep(0.3)
+        assert receiver.requests == []
+
+
+def test_deliveries_survive_a_restart(make_server: Callable[..., ThreadServer]) -> None:
+    """The receiver is down while the first server runs; a second server on the same database delivers."""
+    receiver = Receiver()  # not started yet: connection refused
+    first = make_server("sqlite", webhook_allow_private=True, webhook_retry_base_seconds=0.5)
+    db_url = first.settings.database_url
+    with httpx.Client(base_url=first.base_url, timeout=30) as client:
+        owner = register(client, "owner")
+        wid = create_workspace(client, owner)
+        hook = _hook(client, wid, owner, receiver.url, ["task.created"])
+        client.post(f"/api/workspaces/{wid}/tasks", json={"title": "persisted"}, headers=owner.headers)
+
+        def failed_once() -> list[dict[str, Any]] | None:
+            items = _deliveries(client, wid, owner, hook["id"])
+            return items if items and items[0]["attempts"] >= 1 else None
+
+        first_try = wait_until(failed_once, 10)[0]
+        assert first_try["status"] == "pending" and "Connect" in (first_try["last_error"] or "")
+    first.stop()
+    receiver.start()
+    try:
+        second = make_server(database_url=db_url, webhook_allow_private=True, webhook_retry_base_seconds=0.5)
+        wait_until(lambda: receiver.events("task.created"), 15, message="the stored delivery was never sent")
+        req = receiver.events("task.created")[0]
+        _verify(hook["secret"], req)
+        assert req.headers["x-plait-delivery"] == first_try["id"]
+        assert req.json()["data"]["task"]["title"] == "persisted"
+        with httpx.Client(base_url=second.base_url, timeout=30) as client:
+            token = client.post("/api/auth/login", json={"email": owner.email, "password": owner.password})
+            headers = {"Authorization": f"Bearer {token.json()['access_token']}"}
+            r = client.get(f"/api/workspaces/{wid}/webhooks/{hook['id']}/deliveries", headers=headers)
+            (item,) = r.json()["items"]
+            assert item["status"] == "delivered" and item["attempts"] >= 2
+    finally:
+        receiver.stop()
+
+
+def test_a_failing_webhook_is_disabled(make_server: Callable[..., ThreadServer], receiver: Receiver) -> None:
+    receiver.always_fail = True
+    srv = make_server(
+        "sqlite",
+        webhook_allow_private=True,
+        webhook_retry_base_seconds=0.05,
+        webhook_max_attempts=2,
+        webhook_max_consecutive_failures=3,
+    )
+    with httpx.Client(base_url=srv.base_url, timeout=30) as client:
+        owner = register(client, "owner")
+        wid = create_workspace(client, owner)
+        hook = _hook(client, wid, owner, receiver.url, ["task.created"])
+        for i in range(3):
+            client.post(f"/api/workspaces/{wid}/tasks", json={"title": f"t{i}"}, headers=owner.headers)
+
+        def disabled() -> dict[str, Any] | None:
+            hooks: list[dict[str, Any]] = client.get(f"/api/workspaces/{wid}/webhooks", headers=owner.headers).json()
+            return hooks[0] if not hooks[0]["active"] else None
+
+        state = wait_until(disabled, 15)
+        assert state["disabled_at"] is not None and state["failure_count"] >= 3
+        items = _deliveries(client, wid, owner, hook["id"])
+        assert items and all(d["status"] == "failed" for d in items)
+        assert all(d["last_status_code"] in (500, None) for d in items)
+        sent = len(receiver.requests)
+        assert sent == 3, "disabled after exactly PLAIT_WEBHOOK_MAX_CONSECUTIVE_FAILURES attempts"
+        client.post(f"/api/workspaces/{wid}/tasks", json={"title": "after"}, headers=owner.headers)
+        time.sleep(0.5)
+        assert len(receiver.requests) == sent, "a disabled webhook receives nothing"
