@@ -190,7 +190,12 @@ class Room:
         if request is None:
             metrics.UPDATES_DROPPED.labels("duplicate").inc()
             return None
-        seq = await request.done
+        try:
+            seq = await request.done
+        except RoomFailed:
+            raise
+        except Exception as exc:  # the commit failed (the writer reports the raw database error)
+            raise RoomFailed(self.workspace_id) from exc
         if touched:
             await self.guard(touched)
         return seq

@@ -116,16 +116,19 @@ class SyncService:
         channel = WebSocketChannel(websocket, f"/sync/{workspace_id}")
         if not self._origin_allowed(websocket):
             return await self._refuse(channel, CLOSE_FORBIDDEN, "origin not allowed")
-        user_id = await self.authenticate(_token(websocket) or "") if _token(websocket) else None
-        if user_id is None:
-            return await self._refuse(channel, CLOSE_UNAUTHENTICATED, "missing, invalid or expired token")
-        member = await find_member(self.db, workspace_id, user_id) if _is_uuid(workspace_id) else None
-        if member is None:
-            return await self._refuse(channel, CLOSE_NOT_FOUND, "workspace not found")
         try:
+            user_id = await self.authenticate(_token(websocket) or "") if _token(websocket) else None
+            if user_id is None:
+                return await self._refuse(channel, CLOSE_UNAUTHENTICATED, "missing, invalid or expired token")
+            member = await find_member(self.db, workspace_id, user_id) if _is_uuid(workspace_id) else None
+            if member is None:
+                return await self._refuse(channel, CLOSE_NOT_FOUND, "workspace not found")
             room = await self.get_room(workspace_id)
         except UnknownDocument:
             return await self._refuse(channel, CLOSE_NOT_FOUND, "workspace not found")
+        except Exception as exc:  # database unreachable: a clean, retryable close instead of a dead socket
+            log.warning("refusing socket to %s: storage unavailable (%r)", workspace_id, exc)
+            return await self._refuse(channel, CLOSE_INTERNAL, "storage unavailable, reconnect")
         epoch = websocket.query_params.get("epoch")
         if epoch and epoch != room.epoch:
             # The client's history belongs to a previous life of this document (storage reset or restored from
