@@ -39,6 +39,7 @@ run: install web
 test: install web node-deps system-deps
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	npm test --prefix web
 	$(BIN)/python -m pytest --cov --cov-branch --cov-report=term --cov-fail-under=85 -p no:cacheprovider $(PYTEST_ARGS)
 
 lint:
