@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from api.context import AppContext
 from api.notifications import install_notifications
 from api.quotas import RestWriteRateLimit
+from api.security import configure_password_hashing
 from api.versions import install_versions
 from api.webhooks import install_webhooks
 from persistence.db import Database
@@ -24,6 +25,9 @@ log = logging.getLogger("plait")
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     secret = settings.resolved_secret_key()  # fail fast in production without a key
+    configure_password_hashing(
+        settings.password_hash_time_cost, settings.password_hash_memory_kib, settings.password_hash_parallelism
+    )
     url = settings.resolved_database_url()
 
     @asynccontextmanager

@@ -20,7 +20,7 @@ class _NoTokenInLogs(logging.Filter):
         return True
 
 
-_TOKEN = re.compile(r"([?&]token=)[^&\s\"]+")
+_TOKEN = re.compile(r"([?&]token=|/api/invites/|/invite/)[^&/?#\s\"]+")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -15,6 +15,15 @@ _hasher = PasswordHasher()
 _DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
 
 
+def configure_password_hashing(time_cost: int, memory_kib: int, parallelism: int) -> None:
+    """Set argon2's cost (the defaults follow argon2-cffi's RFC 9106 profile; tests lower it for speed)."""
+    global _hasher, _DUMMY_HASH
+    if (_hasher.time_cost, _hasher.memory_cost, _hasher.parallelism) == (time_cost, memory_kib, parallelism):
+        return
+    _hasher = PasswordHasher(time_cost=time_cost, memory_cost=memory_kib, parallelism=parallelism)
+    _DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+
+
 def hash_password(password: str) -> str:
     return _hasher.hash(password)
 

@@ -39,6 +39,9 @@ class Settings(BaseSettings):
 
     access_token_ttl_seconds: int = 12 * 3600
     invite_default_ttl_seconds: int = 7 * 24 * 3600
+    password_hash_time_cost: int = 3
+    password_hash_memory_kib: int = 65536
+    password_hash_parallelism: int = 4
     login_max_failures_per_account: int = 5
     login_max_failures_per_address: int = 30
     login_failure_window_seconds: int = 900

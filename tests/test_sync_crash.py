@@ -92,6 +92,9 @@ async def test_clean_restart_keeps_everything(db_env: dict[str, str], tmp_path: 
     with httpx.Client(base_url=srv.base_url) as http:
         owner = register(http, "owner")
         wid = create_workspace(http, owner)
+        guest = register(http, "guest")
+        invite = http.post(f"/api/workspaces/{wid}/invites", json={"role": "viewer"}, headers=owner.headers).json()
+        assert http.post(f"/api/invites/{invite['token']}/accept", headers=guest.headers).status_code == 200
     url = sync_url(srv.ws_url, wid, owner.token)
     a = YClient()
     await a.connect(url)
@@ -114,5 +117,6 @@ async def test_clean_restart_keeps_everything(db_env: dict[str, str], tmp_path: 
         text = log.read_text()
         assert "/sync/" in text and "token=<redacted>" in text
         assert owner.token not in text, "tokens in query strings never appear in logs"
+        assert invite["token"] not in text and "/api/invites/<redacted>/accept" in text
     finally:
         srv2.stop()

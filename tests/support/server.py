@@ -35,9 +35,16 @@ def test_settings(database_url: str, data_dir: Path, **overrides: Any) -> Settin
         "secret_key": SECRET,
         "migrate_on_start": True,
         "sqlite_synchronous": "NORMAL",
+        # argon2 at its minimum cost: hashing dominates the suite's time otherwise (production keeps the default)
+        "password_hash_time_cost": 1,
+        "password_hash_memory_kib": 8,
+        "password_hash_parallelism": 1,
     }
     values.update(overrides)
     return Settings(**values)
+
+
+test_settings.__test__ = False  # type: ignore[attr-defined]
 
 
 def wait_ready(base_url: str, timeout: float = 30.0) -> None:
@@ -111,7 +118,12 @@ class ProcessServer:
         return f"ws://127.0.0.1:{self.port}"
 
     def start(self) -> ProcessServer:
-        env = {**os.environ, **self.env, "PLAIT_PORT": str(self.port), "PLAIT_HOST": "127.0.0.1"}
+        cheap_hashing = {
+            "PLAIT_PASSWORD_HASH_TIME_COST": "1",
+            "PLAIT_PASSWORD_HASH_MEMORY_KIB": "8",
+            "PLAIT_PASSWORD_HASH_PARALLELISM": "1",
+        }
+        env = {**os.environ, **cheap_hashing, **self.env, "PLAIT_PORT": str(self.port), "PLAIT_HOST": "127.0.0.1"}
         out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "api", "serve"], env=env, stdout=out, stderr=subprocess.STDOUT
