@@ -22,12 +22,13 @@ import time
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.notifications import insert_ignoring_conflicts
 from api.schemas import as_utc
@@ -167,6 +168,25 @@ def task_events(changes: Sequence[TaskChange]) -> list[tuple[str, str, dict[str,
     return out
 
 
+TYPING_DELAY = timedelta(seconds=2)  # description edits wait this long for more keystrokes to fold in
+
+
+def _is_typing(event: str, data: dict[str, Any]) -> bool:
+    return event == "task.updated" and set(data.get("changes") or {}) == {"description"}
+
+
+def _typing_key(task_id: str, actor: str | None, seq: int) -> str:
+    return f"typing:{task_id}:{actor or 'server'}:{seq}"
+
+
+def _merged(payload: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
+    """``payload`` with the newer task state and the edit counts added up."""
+    old = ((payload.get("data") or {}).get("changes") or {}).get("description", {}).get("edit") or {}
+    new = (data.get("changes") or {}).get("description", {}).get("edit") or {}
+    edit = {k: int(old.get(k, 0)) + int(new.get(k, 0)) for k in ("inserted", "deleted")}
+    return {**payload, "data": {"task": data.get("task"), "changes": {"description": {"edit": edit}}}}
+
+
 def _iso(value: Any) -> str:
     return str(as_utc(value).isoformat().replace("+00:00", "Z"))
 
@@ -245,7 +265,12 @@ class WebhookService:
                 hooks = await self.hooks(wid)
                 if hooks:
                     events = [
-                        (f"{seq}:{tid}:{event}", event, actor, data)
+                        (
+                            _typing_key(tid, actor, seq) if _is_typing(event, data) else f"{seq}:{tid}:{event}",
+                            event,
+                            actor,
+                            data,
+                        )
                         for seq, actor, changes in items
                         for event, tid, data in task_events(changes)
                     ]
@@ -267,10 +292,15 @@ class WebhookService:
             if actor_ids:
                 for uid, name in await s.execute(select(User.id, User.display_name).where(User.id.in_(actor_ids))):
                     actors[uid] = {"id": uid, "display_name": name}
+            typing: dict[tuple[str, str], dict[str, Any]] = {}  # (webhook, key prefix) -> row in this batch
             for key, event, actor, data in events:
                 for hook in hooks:
                     if event not in hook.events:
                         continue
+                    if key.startswith("typing:"):
+                        prefix = key.rsplit(":", 1)[0] + ":"
+                        if await self._merge_typing(s, hook.id, prefix, typing, data, now):
+                            continue
                     delivery_id = new_id()
                     payload = {
                         "id": delivery_id,
@@ -288,11 +318,13 @@ class WebhookService:
                             "payload": payload,
                             "status": "pending",
                             "attempts": 0,
-                            "next_attempt_at": now,
+                            "next_attempt_at": now + TYPING_DELAY if key.startswith("typing:") else now,
                             "dedup_key": key[:200],
                             "created_at": now,
                         }
                     )
+                    if key.startswith("typing:"):
+                        typing[(hook.id, key.rsplit(":", 1)[0] + ":")] = rows[-1]
             await insert_ignoring_conflicts(
                 s,
                 self.db,
@@ -303,6 +335,46 @@ class WebhookService:
         if rows:
             self._wake.set()
         return len(rows)
+
+    async def _merge_typing(
+        self,
+        s: AsyncSession,
+        hook_id: str,
+        prefix: str,
+        batch: dict[tuple[str, str], dict[str, Any]],
+        data: dict[str, Any],
+        now: datetime,
+    ) -> bool:
+        """Fold a description edit into a not-yet-sent ``task.updated`` of the same task and actor (from this
+        batch, or stored and not due yet), so a run of typing is one delivery, not one per keystroke."""
+        row = batch.get((hook_id, prefix))
+        if row is not None:
+            row["payload"] = _merged(row["payload"], data)
+            return True
+        existing = await s.scalar(
+            select(WebhookDelivery)
+            .where(
+                WebhookDelivery.webhook_id == hook_id,
+                WebhookDelivery.status == "pending",
+                WebhookDelivery.attempts == 0,
+                WebhookDelivery.next_attempt_at > now + timedelta(seconds=0.2),
+                WebhookDelivery.dedup_key.startswith(prefix, autoescape=True),
+            )
+            .limit(1)
+        )
+        if existing is None:
+            return False
+        result = await s.execute(
+            update(WebhookDelivery)
+            .where(
+                WebhookDelivery.id == existing.id,
+                WebhookDelivery.attempts == 0,
+                WebhookDelivery.next_attempt_at > now,
+            )
+            .values(payload=_merged(existing.payload, data))
+            .execution_options(synchronize_session=False)
+        )
+        return int(getattr(result, "rowcount", 0)) == 1
 
     async def member_event(
         self, workspace_id: str, event: str, user_id: str, role: str | None, actor_id: str | None

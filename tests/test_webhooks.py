@@ -4,6 +4,7 @@ restart of the server."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -18,6 +19,7 @@ import httpx
 import pytest
 
 from tests.support.node import wait_until
+from tests.support.pyclient import YClient, async_wait_until, sync_url
 from tests.support.server import ThreadServer, free_port
 from tests.support.users import Account, add_member, create_workspace, register
 
@@ -321,3 +323,28 @@ def test_a_failing_webhook_is_disabled(make_server: Callable[..., ThreadServer],
         client.post(f"/api/workspaces/{wid}/tasks", json={"title": "after"}, headers=owner.headers)
         time.sleep(0.5)
         assert len(receiver.requests) == sent, "a disabled webhook receives nothing"
+
+
+async def test_a_run_of_typing_is_one_delivery(make_server: Callable[..., ThreadServer], receiver: Receiver) -> None:
+    srv = make_server("sqlite", webhook_allow_private=True)
+    with httpx.Client(base_url=srv.base_url, timeout=30) as client:
+        owner = register(client, "owner")
+        wid = create_workspace(client, owner)
+        task = client.post(f"/api/workspaces/{wid}/tasks", json={"title": "Notes"}, headers=owner.headers).json()
+        hook = _hook(client, wid, owner, receiver.url, ["task.updated"])
+        c = YClient()
+        await c.connect(sync_url(srv.ws_url, wid, owner.token))
+        await c.wait_synced()
+        desc = c.tasks_map()[task["id"]]["description"]
+        for i, ch in enumerate("hello world"):
+            desc.insert(i, ch)
+            await asyncio.sleep(0.03)
+        await async_wait_until(lambda: receiver.events("task.updated"), 10)
+        await asyncio.sleep(2.5)
+        updates = receiver.events("task.updated")
+        assert len(updates) == 1, [u.json()["data"]["changes"] for u in updates]
+        body = updates[0].json()
+        assert body["data"]["changes"] == {"description": {"edit": {"inserted": 11, "deleted": 0}}}
+        assert body["data"]["task"]["description"] == "hello world"
+        assert len(_deliveries(client, wid, owner, hook["id"])) == 1
+        await c.close()
