@@ -112,8 +112,9 @@ async def change_role(
     if role != "owner" and (target.role == "owner" or body.role == "owner"):
         raise ApiError(403, "Only owners can change an owner's role or make someone an owner")
     if target.role == body.role:
+        out = member_out(target, target_user)  # before the rollback: it expires both objects (no lazy IO here)
         await session.rollback()
-        return member_out(target, target_user)
+        return out
     if target.role == "owner" and await owner_count(session, wid) <= 1:
         raise ApiError(409, "The last owner cannot be demoted; make someone else an owner first")
     target.role = body.role
