@@ -28,6 +28,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.notifications import insert_ignoring_conflicts
@@ -274,7 +275,12 @@ class WebhookService:
                         for seq, actor, changes in items
                         for event, tid, data in task_events(changes)
                     ]
-                    await self.enqueue(wid, hooks, events)
+                    try:
+                        await self.enqueue(wid, hooks, events)
+                    except IntegrityError:
+                        # A cached webhook was deleted (on another node): reload the list and try once more.
+                        self.invalidate(wid)
+                        await self.enqueue(wid, await self.hooks(wid), events)
             except Exception:
                 log.exception("deriving webhook deliveries for %s failed", wid)
             finally:

@@ -348,3 +348,24 @@ async def test_a_run_of_typing_is_one_delivery(make_server: Callable[..., Thread
         assert body["data"]["task"]["description"] == "hello world"
         assert len(_deliveries(client, wid, owner, hook["id"])) == 1
         await c.close()
+
+
+def test_a_webhook_deleted_on_another_node_does_not_break_delivery(
+    make_server: Callable[..., ThreadServer], receiver: Receiver
+) -> None:
+    """Two nodes on one database: node A still caches a webhook node B just deleted."""
+    a = make_server("sqlite", webhook_allow_private=True)
+    b = make_server(database_url=a.settings.database_url, webhook_allow_private=True)
+    with httpx.Client(base_url=a.base_url, timeout=30) as ca, httpx.Client(base_url=b.base_url, timeout=30) as cb:
+        owner = register(ca, "owner")
+        wid = create_workspace(ca, owner)
+        doomed = _hook(ca, wid, owner, receiver.url, ["task.created"])
+        kept = _hook(ca, wid, owner, receiver.url, ["task.created"])
+        ca.post(f"/api/workspaces/{wid}/tasks", json={"title": "one"}, headers=owner.headers)
+        wait_until(lambda: len(receiver.events("task.created")) == 2, 10)
+        assert cb.delete(f"/api/workspaces/{wid}/webhooks/{doomed['id']}", headers=owner.headers).status_code == 204
+        ca.post(f"/api/workspaces/{wid}/tasks", json={"title": "two"}, headers=owner.headers)
+        wait_until(lambda: len(receiver.events("task.created")) == 3, 10, message="the kept webhook got nothing")
+        last = receiver.events("task.created")[-1]
+        assert last.json()["data"]["task"]["title"] == "two"
+        assert len(_deliveries(ca, wid, owner, kept["id"])) == 2
