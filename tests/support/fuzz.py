@@ -280,12 +280,14 @@ class Prober:
     def __init__(self, url: str) -> None:
         self.url = url
         self.ws: ClientConnection | None = None
-        self.client_id = int.from_bytes(os.urandom(6), "big") | 1  # unknown to the generators
+        self.client_id = 0
         self.clock = 0
 
     async def ensure_open(self) -> None:
         if self.ws is None:
             self.ws = await open_socket(self.url, max_size=None)
+            # A new awareness id per socket: the server keeps the clock of a closed socket's id (bumped on leave).
+            self.client_id = int.from_bytes(os.urandom(6), "big") | 1  # unknown to the generators
             self.clock = 0
 
     async def send(self, frames: list[bytes | str], timeout: float = 15) -> Outcome:
