@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import random
@@ -147,6 +148,10 @@ async def worker(
         await observer.close()
 
 
+def _has(client: YClient, marker: str) -> bool:
+    return marker in str(client.text("t"))
+
+
 async def bystanders(url: str, stats: Stats, stop: asyncio.Event) -> None:
     writer, reader = YClient(), YClient()
     for c in (writer, reader):
@@ -157,7 +162,7 @@ async def bystanders(url: str, stats: Stats, stop: asyncio.Event) -> None:
         i += 1
         writer.text("t").insert(0, f"<{i}>")
         try:
-            await reader.wait_for(lambda i=i: f"<{i}>" in str(reader.text("t")), timeout=10)
+            await reader.wait_for(functools.partial(_has, reader, f"<{i}>"), timeout=10)
             stats.bystander_rounds += 1
         except AssertionError as exc:
             stats.bystander_failures.append(f"round {i}: {exc}")

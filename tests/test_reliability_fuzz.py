@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import random
 import threading
@@ -165,7 +166,7 @@ async def _stored_keys(url: str, wid: str) -> set[str]:
         stored = await DocumentStore(db).load(wid)
     finally:
         await db.dispose()
-    doc: Doc = Doc()
+    doc: Doc[Any] = Doc()
     for chunk in stored.chunks():
         doc.apply_update(chunk)
     return set((doc.get("m", type=Map).to_py() or {}).keys())
@@ -235,7 +236,7 @@ async def test_repeated_kill_9_under_write_storm_loses_nothing_any_peer_received
         await fresh.wait_synced()
         await fresh.wait_for(lambda: _keys(fresh) == everything, timeout=30)
         for c in writers:
-            await c.wait_for(lambda c=c: _keys(c) == everything, timeout=30)
+            await c.wait_for(functools.partial(lambda c: _keys(c) == everything, c), timeout=30)
         assert await _stored_keys(db_url, wid) == everything
         print(
             "\nRELIABILITY-KILL9 "

@@ -15,6 +15,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -122,7 +123,7 @@ async def _stored_keys(url: str, wid: str) -> set[str]:
         stored = await DocumentStore(db).load(wid)
     finally:
         await db.dispose()
-    doc: Doc = Doc()
+    doc: Doc[Any] = Doc()
     for chunk in stored.chunks():
         doc.apply_update(chunk)
     return set((doc.get("m", type=Map).to_py() or {}).keys())
@@ -166,13 +167,13 @@ async def test_postgres_restart_under_load_loses_nothing_and_recovers(pg: PgServ
         await asyncio.sleep(LOAD_SECONDS)
         assert all(p.client.connected for p in peers), "nothing should close before the outage"
 
-        async with httpx.AsyncClient(base_url=server.base_url) as http:
+        async with httpx.AsyncClient(base_url=server.base_url) as ahttp:
             # ---- outage ------------------------------------------------------------------------------
             stopped_at = time.monotonic()
             pg.stop("fast")
             ready_during: list[int] = []
             while time.monotonic() - stopped_at < OUTAGE_SECONDS:
-                ready_during.append(await _ready(http))
+                ready_during.append(await _ready(ahttp))
                 if time.monotonic() - stopped_at > 0.5:
                     for p in crashing:
                         p.dead = True  # these tabs crash: only what the server made durable survives them
@@ -192,7 +193,7 @@ async def test_postgres_restart_under_load_loses_nothing_and_recovers(pg: PgServ
             pg.start()
             outage = time.monotonic() - stopped_at
             back_at = time.monotonic()
-            while await _ready(http) != 200:
+            while await _ready(ahttp) != 200:
                 assert time.monotonic() - back_at < 15, "the server did not recover by itself"
                 await asyncio.sleep(0.05)
             recovery = time.monotonic() - back_at
@@ -220,7 +221,7 @@ async def test_postgres_restart_under_load_loses_nothing_and_recovers(pg: PgServ
             await asyncio.wait_for(_until(lambda: all("after-recovery" in p.keys() for p in live)), 10)
             final = await _stored_keys(url, wid)
             assert final == expected | {"after-recovery"}
-            assert await _ready(http) == 200
+            assert await _ready(ahttp) == 200
 
         text = log.read_text()
         assert "Exception in ASGI application" not in text, "a storage outage must be a clean 1011, not a crash"
