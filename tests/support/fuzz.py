@@ -115,6 +115,9 @@ class FrameContext:
     max_message_bytes: int
     state_vector: bytes = b"\x00"
     pool: list[bytes] = field(default_factory=list)  # valid messages, the seeds of truncation and mutation
+    # Long runs: updates are increments of this one document, so the server's state vector (and every sync
+    # step 1 that carries it) stays small instead of growing by one client per update.
+    doc: Doc[Any] | None = None
 
 
 def _bulk(rng: random.Random, n: int) -> bytes:
@@ -122,13 +125,14 @@ def _bulk(rng: random.Random, n: int) -> bytes:
     return random.Random(rng.getrandbits(64)).randbytes(n) if n > 64 else rng.randbytes(n)
 
 
-def _update(rng: random.Random) -> bytes:
-    doc: Doc[Any] = Doc(client_id=rng.randrange(1, 2**32))
+def _update(rng: random.Random, ctx: FrameContext) -> bytes:
+    doc: Doc[Any] = ctx.doc if ctx.doc is not None else Doc(client_id=rng.randrange(1, 2**32))
+    before = doc.get_state()
     if rng.random() < 0.5:
         doc.get("fuzz", type=Map)[f"k{rng.randrange(10**6)}"] = rng.choice([1, "x" * rng.randrange(40), None, True])
     else:
         doc.get("fuzztext", type=Text).insert(0, "".join(rng.choice("ab€😀\n") for _ in range(rng.randrange(1, 30))))
-    return bytes(doc.get_update())
+    return bytes(doc.get_update(before))
 
 
 def _awareness(rng: random.Random) -> bytes:
@@ -140,13 +144,18 @@ def _awareness(rng: random.Random) -> bytes:
     return create_awareness_message(entries + write_var_uint(len(body)) + body)
 
 
-def valid_frame(rng: random.Random, ctx: FrameContext) -> bytes:
-    """A well-formed message the server must accept without closing."""
+def valid_frame(rng: random.Random, ctx: FrameContext, changes: bool | None = None) -> bytes:
+    """A well-formed message the server must accept without closing; ``changes``: only document updates (True),
+    none (False), or either."""
     pick = rng.random()
+    if changes is True:
+        pick *= 0.45
+    elif changes is False:
+        pick = 0.45 + pick * 0.55
     if pick < 0.35:
-        return b"\x00\x02" + write_var_uint(len(u := _update(rng))) + u  # sync update
+        return b"\x00\x02" + write_var_uint(len(u := _update(rng, ctx))) + u  # sync update
     if pick < 0.45:
-        return b"\x00\x01" + write_var_uint(len(u := _update(rng))) + u  # sync step 2
+        return b"\x00\x01" + write_var_uint(len(u := _update(rng, ctx))) + u  # sync step 2
     if pick < 0.6:
         return b"\x00\x00" + write_var_uint(len(ctx.state_vector)) + ctx.state_vector  # sync step 1
     if pick < 0.9:
