@@ -37,12 +37,17 @@ class Database:
 
     def __init__(self, url: str, *, sqlite_synchronous: str = "FULL") -> None:
         self.url = url
+        self.sqlite_synchronous = sqlite_synchronous
         self.engine = make_engine(url, sqlite_synchronous=sqlite_synchronous)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
 
     @property
     def is_sqlite(self) -> bool:
         return is_sqlite(self.url)
+
+    @property
+    def sqlite_path(self) -> str:
+        return self.url.split("///", 1)[1]
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:

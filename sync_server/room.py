@@ -12,7 +12,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from pycrdt import Doc, create_awareness_message, create_update_message, merge_updates
@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("plait.sync.room")
 T = TypeVar("T")
+PENDING_LIMIT = 2000  # uncommitted updates per room before socket readers wait
 SERVER = Principal(None, "server")
 
 # An awareness update with no entries: the cheapest message that resets y-websocket's 30 s idle watchdog.
@@ -101,6 +102,7 @@ class Room:
         self._drained = asyncio.Event()
         self._drained.set()
         self._flush_scheduled = False
+        self._tasks: set[asyncio.Task[None]] = set()
         self.tracker = TaskTracker(self.doc)
 
     # ---- membership of sockets -------------------------------------------------------------------------
@@ -135,7 +137,7 @@ class Room:
 
     @property
     def unloadable(self) -> bool:
-        return not self.conns and self.leases == 0 and not self._pending and not self.compacting
+        return not self.conns and self.leases == 0 and not self._pending and not self.compacting and not self._tasks
 
     # ---- messages from a socket ----------------------------------------------------------------------
 
@@ -148,7 +150,7 @@ class Room:
             elif conn.read_only:
                 metrics.UPDATES_DROPPED.labels("viewer").inc()
             else:
-                await self.apply(conn.principal, msg.payload, received=time.perf_counter())
+                await self.apply(conn.principal, msg.payload, received=time.perf_counter(), wait=False)
         elif msg.type == MSG_AWARENESS:
             self._on_awareness(conn, msg.payload)
         elif msg.type == MSG_QUERY_AWARENESS:
@@ -171,8 +173,15 @@ class Room:
 
     # ---- applying changes ----------------------------------------------------------------------------
 
-    async def apply(self, principal: Principal, update: bytes, *, received: float | None = None) -> int | None:
-        """Apply a client's update; returns its log sequence number once durable (None if nothing new)."""
+    async def apply(
+        self, principal: Principal, update: bytes, *, received: float | None = None, wait: bool = True
+    ) -> int | None:
+        """Apply a client's update; returns its log sequence number once durable (None if nothing new).
+
+        With ``wait=False`` (socket readers) it returns as soon as the update is queued for the group commit, so
+        one socket can have many updates in flight (pipelining: throughput is not one commit per update per
+        client). Ordering and durability-before-broadcast are kept by the room's pending queue; a failed commit
+        fails the whole room. Readers still slow down when the room has PENDING_LIMIT updates uncommitted."""
         async with self.lock:
             self._check_usable()
             if self.size_estimate + len(update) > self.host.settings.quota_max_document_bytes:
@@ -189,6 +198,12 @@ class Room:
             request = self._submit(self.doc.get_update(before), principal, received, changes)
         if request is None:
             metrics.UPDATES_DROPPED.labels("duplicate").inc()
+            return None
+        if not wait:
+            if touched:
+                self._spawn(self._guard_when_durable(request, touched))
+            if len(self._pending) > PENDING_LIMIT:
+                await asyncio.wait([self._pending[0].done])  # backpressure: let the database catch up
             return None
         try:
             seq = await request.done
@@ -218,6 +233,21 @@ class Room:
         if guard and touched:
             await self.guard(touched)
         return result
+
+    async def _guard_when_durable(self, request: WriteRequest, touched: set[str]) -> None:
+        try:
+            await request.done
+            await self.guard(touched)
+        except (RoomFailed, DocumentTooLarge):
+            pass
+        except Exception:
+            if not self.broken:
+                log.exception("schema guard failed in %s", self.workspace_id)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def guard(self, task_ids: set[str]) -> int:
         """Schema guard: repair invalid values of the touched tasks with a server-authored change that every

@@ -59,16 +59,19 @@ def valid_due_date(value: object) -> bool:
     return True
 
 
-def task_to_json(task_id: str, task: object) -> dict[str, Any] | None:
-    """The REST shape of a task (description as a plain string); None if the entry is not a task map."""
+def task_to_json(task_id: str, task: object, *, with_description: bool = True) -> dict[str, Any] | None:
+    """The REST shape of a task (description as a plain string); None if the entry is not a task map.
+
+    ``with_description=False`` skips rendering the text, the costly part of a long description."""
     if not isinstance(task, Map):
         return None
     out: dict[str, Any] = {"id": task_id}
     for name in SCALAR_FIELDS[1:]:
         value = task.get(name)
         out[name] = value if isinstance(value, str | int | float | bool) or value is None else None
-    desc = task.get("description")
-    out["description"] = str(desc) if isinstance(desc, Text) else (desc if isinstance(desc, str) else "")
+    if with_description:
+        desc = task.get("description")
+        out["description"] = str(desc) if isinstance(desc, Text) else (desc if isinstance(desc, str) else "")
     return out
 
 
@@ -198,7 +201,7 @@ class TaskTracker:
     def __post_init__(self) -> None:
         self._tasks = tasks = tasks_map(self.doc)
         for tid in list(tasks.keys()):
-            js = task_to_json(tid, tasks[tid])
+            js = task_to_json(tid, tasks[tid], with_description=False)
             if js is not None:
                 self.cache[tid] = js
         self._sub = tasks.observe_deep(self._on_events)
@@ -227,7 +230,11 @@ class TaskTracker:
                 self._raw.append(("text", str(path[0]), ins, dele))
 
     def collect(self) -> tuple[list[TaskChange], set[str]]:
-        """The changes since the last call, and every task id touched (for the schema guard)."""
+        """The changes since the last call, and the task ids whose entry or fields changed (for the schema
+        guard: typing inside a description cannot break the schema, so text edits alone are not checked).
+
+        ``TaskChange.task`` carries the task without its description (rendering a long text on every keystroke
+        is the hot path), except for creations."""
         raw, self._raw = self._raw, []
         if not raw:
             return [], set()
@@ -238,7 +245,8 @@ class TaskTracker:
         text_edits: dict[str, list[int]] = {}
         for item in raw:
             kind, tid = item[0], item[1]
-            touched.add(tid)
+            if kind != "text":
+                touched.add(tid)
             if kind == "entry":
                 if item[2] == "delete":
                     changes.append(TaskChange(tid, "deleted", task=self.cache.pop(tid, {"id": tid})))
@@ -254,15 +262,15 @@ class TaskTracker:
         for tid, (ins, dele) in text_edits.items():
             changes.append(TaskChange(tid, "updated", field="description", summary={"inserted": ins, "deleted": dele}))
         for tid in touched:
-            js = task_to_json(tid, tasks.get(tid)) if tid in tasks else None
+            js = task_to_json(tid, tasks.get(tid), with_description=False) if tid in tasks else None
             if js is not None:
                 self.cache[tid] = js
-        for tid in created:
-            if tid in self.cache and tid in tasks:
-                changes.insert(0, TaskChange(tid, "created", task=self.cache[tid]))
         for ch in changes:
             if ch.kind != "deleted":
                 ch.task = self.cache.get(ch.task_id)
+        for tid in created:
+            if tid in self.cache and tid in tasks:
+                changes.insert(0, TaskChange(tid, "created", task=task_to_json(tid, tasks.get(tid))))
         return changes, touched
 
 

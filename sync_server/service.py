@@ -92,6 +92,7 @@ class SyncService:
             for conn in list(room.conns):
                 conn.close(1001, "server shutting down")
         await self.writer.stop()
+        self.store.close()
         for task in (self._janitor, self._cluster):
             if task is not None:
                 task.cancel()

@@ -4,12 +4,23 @@ awareness, durability-before-broadcast and the pycrdt-websocket defects Plait mu
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
+import os
+import socket
 import time
 
 import httpx
 import pytest
-from pycrdt import Doc, Map, Text, create_awareness_message, create_update_message, write_var_uint
+from pycrdt import (
+    Doc,
+    Map,
+    Text,
+    create_awareness_message,
+    create_sync_message,
+    create_update_message,
+    write_var_uint,
+)
 
 from persistence.db import Database
 from persistence.docstore import DocumentStore
@@ -364,30 +375,71 @@ async def test_duplicate_updates_are_not_logged_again(server: ThreadServer, clie
     await b.close()
 
 
+def _raw_ws_reader_that_stalls(port: int, path: str) -> socket.socket:
+    """A WebSocket client at the byte level: handshake, send sync step 1, then never read again (a tiny
+    receive buffer, so the server's sends really back up)."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", port))
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall(
+        f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
+    )
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += sock.recv(1)
+    assert b" 101 " in head.split(b"\r\n", 1)[0]
+    payload = create_sync_message(Doc())
+    mask = os.urandom(4)
+    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    sock.sendall(bytes([0x82, 0x80 | len(payload)]) + mask + masked)
+    return sock
+
+
+def _read_close_code(sock: socket.socket, timeout: float) -> int | None:
+    """Read frames until a close frame; returns its code."""
+    sock.settimeout(timeout)
+    buf = b""
+
+    def need(n: int) -> bytes:
+        nonlocal buf
+        while len(buf) < n:
+            chunk = sock.recv(1 << 20)
+            if not chunk:
+                raise ConnectionError("closed without a close frame")
+            buf += chunk
+        out, buf = buf[:n], buf[n:]
+        return out
+
+    while True:
+        b0, b1 = need(2)
+        length = b1 & 0x7F
+        if length == 126:
+            length = int.from_bytes(need(2), "big")
+        elif length == 127:
+            length = int.from_bytes(need(8), "big")
+        body = need(length)
+        if b0 & 0x0F == 0x8:
+            return int.from_bytes(body[:2], "big") if len(body) >= 2 else None
+
+
 async def test_slow_reader_is_closed_1013_without_stalling_others(make_server: object) -> None:
-    srv = make_server(send_queue_max_messages=50)  # type: ignore[operator]
+    srv = make_server(send_queue_max_bytes=2 * 1024 * 1024)  # type: ignore[operator]
     with httpx.Client(base_url=srv.base_url) as http:
         wid, owner, _ = _setup(http)
         writer = await _client(srv, wid, owner)
         reader = await _client(srv, wid, owner)
-        # a raw socket that completes the handshake but never reads again
-        import websockets
-
-        slow = await websockets.connect(sync_url(srv.ws_url, wid, owner.token), max_queue=1, max_size=None)
-        slow.transport.pause_reading()
-        for i in range(3000):
-            writer.text("t").insert(0, f"{i:05d}" * 20)
-            if i % 100 == 0:
-                await asyncio.sleep(0)
-        await reader.wait_for(lambda: len(str(reader.text("t"))) == 3000 * 100, timeout=60)
-        slow.transport.resume_reading()
-        code = None
-        try:
-            async for _ in slow:
-                pass
-        except websockets.ConnectionClosed as exc:
-            code = exc.rcvd.code if exc.rcvd else None
-        code = code or (slow.close_code)
+        slow = _raw_ws_reader_that_stalls(srv.port, f"/sync/{wid}?token={owner.token}")
+        await asyncio.sleep(0.2)
+        chunk = "x" * 4000
+        for i in range(3000):  # 12 MB: more than the server's send buffer (4 MB) plus the 2 MiB queue limit
+            writer.text("t").insert(0, chunk)
+            if i % 5 == 0:
+                await asyncio.sleep(0.005)  # a pace that reading clients keep up with
+        await reader.wait_for(lambda: len(reader.text("t")) == 3000 * 4000, timeout=90)
+        code = await asyncio.to_thread(_read_close_code, slow, 30)
+        slow.close()
         assert code == 1013
         await writer.close()
         await reader.close()
