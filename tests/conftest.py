@@ -65,3 +65,9 @@ def make_server(tmp_path: Path) -> Iterator[Callable[..., ThreadServer]]:
         if kind == "postgres" and url not in dropped:
             dropped.add(url)
             drop_postgres_database(url)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Browser tests last: Playwright's sync API keeps an event loop running in the main thread for the rest of
+    the session, which would break every later test that calls asyncio.run()."""
+    items.sort(key=lambda item: "tests/browser/" in item.nodeid.replace("\\", "/"))
