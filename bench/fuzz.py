@@ -26,6 +26,7 @@ import functools
 import json
 import os
 import random
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -308,6 +309,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         "max_message_bytes": args.max_message_bytes,
         "workers": args.workers,
         "seed": args.seed,
+        "_tmp": str(tmp),
     }
 
 
@@ -322,12 +324,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="write the JSON report here")
     args = parser.parse_args()
     report = asyncio.run(main_async(args))
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
-    bad = (
+    tmp = report.pop("_tmp")
+    bad = bool(
         report["violations"]
         or report["document_changes_from_refused_frames"]
         or report["server_crashed"]
@@ -335,6 +333,15 @@ def main() -> None:
         or report["bystander_failures"]
         or not report["server_ready_after"]
     )
+    text = json.dumps(report, indent=2)
+    print(text)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text + "\n")
+    if bad:
+        print(f"FAILED; the server's log and database are kept in {tmp}")
+    else:
+        shutil.rmtree(tmp, ignore_errors=True)
     sys.exit(1 if bad else 0)
 
 
