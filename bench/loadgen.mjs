@@ -93,20 +93,32 @@ function machineTicks() {
 class Probe {
   constructor(cfg) {
     this.pid = cfg.serverPid ?? null;
+    // s7 runs two server nodes: their CPU and RSS are summed.
+    this.pids = cfg.serverPids ?? (this.pid ? [this.pid] : []);
     this.aux = cfg.auxMatch ?? null;
     this.peakRssKb = 0;
     this.timer = this.pid ? setInterval(() => this.sampleRss(), 250) : null;
     if (this.timer) this.timer.unref();
   }
+  cpuTicks() {
+    let sum = 0;
+    for (const pid of this.pids) {
+      const t = procCpuTicks(pid);
+      if (t === null) return null;
+      sum += t;
+    }
+    return sum;
+  }
   sampleRss() {
-    const rss = procRssKb(this.pid);
+    let rss = 0;
+    for (const pid of this.pids) rss += procRssKb(pid) ?? 0;
     if (rss !== null && rss > this.peakRssKb) this.peakRssKb = rss;
     return rss;
   }
   mark() {
     return {
       t: performance.now(),
-      cpu: this.pid ? procCpuTicks(this.pid) : null,
+      cpu: this.pid ? this.cpuTicks() : null,
       aux: auxCpuTicks(this.aux),
       gen: process.cpuUsage(),
       machine: machineTicks(),
@@ -153,6 +165,11 @@ class Window {
     this.outOfOrder = 0;
     this.sentUpdates = 0;
     this.framesAny = 0; // update frames received while the window was open (Hocuspocus merges many per frame)
+    this.byNode = {}; // s7: node tag -> {latencies, expected}, receivers split by the node they are connected to
+  }
+  node(tag) {
+    this.byNode[tag] ??= { latencies: [], expected: 0 };
+    return this.byNode[tag];
   }
 }
 
@@ -165,12 +182,28 @@ function percentile(sorted, total, p) {
   return rank < sorted.length ? sorted[rank] : null;
 }
 
+function latencyStats(latencies, expected) {
+  const lat = Float64Array.from(latencies).sort();
+  const total = Math.max(expected, lat.length);
+  return {
+    expected_deliveries: expected,
+    delivered: lat.length,
+    delivered_fraction: expected ? lat.length / expected : null,
+    p50_ms: percentile(lat, total, 50),
+    p95_ms: percentile(lat, total, 95),
+    p99_ms: percentile(lat, total, 99),
+  };
+}
+
 function summarize(w, statsFromProbe) {
   const lat = Float64Array.from(w.latencies).sort();
   const total = Math.max(w.expected, lat.length);
   const delivered = lat.length;
   const secs = (w.endUs - w.startUs) / 1e6;
+  const byNode = {};
+  for (const [tag, n] of Object.entries(w.byNode)) byNode[tag] = latencyStats(n.latencies, n.expected);
   return {
+    ...(Object.keys(byNode).length ? { by_node: byNode } : {}),
     offered_updates_per_s: w.sentUpdates / secs,
     expected_deliveries: w.expected,
     delivered: delivered,
@@ -224,6 +257,7 @@ class Client {
     this.closing = false;
     this.step2Bytes = 0;
     this.peers = null; // the Client[] of the room; set by the scenario for delivery accounting
+    this.node = room.node ?? null; // s7: which server node this client is connected to
   }
 
   connect() {
@@ -357,7 +391,10 @@ class Client {
         if (seq > last) {
           this.lastSeq.set(w, seq);
           win.receivedAny++;
-          if (ts >= win.startUs && ts < win.endUs) win.latencies.push((now - ts) / 1000);
+          if (ts >= win.startUs && ts < win.endUs) {
+            win.latencies.push((now - ts) / 1000);
+            if (this.node !== null) win.node(this.node).latencies.push((now - ts) / 1000);
+          }
         } else {
           win.outOfOrder++;
         }
@@ -407,7 +444,11 @@ class Writer extends Client {
     if (win.active && ts >= win.startUs && ts < win.endUs) {
       win.sentUpdates++;
       let receivers = 0;
-      for (const p of this.peers) if (p !== this && !p.closed) receivers++;
+      for (const p of this.peers) {
+        if (p === this || p.closed) continue;
+        receivers++;
+        if (p.node !== null) win.node(p.node).expected++;
+      }
       win.expected += receivers;
     }
   }
@@ -505,8 +546,13 @@ function buildRooms(cfg, userId) {
   let id = 0;
   for (const room of cfg.rooms) {
     const peers = [];
+    // s7: one workspace reached through several nodes ({nodes: [{url, node}, ...]}). Writers all connect to
+    // the first node; the other clients are dealt over the nodes so that each node gets an equal share.
+    const nodes = room.nodes ?? [room];
+    const perNode = Math.ceil(cfg.clientsPerRoom / nodes.length);
     for (let k = 0; k < cfg.clientsPerRoom; k++) {
-      const c = k < cfg.writersPerRoom ? new Writer(room, id++, userId) : new Client(room, id++);
+      const at = nodes[Math.min(nodes.length - 1, Math.floor(k / perNode))];
+      const c = k < cfg.writersPerRoom ? new Writer(at, id++, userId) : new Client(at, id++);
       c.peers = peers;
       peers.push(c);
       clients.push(c);

@@ -38,9 +38,11 @@ from typing import Any
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 PG_BASE = os.environ.get("PLAIT_BENCH_PG", "postgresql://postgres@127.0.0.1:5432")
+REDIS_URL = os.environ.get("PLAIT_BENCH_REDIS", "redis://127.0.0.1:6379/0")
 SERVERS = ("plait-sqlite", "plait-postgres", "vanilla", "hocuspocus")
 PEERS = ("hocuspocus", "vanilla")
-SCENARIOS = ("s1", "s2", "s3", "s4", "s5", "s0", "s6")
+SCENARIOS = ("s1", "s2", "s3", "s4", "s5", "s0", "s6", "s7")
+CLUSTER_SCENARIOS = {"s7": ("plait-postgres",)}  # two Plait nodes sharing PostgreSQL and Redis: only this server
 EXTRA_SCENARIOS = ("soak",)  # only when asked for: --scenarios soak --soak-minutes 60
 SERVER_CPU = 0
 GENERATOR_CPU = 1
@@ -247,6 +249,7 @@ class Plait(Server):
         self.data_dir = Path(tempfile.mkdtemp(prefix=f"{self.name}-", dir=workdir))
         self.token: str | None = None
         self.database_url: str | None = None
+        self.extra_env: dict[str, str] = {}  # s7: Redis and node id of a cluster node
 
     def env(self) -> dict[str, str]:
         env = {
@@ -258,7 +261,7 @@ class Plait(Server):
         }
         if self.database_url:
             env["PLAIT_DATABASE_URL"] = self.database_url
-        return env
+        return {**env, **self.extra_env}
 
     def command(self) -> tuple[list[str], dict[str, str]]:
         return [sys.executable, "-m", "api", "serve", "--port", str(self.port)], self.env()
@@ -289,6 +292,17 @@ class Plait(Server):
         user = self.api("POST", "/api/auth/register", {"email": email, "password": password, "display_name": "bench"})
         self.user_id = str(user["id"])
         self.token = str(self.api("POST", "/api/auth/login", {"email": email, "password": password})["access_token"])
+
+    def sibling(self) -> Plait:
+        """A second node of the same deployment: same database, secret and account, its own port and process."""
+        other = type(self)(self.workdir, self.pin)
+        other.secret, other.database_url, other.token, other.user_id = (
+            self.secret,
+            self.database_url,
+            self.token,
+            self.user_id,
+        )
+        return other
 
     def rooms(self, n: int) -> list[Room]:
         self.login()
@@ -396,6 +410,10 @@ class Profile:
     soak: dict[str, Any] = field(
         default_factory=lambda: {"clients": 200, "writers": 10, "rate": 100, "warmupS": 30, "drainS": 5}
     )
+    # Two nodes, one workspace, clients split evenly; writers all on node A.
+    s7: dict[str, Any] = field(
+        default_factory=lambda: {"clients": 40, "writers": 5, "rate": 100, "warmupS": 2, "durationS": 8, "drainS": 5}
+    )
     once: tuple[str, ...] = ("s3", "s5", "soak")  # long, and stable enough: one round
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -428,6 +446,7 @@ QUICK = Profile(
     s5={"rooms": 20, "clientsPerRoom": 10, "settleS": 0.5, "holdS": 0.5},
     s0={"rooms": 5, "clientsPerRoom": 20, "timeoutS": 3},
     s6={"rooms": 50, "ratePerClient": 1, "warmupS": 1, "durationS": 2, "drainS": 2},
+    s7={"clients": 40, "writers": 5, "rate": 100, "warmupS": 1, "durationS": 3, "drainS": 2},
 )
 
 
@@ -478,6 +497,55 @@ def scenario_s6(server: Server, prof: Profile, pin: bool) -> dict[str, Any]:
 
 def scenario_soak(server: Server, prof: Profile, pin: bool) -> dict[str, Any]:
     return run_fanout(server, prof.soak, pin)
+
+
+def scenario_s7(server: Server, prof: Profile, pin: bool) -> dict[str, Any]:
+    """Two nodes (PostgreSQL + Redis), one workspace: fan-out latency to receivers on the writers' node and
+    on the other node, measured in the same window."""
+    if not isinstance(server, PlaitPostgres):
+        return {"error": "s7 runs only on plait-postgres"}
+    import redis
+
+    namespace = f"plaitbench{uuid.uuid4().hex[:10]}"  # a fresh key space: nothing left over from other runs
+    shared = {"PLAIT_REDIS_URL": REDIS_URL, "PLAIT_REDIS_NAMESPACE": namespace, "PLAIT_MIGRATE_ON_START": "false"}
+    server.login()  # before sibling(): node B shares the account
+    node_b = server.sibling()
+    node_b.log_name = server.log_name + "-node-b"
+    node_b.extra_env = {**shared, "PLAIT_NODE_ID": "bench-b"}
+    try:
+        server.stop()  # `running` started it single-node; restart it as node A of the cluster
+        server.extra_env = {**shared, "PLAIT_NODE_ID": "bench-a"}
+        server.start(fresh_port=False)
+        node_b.start()
+        p = prof.s7
+        wid = server.rooms(1)[0].url.split("/sync/", 1)[1].split("?", 1)[0]
+        nodes = [
+            {"url": f"ws://127.0.0.1:{n.port}/sync/{wid}?token={server.token}", "node": tag}
+            for n, tag in ((server, "a"), (node_b, "b"))
+        ]
+        cfg = {
+            **base_cfg(server),
+            "serverPids": [server.pid, node_b.pid],
+            "mode": "fanout",
+            "rooms": [{"url": nodes[0]["url"], "nodes": nodes}],
+            "clientsPerRoom": p["clients"],
+            "writersPerRoom": p["writers"],
+            "rate": p["rate"],
+            "warmupS": p["warmupS"],
+            "durationS": p["durationS"],
+            "drainS": p["drainS"],
+        }
+        result = loadgen(cfg, pin, 120 + p["warmupS"] + p["durationS"] + p["drainS"])
+        result["redis_url"] = REDIS_URL
+        return result
+    finally:
+        node_b.stop()
+        server.extra_env = {}
+        with contextlib.suppress(Exception):
+            r = redis.Redis.from_url(REDIS_URL)
+            keys = list(r.scan_iter(f"{namespace}:*"))
+            if keys:
+                r.delete(*keys)
 
 
 def scenario_s4(server: Server, prof: Profile, pin: bool) -> dict[str, Any]:
@@ -534,6 +602,7 @@ SCENARIO_FUNCS: dict[str, Callable[[Server, Profile, bool], dict[str, Any]]] = {
     "s5": scenario_s5,
     "s0": scenario_s0,
     "s6": scenario_s6,
+    "s7": scenario_s7,
     "soak": scenario_soak,
 }
 
@@ -562,6 +631,24 @@ def metrics(scenario: str, r: dict[str, Any]) -> dict[str, float | None]:
             "delivered_pct": 100 * (s["delivered_fraction"] or 0),
             "deliveries_per_s": s["deliveries_per_s"],
             "server_rss_mb": s["server_rss_mb"],
+            "generator_cpu_pct": s["generator_cpu_pct"],
+            "other_cpu_pct": s.get("other_cpu_pct"),
+            "unexpected_closes": r.get("unexpected_closes"),
+        }
+    if scenario == "s7":
+        s = r["steps"][0]
+        a = s.get("by_node", {}).get("a", {})
+        b = s.get("by_node", {}).get("b", {})
+        return {
+            "same_node_p50_ms": a.get("p50_ms"),
+            "same_node_p95_ms": a.get("p95_ms"),
+            "cross_node_p50_ms": b.get("p50_ms"),
+            "cross_node_p95_ms": b.get("p95_ms"),
+            "same_node_delivered_pct": 100 * (a.get("delivered_fraction") or 0),
+            "cross_node_delivered_pct": 100 * (b.get("delivered_fraction") or 0),
+            "deliveries_per_s": s["deliveries_per_s"],
+            "server_cpu_pct": s["server_cpu_pct"],
+            "db_cpu_pct": s["db_cpu_pct"],
             "generator_cpu_pct": s["generator_cpu_pct"],
             "other_cpu_pct": s.get("other_cpu_pct"),
             "unexpected_closes": r.get("unexpected_closes"),
@@ -623,6 +710,7 @@ HEADLINE = {
     "s5": ["kb_per_connection", "kb_per_room"],
     "s0": ["synced"],
     "s6": ["p95_ms", "server_cpu_pct", "delivered_pct"],
+    "s7": ["same_node_p95_ms", "cross_node_p95_ms"],
     "soak": ["p95_ms", "rss_drift_pct"],
 }
 
@@ -867,6 +955,8 @@ def main(argv: list[str] | None = None) -> int:
                 if rnd > 0 and sc in prof.once:
                     continue
                 for srv, target in targets.items():
+                    if sc in CLUSTER_SCENARIOS and srv not in CLUSTER_SCENARIOS[sc]:
+                        continue
                     busy_before = wait_quiet(args.wait_quiet, 300) if args.wait_quiet else machine_busy_pct(0.5)
                     load_before = os.getloadavg()[0]
                     started = time.monotonic()
