@@ -23,7 +23,7 @@ import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, get_args
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
@@ -46,7 +46,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("plait.webhooks")
 
-EVENTS = (
+WebhookEvent = Literal[
     "task.created",
     "task.updated",
     "task.deleted",
@@ -54,7 +54,8 @@ EVENTS = (
     "task.completed",
     "member.joined",
     "member.left",
-)
+]
+EVENTS: tuple[str, ...] = get_args(WebhookEvent)
 LEASE = timedelta(seconds=30)  # a claimed delivery is not retried by another worker before this
 HOOK_CACHE_SECONDS = 5.0  # how long a node may not know about a webhook created on another node
 BATCH = 20

@@ -57,6 +57,16 @@ class UnknownDocument(LookupError):
     """No ``documents`` row: the workspace does not exist (or was deleted)."""
 
 
+async def _log_after(session: AsyncSession, workspace_id: str, seq: int) -> list[tuple[int, bytes]]:
+    """The log rows of a workspace after ``seq``, in order."""
+    rows = await session.execute(
+        select(DocUpdate.seq, DocUpdate.data)
+        .where(DocUpdate.workspace_id == workspace_id, DocUpdate.seq > seq)
+        .order_by(DocUpdate.seq)
+    )
+    return [(int(q), bytes(d)) for q, d in rows]
+
+
 class _SqliteAppender:
     """The group commit's append on SQLite, as ONE hop to a dedicated thread with its own connection.
 
@@ -147,31 +157,18 @@ class DocumentStore:
                 raise UnknownDocument(workspace_id)
             snap = await s.get(DocSnapshot, workspace_id)
             since = snap.upto_seq if snap else 0
-            rows = (
-                await s.execute(
-                    select(DocUpdate.seq, DocUpdate.data)
-                    .where(DocUpdate.workspace_id == workspace_id, DocUpdate.seq > since)
-                    .order_by(DocUpdate.seq)
-                )
-            ).all()
+            rows = await _log_after(s, workspace_id, since)
             return StoredDocument(
                 epoch=head.epoch,
                 snapshot=snap.data if snap else None,
                 snapshot_seq=since,
-                updates=[(int(seq), bytes(data)) for seq, data in rows],
+                updates=rows,
             )
 
     async def updates_after(self, workspace_id: str, seq: int) -> list[tuple[int, bytes]]:
         """Log rows after ``seq`` (for gap repair); empty when compaction already folded them in."""
         async with self.db.session() as s:
-            rows = (
-                await s.execute(
-                    select(DocUpdate.seq, DocUpdate.data)
-                    .where(DocUpdate.workspace_id == workspace_id, DocUpdate.seq > seq)
-                    .order_by(DocUpdate.seq)
-                )
-            ).all()
-        return [(int(q), bytes(d)) for q, d in rows]
+            return await _log_after(s, workspace_id, seq)
 
     async def append_batch(self, batch: Sequence[PendingUpdate]) -> list[int]:
         """Append every update of ``batch`` in ONE transaction (group commit); returns their sequence numbers.
@@ -232,22 +229,16 @@ class DocumentStore:
                 )
             ).one_or_none()
             since = int(snap[0]) if snap else 0
-            rows = (
-                await s.execute(
-                    select(DocUpdate.seq, DocUpdate.data)
-                    .where(DocUpdate.workspace_id == workspace_id, DocUpdate.seq > since)
-                    .order_by(DocUpdate.seq)
-                )
-            ).all()
+            rows = await _log_after(s, workspace_id, since)
             if not rows:
                 return None
             doc: Doc[Any] = Doc()
             if snap is not None:
                 doc.apply_update(bytes(snap[1]))
             for _, data in rows:
-                doc.apply_update(bytes(data))
+                doc.apply_update(data)
             merged = doc.get_update()
-            upto = int(rows[-1][0])
+            upto = rows[-1][0]
             if snap is None:
                 try:
                     async with s.begin_nested():

@@ -15,7 +15,7 @@ from api.deps import Ctx, Member, Session, is_uuid, not_found, require
 from api.errors import ApiError
 from api.routes.notifications import parse_cursor
 from api.schemas import as_utc
-from api.webhooks import EVENTS, UnsafeUrl, WebhookService, resolve_allowed
+from api.webhooks import EVENTS, UnsafeUrl, WebhookEvent, WebhookService, resolve_allowed
 from persistence.models import Webhook, WebhookDelivery, new_id, utcnow
 
 router = APIRouter(prefix="/api/workspaces/{wid}/webhooks", tags=["webhooks"])
@@ -28,15 +28,7 @@ _ERRORS: dict[int | str, dict[str, str]] = {
 }
 
 Manager = Annotated[Member, Depends(require("webhooks.manage"))]
-Event = Literal[
-    "task.created",
-    "task.updated",
-    "task.deleted",
-    "task.assigned",
-    "task.completed",
-    "member.joined",
-    "member.left",
-]
+Event = WebhookEvent
 Limit = Annotated[int, Query(ge=1, le=200)]
 MAX_WEBHOOKS_PER_WORKSPACE = 20
 
