@@ -326,14 +326,21 @@ class NotificationService:
 
     async def _run(self) -> None:
         while True:
-            wid, items = await self._queue.get()
-            try:
-                await self.record(wid, items)
-                self.processed += 1
-            except Exception:
-                self.failures += 1
-                log.exception("recording activity/notifications for %s failed", wid)
-            finally:
+            # Take everything queued: under load, one transaction per workspace instead of one per commit batch.
+            batches = [await self._queue.get()]
+            while not self._queue.empty():
+                batches.append(self._queue.get_nowait())
+            merged: dict[str, list[tuple[int, str | None, list[TaskChange]]]] = {}
+            for wid, items in batches:
+                merged.setdefault(wid, []).extend(items)
+            for wid, items in merged.items():
+                try:
+                    await self.record(wid, items)
+                    self.processed += 1
+                except Exception:
+                    self.failures += 1
+                    log.exception("recording activity/notifications for %s failed", wid)
+            for _ in batches:
                 self._queue.task_done()
 
     async def record(self, workspace_id: str, items: list[tuple[int, str | None, list[TaskChange]]]) -> None:
