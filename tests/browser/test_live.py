@@ -375,15 +375,22 @@ def test_local_copy_from_before_a_restore_is_replaced_not_merged(
     key = f"plait.epoch.{a.account.id}.{wid}"
     a.page.wait_for_function("k => localStorage.getItem(k) !== null", arg=key)
     a.context.set_offline(True)
+    # only once the socket is really down: an edit sent before that reaches the server legitimately
+    expect(a.page.get_by_test_id("connection-status")).to_have_attribute("data-state", "offline")
     add_task(a, "Only in the stale copy")
     expect(card(a, "Only in the stale copy")).to_be_visible()
     a.page.wait_for_timeout(300)  # y-indexeddb stores it
     a.page.evaluate("k => localStorage.setItem(k, 'epoch-of-an-older-life')", key)
-    a.context.set_offline(False)
+    # Reload while still offline: the open session still holds the real epoch and would sync the offline edit
+    # the moment the network returns; the reloaded page starts from the stale copy and its stale epoch.
     a.page.reload()
+    expect(card(a, "Only in the stale copy")).to_be_visible()
+    a.context.set_offline(False)
     expect(a.page.get_by_test_id("toast").filter(has_text="restored from a backup")).to_be_visible()
     expect(a.page.get_by_test_id("connection-status")).to_have_attribute("data-state", "connected")
     expect(card(a, "On the server")).to_be_visible()
+    server_titles = [t["title"] for t in api.get(f"/api/workspaces/{wid}/tasks", headers=a.account.headers).json()]
+    assert server_titles == ["On the server"], server_titles
     expect(card(a, "Only in the stale copy")).to_have_count(0)
     assert a.page.evaluate("k => localStorage.getItem(k)", key) == info["epoch"]
     got = api.get(f"/api/workspaces/{wid}/tasks", headers=a.account.headers).json()
