@@ -15,18 +15,7 @@ from sync_server.schema import TaskChange
 from tests.support.node import NodeClient, start_clients, wait_until
 from tests.support.server import ThreadServer
 from tests.support.sse import SseReader
-from tests.support.users import Account, add_member, create_workspace, register
-
-
-def _setup(client: httpx.Client, *roles: str) -> tuple[str, Account, list[Account]]:
-    owner = register(client, "owner")
-    wid = create_workspace(client, owner)
-    others = []
-    for role in roles:
-        acct = register(client, role)
-        add_member(client, wid, owner, acct, role)
-        others.append(acct)
-    return wid, owner, others
+from tests.support.users import Account, add_member, register, workspace_with
 
 
 def _notes(client: httpx.Client, acct: Account, **params: Any) -> list[dict[str, Any]]:
@@ -55,7 +44,7 @@ def _stream(server: ThreadServer, acct: Account, **headers: str) -> SseReader:
 def test_assignment_from_a_client_notifies_assignee_once_and_never_the_actor(
     server: ThreadServer, client: httpx.Client, node: NodeClient
 ) -> None:
-    wid, owner, (editor,) = _setup(client, "editor")
+    wid, owner, (editor,) = workspace_with(client, "editor")
     assert _task_notes(client, editor) == []
     with _stream(server, editor) as sse:
         assert sse.wait_open() == 200
@@ -86,7 +75,7 @@ def test_assignment_from_a_client_notifies_assignee_once_and_never_the_actor(
 
 
 def test_each_notification_type_goes_to_the_right_people(client: httpx.Client) -> None:
-    wid, owner, (alice, bob, admin) = _setup(client, "editor", "editor", "admin")
+    wid, owner, (alice, bob, admin) = workspace_with(client, "editor", "editor", "admin")
     base = f"/api/workspaces/{wid}/tasks"
     # owner creates a task assigned to alice: alice gets task_assigned
     tid = client.post(
@@ -125,7 +114,7 @@ def test_each_notification_type_goes_to_the_right_people(client: httpx.Client) -
 
 
 def test_preference_off_creates_nothing(client: httpx.Client) -> None:
-    wid, owner, (editor,) = _setup(client, "editor")
+    wid, owner, (editor,) = workspace_with(client, "editor")
     r = client.get("/api/notifications/preferences", headers=editor.headers)
     assert r.status_code == 200 and all(r.json().values()) and "task_assigned" in r.json()
     r = client.put("/api/notifications/preferences", json={"task_assigned": False}, headers=editor.headers)
@@ -142,7 +131,7 @@ def test_preference_off_creates_nothing(client: httpx.Client) -> None:
 
 
 def test_list_pagination_read_and_read_all(client: httpx.Client) -> None:
-    wid, owner, (editor,) = _setup(client, "editor")
+    wid, owner, (editor,) = workspace_with(client, "editor")
     base = f"/api/workspaces/{wid}/tasks"
     for i in range(5):
         client.post(base, json={"title": f"t{i}", "assignee_id": editor.id}, headers=owner.headers)
@@ -178,7 +167,7 @@ def test_list_pagination_read_and_read_all(client: httpx.Client) -> None:
 def test_sse_auth_last_event_id_and_heartbeat(
     server: ThreadServer, client: httpx.Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    wid, owner, (editor,) = _setup(client, "editor")
+    wid, owner, (editor,) = workspace_with(client, "editor")
     assert client.get("/api/notifications/stream").status_code == 401
     assert client.get("/api/notifications/stream", params={"token": "garbage"}).status_code == 401
     base = f"/api/workspaces/{wid}/tasks"
@@ -216,7 +205,7 @@ def test_sse_auth_last_event_id_and_heartbeat(
 
 async def test_derivation_is_idempotent_per_change_and_recipient(server: ThreadServer, client: httpx.Client) -> None:
     """Deriving the same durable update twice (a retry, or a second node) stores one row per recipient."""
-    wid, owner, (editor,) = _setup(client, "editor")
+    wid, owner, (editor,) = workspace_with(client, "editor")
     task = {
         "id": "11111111-1111-4111-8111-111111111111",
         "title": "dup",
@@ -239,7 +228,7 @@ async def test_derivation_is_idempotent_per_change_and_recipient(server: ThreadS
 
 @pytest.mark.node
 def test_activity_rows_match_what_happened(server: ThreadServer, client: httpx.Client, node: NodeClient) -> None:
-    wid, owner, (editor, viewer) = _setup(client, "editor", "viewer")
+    wid, owner, (editor, viewer) = workspace_with(client, "editor", "viewer")
     node.connect(f"{server.ws_url}/sync", wid, editor.token)
     node.wait_synced(10)
     tid = node.create_task("First", description="abc", created_by=editor.id)
@@ -298,7 +287,7 @@ def test_activity_rows_match_what_happened(server: ThreadServer, client: httpx.C
 def test_typing_is_summarized_as_one_activity_row_per_run(
     server: ThreadServer, client: httpx.Client, node: NodeClient
 ) -> None:
-    wid, owner, (editor,) = _setup(client, "editor")
+    wid, owner, (editor,) = workspace_with(client, "editor")
     node.connect(f"{server.ws_url}/sync", wid, editor.token)
     node.wait_synced(10)
     tid = node.create_task("Typing", created_by=editor.id)

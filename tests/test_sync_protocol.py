@@ -27,18 +27,7 @@ from persistence.docstore import DocumentStore
 from sync_server.protocol import AwarenessEntry, encode_awareness
 from tests.support.pyclient import YClient, pycrdt_provider, sync_url
 from tests.support.server import ThreadServer
-from tests.support.users import Account, add_member, create_workspace, register
-
-
-def _setup(client: httpx.Client, *roles: str) -> tuple[str, Account, list[Account]]:
-    owner = register(client, "owner")
-    wid = create_workspace(client, owner)
-    others = []
-    for role in roles:
-        acct = register(client, role)
-        add_member(client, wid, owner, acct, role)
-        others.append(acct)
-    return wid, owner, others
+from tests.support.users import Account, create_workspace, register, workspace_with
 
 
 async def _client(server: ThreadServer, wid: str, acct: Account, **kw: object) -> YClient:
@@ -61,7 +50,7 @@ async def _stored_doc(server: ThreadServer, wid: str) -> Doc:
 
 
 async def test_two_clients_converge_and_text_edits_merge(server: ThreadServer, client: httpx.Client) -> None:
-    wid, owner, (editor,) = _setup(client, "editor")
+    wid, owner, (editor,) = workspace_with(client, "editor")
     a = await _client(server, wid, owner)
     b = await _client(server, wid, editor)
     a.text("t").insert(0, "hello")
@@ -78,7 +67,7 @@ async def test_two_clients_converge_and_text_edits_merge(server: ThreadServer, c
 
 
 async def test_update_is_durable_before_any_peer_receives_it(server: ThreadServer, client: httpx.Client) -> None:
-    wid, owner, (editor,) = _setup(client, "editor")
+    wid, owner, (editor,) = workspace_with(client, "editor")
     a = await _client(server, wid, owner)
     b = await _client(server, wid, editor)
     seen: list[bytes] = []
@@ -93,7 +82,7 @@ async def test_update_is_durable_before_any_peer_receives_it(server: ThreadServe
 
 
 async def test_python_provider_of_pycrdt_websocket_works_unchanged(server: ThreadServer, client: httpx.Client) -> None:
-    wid, owner, _ = _setup(client)
+    wid, owner, _ = workspace_with(client)
     a = await _client(server, wid, owner)
     a.text("t").insert(0, "from YClient")
     doc: Doc = Doc()
@@ -109,7 +98,7 @@ async def test_python_provider_of_pycrdt_websocket_works_unchanged(server: Threa
 
 
 async def test_offline_edits_merge_on_reconnect(server: ThreadServer, client: httpx.Client) -> None:
-    wid, owner, (editor,) = _setup(client, "editor")
+    wid, owner, (editor,) = workspace_with(client, "editor")
     a = await _client(server, wid, owner)
     b = await _client(server, wid, editor)
     a.text("t").insert(0, "base")
@@ -132,7 +121,7 @@ async def test_offline_edits_merge_on_reconnect(server: ThreadServer, client: ht
 async def test_missing_or_invalid_token_closes_4401(
     server: ThreadServer, client: httpx.Client, token: str | None, code: int
 ) -> None:
-    wid, _, _ = _setup(client)
+    wid, _, _ = workspace_with(client)
     c = YClient()
     await c.connect(sync_url(server.ws_url, wid, token))
     assert await c.wait_closed() == code
@@ -143,7 +132,7 @@ async def test_expired_and_forged_tokens_close_4401(server: ThreadServer, client
 
     from tests.support.server import SECRET
 
-    wid, owner, _ = _setup(client)
+    wid, owner, _ = workspace_with(client)
     now = int(time.time())
     expired = jwt.encode({"sub": owner.id, "iat": now - 100, "exp": now - 10}, SECRET, algorithm="HS256")
     forged = jwt.encode({"sub": owner.id, "iat": now, "exp": now + 100}, "not-the-key" * 4, algorithm="HS256")
@@ -154,7 +143,7 @@ async def test_expired_and_forged_tokens_close_4401(server: ThreadServer, client
 
 
 async def test_bearer_header_is_accepted(server: ThreadServer, client: httpx.Client) -> None:
-    wid, owner, _ = _setup(client)
+    wid, owner, _ = workspace_with(client)
     c = YClient()
     await c.connect(f"{server.ws_url}/sync/{wid}", headers=owner.headers)
     await c.wait_synced()
@@ -162,7 +151,7 @@ async def test_bearer_header_is_accepted(server: ThreadServer, client: httpx.Cli
 
 
 async def test_unknown_workspace_and_non_member_both_close_4404(server: ThreadServer, client: httpx.Client) -> None:
-    wid, _, _ = _setup(client)
+    wid, _, _ = workspace_with(client)
     stranger = register(client, "stranger")
     for target in (wid, "00000000-0000-4000-8000-000000000000", "not-a-uuid"):
         c = YClient()
@@ -171,7 +160,7 @@ async def test_unknown_workspace_and_non_member_both_close_4404(server: ThreadSe
 
 
 async def test_foreign_origin_is_refused_same_origin_allowed(server: ThreadServer, client: httpx.Client) -> None:
-    wid, owner, _ = _setup(client)
+    wid, owner, _ = workspace_with(client)
     evil = YClient()
     await evil.connect(sync_url(server.ws_url, wid, owner.token), origin="https://evil.example")
     assert await evil.wait_closed() == 4403
@@ -182,7 +171,7 @@ async def test_foreign_origin_is_refused_same_origin_allowed(server: ThreadServe
 
 
 async def test_viewer_receives_but_cannot_write(server: ThreadServer, client: httpx.Client) -> None:
-    wid, owner, (viewer,) = _setup(client, "viewer")
+    wid, owner, (viewer,) = workspace_with(client, "viewer")
     a = await _client(server, wid, owner)
     v = await _client(server, wid, viewer)
     a.text("t").insert(0, "visible")
@@ -206,7 +195,7 @@ async def test_viewer_receives_but_cannot_write(server: ThreadServer, client: ht
 async def test_member_removal_closes_4403_and_demotion_makes_read_only(
     server: ThreadServer, client: httpx.Client
 ) -> None:
-    wid, owner, (removed, demoted) = _setup(client, "editor", "editor")
+    wid, owner, (removed, demoted) = workspace_with(client, "editor", "editor")
     a = await _client(server, wid, owner)
     r = await _client(server, wid, removed)
     d = await _client(server, wid, demoted)
@@ -226,7 +215,7 @@ async def test_member_removal_closes_4403_and_demotion_makes_read_only(
 
 
 async def test_malformed_frames_close_only_that_socket(server: ThreadServer, client: httpx.Client) -> None:
-    wid, owner, (editor,) = _setup(client, "editor")
+    wid, owner, (editor,) = workspace_with(client, "editor")
     a = await _client(server, wid, owner)
     b = await _client(server, wid, editor)
     a.text("t").insert(0, "intact")
@@ -259,7 +248,7 @@ async def test_malformed_frames_close_only_that_socket(server: ThreadServer, cli
 async def test_oversize_frame_closes_1009(make_server: object, client: httpx.Client) -> None:
     srv = make_server(max_message_bytes=64 * 1024)  # type: ignore[operator]
     with httpx.Client(base_url=srv.base_url) as http:
-        wid, owner, _ = _setup(http)
+        wid, owner, _ = workspace_with(http)
         a = await _client(srv, wid, owner)
         big = YClient()
         await big.connect(sync_url(srv.ws_url, wid, owner.token))
@@ -272,7 +261,7 @@ async def test_oversize_frame_closes_1009(make_server: object, client: httpx.Cli
 
 
 async def test_awareness_newcomer_removal_query_and_identity(server: ThreadServer, client: httpx.Client) -> None:
-    wid, owner, (editor,) = _setup(client, "editor")
+    wid, owner, (editor,) = workspace_with(client, "editor")
     a = await _client(server, wid, owner, user_state={"user": {"id": "someone-else", "name": "Mallory"}, "cursor": 3})
 
     def peers(c: YClient) -> dict[int, dict[str, object]]:
@@ -300,7 +289,7 @@ async def test_awareness_newcomer_removal_query_and_identity(server: ThreadServe
 async def test_awareness_cannot_hijack_another_connections_client_id(
     server: ThreadServer, client: httpx.Client
 ) -> None:
-    wid, owner, (editor, third) = _setup(client, "editor", "editor")
+    wid, owner, (editor, third) = workspace_with(client, "editor", "editor")
     a = await _client(server, wid, owner, user_state={"user": {"name": "A"}})
     c = await _client(server, wid, third)
     await c.wait_for(lambda: a.awareness.client_id in c.awareness.states)
@@ -332,7 +321,7 @@ async def test_disconnect_during_broadcast_does_not_stop_broadcasting(
     server: ThreadServer, client: httpx.Client
 ) -> None:
     """pycrdt-websocket defect 2: a client leaving mid-broadcast stopped live updates process-wide."""
-    wid, owner, (editor,) = _setup(client, "editor")
+    wid, owner, (editor,) = workspace_with(client, "editor")
     writer = await _client(server, wid, owner)
     leavers = [await _client(server, wid, editor) for _ in range(10)]
     watcher = await _client(server, wid, editor)
@@ -355,7 +344,7 @@ async def test_disconnect_during_broadcast_does_not_stop_broadcasting(
 
 
 async def test_duplicate_updates_are_not_logged_again(server: ThreadServer, client: httpx.Client) -> None:
-    wid, owner, _ = _setup(client)
+    wid, owner, _ = workspace_with(client)
     a = await _client(server, wid, owner)
     a.text("t").insert(0, "once")
     await asyncio.sleep(0.2)
@@ -427,7 +416,7 @@ def _read_close_code(sock: socket.socket, timeout: float) -> int | None:
 async def test_slow_reader_is_closed_1013_without_stalling_others(make_server: object) -> None:
     srv = make_server(send_queue_max_bytes=2 * 1024 * 1024)  # type: ignore[operator]
     with httpx.Client(base_url=srv.base_url) as http:
-        wid, owner, _ = _setup(http)
+        wid, owner, _ = workspace_with(http)
         writer = await _client(srv, wid, owner)
         reader = await _client(srv, wid, owner)
         slow = _raw_ws_reader_that_stalls(srv.port, f"/sync/{wid}?token={owner.token}")
@@ -448,7 +437,7 @@ async def test_slow_reader_is_closed_1013_without_stalling_others(make_server: o
 async def test_idle_room_unloads_and_reloads_from_storage(make_server: object) -> None:
     srv = make_server(room_idle_seconds=0.3)  # type: ignore[operator]
     with httpx.Client(base_url=srv.base_url) as http:
-        wid, owner, _ = _setup(http)
+        wid, owner, _ = workspace_with(http)
         a = await _client(srv, wid, owner)
         a.text("t").insert(0, "survives unload")
         await asyncio.sleep(0.2)
@@ -468,7 +457,7 @@ async def test_idle_room_unloads_and_reloads_from_storage(make_server: object) -
 async def test_compaction_under_concurrent_writes_loses_nothing(make_server: object, backend: str) -> None:
     srv = make_server(backend, compaction_max_updates=20)  # type: ignore[operator]
     with httpx.Client(base_url=srv.base_url) as http:
-        wid, owner, (editor,) = _setup(http, "editor")
+        wid, owner, (editor,) = workspace_with(http, "editor")
         writers = [await _client(srv, wid, owner), await _client(srv, wid, editor)]
         for i in range(150):
             for n, w in enumerate(writers):
@@ -493,7 +482,7 @@ async def test_compaction_under_concurrent_writes_loses_nothing(make_server: obj
 
 def test_sizes_of_awareness_messages_are_capped(server: ThreadServer, client: httpx.Client) -> None:
     async def run() -> None:
-        wid, owner, (editor,) = _setup(client, "editor")
+        wid, owner, (editor,) = workspace_with(client, "editor")
         a = await _client(server, wid, owner)
         b = await _client(server, wid, editor)
         huge = encode_awareness([AwarenessEntry(12345, 1, {"blob": "x" * 200_000})])

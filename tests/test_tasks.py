@@ -13,18 +13,7 @@ from fastapi import FastAPI
 
 from tests.support.node import NodeClient, start_clients, wait_until
 from tests.support.server import ThreadServer
-from tests.support.users import Account, add_member, create_workspace, register
-
-
-def _setup(client: httpx.Client, *roles: str) -> tuple[str, Account, list[Account]]:
-    owner = register(client, "owner")
-    wid = create_workspace(client, owner)
-    others = []
-    for role in roles:
-        acct = register(client, role)
-        add_member(client, wid, owner, acct, role)
-        others.append(acct)
-    return wid, owner, others
+from tests.support.users import Account, register, workspace_with
 
 
 def _app(server: ThreadServer) -> FastAPI:
@@ -53,7 +42,7 @@ def _connect(c: NodeClient, server: ThreadServer, wid: str, acct: Account) -> No
 
 
 def test_crud_filters_and_validation(client: httpx.Client) -> None:
-    wid, owner, (editor, viewer) = _setup(client, "editor", "viewer")
+    wid, owner, (editor, viewer) = workspace_with(client, "editor", "viewer")
     stranger = register(client, "stranger")
     h = owner.headers
     r = client.post(_url(wid), json={"title": "  Write spec  "}, headers=h)
@@ -134,7 +123,7 @@ def test_crud_filters_and_validation(client: httpx.Client) -> None:
 
 
 def test_description_patch_is_a_minimal_diff(client: httpx.Client) -> None:
-    wid, owner, _ = _setup(client)
+    wid, owner, _ = workspace_with(client)
     tid = client.post(_url(wid), json={"title": "t", "description": "hello world"}, headers=owner.headers).json()["id"]
     client.patch(f"{_url(wid)}/{tid}", json={"description": "hello brave world"}, headers=owner.headers)
     url = f"/api/workspaces/{wid}/tasks/{tid}/activity"
@@ -150,7 +139,7 @@ def test_description_patch_is_a_minimal_diff(client: httpx.Client) -> None:
 def test_reading_an_unloaded_workspace_does_not_load_a_room(make_server: Callable[..., ThreadServer]) -> None:
     srv = make_server("sqlite", room_idle_seconds=0.3)
     with httpx.Client(base_url=srv.base_url, timeout=30) as client:
-        wid, owner, _ = _setup(client)
+        wid, owner, _ = workspace_with(client)
         client.post(_url(wid), json={"title": "stored"}, headers=owner.headers)
         rooms = _app(srv).state.ctx.sync.rooms
         wait_until(lambda: wid not in rooms, 10, message="idle room unloaded")
@@ -167,7 +156,7 @@ def test_reading_an_unloaded_workspace_does_not_load_a_room(make_server: Callabl
 def test_client_task_appears_via_get_and_post_appears_in_client(
     server: ThreadServer, client: httpx.Client, node: NodeClient
 ) -> None:
-    wid, owner, (editor,) = _setup(client, "editor")
+    wid, owner, (editor,) = workspace_with(client, "editor")
     _connect(node, server, wid, editor)
     tid = node.create_task("From the client", description="typed offline-capable", created_by=editor.id)
     # visible through GET at once (the client's update is durable before anyone else sees it)
@@ -194,7 +183,7 @@ def test_client_task_appears_via_get_and_post_appears_in_client(
 
 @pytest.mark.node
 def test_concurrent_rest_patch_and_live_edits_converge(server: ThreadServer, client: httpx.Client) -> None:
-    wid, owner, (editor,) = _setup(client, "editor")
+    wid, owner, (editor,) = workspace_with(client, "editor")
     a, b = start_clients(2, prefix="conc")
     with a, b:
         _connect(a, server, wid, editor)
@@ -256,7 +245,7 @@ def test_concurrent_rest_patch_and_live_edits_converge(server: ThreadServer, cli
 
 @pytest.mark.node
 def test_invalid_status_from_a_client_is_repaired_for_everyone(server: ThreadServer, client: httpx.Client) -> None:
-    wid, owner, (editor,) = _setup(client, "editor")
+    wid, owner, (editor,) = workspace_with(client, "editor")
     a, b = start_clients(2, prefix="guard")
     with a, b:
         _connect(a, server, wid, editor)

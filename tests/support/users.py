@@ -49,7 +49,17 @@ def add_member(client: httpx.Client, wid: str, owner: Account, member: Account, 
     r = client.post(f"/api/invites/{r.json()['token']}/accept", headers=member.headers)
     assert r.status_code == 200, r.text
     if role == "owner":
-        r = client.patch(
-            f"/api/workspaces/{wid}/members/{member.id}", json={"role": "owner"}, headers=owner.headers
-        )
+        r = client.patch(f"/api/workspaces/{wid}/members/{member.id}", json={"role": "owner"}, headers=owner.headers)
         assert r.status_code == 200, r.text
+
+
+def workspace_with(client: httpx.Client, *roles: str) -> tuple[str, Account, list[Account]]:
+    """A new workspace with its owner and one new member per role given."""
+    owner = register(client, "owner")
+    wid = create_workspace(client, owner)
+    others = []
+    for role in roles:
+        acct = register(client, role)
+        add_member(client, wid, owner, acct, role)
+        others.append(acct)
+    return wid, owner, others
