@@ -20,12 +20,13 @@ import logging
 import weakref
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Table, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from api.activity_coalescing import ActivityCoalescer
 from api.schemas import as_utc
 from persistence.db import Database
 from persistence.models import Activity, Membership, Notification, NotificationPreference, User, new_id, utcnow
@@ -295,8 +296,10 @@ def publish(db: Database, user_ids: Iterable[str]) -> None:
 class NotificationService:
     """Derives activity and notifications from durable updates, in log order, off the broadcast path."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, *, batch_window: float = 0.0) -> None:
         self.db = db
+        self.batch_window = batch_window
+        self.coalescer = ActivityCoalescer()
         self._queue: asyncio.Queue[tuple[str, list[tuple[int, str | None, list[TaskChange]]]]] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self.processed = 0
@@ -328,92 +331,70 @@ class NotificationService:
         while True:
             # Take everything queued: under load, one transaction per workspace instead of one per commit batch.
             batches = [await self._queue.get()]
+            if self.batch_window:
+                await asyncio.sleep(self.batch_window)  # typing sends an update per keystroke: batch them
             while not self._queue.empty():
                 batches.append(self._queue.get_nowait())
             merged: dict[str, list[tuple[int, str | None, list[TaskChange]]]] = {}
             for wid, items in batches:
                 merged.setdefault(wid, []).extend(items)
-            for wid, items in merged.items():
-                try:
-                    await self.record(wid, items)
-                    self.processed += 1
-                except Exception:
-                    self.failures += 1
-                    log.exception("recording activity/notifications for %s failed", wid)
-            for _ in batches:
-                self._queue.task_done()
+            try:
+                await self.record_all(merged)
+            finally:
+                for _ in batches:
+                    self._queue.task_done()
+
+    async def record_all(self, merged: dict[str, list[tuple[int, str | None, list[TaskChange]]]]) -> None:
+        """Everything of one window in ONE transaction (500 active rooms must not mean 500 commits); if that
+        fails, each workspace in its own, so one bad workspace cannot hold back the others."""
+        try:
+            async with self.db.transaction() as s:
+                recipients: set[str] = set()
+                for wid, items in merged.items():
+                    recipients |= await self._record_in(s, wid, items)
+            self.processed += len(merged)
+            publish(self.db, recipients)
+            return
+        except Exception:
+            if len(merged) == 1:
+                self.failures += 1
+                self.coalescer.forget_workspace(next(iter(merged)))
+                log.exception("recording activity/notifications for %s failed", next(iter(merged)))
+                return
+            for wid in merged:
+                self.coalescer.forget_workspace(wid)
+        for wid, items in merged.items():
+            try:
+                await self.record(wid, items)
+                self.processed += 1
+            except Exception:
+                self.failures += 1
+                self.coalescer.forget_workspace(wid)
+                log.exception("recording activity/notifications for %s failed", wid)
 
     async def record(self, workspace_id: str, items: list[tuple[int, str | None, list[TaskChange]]]) -> None:
+        async with self.db.transaction() as s:
+            recipients = await self._record_in(s, workspace_id, items)
+        publish(self.db, recipients)
+
+    async def _record_in(
+        self, s: AsyncSession, workspace_id: str, items: list[tuple[int, str | None, list[TaskChange]]]
+    ) -> set[str]:
         now = utcnow()
         activity: list[dict[str, Any]] = []
         planned: list[Planned] = []
         for seq, actor_id, changes in items:
             activity.extend(activity_rows(workspace_id, seq, actor_id, changes, now))
             planned.extend(derive_notifications(workspace_id, seq, actor_id, changes))
-        async with self.db.transaction() as s:
-            activity = await coalesce_text_edits(s, workspace_id, activity, now)
-            await insert_ignoring_conflicts(
-                s,
-                self.db,
-                Activity.__table__,  # type: ignore[arg-type]
-                activity,
-                ["workspace_id", "dedup_key"],
-            )
-            recipients = await store_notifications(s, self.db, planned)
-        publish(self.db, recipients)
-
-
-TEXT_EDIT_WINDOW = timedelta(seconds=60)
-
-
-async def coalesce_text_edits(
-    session: AsyncSession, workspace_id: str, rows: list[dict[str, Any]], now: datetime
-) -> list[dict[str, Any]]:
-    """Merge description edits into one row per run of typing: consecutive edits of the same task by the same
-    actor within ``TEXT_EDIT_WINDOW`` add to the latest row's summary instead of adding a row per keystroke.
-
-    Idempotent: a row remembers the last log sequence number it covers (``doc_seq``), and an edit at or
-    below it is already counted.
-    """
-    latest: dict[str, Activity | dict[str, Any] | None] = {}
-    out: list[dict[str, Any]] = []
-    for row in rows:
-        tid = row["task_id"]
-        if tid not in latest:
-            latest[tid] = await session.scalar(
-                select(Activity)
-                .where(Activity.workspace_id == workspace_id, Activity.task_id == tid)
-                .order_by(Activity.seq.desc())
-                .limit(1)
-            )
-        prev = latest[tid]
-        if row["field"] == "description" and prev is not None:
-            view = prev if isinstance(prev, dict) else _activity_fields(prev)
-            if view["field"] == "description" and view["actor_id"] == row["actor_id"]:
-                if view["doc_seq"] >= row["doc_seq"]:
-                    continue  # already recorded (a retried derivation)
-                if now - as_utc(view["created_at"]) <= TEXT_EDIT_WINDOW:
-                    summary = dict(view["summary"] or {})
-                    for k in ("inserted", "deleted"):
-                        summary[k] = int(summary.get(k, 0)) + int((row["summary"] or {}).get(k, 0))
-                    if isinstance(prev, dict):
-                        prev["summary"], prev["doc_seq"] = summary, row["doc_seq"]
-                    else:
-                        prev.summary, prev.doc_seq = summary, row["doc_seq"]
-                    continue
-        out.append(row)
-        latest[tid] = row
-    return out
-
-
-def _activity_fields(a: Activity) -> dict[str, Any]:
-    return {
-        "field": a.field,
-        "actor_id": a.actor_id,
-        "doc_seq": a.doc_seq,
-        "created_at": a.created_at,
-        "summary": a.summary,
-    }
+        activity = await self.coalescer.record(s, workspace_id, activity, now)
+        await insert_ignoring_conflicts(
+            s,
+            self.db,
+            Activity.__table__,  # type: ignore[arg-type]
+            activity,
+            ["workspace_id", "dedup_key"],
+        )
+        return await store_notifications(s, self.db, planned)
 
 
 async def notify_member_joined(db: Database, workspace_id: str, user_id: str) -> None:
@@ -439,7 +420,7 @@ async def notify_member_joined(db: Database, workspace_id: str, user_id: str) ->
 
 def install_notifications(app: FastAPI, ctx: AppContext) -> NotificationService:
     """Wire the derivation into the sync service (call in the lifespan, after ``ctx.sync`` exists)."""
-    service = NotificationService(ctx.db)
+    service = NotificationService(ctx.db, batch_window=ctx.settings.derive_batch_ms / 1000)
     ctx.sync.on_durable(service.on_durable)
     fanout = ctx.sync.fanout
     if fanout is not None:

@@ -212,7 +212,9 @@ class VersionService:
                 await self._task
 
     def on_durable(self, room: Room, requests: list[WriteRequest]) -> None:
-        if self.interval > 0 and any(r.seq is not None for r in requests):
+        # Only a workspace that was not dirty yet needs the worker: waking it per commit costs a task switch
+        # for nothing while someone types.
+        if self.interval > 0 and room.workspace_id not in self._dirty and any(r.seq is not None for r in requests):
             self._dirty.add(room.workspace_id)
             self._wake.set()
 

@@ -243,6 +243,9 @@ class WebhookService:
     # -- deriving deliveries --------------------------------------------------------------------------------
 
     def on_durable(self, room: Room, requests: list[WriteRequest]) -> None:
+        cached = self._hooks.get(room.workspace_id)
+        if cached is not None and not cached[1] and time.monotonic() - cached[0] < HOOK_CACHE_SECONDS:
+            return  # known to have no webhook: nothing to derive (the common case, on the typing hot path)
         items = [(r.seq, r.actor_id, list(r.changes)) for r in requests if r.seq is not None and r.changes]
         if items:
             self._queue.put_nowait((room.workspace_id, items))

@@ -902,6 +902,13 @@ def main(argv: list[str] | None = None) -> int:
         metavar="PCT",
         help="before each run wait (up to 5 min) until other processes use less than PCT %% of one core",
     )
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SCENARIO.KEY=VALUE",
+        help="override one scenario parameter (JSON value), e.g. --set s1.clients=5; repeatable",
+    )
     ap.add_argument("--render", type=Path, metavar="RESULTS_JSON", help="only re-print and re-chart a results file")
     args = ap.parse_args(argv)
     if args.render:
@@ -928,6 +935,12 @@ def main(argv: list[str] | None = None) -> int:
         for p in (prof.s1, prof.s2, prof.s6):
             p["durationS"] = args.duration
     prof.soak["durationS"] = args.soak_minutes * 60
+    for item in args.set:
+        key, _, value = item.partition("=")
+        scenario, _, param = key.partition(".")
+        if not isinstance(getattr(prof, scenario, None), dict) or not param or not value:
+            ap.error(f"--set {item}: expected SCENARIO.KEY=VALUE")
+        getattr(prof, scenario)[param] = json.loads(value)
     pin = not args.no_pin and (os.cpu_count() or 1) >= 2
     ensure_npm()
     stamp = time.strftime("%Y%m%d-%H%M%S") + ("-quick" if args.quick else "")

@@ -11,11 +11,12 @@ Invariants that make it crash-safe:
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
+import queue
 import sqlite3
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from pycrdt import Doc
 from sqlalchemy import delete, func, insert, select, update
@@ -67,6 +68,19 @@ async def _log_after(session: AsyncSession, workspace_id: str, seq: int) -> list
     return [(int(q), bytes(d)) for q, d in rows]
 
 
+T = TypeVar("T")
+_Job = tuple[asyncio.AbstractEventLoop, "asyncio.Future[Any]", Callable[..., Any], tuple[Any, ...]]
+
+
+def _resolve(future: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
+    if future.done():  # the caller was cancelled meanwhile
+        return
+    if exc is not None:
+        future.set_exception(exc)
+    else:
+        future.set_result(result)
+
+
 class _SqliteAppender:
     """The group commit's append on SQLite, as ONE hop to a dedicated thread with its own connection.
 
@@ -78,8 +92,29 @@ class _SqliteAppender:
     def __init__(self, path: str, synchronous: str) -> None:
         self.path = path
         self.synchronous = synchronous
-        self.pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="plait-sqlite-append")
         self.conn: sqlite3.Connection | None = None
+        # A plain thread and queue rather than an executor: the hop is on every commit, and run_in_executor's
+        # two chained futures cost more than this whole hand-off.
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._serve, name="plait-sqlite-append", daemon=True)
+        self._thread.start()
+
+    def run(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+        """Run ``fn(*args)`` in the append thread; the future resolves on the calling loop."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._jobs.put((loop, future, fn, args))
+        return future
+
+    def _serve(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            loop, future, fn, args = job
+            try:
+                result = fn(*args)
+            except BaseException as exc:  # reported to the caller, which owns the error
+                loop.call_soon_threadsafe(_resolve, future, None, exc)
+            else:
+                loop.call_soon_threadsafe(_resolve, future, result, None)
 
     def _connection(self) -> sqlite3.Connection:
         if self.conn is None:
@@ -124,13 +159,11 @@ class _SqliteAppender:
         return seqs
 
     def close(self) -> None:
-        def _close() -> None:
-            if self.conn is not None:
-                self.conn.close()
-                self.conn = None
-
-        self.pool.submit(_close).result()
-        self.pool.shutdown()
+        self._jobs.put(None)
+        self._thread.join()
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
 
 
 class DocumentStore:
@@ -180,8 +213,7 @@ class DocumentStore:
         for item in batch:
             counts[item.workspace_id] = counts.get(item.workspace_id, 0) + 1
         if self._sqlite is not None:
-            loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(self._sqlite.pool, self._sqlite.append, batch, counts)
+            return await self._sqlite.run(self._sqlite.append, batch, counts)
         seqs: list[int] = []
         async with self.db.transaction() as s:
             next_seq: dict[str, int] = {}

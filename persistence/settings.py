@@ -56,6 +56,9 @@ class Settings(BaseSettings):
     compaction_max_updates: int = 500
     compaction_max_bytes: int = 8 * 1024 * 1024
     room_idle_seconds: float = 30.0
+    derive_batch_ms: float = Field(
+        default=250.0, description="Activity and notifications are derived in one transaction per workspace per window"
+    )
     quota_socket_bytes_per_second: int = Field(
         default=1024 * 1024, description="Sustained bytes per second one socket may send (burst: max_message_bytes)"
     )

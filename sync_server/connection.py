@@ -13,7 +13,9 @@ import itertools
 import logging
 import time
 from collections import deque
+from collections.abc import Coroutine
 from dataclasses import dataclass
+from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
@@ -117,6 +119,7 @@ class Connection:
         self._max_messages = max_queue_messages
         self._wakeup = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
+        self._stalled: tuple[Coroutine[Any, Any, None], Any] | None = None  # a send waiting on the transport
         self._tokens = AWARENESS_BURST
         self._tokens_at = time.monotonic()
         self._byte_tokens: float | None = None
@@ -134,9 +137,26 @@ class Connection:
         self._writer = asyncio.create_task(self._write_loop(), name=f"plait-conn-{self.id}")
 
     def send(self, message: bytes) -> bool:
-        """Queue a message; closes the connection (1013) instead of buffering past the limit."""
+        """Queue a message; closes the connection (1013) instead of buffering past the limit.
+
+        When nothing is queued the frame is written at once, in the caller's turn: the send coroutine only
+        suspends when the transport pushes back, and waking a writer task per socket per broadcast would cost
+        more than the write itself. A send that does suspend is finished by the writer task, in order."""
         if self.closed:
             return False
+        if not self._queue and self._stalled is None and self._writer is not None:
+            coro = self.channel.send(message)
+            try:
+                yielded = coro.send(None)
+            except StopIteration:
+                self.last_sent = time.monotonic()
+                return True
+            except Exception as exc:
+                self._send_failed(exc)
+                return False
+            self._stalled = (coro, yielded)
+            self._wakeup.set()
+            return True
         if len(self._queue) >= self._max_messages or self._queued_bytes + len(message) > self._max_bytes:
             log.warning("closing slow client conn=%s user=%s: send buffer full", self.id, self.user_id)
             self.close(CLOSE_TRY_AGAIN, "send buffer full")
@@ -187,6 +207,8 @@ class Connection:
             while not self.closed:
                 await self._wakeup.wait()
                 self._wakeup.clear()
+                if self._stalled is not None:
+                    await self._finish_stalled()
                 while self._queue and not self.closed:
                     msg = self._queue.popleft()
                     self._queued_bytes -= len(msg)
@@ -194,9 +216,34 @@ class Connection:
                     self.last_sent = time.monotonic()
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # a send on a dead socket ends this connection only
-            log.debug("send failed conn=%s: %r", self.id, exc)
-            self.close_code = self.close_code or CLOSE_GOING_AWAY
+        except Exception as exc:
+            self._send_failed(exc)
+        finally:
+            if self._stalled is not None:
+                self._stalled[0].close()
+                self._stalled = None
+
+    async def _finish_stalled(self) -> None:
+        """Drive a send that suspended in ``send`` to its end, exactly as its own task would have."""
+        assert self._stalled is not None
+        coro, yielded = self._stalled
+        while True:
+            if yielded is None:
+                await asyncio.sleep(0)
+            else:
+                await asyncio.wait([yielded])
+            try:
+                yielded = coro.send(None)
+            except StopIteration:
+                break
+        self._stalled = None
+        self.last_sent = time.monotonic()
+
+    def _send_failed(self, exc: BaseException) -> None:
+        """A send on a dead socket ends this connection only."""
+        log.debug("send failed conn=%s: %r", self.id, exc)
+        self.close_code = self.close_code or CLOSE_GOING_AWAY
+        self._wakeup.set()  # let the writer task end
 
 
 _background: set[asyncio.Task[None]] = set()

@@ -103,7 +103,22 @@ class Room:
         self._drained.set()
         self._flush_scheduled = False
         self._tasks: set[asyncio.Task[None]] = set()
-        self.tracker = TaskTracker(self.doc)
+        self._tracker: TaskTracker | None = None
+
+    @property
+    def tracker(self) -> TaskTracker:
+        """Built before the first change, not at load: reading every task (10,000 tasks: a few hundred ms) must
+        not delay the first join of a room loaded from the database. Take it *before* a transaction whose
+        events it must see."""
+        if self._tracker is None:
+            self._tracker = TaskTracker(self.doc)
+        return self._tracker
+
+    def close(self) -> None:
+        """The room is unloaded: release the document observer."""
+        if self._tracker is not None:
+            self._tracker.close()
+            self._tracker = None
 
     # ---- membership of sockets -------------------------------------------------------------------------
 
@@ -186,6 +201,7 @@ class Room:
             self._check_usable()
             if self.size_estimate + len(update) > self.host.settings.quota_max_document_bytes:
                 raise DocumentTooLarge(self.workspace_id)
+            tracker = self.tracker
             before = self.doc.get_state()
             try:
                 with self.doc.transaction(origin=principal):
@@ -194,7 +210,7 @@ class Room:
                 if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt | SystemExit):
                     raise
                 raise InvalidUpdate(f"update cannot be applied: {exc}") from exc
-            changes, touched = self.tracker.collect()
+            changes, touched = tracker.collect()
             request = self._submit(self.doc.get_update(before), principal, received, changes)
         if request is None:
             metrics.UPDATES_DROPPED.labels("duplicate").inc()
@@ -221,12 +237,13 @@ class Room:
         cannot roll back) and persisted before the error is re-raised."""
         async with self.lock:
             self._check_usable()
+            tracker = self.tracker
             before = self.doc.get_state()
             try:
                 with self.doc.transaction(origin=principal):
                     result = fn(self.doc)
             finally:
-                changes, touched = self.tracker.collect()
+                changes, touched = tracker.collect()
                 request = self._submit(self.doc.get_update(before), principal, time.perf_counter(), changes)
         if request is not None:
             await request.done
@@ -333,10 +350,11 @@ class Room:
         database): apply and forward the new part to this node's sockets. Idempotent."""
         if seq is not None and (seq <= self.applied_upto or seq in self._applied_above):
             return
+        tracker = self.tracker
         before = self.doc.get_state()
         with self.doc.transaction(origin=Principal(None, "remote")):
             self.doc.apply_update(update)
-        self.tracker.collect()  # the accepting node derives notifications; here only keep the cache current
+        tracker.collect()  # the accepting node derives notifications; here only keep the cache current
         if seq is not None:
             self.mark_applied(seq)
         delta = self.doc.get_update(before)

@@ -476,7 +476,7 @@ class SyncService:
             for wid, room in list(self.rooms.items()):
                 if room.unloadable and now - room.idle_since >= self.settings.room_idle_seconds:
                     del self.rooms[wid]
-                    room.tracker.close()
+                    room.close()
                     log.info("unloaded idle room %s", wid)
                 for conn in list(room.conns):
                     if now - conn.last_sent > 10:

@@ -1,0 +1,122 @@
+"""Typing is stored as one activity row per run, also when two nodes derive activity for the same task: each
+node remembers the newest row it knows, and a guarded update never folds edits into a row that is no longer
+the newest (on SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from api.activity_coalescing import TEXT_EDIT_WINDOW, ActivityCoalescer
+from api.notifications import NotificationService, activity_rows, insert_ignoring_conflicts
+from persistence.db import Database
+from persistence.migrate import upgrade_async
+from persistence.models import Activity, Workspace, utcnow
+from sync_server.schema import TaskChange
+from tests.support.databases import drop_postgres_database, fresh_database
+
+TASK = "t-1"
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
+    url = fresh_database(str(request.param), tmp_path)
+    await upgrade_async(url)
+    database = Database(url)
+    try:
+        yield database
+    finally:
+        await database.dispose()
+        if request.param == "postgres":
+            drop_postgres_database(url)
+
+
+async def _workspace(db: Database) -> str:
+    async with db.transaction() as s:
+        ws = Workspace(name="w")
+        s.add(ws)
+        await s.flush()
+        return ws.id
+
+
+def _edit(inserted: int, deleted: int = 0) -> TaskChange:
+    return TaskChange(TASK, "updated", field="description", summary={"inserted": inserted, "deleted": deleted})
+
+
+async def _record(
+    db: Database, node: ActivityCoalescer, wid: str, items: list[tuple[int, str | None, TaskChange]], now: Any = None
+) -> None:
+    now = now or utcnow()
+    rows = [row for seq, actor, ch in items for row in activity_rows(wid, seq, actor, [ch], now)]
+    async with db.transaction() as s:
+        out = await node.record(s, wid, rows, now)
+        await insert_ignoring_conflicts(s, db, Activity.__table__, out, ["workspace_id", "dedup_key"])  # type: ignore[arg-type]
+
+
+async def _rows(db: Database, wid: str) -> list[tuple[str | None, int, dict[str, Any] | None]]:
+    async with db.session() as s:
+        got = await s.execute(
+            select(Activity.field, Activity.doc_seq, Activity.summary)
+            .where(Activity.workspace_id == wid)
+            .order_by(Activity.seq)
+        )
+        return [(f, int(d), summ) for f, d, summ in got]
+
+
+async def test_one_row_per_run_across_batches_and_retries(db: Database) -> None:
+    wid = await _workspace(db)
+    node = ActivityCoalescer()
+    await _record(db, node, wid, [(1, None, _edit(3)), (2, None, _edit(2, 1))])
+    await _record(db, node, wid, [(3, None, _edit(4))])
+    await _record(db, node, wid, [(3, None, _edit(4))])  # a repeated derivation adds nothing
+    assert await _rows(db, wid) == [("description", 3, {"inserted": 9, "deleted": 1})]
+    # A node that starts fresh (restart) reads the newest row from the database and continues it.
+    await _record(db, ActivityCoalescer(), wid, [(4, None, _edit(1))])
+    assert await _rows(db, wid) == [("description", 4, {"inserted": 10, "deleted": 1})]
+
+
+async def test_another_change_or_a_pause_starts_a_new_run(db: Database) -> None:
+    wid = await _workspace(db)
+    node = ActivityCoalescer()
+    status = TaskChange(TASK, "updated", field="status", old="todo", new="doing")
+    await _record(db, node, wid, [(1, None, _edit(1)), (2, None, status), (3, None, _edit(2))])
+    later = utcnow() + TEXT_EDIT_WINDOW + timedelta(seconds=1)
+    await _record(db, node, wid, [(4, None, _edit(5))], now=later)
+    assert await _rows(db, wid) == [
+        ("description", 1, {"inserted": 1, "deleted": 0}),
+        ("status", 2, None),
+        ("description", 3, {"inserted": 2, "deleted": 0}),
+        ("description", 4, {"inserted": 5, "deleted": 0}),
+    ]
+
+
+async def test_edits_never_fold_into_a_row_another_node_superseded(db: Database) -> None:
+    wid = await _workspace(db)
+    node_a, node_b = ActivityCoalescer(), ActivityCoalescer()
+    await _record(db, node_a, wid, [(1, None, _edit(3))])
+    # Node B records a status change of the same task: node A's memory of the newest row is now stale.
+    await _record(db, node_b, wid, [(2, None, TaskChange(TASK, "updated", field="status", old="a", new="b"))])
+    await _record(db, node_a, wid, [(3, None, _edit(2)), (4, None, _edit(1))])
+    await _record(db, node_a, wid, [(5, None, _edit(7))])
+    assert await _rows(db, wid) == [
+        ("description", 1, {"inserted": 3, "deleted": 0}),
+        ("status", 2, None),
+        ("description", 5, {"inserted": 10, "deleted": 0}),
+    ]
+
+
+async def test_one_window_is_one_transaction_and_a_bad_workspace_does_not_block_the_others(db: Database) -> None:
+    good = await _workspace(db)
+    service = NotificationService(db)
+    gone = "00000000-0000-4000-8000-000000000000"  # no such workspace: its rows violate the foreign key
+    await service.record_all({gone: [(1, None, [_edit(1)])], good: [(1, None, [_edit(2)]), (2, None, [_edit(3)])]})
+    assert await _rows(db, good) == [("description", 2, {"inserted": 5, "deleted": 0})]
+    assert (service.processed, service.failures) == (1, 1)
+    await service.record_all({good: [(3, None, [_edit(1)])]})
+    assert await _rows(db, good) == [("description", 3, {"inserted": 6, "deleted": 0})]
+    assert (service.processed, service.failures) == (2, 1)
