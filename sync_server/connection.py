@@ -117,7 +117,8 @@ class Connection:
         self._queued_bytes = 0
         self._max_bytes = max_queue_bytes
         self._max_messages = max_queue_messages
-        self._wakeup = asyncio.Event()
+        self._started = False
+        self._closing: asyncio.Task[None] | None = None
         self._writer: asyncio.Task[None] | None = None
         self._stalled: tuple[Coroutine[Any, Any, None], Any] | None = None  # a send waiting on the transport
         self._tokens = AWARENESS_BURST
@@ -134,17 +135,21 @@ class Connection:
         return self.close_code is not None
 
     def start(self) -> None:
-        self._writer = asyncio.create_task(self._write_loop(), name=f"plait-conn-{self.id}")
+        """The socket is accepted: from now on frames go out (anything sent before waits in the queue)."""
+        self._started = True
+        if self._queue:
+            self._spawn_writer()
 
     def send(self, message: bytes) -> bool:
-        """Queue a message; closes the connection (1013) instead of buffering past the limit.
+        """Send or queue a message; closes the connection (1013) instead of buffering past the limit.
 
-        When nothing is queued the frame is written at once, in the caller's turn: the send coroutine only
-        suspends when the transport pushes back, and waking a writer task per socket per broadcast would cost
-        more than the write itself. A send that does suspend is finished by the writer task, in order."""
+        While nothing is queued the frame is written at once, in the caller's turn: the send coroutine only
+        suspends when the transport pushes back, and a writer task per socket (woken per broadcast) would cost
+        more than the write itself, in CPU and in memory. Only a socket that is backed up gets a writer task,
+        which finishes the suspended send and drains the queue in order, then ends."""
         if self.closed:
             return False
-        if not self._queue and self._stalled is None and self._writer is not None:
+        if self._started and self._writer is None:
             coro = self.channel.send(message)
             try:
                 yielded = coro.send(None)
@@ -155,7 +160,7 @@ class Connection:
                 self._send_failed(exc)
                 return False
             self._stalled = (coro, yielded)
-            self._wakeup.set()
+            self._spawn_writer()
             return True
         if len(self._queue) >= self._max_messages or self._queued_bytes + len(message) > self._max_bytes:
             log.warning("closing slow client conn=%s user=%s: send buffer full", self.id, self.user_id)
@@ -163,8 +168,10 @@ class Connection:
             return False
         self._queue.append(message)
         self._queued_bytes += len(message)
-        self._wakeup.set()
         return True
+
+    def _spawn_writer(self) -> None:
+        self._writer = asyncio.get_running_loop().create_task(self._write_loop(), name=f"plait-conn-{self.id}")
 
     def allow_awareness(self, rate: float) -> bool:
         """Token bucket for awareness messages: bursts of AWARENESS_BURST, then ``rate`` per second."""
@@ -191,29 +198,31 @@ class Connection:
         self.close_code = code
         self._queue.clear()
         self._queued_bytes = 0
-        self._wakeup.set()
         task = asyncio.get_running_loop().create_task(self.channel.close(code, reason))
         _background.add(task)
         task.add_done_callback(_background.discard)
+        self._closing = task
 
     async def stop(self) -> None:
+        """The socket's handler ends: drop what is unsent, but let a close frame already on its way go out
+        (returning first would let the server abort the socket: the client would see 1006, not our code)."""
         if self._writer is not None:
             self._writer.cancel()
             with contextlib.suppress(BaseException):
                 await self._writer
+        if self._closing is not None:
+            with contextlib.suppress(BaseException):
+                await asyncio.wait_for(asyncio.shield(self._closing), 5)
 
     async def _write_loop(self) -> None:
         try:
-            while not self.closed:
-                await self._wakeup.wait()
-                self._wakeup.clear()
-                if self._stalled is not None:
-                    await self._finish_stalled()
-                while self._queue and not self.closed:
-                    msg = self._queue.popleft()
-                    self._queued_bytes -= len(msg)
-                    await self.channel.send(msg)
-                    self.last_sent = time.monotonic()
+            if self._stalled is not None:
+                await self._finish_stalled()
+            while self._queue and not self.closed:
+                msg = self._queue.popleft()
+                self._queued_bytes -= len(msg)
+                await self.channel.send(msg)
+                self.last_sent = time.monotonic()
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -222,6 +231,7 @@ class Connection:
             if self._stalled is not None:
                 self._stalled[0].close()
                 self._stalled = None
+            self._writer = None  # nothing in flight or queued: sends are direct again
 
     async def _finish_stalled(self) -> None:
         """Drive a send that suspended in ``send`` to its end, exactly as its own task would have."""
@@ -243,7 +253,6 @@ class Connection:
         """A send on a dead socket ends this connection only."""
         log.debug("send failed conn=%s: %r", self.id, exc)
         self.close_code = self.close_code or CLOSE_GOING_AWAY
-        self._wakeup.set()  # let the writer task end
 
 
 _background: set[asyncio.Task[None]] = set()

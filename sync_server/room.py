@@ -164,6 +164,8 @@ class Room:
                 await self._answer_step1(conn, msg.payload)
             elif conn.read_only:
                 metrics.UPDATES_DROPPED.labels("viewer").inc()
+            elif msg.payload == EMPTY_UPDATE:
+                pass  # every client's step 2 when it has nothing new: no need to wake the room for it
             else:
                 await self.apply(conn.principal, msg.payload, received=time.perf_counter(), wait=False)
         elif msg.type == MSG_AWARENESS:

@@ -9,6 +9,7 @@ import json
 import os
 import socket
 import time
+from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -19,6 +20,7 @@ from pycrdt import (
     create_awareness_message,
     create_sync_message,
     create_update_message,
+    handle_sync_message,
     write_var_uint,
 )
 
@@ -388,6 +390,14 @@ def _raw_ws_reader_that_stalls(port: int, path: str) -> socket.socket:
 
 def _read_close_code(sock: socket.socket, timeout: float) -> int | None:
     """Read frames until a close frame; returns its code."""
+    for opcode, body in _frames(sock, timeout):
+        if opcode == 0x8:
+            return int.from_bytes(body[:2], "big") if len(body) >= 2 else None
+    return None
+
+
+def _frames(sock: socket.socket, timeout: float) -> Iterator[tuple[int, bytes]]:
+    """(opcode, payload) of each frame the server sends (server frames are not masked)."""
     sock.settimeout(timeout)
     buf = b""
 
@@ -408,9 +418,7 @@ def _read_close_code(sock: socket.socket, timeout: float) -> int | None:
             length = int.from_bytes(need(2), "big")
         elif length == 127:
             length = int.from_bytes(need(8), "big")
-        body = need(length)
-        if b0 & 0x0F == 0x8:
-            return int.from_bytes(body[:2], "big") if len(body) >= 2 else None
+        yield b0 & 0x0F, need(length)
 
 
 async def test_slow_reader_is_closed_1013_without_stalling_others(make_server: object) -> None:
@@ -432,6 +440,36 @@ async def test_slow_reader_is_closed_1013_without_stalling_others(make_server: o
         assert code == 1013
         await writer.close()
         await reader.close()
+
+
+async def test_a_reader_that_falls_behind_and_recovers_gets_every_update_in_order(make_server: object) -> None:
+    """The other side of the send queue: a socket that backs up is not closed below the limit, and once it
+    reads again it receives everything, in order (its writer task drains the queue)."""
+    srv = make_server()  # type: ignore[operator]
+    with httpx.Client(base_url=srv.base_url) as http:
+        wid, owner, _ = workspace_with(http)
+        writer = await _client(srv, wid, owner)
+        late = _raw_ws_reader_that_stalls(srv.port, f"/sync/{wid}?token={owner.token}")
+        await asyncio.sleep(0.2)
+        for i in range(2000):  # 8 MB: more than the socket buffers hold, less than the 32 MiB queue limit
+            writer.text("t").insert(0, f"{i:04d}" + "y" * 3996)
+            if i % 5 == 0:
+                await asyncio.sleep(0.005)
+        want = str(writer.text("t"))
+
+        def read_all() -> str:
+            doc: Doc = Doc()
+            for opcode, body in _frames(late, 60):
+                assert opcode == 0x2, f"unexpected frame {opcode}: {body[:40]!r}"
+                if body[0] == 0:  # sync: step 2 or update (the server's own step 1 is answered with nothing)
+                    handle_sync_message(body[1:], doc)
+                if len(text := str(doc.get("t", type=Text))) == len(want):
+                    return text
+            raise AssertionError("closed early")
+
+        assert await asyncio.to_thread(read_all) == want
+        late.close()
+        await writer.close()
 
 
 async def test_idle_room_unloads_and_reloads_from_storage(make_server: object) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI, WebSocket
+from fastapi import FastAPI
 
 from api.routes import (
     activity,
@@ -38,8 +38,6 @@ def register_routes(app: FastAPI, settings: Settings) -> None:
     app.include_router(versions.router)
     app.include_router(webhooks.router)
 
-    @app.websocket("/sync/{workspace_id}")
-    async def sync(websocket: WebSocket, workspace_id: str) -> None:
-        await websocket.app.state.ctx.sync.serve(websocket, workspace_id)
+    # /sync/{workspace_id} is served by PlaitApp itself, ahead of the middleware stack (api/app.py).
 
     web.mount_web(app, settings.web_dist)
