@@ -16,10 +16,10 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Table, bindparam, exists, select, update
+from sqlalchemy import Table, bindparam, exists, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.schemas import as_utc
@@ -50,11 +50,13 @@ class ActivityCoalescer:
     def __init__(self, remembered: int = REMEMBERED_TASKS) -> None:
         self._newest: OrderedDict[tuple[str, str], _Newest] = OrderedDict()
         self._remembered = remembered
+        self._grown: list[tuple[str, str, _Newest]] = []  # stored rows whose summary grew, not yet written
 
     def forget_workspace(self, workspace_id: str) -> None:
         """A transaction failed: what is remembered of this workspace may not be stored; re-read it."""
         for key in [k for k in self._newest if k[0] == workspace_id]:
             del self._newest[key]
+        self._grown = [g for g in self._grown if g[0] != workspace_id]
 
     def _remember(self, workspace_id: str, task_id: str, entry: _Newest) -> _Newest:
         key = (workspace_id, task_id)
@@ -64,38 +66,42 @@ class ActivityCoalescer:
             self._newest.popitem(last=False)
         return entry
 
-    async def _lookup(self, session: AsyncSession, workspace_id: str, task_id: str) -> _Newest | None:
+    async def prefetch(self, session: AsyncSession, pairs: set[tuple[str, str]]) -> None:
+        """Read the newest rows of the (workspace, task) pairs not remembered yet, a few hundred per query."""
+        missing = sorted(p for p in pairs if p not in self._newest)
+        for i in range(0, len(missing), 200):
+            chunk = missing[i : i + 200]
+            result = await session.execute(
+                _NEWEST.where(
+                    _rows.c.workspace_id.in_({w for w, _ in chunk}), _rows.c.task_id.in_({t for _, t in chunk})
+                )
+            )
+            found = {
+                (str(w), str(t)): _Newest(str(i_), f, a, int(d), as_utc(c), summ)
+                for w, t, i_, f, a, d, c, summ in result
+            }
+            for pair in chunk:
+                self._remember(*pair, found.get(pair) or _no_row())
+
+    def _lookup(self, workspace_id: str, task_id: str) -> _Newest:
         known = self._newest.get((workspace_id, task_id))
-        if known is not None:
-            self._newest.move_to_end((workspace_id, task_id))
-            return known
-        row = await session.scalar(
-            select(Activity)
-            .where(Activity.workspace_id == workspace_id, Activity.task_id == task_id)
-            .order_by(Activity.seq.desc())
-            .limit(1)
-        )
-        if row is None:
-            return None
-        newest = _Newest(row.id, row.field, row.actor_id, row.doc_seq, as_utc(row.created_at), row.summary)
-        return self._remember(workspace_id, task_id, newest)
+        if known is None:
+            raise KeyError(f"prefetch ({workspace_id}, {task_id}) first")
+        self._newest.move_to_end((workspace_id, task_id))
+        return known
 
     async def record(
         self, session: AsyncSession, workspace_id: str, rows: list[dict[str, Any]], now: datetime
     ) -> list[dict[str, Any]]:
-        """Coalesce ``rows`` (activity rows in log order) into the newest rows, updating stored ones in
-        ``session``; returns the rows still to insert, which the caller inserts in the same transaction."""
+        """Coalesce ``rows`` (activity rows in log order) into the newest rows; returns the rows to insert.
+        Call :meth:`store` before the transaction ends to write the summaries of stored rows that grew."""
+        await self.prefetch(session, {(workspace_id, r["task_id"]) for r in rows if r["field"] == "description"})
         out: list[dict[str, Any]] = []
         stored: list[tuple[str, _Newest]] = []  # stored rows that grew in this batch
         for row in rows:
             tid = row["task_id"]
-            prev = await self._lookup(session, workspace_id, tid)
-            if (
-                row["field"] == "description"
-                and prev is not None
-                and prev.field == "description"
-                and prev.actor_id == row["actor_id"]
-            ):
+            prev = self._lookup(workspace_id, tid) if row["field"] == "description" else None
+            if prev is not None and prev.field == "description" and prev.actor_id == row["actor_id"]:
                 if prev.doc_seq >= row["doc_seq"]:
                     continue  # already recorded (a retried derivation)
                 if now - prev.created_at <= TEXT_EDIT_WINDOW:
@@ -121,36 +127,76 @@ class ActivityCoalescer:
                 tid,
                 _Newest(row["id"], row["field"], row["actor_id"], row["doc_seq"], now, row["summary"], pending=row),
             )
-        for tid, entry in stored:
-            assert entry.first_edit is not None
-            if not await self._store(session, workspace_id, tid, entry):
-                # Another node wrote a newer row for the task: these edits start a row of their own.
-                self._newest.pop((workspace_id, tid), None)
-                out.append(entry.first_edit)
-            entry.first_edit = None
+        self._grown.extend((workspace_id, tid, entry) for tid, entry in stored)
         for row in out:
             newest = self._newest.get((workspace_id, row["task_id"]))
             if newest is not None:
                 newest.pending = None
         return out
 
-    @staticmethod
-    async def _store(session: AsyncSession, workspace_id: str, task_id: str, entry: _Newest) -> bool:
-        """Write the grown summary, unless a newer row of the task exists (written by another node)."""
-        params = {
-            "row_id": entry.id,
-            "wid": workspace_id,
-            "tid": task_id,
-            "stored_seq": entry.stored_doc_seq,
-            "new_summary": entry.summary,
-            "new_doc_seq": entry.doc_seq,
-        }
-        result = await session.execute(_STORE, params)
-        return bool(getattr(result, "rowcount", 0))
+    async def store(self, session: AsyncSession) -> list[dict[str, Any]]:
+        """Write the summaries that grew since the last call: one executemany and one check for every task
+        (a window can hold hundreds of workspaces; a statement per row would hold SQLite's write lock, which
+        the update log's appends wait for, across hundreds of round trips). Returns the rows of edits that
+        must start a row of their own because another node wrote a newer row meanwhile."""
+        grown, self._grown = self._grown, []
+        if not grown:
+            return []
+        await session.execute(
+            _STORE,
+            [
+                {
+                    "row_id": e.id,
+                    "wid": wid,
+                    "tid": tid,
+                    "stored_seq": e.stored_doc_seq,
+                    "new_summary": e.summary,
+                    "new_doc_seq": e.doc_seq,
+                }
+                for wid, tid, e in grown
+            ],
+        )
+        stored: dict[str, int] = {}
+        for i in range(0, len(grown), 500):
+            ids = [e.id for _, _, e in grown[i : i + 500]]
+            result = await session.execute(select(_rows.c.id, _rows.c.doc_seq).where(_rows.c.id.in_(ids)))
+            stored.update((str(row_id), int(seq)) for row_id, seq in result)
+        fallback: list[dict[str, Any]] = []
+        for wid, tid, entry in grown:
+            assert entry.first_edit is not None
+            # doc_seq is a log position, and only this node derives the updates it accepted: the row holds
+            # ours exactly when our update went through.
+            if stored.get(entry.id) != entry.doc_seq:
+                self._newest.pop((wid, tid), None)
+                fallback.append(entry.first_edit)
+            entry.first_edit = None
+        return fallback
 
 
 _rows: Table = Activity.__table__  # type: ignore[assignment]
 _newer = _rows.alias("newer")
+_NEWEST = select(
+    _rows.c.workspace_id,
+    _rows.c.task_id,
+    _rows.c.id,
+    _rows.c.field,
+    _rows.c.actor_id,
+    _rows.c.doc_seq,
+    _rows.c.created_at,
+    _rows.c.summary,
+).where(
+    _rows.c.seq
+    == select(func.max(_newer.c.seq))
+    .where(_newer.c.workspace_id == _rows.c.workspace_id, _newer.c.task_id == _rows.c.task_id)
+    .scalar_subquery()
+)
+
+
+def _no_row() -> _Newest:
+    """Remembered for a task without activity rows: never coalesced into (its field is not a description)."""
+    return _Newest("", None, None, -1, datetime.min.replace(tzinfo=UTC), None)
+
+
 # Built once: statement construction (and a fresh alias per call, which misses the compiled cache) cost more
 # than the database work.
 _STORE = (

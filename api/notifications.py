@@ -345,24 +345,21 @@ class NotificationService:
                     self._queue.task_done()
 
     async def record_all(self, merged: dict[str, list[tuple[int, str | None, list[TaskChange]]]]) -> None:
-        """Everything of one window in ONE transaction (500 active rooms must not mean 500 commits); if that
+        """Everything of one window in ONE transaction of a few statements (500 active rooms must not mean 500
+        commits, nor hundreds of statements holding SQLite's write lock while the update log waits); if it
         fails, each workspace in its own, so one bad workspace cannot hold back the others."""
         try:
-            async with self.db.transaction() as s:
-                recipients: set[str] = set()
-                for wid, items in merged.items():
-                    recipients |= await self._record_in(s, wid, items)
+            recipients = await self._record(merged)
             self.processed += len(merged)
             publish(self.db, recipients)
             return
         except Exception:
-            if len(merged) == 1:
-                self.failures += 1
-                self.coalescer.forget_workspace(next(iter(merged)))
-                log.exception("recording activity/notifications for %s failed", next(iter(merged)))
-                return
             for wid in merged:
                 self.coalescer.forget_workspace(wid)
+            if len(merged) == 1:
+                self.failures += 1
+                log.exception("recording activity/notifications for %s failed", next(iter(merged)))
+                return
         for wid, items in merged.items():
             try:
                 await self.record(wid, items)
@@ -373,28 +370,33 @@ class NotificationService:
                 log.exception("recording activity/notifications for %s failed", wid)
 
     async def record(self, workspace_id: str, items: list[tuple[int, str | None, list[TaskChange]]]) -> None:
-        async with self.db.transaction() as s:
-            recipients = await self._record_in(s, workspace_id, items)
-        publish(self.db, recipients)
+        publish(self.db, await self._record({workspace_id: items}))
 
-    async def _record_in(
-        self, s: AsyncSession, workspace_id: str, items: list[tuple[int, str | None, list[TaskChange]]]
-    ) -> set[str]:
+    async def _record(self, merged: dict[str, list[tuple[int, str | None, list[TaskChange]]]]) -> set[str]:
         now = utcnow()
-        activity: list[dict[str, Any]] = []
-        planned: list[Planned] = []
-        for seq, actor_id, changes in items:
-            activity.extend(activity_rows(workspace_id, seq, actor_id, changes, now))
-            planned.extend(derive_notifications(workspace_id, seq, actor_id, changes))
-        activity = await self.coalescer.record(s, workspace_id, activity, now)
-        await insert_ignoring_conflicts(
-            s,
-            self.db,
-            Activity.__table__,  # type: ignore[arg-type]
-            activity,
-            ["workspace_id", "dedup_key"],
-        )
-        return await store_notifications(s, self.db, planned)
+        async with self.db.transaction() as s:
+            activity: list[dict[str, Any]] = []
+            planned: list[Planned] = []
+            per_ws: dict[str, list[dict[str, Any]]] = {}
+            for wid, items in merged.items():
+                rows = per_ws[wid] = []
+                for seq, actor_id, changes in items:
+                    rows.extend(activity_rows(wid, seq, actor_id, changes, now))
+                    planned.extend(derive_notifications(wid, seq, actor_id, changes))
+            await self.coalescer.prefetch(
+                s, {(wid, r["task_id"]) for wid, rows in per_ws.items() for r in rows if r["field"] == "description"}
+            )
+            for wid, rows in per_ws.items():
+                activity.extend(await self.coalescer.record(s, wid, rows, now))
+            activity.extend(await self.coalescer.store(s))
+            await insert_ignoring_conflicts(
+                s,
+                self.db,
+                Activity.__table__,  # type: ignore[arg-type]
+                activity,
+                ["workspace_id", "dedup_key"],
+            )
+            return await store_notifications(s, self.db, planned)
 
 
 async def notify_member_joined(db: Database, workspace_id: str, user_id: str) -> None:

@@ -215,6 +215,8 @@ class WebhookService:
         self.max_failures = s.webhook_max_consecutive_failures
         self._queue: asyncio.Queue[tuple[str, list[tuple[int, str | None, list[TaskChange]]]]] = asyncio.Queue()
         self._hooks: dict[str, tuple[float, list[HookInfo]]] = {}
+        self._hooked: set[str] = set()  # workspaces with an active webhook, as of _hooked_at
+        self._hooked_at: float | None = None
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._client = httpx.AsyncClient(timeout=s.webhook_timeout_seconds, follow_redirects=False)
@@ -239,18 +241,33 @@ class WebhookService:
     def invalidate(self, workspace_id: str) -> None:
         """A webhook of this workspace was created or deleted on this node: stop using the cached list."""
         self._hooks.pop(workspace_id, None)
+        self._hooked_at = None
 
     # -- deriving deliveries --------------------------------------------------------------------------------
 
     def on_durable(self, room: Room, requests: list[WriteRequest]) -> None:
-        cached = self._hooks.get(room.workspace_id)
-        if cached is not None and not cached[1] and time.monotonic() - cached[0] < HOOK_CACHE_SECONDS:
-            return  # known to have no webhook: nothing to derive (the common case, on the typing hot path)
+        hooked, at = self._hooked, self._hooked_at
+        if at is not None and room.workspace_id not in hooked and time.monotonic() - at < HOOK_CACHE_SECONDS:
+            return  # no webhook in this workspace: nothing to derive (the common case, on the typing hot path)
         items = [(r.seq, r.actor_id, list(r.changes)) for r in requests if r.seq is not None and r.changes]
         if items:
             self._queue.put_nowait((room.workspace_id, items))
 
+    async def _refresh_hooked(self) -> None:
+        """Which workspaces have an active webhook at all: one query per HOOK_CACHE_SECONDS for the node,
+        however many rooms are busy (rather than one per workspace)."""
+        if self._hooked_at is not None and time.monotonic() - self._hooked_at < HOOK_CACHE_SECONDS:
+            return
+        started = time.monotonic()
+        async with self.db.session() as s:
+            rows = await s.execute(select(Webhook.workspace_id).where(Webhook.active).distinct())
+            self._hooked = {str(r[0]) for r in rows}
+        self._hooked_at = started
+
     async def hooks(self, workspace_id: str) -> list[HookInfo]:
+        await self._refresh_hooked()
+        if workspace_id not in self._hooked:
+            return []
         cached = self._hooks.get(workspace_id)
         now = time.monotonic()
         if cached is not None and now - cached[0] < HOOK_CACHE_SECONDS:

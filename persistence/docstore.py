@@ -14,6 +14,7 @@ import asyncio
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -81,6 +82,21 @@ def _resolve(future: asyncio.Future[Any], result: Any, exc: BaseException | None
         future.set_result(result)
 
 
+def _begin(conn: sqlite3.Connection, timeout: float = 30.0) -> None:
+    """BEGIN IMMEDIATE, polling every 0.5 ms while another writer (the derivation worker, a compaction) holds
+    the lock. SQLite's own busy handler backs off in steps of up to 100 ms, so a few ms of contention cost the
+    update log (and every peer waiting for fan-out) tens of ms."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.0005)
+
+
 class _SqliteAppender:
     """The group commit's append on SQLite, as ONE hop to a dedicated thread with its own connection.
 
@@ -122,14 +138,14 @@ class _SqliteAppender:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute(f"PRAGMA synchronous={self.synchronous}")
             conn.execute("PRAGMA foreign_keys=ON")
-            conn.execute("PRAGMA busy_timeout=30000")
+            conn.execute("PRAGMA busy_timeout=0")  # see _begin
             self.conn = conn
         return self.conn
 
     def append(self, batch: Sequence[PendingUpdate], counts: dict[str, int]) -> list[int]:
         conn = self._connection()
         now = utcnow().strftime("%Y-%m-%d %H:%M:%S.%f")  # SQLAlchemy's SQLite DateTime format
-        conn.execute("BEGIN IMMEDIATE")
+        _begin(conn)
         try:
             next_seq: dict[str, int] = {}
             for wid, n in counts.items():

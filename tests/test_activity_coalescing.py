@@ -55,6 +55,7 @@ async def _record(
     rows = [row for seq, actor, ch in items for row in activity_rows(wid, seq, actor, [ch], now)]
     async with db.transaction() as s:
         out = await node.record(s, wid, rows, now)
+        out += await node.store(s)
         await insert_ignoring_conflicts(s, db, Activity.__table__, out, ["workspace_id", "dedup_key"])  # type: ignore[arg-type]
 
 

@@ -472,6 +472,24 @@ async def test_a_reader_that_falls_behind_and_recovers_gets_every_update_in_orde
         await writer.close()
 
 
+async def test_fresh_joiners_see_deletions_although_the_whole_document_is_encoded_once(make_server: object) -> None:
+    """Step 2 for an empty state vector is cached per document change; a deletion changes no state vector,
+    so a cache keyed on it would serve the text from before the deletion."""
+    srv = make_server()  # type: ignore[operator]
+    with httpx.Client(base_url=srv.base_url) as http:
+        wid, owner, _ = workspace_with(http)
+        a = await _client(srv, wid, owner)
+        a.text("t").insert(0, "hello world")
+        first = await _client(srv, wid, owner)
+        await first.wait_for(lambda: str(first.text("t")) == "hello world")
+        del a.text("t")[5:11]  # a delete-only update
+        await first.wait_for(lambda: str(first.text("t")) == "hello")
+        second = await _client(srv, wid, owner)
+        assert str(second.text("t")) == "hello"
+        for c in (a, first, second):
+            await c.close()
+
+
 async def test_idle_room_unloads_and_reloads_from_storage(make_server: object) -> None:
     srv = make_server(room_idle_seconds=0.3)  # type: ignore[operator]
     with httpx.Client(base_url=srv.base_url) as http:
