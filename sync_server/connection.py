@@ -46,6 +46,8 @@ class TextFrame(Exception):
 class WebSocketChannel:
     """pycrdt's ``Channel`` protocol (path, send, recv, async iteration) over a Starlette WebSocket."""
 
+    __slots__ = ("_path", "_ws")
+
     def __init__(self, websocket: WebSocket, path: str) -> None:
         self._ws = websocket
         self._path = path
@@ -89,6 +91,35 @@ class Principal:
 
 
 class Connection:
+    # Slots: one of these lives per socket for hours (s5 counts memory per idle connection).
+    __slots__ = (
+        "_byte_tokens",
+        "_byte_tokens_at",
+        "_closing",
+        "_max_bytes",
+        "_max_messages",
+        "_queue",
+        "_queued_bytes",
+        "_stalled",
+        "_started",
+        "_tokens",
+        "_tokens_at",
+        "_writer",
+        "channel",
+        "close_code",
+        "connected_at",
+        "controlled",
+        "display_name",
+        "id",
+        "last_active",
+        "last_sent",
+        "principal",
+        "role",
+        "synced",
+        "user_id",
+        "workspace_id",
+    )
+
     def __init__(
         self,
         channel: WebSocketChannel,
