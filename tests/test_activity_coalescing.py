@@ -15,25 +15,17 @@ from sqlalchemy import select
 from api.activity_coalescing import TEXT_EDIT_WINDOW, ActivityCoalescer
 from api.notifications import NotificationService, activity_rows, insert_ignoring_conflicts
 from persistence.db import Database
-from persistence.migrate import upgrade_async
 from persistence.models import Activity, Workspace, utcnow
 from sync_server.schema import TaskChange
-from tests.support.databases import drop_postgres_database, fresh_database
+from tests.support.databases import migrated_database
 
 TASK = "t-1"
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
 async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
-    url = fresh_database(str(request.param), tmp_path)
-    await upgrade_async(url)
-    database = Database(url)
-    try:
+    async with migrated_database(str(request.param), tmp_path) as database:
         yield database
-    finally:
-        await database.dispose()
-        if request.param == "postgres":
-            drop_postgres_database(url)
 
 
 async def _workspace(db: Database) -> str:

@@ -10,24 +10,15 @@ from pathlib import Path
 import pytest
 from pycrdt import Doc, Map
 
-from persistence.db import Database
 from persistence.docstore import DocumentStore, PendingUpdate, UnknownDocument
-from persistence.migrate import upgrade_async
 from persistence.models import Document, Workspace
-from tests.support.databases import drop_postgres_database, fresh_database
+from tests.support.databases import migrated_database
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[DocumentStore]:
-    url = fresh_database(str(request.param), tmp_path)
-    await upgrade_async(url)
-    db = Database(url)
-    try:
+    async with migrated_database(str(request.param), tmp_path) as db:
         yield DocumentStore(db)
-    finally:
-        await db.dispose()
-        if request.param == "postgres":
-            drop_postgres_database(url)
 
 
 async def _workspace(store: DocumentStore) -> str:

@@ -10,20 +10,9 @@ import pytest
 
 from tests.support.node import NodeClient, start_clients, wait_until
 from tests.support.server import ThreadServer
-from tests.support.users import Account, add_member, create_workspace, register
+from tests.support.users import Account, register, workspace_with
 
 pytestmark = pytest.mark.node
-
-
-def _ws(client: httpx.Client, *roles: str) -> tuple[str, Account, list[Account]]:
-    owner = register(client, "owner")
-    wid = create_workspace(client, owner)
-    members = []
-    for role in roles:
-        m = register(client, role)
-        add_member(client, wid, owner, m, role)
-        members.append(m)
-    return wid, owner, members
 
 
 def _connect(c: NodeClient, server: ThreadServer, wid: str, acct: Account) -> None:
@@ -32,7 +21,7 @@ def _connect(c: NodeClient, server: ThreadServer, wid: str, acct: Account) -> No
 
 
 def test_npm_clients_converge_offline_edits_merge(server: ThreadServer, client: httpx.Client) -> None:
-    wid, owner, (editor,) = _ws(client, "editor")
+    wid, owner, (editor,) = workspace_with(client, "editor")
     a, b, c = start_clients(3)
     try:
         _connect(a, server, wid, owner)
@@ -68,7 +57,7 @@ def test_npm_clients_converge_offline_edits_merge(server: ThreadServer, client: 
 
 
 def test_npm_client_reads_close_codes_and_stops_retrying(server: ThreadServer, client: httpx.Client) -> None:
-    wid, _owner, _ = _ws(client)
+    wid, _owner, _ = workspace_with(client)
     stranger = register(client, "stranger")
     cases = [("garbage-token", wid, 4401), (stranger.token, wid, 4404)]
     clients = start_clients(len(cases))
@@ -86,7 +75,7 @@ def test_npm_client_reads_close_codes_and_stops_retrying(server: ThreadServer, c
 
 
 def test_npm_viewer_sees_live_changes_but_never_writes(server: ThreadServer, client: httpx.Client) -> None:
-    wid, owner, (viewer,) = _ws(client, "viewer")
+    wid, owner, (viewer,) = workspace_with(client, "viewer")
     a, v = start_clients(2)
     try:
         _connect(a, server, wid, owner)
@@ -106,7 +95,7 @@ def test_npm_viewer_sees_live_changes_but_never_writes(server: ThreadServer, cli
 
 
 def test_npm_awareness_identity_is_the_servers(server: ThreadServer, client: httpx.Client) -> None:
-    wid, owner, (editor,) = _ws(client, "editor")
+    wid, owner, (editor,) = workspace_with(client, "editor")
     a, b = start_clients(2)
     try:
         _connect(a, server, wid, owner)

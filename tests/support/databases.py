@@ -6,12 +6,16 @@ import asyncio
 import concurrent.futures
 import os
 import uuid
-from collections.abc import Coroutine
+from collections.abc import AsyncIterator, Coroutine
+from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import asyncpg
 import pytest
+
+if TYPE_CHECKING:
+    from persistence.db import Database
 
 PG_URL = os.environ.get("PLAIT_TEST_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
 T = TypeVar("T")
@@ -90,3 +94,20 @@ def fresh_database(kind: str, tmp: Path) -> str:
         require_postgres()
         return create_postgres_database()
     return sqlite_url(tmp)
+
+
+@asynccontextmanager
+async def migrated_database(kind: str, tmp: Path) -> AsyncIterator[Database]:
+    """A fresh database of ``kind`` at the latest migration, opened; disposed (and dropped) afterwards."""
+    from persistence.db import Database
+    from persistence.migrate import upgrade_async
+
+    url = fresh_database(kind, tmp)
+    await upgrade_async(url)
+    db = Database(url)
+    try:
+        yield db
+    finally:
+        await db.dispose()
+        if kind == "postgres":
+            drop_postgres_database(url)
