@@ -56,7 +56,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await upgrade_async(url)
         db = Database(url, sqlite_synchronous=settings.sqlite_synchronous)
         ctx = AppContext(settings=settings, db=db, secret_key=secret)
-        sync = SyncService(db, settings, authenticate=ctx.authenticate_token)
+        sync = SyncService(db, settings, authenticate=ctx.token_user)
         ctx.sync = sync
         install_notifications(app, ctx)
         install_versions(app, ctx)

@@ -17,6 +17,11 @@ class AppContext:
     secret_key: str
     sync: SyncService = field(init=False)
 
+    def token_user(self, token: str) -> str | None:
+        """The user id a valid token (signature, expiry) speaks for; whether the account still exists is the
+        caller's check (the sync endpoint's membership lookup joins the account)."""
+        return decode_access_token(token, self.secret_key)
+
     async def authenticate_token(self, token: str) -> str | None:
         """User id for a valid token of an existing account (used by the sync endpoint too)."""
         user_id = decode_access_token(token, self.secret_key)

@@ -3,14 +3,15 @@
 Invariants that make it crash-safe:
 - ``documents.last_seq`` is bumped in the same transaction that inserts log rows, so the log's sequence
   numbers are contiguous per workspace and a committed row is never renumbered;
-- a compaction writes the new snapshot and deletes exactly the rows it merged in one transaction, so at any
-  instant ``snapshot + rows after snapshot.upto_seq`` is the whole document (no hole: yrs and Yjs disagree
+- a snapshot is written together with the deletion of exactly the rows it covers, in one transaction, so at
+  any instant ``snapshot + rows after snapshot.upto_seq`` is the whole document (no hole: yrs and Yjs disagree
   on how to integrate across holes, see docs/architecture.md).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import queue
 import sqlite3
 import threading
@@ -19,7 +20,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from pycrdt import Doc
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -201,18 +201,24 @@ class DocumentStore:
             # between the snapshot read and the log read.
             if not self.db.is_sqlite:
                 await s.connection(execution_options={"isolation_level": "REPEATABLE READ"})
-            head = await s.get(Document, workspace_id)
+            head = (await s.execute(select(Document.epoch).where(Document.workspace_id == workspace_id))).first()
+            snap = (
+                await s.execute(
+                    select(DocSnapshot.upto_seq, DocSnapshot.data).where(DocSnapshot.workspace_id == workspace_id)
+                )
+            ).first()
+            since = int(snap[0]) if snap else 0
+            rows = await _log_after(s, workspace_id, since)
             if head is None:
                 raise UnknownDocument(workspace_id)
-            snap = await s.get(DocSnapshot, workspace_id)
-            since = snap.upto_seq if snap else 0
-            rows = await _log_after(s, workspace_id, since)
             return StoredDocument(
-                epoch=head.epoch,
-                snapshot=snap.data if snap else None,
-                snapshot_seq=since,
-                updates=rows,
+                epoch=head[0], snapshot=bytes(snap[1]) if snap else None, snapshot_seq=since, updates=rows
             )
+
+    async def warm_up(self) -> None:
+        """Run the statements of ``load`` once (SQLAlchemy compiles and caches them on first use)."""
+        with contextlib.suppress(UnknownDocument):
+            await self.load("00000000-0000-0000-0000-000000000000")
 
     async def updates_after(self, workspace_id: str, seq: int) -> list[tuple[int, bytes]]:
         """Log rows after ``seq`` (for gap repair); empty when compaction already folded them in."""
@@ -263,46 +269,42 @@ class DocumentStore:
             await s.execute(insert(DocUpdate), rows)
         return seqs
 
-    async def compact(self, workspace_id: str) -> tuple[int, int] | None:
-        """Fold the snapshot and every logged row into a new snapshot; returns (upto_seq, rows_removed).
+    async def save_snapshot(self, workspace_id: str, data: bytes, upto: int) -> tuple[int, int] | None:
+        """Store ``data`` as the snapshot and delete the log rows up to ``upto``; returns (upto, rows_removed).
 
-        Reads from the database, not from memory, so it covers exactly the rows it deletes. No lock is held on
-        the document head (appends go on meanwhile: they only add rows after ``upto``); two concurrent
-        compactions are resolved optimistically — the snapshot is replaced only if it is still the one read.
+        ``data`` is the room's document as it is in memory, which holds every row up to ``upto`` (it may hold
+        later ones too: applying those again on load is harmless). Taking it from memory costs one encoding;
+        rebuilding it from the database would cost a read and an apply of the whole document, on the event
+        loop. Appends go on meanwhile (they only add rows after ``upto``); a snapshot that is not newer than
+        the stored one (another node's, or a concurrent one) is dropped: None.
         """
         async with self.db.transaction() as s:
-            snap = (
-                await s.execute(
-                    select(DocSnapshot.upto_seq, DocSnapshot.data).where(DocSnapshot.workspace_id == workspace_id)
-                )
-            ).one_or_none()
-            since = int(snap[0]) if snap else 0
-            rows = await _log_after(s, workspace_id, since)
-            if not rows:
+            head = await s.scalar(select(Document.last_seq).where(Document.workspace_id == workspace_id))
+            if head is None:
+                raise UnknownDocument(workspace_id)
+            since = await s.scalar(select(DocSnapshot.upto_seq).where(DocSnapshot.workspace_id == workspace_id))
+            if upto > head:
+                raise ValueError(f"snapshot of {workspace_id} at seq {upto} is past the log head {head}")
+            if upto <= (since or 0):
                 return None
-            doc: Doc[Any] = Doc()
-            if snap is not None:
-                doc.apply_update(bytes(snap[1]))
-            for _, data in rows:
-                doc.apply_update(data)
-            merged = doc.get_update()
-            upto = rows[-1][0]
-            if snap is None:
+            if since is None:
                 try:
                     async with s.begin_nested():
-                        s.add(DocSnapshot(workspace_id=workspace_id, upto_seq=upto, data=merged, created_at=utcnow()))
+                        s.add(DocSnapshot(workspace_id=workspace_id, upto_seq=upto, data=data, created_at=utcnow()))
                 except IntegrityError:
-                    return None  # another compaction got there first
+                    return None  # another snapshot got there first
             else:
                 result = await s.execute(
                     update(DocSnapshot)
                     .where(DocSnapshot.workspace_id == workspace_id, DocSnapshot.upto_seq == since)
-                    .values(upto_seq=upto, data=merged, created_at=utcnow())
+                    .values(upto_seq=upto, data=data, created_at=utcnow())
                 )
                 if getattr(result, "rowcount", 0) != 1:
                     return None
-            await s.execute(delete(DocUpdate).where(DocUpdate.workspace_id == workspace_id, DocUpdate.seq <= upto))
-            return upto, len(rows)
+            removed = await s.execute(
+                delete(DocUpdate).where(DocUpdate.workspace_id == workspace_id, DocUpdate.seq <= upto)
+            )
+            return upto, int(getattr(removed, "rowcount", 0))
 
     async def reset_epoch(self, workspace_id: str | None = None) -> int:
         """Give documents a new epoch (after storage was reset or restored from a backup), so clients holding

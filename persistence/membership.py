@@ -30,6 +30,11 @@ async def find_member(db: Database, workspace_id: str, user_id: str) -> Member |
     return None if row is None else Member(user_id, row[0], row[1])
 
 
+async def user_exists(db: Database, user_id: str) -> bool:
+    async with db.session() as s:
+        return await s.get(User, user_id) is not None
+
+
 async def member_ids(db: Database, workspace_id: str) -> set[str]:
     async with db.session() as s:
         rows = await s.execute(select(Membership.user_id).where(Membership.workspace_id == workspace_id))

@@ -78,9 +78,12 @@ class Room:
     def __init__(self, workspace_id: str, stored: StoredDocument, host: RoomHost) -> None:
         self.workspace_id = workspace_id
         self.host = host
-        self.doc: Doc[Any] = Doc()
-        for chunk in stored.chunks():
-            self.doc.apply_update(chunk)
+        # The Doc is built when something first needs it (see ``doc``). Until then a room stored as one chunk
+        # answers fresh joiners with that chunk, and an empty one needs no Doc at all (idle rooms stay small).
+        chunks = stored.chunks()
+        self._doc: Doc[Any] | None = None
+        self._cold: bytes | None = chunks[0] if len(chunks) == 1 else None
+        self._step1_owed: set[Connection] = set()
         self.epoch = stored.epoch
         self.last_seq = stored.last_seq  # highest log sequence number known in memory
         self.applied_upto = stored.last_seq  # every seq <= this is applied here (multi-node gap detection)
@@ -95,6 +98,7 @@ class Room:
         self.idle_since = time.monotonic()
         self.broken = False
         self.compacting = False
+        self.compacted_for_unload = False
         self.awareness: dict[int, AwarenessEntry] = {}
         self._remote_aw: dict[int, tuple[str, float]] = {}  # client id -> (node id, last renewed) for other nodes
         self._clocks: dict[int, int] = {}
@@ -109,6 +113,42 @@ class Room:
         # a deletion does not change the state vector).
         self._changes = 0
         self._whole: tuple[int, bytes] | None = None
+        if len(chunks) > 1:
+            self._build(chunks)
+        else:
+            self._whole = (0, create_sync_step2_message(self._cold or EMPTY_UPDATE))
+
+    @property
+    def doc(self) -> Doc[Any]:
+        if self._doc is None:
+            self._build([self._cold] if self._cold is not None else [])
+        assert self._doc is not None
+        return self._doc
+
+    @property
+    def built(self) -> bool:
+        return self._doc is not None
+
+    def _build(self, chunks: list[bytes]) -> None:
+        """Apply the stored document (5 MB: ~80 ms); then send the sync step 1 owed to sockets that joined
+        before, so they send back what they have that the server lacks."""
+        started = time.perf_counter()
+        doc: Doc[Any] = Doc()
+        for chunk in chunks:
+            doc.apply_update(chunk)
+        self._doc, self._cold = doc, None
+        if chunks:
+            log.info(
+                "built %s from %d chunk(s) in %.1f ms",
+                self.workspace_id,
+                len(chunks),
+                (time.perf_counter() - started) * 1000,
+            )
+        if self._step1_owed:
+            message = create_sync_step1_message(doc.get_state())
+            for conn in self._step1_owed:
+                conn.send(message)
+            self._step1_owed.clear()
 
     @property
     def tracker(self) -> TaskTracker:
@@ -118,6 +158,17 @@ class Room:
         if self._tracker is None:
             self._tracker = TaskTracker(self.doc)
         return self._tracker
+
+    async def snapshot(self) -> tuple[bytes, int] | None:
+        """The durable document as one update and the log seq it covers at least (for the store's snapshot);
+        None if the Doc was never built (nothing changed since it was loaded)."""
+        async with self.lock:
+            self._check_usable()
+            await self._drained.wait()  # only durable state: nothing applied here is still uncommitted
+            self._check_usable()
+            if self._doc is None:
+                return None
+            return self._doc.get_update(), self.applied_upto
 
     def close(self) -> None:
         """The room is unloaded: release the document observer."""
@@ -129,12 +180,20 @@ class Room:
 
     def join(self, conn: Connection) -> None:
         self.conns.add(conn)
-        conn.send(create_sync_step1_message(self.doc.get_state()))
+        if self._doc is not None:
+            conn.send(create_sync_step1_message(self._doc.get_state()))
+        elif self._cold is None:
+            conn.send(create_sync_step1_message(EMPTY_STATE_VECTOR))  # empty stored document
+        else:
+            # Step 1 needs the state vector, which needs the Doc: it is sent when the Doc is built — unless the
+            # client's own step 1 shows it has nothing (a fresh client), then it is not needed at all.
+            self._step1_owed.add(conn)
         if self.awareness:
             conn.send(self._awareness_message(list(self.awareness.values())))
 
     def leave(self, conn: Connection) -> None:
         self.conns.discard(conn)
+        self._step1_owed.discard(conn)
         removed = []
         for cid in list(conn.controlled):
             if self._owners.get(cid) is conn:
@@ -186,6 +245,8 @@ class Room:
             # Only durable state goes out: wait for what is already applied to be committed.
             await self._drained.wait()
             self._check_usable()
+            if state_vector == EMPTY_STATE_VECTOR:
+                self._step1_owed.discard(conn)  # a fresh client has nothing the server lacks
             try:
                 message = self._step2(state_vector)
             except Exception as exc:
@@ -195,7 +256,9 @@ class Room:
 
     def _step2(self, state_vector: bytes) -> bytes:
         """Sync step 2 for a state vector. A fresh client (empty state vector) gets the whole document, encoded
-        once per document state: ten clients joining a 5 MB workspace cost one encoding, not ten."""
+        once per document state: ten clients joining a 5 MB workspace cost one encoding, not ten. Until the
+        first change that encoding is the stored chunk itself: a fresh client joining a room just loaded from
+        the database does not wait for the Doc to be built."""
         if state_vector != EMPTY_STATE_VECTOR:
             return create_sync_step2_message(self.doc.get_update(state_vector))
         if self._whole is None or self._whole[0] != self._changes:

@@ -1,5 +1,5 @@
-"""The Yjs document store on SQLite and PostgreSQL: contiguous sequence numbers, group commit, compaction that
-never loses a row (also concurrently with appends and with another compaction)."""
+"""The Yjs document store on SQLite and PostgreSQL: contiguous sequence numbers, group commit, snapshots that
+never lose a row (also concurrently with appends and with each other)."""
 
 from __future__ import annotations
 
@@ -72,39 +72,77 @@ async def test_unknown_document(store: DocumentStore) -> None:
         await store.append_batch([PendingUpdate("00000000-0000-4000-8000-000000000000", b"\x00\x00", None)])
 
 
-async def test_compaction_folds_rows_into_snapshot(store: DocumentStore) -> None:
+def _state(chunks: list[bytes]) -> bytes:
+    """What a room holds in memory after these updates: the snapshot it hands to ``save_snapshot``."""
+    doc: Doc = Doc()
+    for c in chunks:
+        doc.apply_update(c)
+    return doc.get_update()
+
+
+async def test_snapshot_folds_the_rows_it_covers(store: DocumentStore) -> None:
     wid = await _workspace(store)
     ups = _updates(30)
     await store.append_batch([PendingUpdate(wid, u, None) for u in ups[:20]])
-    assert await store.compact(wid) == (20, 20)
+    assert await store.save_snapshot(wid, _state(ups[:20]), 20) == (20, 20)
     assert await store.log_size(wid) == (0, 0)
     await store.append_batch([PendingUpdate(wid, u, None) for u in ups[20:]])
     loaded = await store.load(wid)
     assert loaded.snapshot_seq == 20 and [s for s, _ in loaded.updates] == list(range(21, 31))
     assert _rebuild(loaded.chunks()) == {f"k{i}": i for i in range(30)}
-    assert await store.compact(wid) == (30, 10)
-    assert await store.compact(wid) is None  # nothing to fold
+    # A snapshot taken at seq 25 keeps the rows after it.
+    assert await store.save_snapshot(wid, _state(ups[:25]), 25) == (25, 5)
+    loaded = await store.load(wid)
+    assert loaded.snapshot_seq == 25 and [s for s, _ in loaded.updates] == list(range(26, 31))
+    assert _rebuild(loaded.chunks()) == {f"k{i}": i for i in range(30)}
+    # One that is not newer than the stored one changes nothing (another node got there first).
+    assert await store.save_snapshot(wid, _state(ups[:20]), 20) is None
+    assert await store.save_snapshot(wid, _state(ups[:25]), 25) is None
+    assert (await store.load(wid)).snapshot_seq == 25
+    assert await store.save_snapshot(wid, _state(ups), 30) == (30, 5)
     assert _rebuild((await store.load(wid)).chunks()) == {f"k{i}": i for i in range(30)}
 
 
-async def test_compaction_concurrent_with_appends_and_itself_loses_nothing(store: DocumentStore) -> None:
+async def test_snapshot_may_cover_more_than_its_seq(store: DocumentStore) -> None:
+    """A node's memory can hold rows above the seq it has contiguously (multi-node): those rows stay in the
+    log, and applying them again on load is harmless."""
+    wid = await _workspace(store)
+    ups = _updates(10)
+    await store.append_batch([PendingUpdate(wid, u, None) for u in ups])
+    assert await store.save_snapshot(wid, _state(ups[:4] + ups[6:8]), 4) == (4, 4)
+    loaded = await store.load(wid)
+    assert [s for s, _ in loaded.updates] == list(range(5, 11))
+    assert _rebuild(loaded.chunks()) == {f"k{i}": i for i in range(10)}
+
+
+async def test_snapshots_concurrent_with_appends_lose_nothing(store: DocumentStore) -> None:
     wid = await _workspace(store)
     ups = _updates(200)
+    done = 0
 
     async def appender() -> None:
+        nonlocal done
         for i in range(0, 200, 5):
             await store.append_batch([PendingUpdate(wid, u, None) for u in ups[i : i + 5]])
+            done = i + 5
             await asyncio.sleep(0)
 
-    async def compactor() -> None:
+    async def snapshotter() -> None:
         for _ in range(15):
-            await store.compact(wid)
+            upto = done
+            if upto:
+                await store.save_snapshot(wid, _state(ups[:upto]), upto)
             await asyncio.sleep(0.005)
 
-    await asyncio.gather(appender(), compactor(), compactor())
+    await asyncio.gather(appender(), snapshotter(), snapshotter())
     loaded = await store.load(wid)
     assert loaded.last_seq == 200
     assert _rebuild(loaded.chunks()) == {f"k{i}": i for i in range(200)}
+
+
+async def test_snapshot_of_an_unknown_document(store: DocumentStore) -> None:
+    with pytest.raises(UnknownDocument):
+        await store.save_snapshot("00000000-0000-4000-8000-000000000000", b"\x00\x00", 1)
 
 
 async def test_reset_epoch_changes_every_or_one_document(store: DocumentStore) -> None:

@@ -144,6 +144,25 @@ async def test_expired_and_forged_tokens_close_4401(server: ThreadServer, client
         assert await c.wait_closed() == 4401
 
 
+async def test_valid_token_of_an_account_that_does_not_exist_closes_4401(
+    server: ThreadServer, client: httpx.Client
+) -> None:
+    """The signature is right but the account is gone: 4401 (sign in again), not 4404."""
+    import uuid
+
+    import jwt
+
+    from tests.support.server import SECRET
+
+    wid, _, _ = workspace_with(client)
+    now = int(time.time())
+    ghost = jwt.encode({"sub": str(uuid.uuid4()), "iat": now, "exp": now + 100}, SECRET, algorithm="HS256")
+    for target in (wid, "00000000-0000-4000-8000-000000000000"):
+        c = YClient()
+        await c.connect(sync_url(server.ws_url, target, ghost))
+        assert await c.wait_closed() == 4401
+
+
 async def test_bearer_header_is_accepted(server: ThreadServer, client: httpx.Client) -> None:
     wid, owner, _ = workspace_with(client)
     c = YClient()
