@@ -16,7 +16,7 @@ from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from pycrdt import Doc, create_awareness_message, create_update_message, merge_updates
-from pycrdt._sync import create_sync_step1_message, create_sync_step2_message
+from pycrdt._sync import create_sync_step1_message
 
 from persistence.docstore import StoredDocument
 
@@ -34,6 +34,7 @@ from .protocol import (
     encode_awareness,
     parse_awareness,
     parse_message,
+    sync_step2,
 )
 from .schema import TaskChange, TaskTracker, apply_repairs, find_repairs
 from .writer import WriteRequest
@@ -116,7 +117,7 @@ class Room:
         if len(chunks) > 1:
             self._build(chunks)
         else:
-            self._whole = (0, create_sync_step2_message(self._cold or EMPTY_UPDATE))
+            self._whole = (0, sync_step2(self._cold or EMPTY_UPDATE))
 
     @property
     def doc(self) -> Doc[Any]:
@@ -260,9 +261,9 @@ class Room:
         first change that encoding is the stored chunk itself: a fresh client joining a room just loaded from
         the database does not wait for the Doc to be built."""
         if state_vector != EMPTY_STATE_VECTOR:
-            return create_sync_step2_message(self.doc.get_update(state_vector))
+            return sync_step2(self.doc.get_update(state_vector))
         if self._whole is None or self._whole[0] != self._changes:
-            self._whole = (self._changes, create_sync_step2_message(self.doc.get_update(state_vector)))
+            self._whole = (self._changes, sync_step2(self.doc.get_update(state_vector)))
         return self._whole[1]
 
     # ---- applying changes ----------------------------------------------------------------------------

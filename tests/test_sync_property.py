@@ -78,3 +78,13 @@ def test_random_interleavings_converge_and_persist(server: ThreadServer, ops: li
             await c.close()
 
     asyncio.run(run())
+
+
+@given(st.binary(max_size=70_000))
+def test_sync_step2_frames_like_pycrdt(update: bytes) -> None:
+    """Plait's one-copy step 2 encoder produces pycrdt's bytes exactly."""
+    from pycrdt._sync import create_sync_step2_message
+
+    from sync_server.protocol import sync_step2
+
+    assert sync_step2(update) == create_sync_step2_message(update)
