@@ -14,13 +14,8 @@ def is_sqlite(url: str) -> bool:
     return url.startswith("sqlite")
 
 
-# Reads of the database file through a memory map instead of read() calls page by page: a 5 MB snapshot
-# loads in ~1-2 ms instead of 5-13 ms. Address space only; the pages are the OS page cache's.
-SQLITE_MMAP_BYTES = 256 * 1024 * 1024
-
-
 def make_engine(url: str, *, sqlite_synchronous: str = "FULL", pool_size: int = 10) -> AsyncEngine:
-    """Create the engine; SQLite gets WAL, a busy timeout, enforced foreign keys and memory-mapped reads."""
+    """Create the engine; SQLite gets WAL, a busy timeout and enforced foreign keys."""
     if is_sqlite(url):
         engine = create_async_engine(url, connect_args={"timeout": 30})
 
@@ -31,7 +26,6 @@ def make_engine(url: str, *, sqlite_synchronous: str = "FULL", pool_size: int = 
             cur.execute(f"PRAGMA synchronous={sqlite_synchronous}")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA busy_timeout=30000")
-            cur.execute(f"PRAGMA mmap_size={SQLITE_MMAP_BYTES}")
             cur.close()
 
         return engine
