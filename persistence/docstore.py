@@ -20,10 +20,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from persistence import pg_append
 from persistence.db import Database
 from persistence.models import DocSnapshot, Document, DocUpdate, utcnow
 
@@ -276,38 +277,7 @@ class DocumentStore:
             counts[item.workspace_id] = counts.get(item.workspace_id, 0) + 1
         if self._sqlite is not None:
             return await self._sqlite.run(self._sqlite.append, batch, counts)
-        seqs: list[int] = []
-        async with self.db.transaction() as s:
-            next_seq: dict[str, int] = {}
-            for wid, n in counts.items():
-                last = (
-                    await s.execute(
-                        update(Document)
-                        .where(Document.workspace_id == wid)
-                        .values(last_seq=Document.last_seq + n, updated_at=utcnow())
-                        .returning(Document.last_seq)
-                    )
-                ).scalar_one_or_none()
-                if last is None:
-                    raise UnknownDocument(wid)
-                next_seq[wid] = int(last) - n + 1
-            rows = []
-            now = utcnow()
-            for item in batch:
-                seq = next_seq[item.workspace_id]
-                next_seq[item.workspace_id] = seq + 1
-                seqs.append(seq)
-                rows.append(
-                    {
-                        "workspace_id": item.workspace_id,
-                        "seq": seq,
-                        "data": item.data,
-                        "actor_id": item.actor_id,
-                        "created_at": now,
-                    }
-                )
-            await s.execute(insert(DocUpdate), rows)
-        return seqs
+        return await pg_append.append_batch(self.db.engine, batch, counts)
 
     async def save_snapshot(self, workspace_id: str, data: bytes, upto: int) -> tuple[int, int] | None:
         """Store ``data`` as the snapshot and delete the log rows up to ``upto``; returns (upto, rows_removed).

@@ -4,14 +4,17 @@ never lose a row (also concurrently with appends and with each other)."""
 from __future__ import annotations
 
 import asyncio
+import random
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from pycrdt import Doc, Map
+from sqlalchemy import select
 
 from persistence.docstore import DocumentStore, PendingUpdate, UnknownDocument
-from persistence.models import Document, Workspace
+from persistence.models import Document, DocUpdate, Workspace
 from tests.support.databases import migrated_database
 
 
@@ -154,3 +157,111 @@ async def test_reset_epoch_changes_every_or_one_document(store: DocumentStore) -
     assert (await store.load(b)).epoch != eb
     info = await store.info(a)
     assert info["last_seq"] == 0 and info["log_rows"] == 0
+
+
+def _expected_seqs(batches: list[list[PendingUpdate]]) -> list[list[int]]:
+    """What append_batch must return for ``batches`` appended in order to fresh workspaces."""
+    heads: dict[str, int] = {}
+    out = []
+    for batch in batches:
+        seqs = []
+        for item in batch:
+            heads[item.workspace_id] = heads.get(item.workspace_id, 0) + 1
+            seqs.append(heads[item.workspace_id])
+        out.append(seqs)
+    return out
+
+
+async def test_many_workspaces_per_batch_get_contiguous_seqs_in_batch_order(store: DocumentStore) -> None:
+    wids = [await _workspace(store) for _ in range(5)]
+    rng = random.Random(7)
+    batches: list[list[PendingUpdate]] = []
+    for b in range(6):
+        batch = [
+            PendingUpdate(w, f"{w}:{b}:{i}".encode(), None)
+            for w in rng.sample(wids, 3)
+            for i in range(rng.randint(1, 4))
+        ]
+        rng.shuffle(batch)  # a workspace's updates are interleaved with the others'
+        batches.append(batch)
+    assert await store.append_batch([]) == []
+    for batch, expected in zip(batches, _expected_seqs(batches), strict=True):
+        assert await store.append_batch(batch) == expected
+    for w in wids:
+        mine = [item.data for batch in batches for item in batch if item.workspace_id == w]
+        loaded = await store.load(w)
+        assert loaded.updates == list(enumerate(mine, start=1))  # contiguous from 1, batch order, same bytes
+    assert await store.heads(wids) == {w: sum(i.workspace_id == w for b in batches for i in b) for w in wids}
+
+
+async def test_unknown_workspace_in_a_batch_writes_nothing_for_the_others(store: DocumentStore) -> None:
+    a, b = await _workspace(store), await _workspace(store)
+    await store.append_batch([PendingUpdate(a, b"a1", None), PendingUpdate(b, b"b1", None)])
+    missing, also_missing = str(uuid.uuid4()), str(uuid.uuid4())
+    for batch in (
+        [PendingUpdate(a, b"x", None), PendingUpdate(missing, b"y", None), PendingUpdate(b, b"z", None)],
+        [PendingUpdate(missing, b"y", None), PendingUpdate(a, b"x", None)],
+        [PendingUpdate(a, b"x", None), PendingUpdate(b, b"z", None), PendingUpdate(missing, b"y", None)],
+        [PendingUpdate(missing, b"y", None)],
+        [PendingUpdate(a, b"x", None), PendingUpdate(missing, b"y", None), PendingUpdate(also_missing, b"w", None)],
+    ):
+        with pytest.raises(UnknownDocument) as err:
+            await store.append_batch(batch)
+        assert err.value.args == (missing,)  # the first workspace of the batch that has no head
+        assert await store.heads([a, b]) == {a: 1, b: 1}
+        assert await store.log_size(a) == (1, 2) and await store.log_size(b) == (1, 2)
+    # the heads were not moved: the next append continues without a gap
+    assert await store.append_batch([PendingUpdate(b, b"b2", None), PendingUpdate(a, b"a2", None)]) == [2, 2]
+    assert (await store.load(a)).updates == [(1, b"a1"), (2, b"a2")]
+    assert (await store.load(b)).updates == [(1, b"b1"), (2, b"b2")]
+
+
+async def test_concurrent_batches_from_many_tasks_never_duplicate_or_skip_a_seq(store: DocumentStore) -> None:
+    """Many tasks append batches over overlapping workspaces, in different orders (on PostgreSQL each on its
+    own pooled connection): every seq 1..n is given exactly once per workspace, to the update stored there."""
+    wids = [await _workspace(store) for _ in range(6)]
+    got: dict[str, dict[int, bytes]] = {w: {} for w in wids}
+
+    async def task(t: int) -> None:
+        rng = random.Random(t)
+        for b in range(8):
+            batch = [
+                PendingUpdate(w, f"{t}.{b}.{w}.{i}".encode(), str(t))
+                for w in rng.sample(wids, rng.randint(1, len(wids)))
+                for i in range(rng.randint(1, 3))
+            ]
+            rng.shuffle(batch)
+            seqs = await store.append_batch(batch)
+            last: dict[str, int] = {}
+            for item, seq in zip(batch, seqs, strict=True):
+                assert seq > last.get(item.workspace_id, 0)  # batch order inside a workspace
+                last[item.workspace_id] = seq
+                assert seq not in got[item.workspace_id]
+                got[item.workspace_id][seq] = item.data
+            await asyncio.sleep(0)
+
+    await asyncio.gather(*(task(t) for t in range(24)))
+    heads = await store.heads(wids)
+    for w in wids:
+        assert sorted(got[w]) == list(range(1, heads[w] + 1))
+        assert (await store.load(w)).updates == sorted(got[w].items())
+
+
+async def test_update_bytes_and_actor_round_trip_exactly(store: DocumentStore) -> None:
+    a, b, c = await _workspace(store), await _workspace(store), await _workspace(store)
+    rng = random.Random(3)
+    blobs = [b"", b"\x00", b"\x00\xff\x00", bytes(range(256)), b"\\x00'\"", rng.randbytes(1 << 20), *_updates(3)]
+    actors = [None, "00000000-0000-4000-8000-000000000001", None, "a", None, "b", "c", None, "d"]
+    batch = [
+        PendingUpdate(a if i % 2 else b, blob, actor) for i, (blob, actor) in enumerate(zip(blobs, actors, strict=True))
+    ]
+    await store.append_batch(batch)  # several workspaces
+    single = [PendingUpdate(c, blob, actor) for blob, actor in zip(blobs, actors, strict=True)]
+    await store.append_batch(single)  # one workspace
+    batch += single
+    for w in (a, b, c):
+        mine = [item for item in batch if item.workspace_id == w]
+        assert (await store.load(w)).updates == [(i, item.data) for i, item in enumerate(mine, start=1)]
+        async with store.db.session() as s:
+            rows = await s.execute(select(DocUpdate.seq, DocUpdate.actor_id).where(DocUpdate.workspace_id == w))
+        assert sorted((int(q), actor) for q, actor in rows) == [(i, u.actor_id) for i, u in enumerate(mine, start=1)]
