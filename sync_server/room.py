@@ -116,8 +116,6 @@ class Room:
         self._whole: tuple[int, bytes] | None = None
         if len(chunks) > 1:
             self._build(chunks)
-        else:
-            self._whole = (0, sync_step2(self._cold or EMPTY_UPDATE))
 
     @property
     def doc(self) -> Doc[Any]:
@@ -263,7 +261,9 @@ class Room:
         if state_vector != EMPTY_STATE_VECTOR:
             return sync_step2(self.doc.get_update(state_vector))
         if self._whole is None or self._whole[0] != self._changes:
-            self._whole = (self._changes, sync_step2(self.doc.get_update(state_vector)))
+            # No change can happen before the Doc is built, so until then the stored chunk is the document.
+            whole = self._doc.get_update() if self._doc is not None else (self._cold or EMPTY_UPDATE)
+            self._whole = (self._changes, sync_step2(whole))
         return self._whole[1]
 
     # ---- applying changes ----------------------------------------------------------------------------
