@@ -424,7 +424,10 @@ class WebhookService:
             try:
                 due = await self._due()
                 if due:
-                    await asyncio.gather(*(self._attempt(d, h) for d, h in due))
+                    by_hook: dict[str, list[tuple[WebhookDelivery, Webhook]]] = {}
+                    for d, h in due:
+                        by_hook.setdefault(h.id, []).append((d, h))
+                    await asyncio.gather(*(self._attempt_in_order(items) for items in by_hook.values()))
                     if len(due) == BATCH:
                         continue
                 delay = await self._next_due_in()
@@ -481,6 +484,13 @@ class WebhookService:
                 .execution_options(synchronize_session=False)
             )
         return int(getattr(result, "rowcount", 0)) == 1
+
+    async def _attempt_in_order(self, items: list[tuple[WebhookDelivery, Webhook]]) -> None:
+        """One hook's due deliveries one after another (hooks in parallel): a failing endpoint is not sent
+        several requests at once, and once its consecutive failures disable it, the rest are not attempted (the
+        disable marks them failed, so their claim loses)."""
+        for d, h in items:
+            await self._attempt(d, h)
 
     async def _attempt(self, d: WebhookDelivery, hook: Webhook) -> None:
         try:
