@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from api.security import decode_access_token
 from persistence.db import Database
+from persistence.membership import user_exists
 from persistence.settings import Settings
 from sync_server.service import SyncService
 
@@ -24,10 +25,7 @@ class AppContext:
 
     async def authenticate_token(self, token: str) -> str | None:
         """User id for a valid token of an existing account (used by the sync endpoint too)."""
-        user_id = decode_access_token(token, self.secret_key)
+        user_id = self.token_user(token)
         if user_id is None:
             return None
-        from persistence.models import User
-
-        async with self.db.session() as s:
-            return user_id if await s.get(User, user_id) is not None else None
+        return user_id if await user_exists(self.db, user_id) else None

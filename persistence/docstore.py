@@ -257,7 +257,8 @@ class DocumentStore:
             )
 
     async def warm_up(self) -> None:
-        """Run the statements of ``load`` once (SQLAlchemy compiles and caches them on first use)."""
+        """Run ``load`` once before the first join: on PostgreSQL SQLAlchemy compiles and caches its statements,
+        on SQLite the load thread opens its connection."""
         with contextlib.suppress(UnknownDocument):
             await self.load("00000000-0000-0000-0000-000000000000")
 

@@ -128,6 +128,11 @@ class Room:
     def built(self) -> bool:
         return self._doc is not None
 
+    @property
+    def foldable(self) -> bool:
+        """Its memory holds log rows not yet in the stored snapshot (a Doc that was never built changed nothing)."""
+        return bool(self.tail_count) and self._doc is not None and not self.broken
+
     def _build(self, chunks: list[bytes]) -> None:
         """Apply the stored document (5 MB: ~80 ms); then send the sync step 1 owed to sockets that joined
         before, so they send back what they have that the server lacks."""

@@ -113,9 +113,9 @@ class SyncService:
     async def _compact_all(self, within: float) -> None:
         """At shutdown: snapshot every room with a log tail, so the next start loads each as one chunk."""
         for room in self.rooms.values():
-            if room.tail_count and room.built and not room.broken:
+            if room.foldable:
                 self._compact_soon(room)
-        pending = [t for t in self._tasks if not t.done()]
+        pending = [t for t in self._tasks if not t.done()]  # compactions are the only tasks spawned here
         if pending:
             _, late = await asyncio.wait(pending, timeout=within)
             if late:
@@ -510,7 +510,7 @@ class SyncService:
             now = time.monotonic()
             for wid, room in list(self.rooms.items()):
                 if room.unloadable and now - room.idle_since >= self.settings.room_idle_seconds:
-                    if room.tail_count and room.built and not room.compacted_for_unload:
+                    if room.foldable and not room.compacted_for_unload:
                         # Leave one stored chunk behind: the next load answers fresh joiners with it at once.
                         room.compacted_for_unload = True
                         self._compact_soon(room)
