@@ -7,7 +7,7 @@ import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, WebSocket
+from fastapi import FastAPI
 from starlette.types import Receive, Scope, Send
 
 from api.context import AppContext
@@ -37,7 +37,7 @@ class PlaitApp(FastAPI):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket" and (match := SYNC_PATH.fullmatch(scope["path"])):
             scope["app"] = self
-            await self.state.ctx.sync.serve(WebSocket(scope, receive, send), match[1])
+            await self.state.ctx.sync.serve(scope, receive, send, match[1])
             return
         await super().__call__(scope, receive, send)
 

@@ -1,4 +1,5 @@
-"""One client socket: a pycrdt ``Channel`` over Starlette, and a bounded outbound queue with one writer task.
+"""One client socket: a pycrdt ``Channel`` over ASGI's websocket interface, and a bounded outbound queue
+with one writer task.
 
 The queue is why a slow reader cannot stall a room or grow memory without bound: the room only appends to it
 (never awaits a send), and a client whose backlog passes the limit is closed with 1013 and resyncs on
@@ -17,7 +18,8 @@ from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any
 
-from starlette.websockets import WebSocket, WebSocketDisconnect
+from starlette.types import Receive, Send
+from starlette.websockets import WebSocketDisconnect
 
 log = logging.getLogger("plait.sync")
 
@@ -25,6 +27,7 @@ CLOSE_NORMAL = 1000
 CLOSE_GOING_AWAY = 1001
 CLOSE_PROTOCOL_ERROR = 1002
 CLOSE_UNSUPPORTED = 1003
+CLOSE_ABNORMAL = 1006  # never sent: what a socket that dropped without a close frame reports
 CLOSE_TOO_BIG = 1009
 CLOSE_INTERNAL = 1011
 CLOSE_TRY_AGAIN = 1013
@@ -44,12 +47,17 @@ class TextFrame(Exception):
 
 
 class WebSocketChannel:
-    """pycrdt's ``Channel`` protocol (path, send, recv, async iteration) over a Starlette WebSocket."""
+    """pycrdt's ``Channel`` protocol (path, send, recv, async iteration) over ASGI's ``receive`` and ``send``.
 
-    __slots__ = ("_path", "_ws")
+    Not over Starlette's ``WebSocket``: that wrapper runs a state machine on every frame sent and received and
+    keeps the headers and query it parsed for the life of the socket (s5 counts memory per idle connection).
+    The sync service reads what it needs from the scope once, at admission."""
 
-    def __init__(self, websocket: WebSocket, path: str) -> None:
-        self._ws = websocket
+    __slots__ = ("_path", "_receive", "_send")
+
+    def __init__(self, receive: Receive, send: Send, path: str) -> None:
+        self._receive = receive
+        self._send = send
         self._path = path
 
     @property
@@ -65,11 +73,18 @@ class WebSocketChannel:
         except WebSocketDisconnect:
             raise StopAsyncIteration from None
 
+    async def accept(self) -> None:
+        """Complete the upgrade (the server's first message is ``websocket.connect``)."""
+        msg = await self._receive()
+        if msg["type"] != "websocket.connect":
+            raise WebSocketDisconnect(msg.get("code", CLOSE_ABNORMAL))
+        await self._send({"type": "websocket.accept"})
+
     async def send(self, message: bytes) -> None:
-        await self._ws.send_bytes(message)
+        await self._send({"type": "websocket.send", "bytes": message})
 
     async def recv(self) -> bytes:
-        msg = await self._ws.receive()
+        msg = await self._receive()
         if msg["type"] == "websocket.disconnect":
             raise WebSocketDisconnect(msg.get("code", CLOSE_NORMAL))
         data = msg.get("bytes")
@@ -79,7 +94,7 @@ class WebSocketChannel:
 
     async def close(self, code: int, reason: str = "") -> None:
         with contextlib.suppress(Exception):
-            await self._ws.close(code, reason)
+            await self._send({"type": "websocket.close", "code": code, "reason": reason})
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,10 +12,11 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from pycrdt import Doc
-from starlette.websockets import WebSocket, WebSocketDisconnect
+from starlette.types import Receive, Scope, Send
+from starlette.websockets import WebSocketDisconnect
 
 from persistence.db import Database
 from persistence.docstore import DocumentStore, UnknownDocument
@@ -129,48 +130,21 @@ class SyncService:
 
     # ---- the socket ----------------------------------------------------------------------------------
 
-    async def serve(self, websocket: WebSocket, workspace_id: str) -> None:
+    async def serve(self, scope: Scope, receive: Receive, send: Send, workspace_id: str) -> None:
+        """One sync socket (an ASGI ``websocket`` scope), from the upgrade to its close."""
+        channel = WebSocketChannel(receive, send, f"/sync/{workspace_id}")
         # Accept first, then refuse with a close code: a refusal before the upgrade reaches y-websocket as
         # 1006, and it would retry for ever.
-        await websocket.accept()
-        channel = WebSocketChannel(websocket, f"/sync/{workspace_id}")
-        if not self._origin_allowed(websocket):
-            return await self._refuse(channel, CLOSE_FORBIDDEN, "origin not allowed")
         try:
-            token = _token(websocket)
-            user_id = self.authenticate(token) if token else None
-            if user_id is None:
-                return await self._refuse(channel, CLOSE_UNAUTHENTICATED, "missing, invalid or expired token")
-            # One query on the way in: the membership lookup joins the account, so a member's account exists.
-            member = await find_member(self.db, workspace_id, user_id) if _is_uuid(workspace_id) else None
-            if member is None:
-                if not await user_exists(self.db, user_id):
-                    return await self._refuse(channel, CLOSE_UNAUTHENTICATED, "account no longer exists")
-                return await self._refuse(channel, CLOSE_NOT_FOUND, "workspace not found")
-            room = await self.get_room(workspace_id)
-        except UnknownDocument:
-            return await self._refuse(channel, CLOSE_NOT_FOUND, "workspace not found")
-        except Exception as exc:  # database unreachable: a clean, retryable close instead of a dead socket
-            log.warning("refusing socket to %s: storage unavailable (%r)", workspace_id, exc)
-            return await self._refuse(channel, CLOSE_INTERNAL, "storage unavailable, reconnect")
-        epoch = websocket.query_params.get("epoch")
-        if epoch and epoch != room.epoch:
-            # The client's history belongs to a previous life of this document (storage reset or restored from
-            # a backup): merging it would duplicate content. It must drop its local copy and reload.
-            return await self._refuse(
-                channel, CLOSE_EPOCH_CHANGED, f"workspace was restored, reload (epoch {room.epoch})"
-            )
-        conn = Connection(
-            channel,
-            workspace_id=workspace_id,
-            user_id=user_id,
-            display_name=member.display_name,
-            role=member.role,
-            max_queue_bytes=self.settings.send_queue_max_bytes,
-            max_queue_messages=self.settings.send_queue_max_messages,
-        )
+            await channel.accept()
+        except (WebSocketDisconnect, OSError):
+            return
+        admitted = await self._admit(scope, channel, workspace_id)
+        if admitted is None:
+            return
+        room, conn = admitted
         conn.start()
-        key = (workspace_id, user_id)
+        key = (workspace_id, conn.user_id)
         self._user_conns.setdefault(key, set()).add(conn)
         metrics.CONNECTIONS.labels(conn.role).inc()
         room.join(conn)
@@ -187,6 +161,55 @@ class SyncService:
                 if not conns:
                     del self._user_conns[key]
             await conn.stop()
+
+    async def _admit(
+        self, scope: Scope, channel: WebSocketChannel, workspace_id: str
+    ) -> tuple[Room, Connection] | None:
+        """Who is asking, for which room: the socket's room and connection, or ``None`` once refused with a
+        close code. Its own frame, so that nothing read here (the token, the query, the membership row) stays
+        referenced for the hours a socket lives."""
+        if not self._origin_allowed(scope):
+            await self._refuse(channel, CLOSE_FORBIDDEN, "origin not allowed")
+            return None
+        query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True))
+        try:
+            token = _token(query, scope)
+            user_id = self.authenticate(token) if token else None
+            if user_id is None:
+                await self._refuse(channel, CLOSE_UNAUTHENTICATED, "missing, invalid or expired token")
+                return None
+            # One query on the way in: the membership lookup joins the account, so a member's account exists.
+            member = await find_member(self.db, workspace_id, user_id) if _is_uuid(workspace_id) else None
+            if member is None:
+                if not await user_exists(self.db, user_id):
+                    await self._refuse(channel, CLOSE_UNAUTHENTICATED, "account no longer exists")
+                else:
+                    await self._refuse(channel, CLOSE_NOT_FOUND, "workspace not found")
+                return None
+            room = await self.get_room(workspace_id)
+        except UnknownDocument:
+            await self._refuse(channel, CLOSE_NOT_FOUND, "workspace not found")
+            return None
+        except Exception as exc:  # database unreachable: a clean, retryable close instead of a dead socket
+            log.warning("refusing socket to %s: storage unavailable (%r)", workspace_id, exc)
+            await self._refuse(channel, CLOSE_INTERNAL, "storage unavailable, reconnect")
+            return None
+        epoch = query.get("epoch")
+        if epoch and epoch != room.epoch:
+            # The client's history belongs to a previous life of this document (storage reset or restored from
+            # a backup): merging it would duplicate content. It must drop its local copy and reload.
+            await self._refuse(channel, CLOSE_EPOCH_CHANGED, f"workspace was restored, reload (epoch {room.epoch})")
+            return None
+        conn = Connection(
+            channel,
+            workspace_id=workspace_id,
+            user_id=user_id,
+            display_name=member.display_name,
+            role=member.role,
+            max_queue_bytes=self.settings.send_queue_max_bytes,
+            max_queue_messages=self.settings.send_queue_max_messages,
+        )
+        return room, conn
 
     async def _read_loop(self, room: Room, conn: Connection, channel: WebSocketChannel) -> None:
         limit = self.settings.max_message_bytes
@@ -224,14 +247,14 @@ class SyncService:
         metrics.CLOSES.labels(str(code)).inc()
         await channel.close(code, reason)
 
-    def _origin_allowed(self, websocket: WebSocket) -> bool:
+    def _origin_allowed(self, scope: Scope) -> bool:
         """Browsers send Origin; only the server's own origin and configured ones may open a socket."""
-        origin = websocket.headers.get("origin")
+        origin = _header(scope, b"origin")
         if not origin:
             return True  # not a browser: authentication decides
         if origin in self.settings.allowed_origins or "*" in self.settings.allowed_origins:
             return True
-        host = websocket.headers.get("host", "")
+        host = _header(scope, b"host") or ""
         return urlsplit(origin).netloc == host
 
     # ---- rooms ---------------------------------------------------------------------------------------
@@ -525,11 +548,19 @@ class SyncService:
             metrics.ROOMS.set(len(self.rooms))
 
 
-def _token(websocket: WebSocket) -> str | None:
-    token = websocket.query_params.get("token")
+def _header(scope: Scope, name: bytes) -> str | None:
+    """A request header of the upgrade (ASGI gives names lower-cased)."""
+    for key, value in scope["headers"]:
+        if key == name:
+            return bytes(value).decode("latin-1")
+    return None
+
+
+def _token(query: dict[str, str], scope: Scope) -> str | None:
+    token = query.get("token")
     if token:
         return token
-    auth = websocket.headers.get("authorization", "")
+    auth = _header(scope, b"authorization") or ""
     if auth.lower().startswith("bearer "):
         return auth[7:].strip() or None
     return None
