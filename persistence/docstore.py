@@ -186,6 +186,43 @@ class _SqliteThread:
             raise
         return seqs
 
+    def save_snapshot(self, workspace_id: str, data: bytes, upto: int) -> tuple[int, int] | None:
+        """``DocumentStore.save_snapshot`` in one transaction on this thread. Under BEGIN IMMEDIATE nothing else
+        writes, so the checks need no optimistic retry; and the appends, queued on the same thread, wait for
+        it in order instead of polling for SQLite's write lock."""
+        conn = self._connection()
+        now = utcnow().strftime("%Y-%m-%d %H:%M:%S.%f")
+        _begin(conn)
+        try:
+            head = conn.execute("SELECT last_seq FROM documents WHERE workspace_id = ?", (workspace_id,)).fetchone()
+            if head is None:
+                raise UnknownDocument(workspace_id)
+            if upto > int(head[0]):
+                raise ValueError(f"snapshot of {workspace_id} at seq {upto} is past the log head {head[0]}")
+            snap = conn.execute("SELECT upto_seq FROM doc_snapshots WHERE workspace_id = ?", (workspace_id,)).fetchone()
+            if snap is not None and upto <= int(snap[0]):
+                conn.execute("ROLLBACK")
+                return None
+            if snap is None:
+                conn.execute(
+                    "INSERT INTO doc_snapshots (workspace_id, upto_seq, data, created_at) VALUES (?, ?, ?, ?)",
+                    (workspace_id, upto, data, now),
+                )
+            else:
+                conn.execute(
+                    "UPDATE doc_snapshots SET upto_seq = ?, data = ?, created_at = ? WHERE workspace_id = ?",
+                    (upto, data, now, workspace_id),
+                )
+            removed = conn.execute(
+                "DELETE FROM doc_updates WHERE workspace_id = ? AND seq <= ?", (workspace_id, upto)
+            ).rowcount
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        return upto, removed
+
     def load(self, workspace_id: str) -> StoredDocument:
         conn = self._connection()
         conn.execute("BEGIN")  # one consistent view: a compaction must not slip between the reads
@@ -289,6 +326,8 @@ class DocumentStore:
         loop. Appends go on meanwhile (they only add rows after ``upto``); a snapshot that is not newer than
         the stored one (another node's, or a concurrent one) is dropped: None.
         """
+        if self._sqlite is not None:
+            return await self._sqlite.run(self._sqlite.save_snapshot, workspace_id, data, upto)
         async with self.db.transaction() as s:
             head = await s.scalar(select(Document.last_seq).where(Document.workspace_id == workspace_id))
             if head is None:

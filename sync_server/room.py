@@ -92,7 +92,7 @@ class Room:
         self.gap_since: float | None = None
         self.tail_count = len(stored.updates)
         self.tail_bytes = stored.tail_bytes()
-        self.size_estimate = len(stored.snapshot or b"") + self.tail_bytes  # bytes of everything stored
+        self.snapshot_bytes = len(stored.snapshot or b"")
         self.lock = asyncio.Lock()
         self.conns: set[Connection] = set()
         self.leases = 0
@@ -123,6 +123,11 @@ class Room:
             self._build([self._cold] if self._cold is not None else [])
         assert self._doc is not None
         return self._doc
+
+    @property
+    def size_estimate(self) -> int:
+        """Bytes stored for this document (snapshot + log tail): what the size quota counts."""
+        return self.snapshot_bytes + self.tail_bytes
 
     @property
     def built(self) -> bool:
@@ -407,7 +412,6 @@ class Room:
             self.mark_applied(r.seq or 0)
         self.tail_count += len(ready)
         self.tail_bytes += sum(len(r.data) for r in ready)
-        self.size_estimate += sum(len(r.data) for r in ready)
         payload = ready[0].data if len(ready) == 1 else merge_updates(*(r.data for r in ready))
         self._broadcast(create_update_message(payload))
         now = time.perf_counter()

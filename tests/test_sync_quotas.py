@@ -62,6 +62,28 @@ async def test_document_size_quota_closes_4413_and_reads_still_work(make_server:
     await reader.close()
 
 
+async def test_size_quota_counts_what_is_stored_not_every_update_ever_received(make_server: object) -> None:
+    """A small document edited for a long time: compaction folds the overwritten values away, so the quota
+    must follow the stored size (snapshot + log tail), not the sum of every update since the room loaded."""
+    srv = make_server(quota_max_document_bytes=40 * 1024, compaction_max_updates=10)  # type: ignore[operator]
+    with httpx.Client(base_url=srv.base_url) as http:
+        owner = register(http, "owner")
+        wid = create_workspace(http, owner)
+        writer = await _join(srv, wid, owner.token)
+        await writer.wait_synced()
+        for i in range(60):  # 60 x 2 KB received, the document itself stays ~2 KB
+            writer.map("settings")["note"] = f"{i:04d}" * 500
+            await asyncio.sleep(0.03)
+        reader = await _join(srv, wid, owner.token)
+        await reader.wait_synced()
+        await reader.wait_for(lambda: reader.map("settings").get("note") == "0059" * 500)
+        assert writer.connected
+        info = http.get(f"/api/workspaces/{wid}/document", headers=owner.headers).json()
+        assert info["snapshot_bytes"] + info["log_bytes"] < 40 * 1024
+    await writer.close()
+    await reader.close()
+
+
 async def test_epoch_guard_refuses_history_from_before_a_restore(make_server: object, tmp_path: Path) -> None:
     srv = make_server()  # type: ignore[operator]
     url = srv.settings.resolved_database_url()
