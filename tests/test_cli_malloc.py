@@ -1,0 +1,54 @@
+"""``plait serve`` fixes glibc's mmap threshold: a large block freed must not move later large blocks onto the
+heap (where they fragment it). Checked in fresh interpreters by glibc's own chunk flag (IS_MMAPPED, bit 1 of the
+size word before the block)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+PROBE = """
+import ctypes, sys
+libc = ctypes.CDLL(None)
+libc.malloc.restype = ctypes.c_void_p
+libc.free.argtypes = [ctypes.c_void_p]
+if sys.argv[1] == "fixed":
+    from api.cli import return_large_blocks_to_the_os
+    assert return_large_blocks_to_the_os()
+
+def mapped(size):
+    p = libc.malloc(size)
+    flag = bool(ctypes.c_size_t.from_address(p - ctypes.sizeof(ctypes.c_size_t)).value & 2)
+    libc.free(p)
+    return flag
+
+first = mapped(1 << 20)
+print(first, mapped(1 << 20))
+"""
+
+
+def _probe(mode: str, env: dict[str, str] | None = None) -> str:
+    out = subprocess.run([sys.executable, "-c", PROBE, mode], capture_output=True, text=True, check=True, env=env)
+    return out.stdout.strip()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc only")
+def test_large_blocks_stay_mapped_after_one_is_freed() -> None:
+    assert _probe("default") == "True False"  # glibc's dynamic threshold: the second 1 MiB block is on the heap
+    assert _probe("fixed") == "True True"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc only")
+def test_an_operators_malloc_setting_is_left_alone() -> None:
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "4194304"}
+    out = subprocess.run(
+        [sys.executable, "-c", "from api.cli import return_large_blocks_to_the_os as f; print(f())"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+    )
+    assert out.stdout.strip() == "False"
