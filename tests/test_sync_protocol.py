@@ -27,7 +27,7 @@ from pycrdt import (
 from persistence.db import Database
 from persistence.docstore import DocumentStore
 from sync_server.protocol import AwarenessEntry, encode_awareness
-from tests.support.pyclient import YClient, pycrdt_provider, sync_url
+from tests.support.pyclient import YClient, async_wait_until, pycrdt_provider, sync_url
 from tests.support.server import ThreadServer
 from tests.support.users import Account, create_workspace, register, workspace_with
 
@@ -553,6 +553,33 @@ async def test_compaction_under_concurrent_writes_loses_nothing(make_server: obj
         assert doc.get("m", type=Map).to_py() == expected
         for w in writers:
             await w.close()
+
+
+async def test_compaction_waits_until_the_tail_is_worth_encoding_the_document(make_server: object) -> None:
+    """Every compaction encodes the whole document: a few small edits to a large one are left in the log until
+    they add up to an eighth of the snapshot (or the row cap), instead of re-encoding it every ``max_updates`` rows."""
+    srv = make_server("sqlite", compaction_max_updates=10)  # type: ignore[operator]
+    with httpx.Client(base_url=srv.base_url) as http:
+        wid, owner, _ = workspace_with(http)
+        info = lambda: http.get(f"/api/workspaces/{wid}/document", headers=owner.headers).json()  # noqa: E731
+        a = await _client(srv, wid, owner)
+        a.text("big").insert(0, "x" * 100_000)
+        for i in range(9):
+            a.map("m")[str(i)] = i
+        await async_wait_until(lambda: info()["snapshot_bytes"] > 100_000, timeout=10)
+        for i in range(30):  # 30 rows of ~30 bytes on a 100 KB snapshot: not worth an encoding
+            a.map("m")[f"small-{i}"] = i
+        b = await _client(srv, wid, owner)
+        await b.wait_for(lambda: b.map("m").get("small-29") == 29)
+        await asyncio.sleep(0.3)
+        assert info()["log_rows"] == 30
+        a.text("big").insert(0, "y" * 60_000)  # now the tail holds more than an eighth of the snapshot
+        await async_wait_until(lambda: info()["log_rows"] == 0, timeout=10)
+        assert info()["snapshot_bytes"] > 160_000
+        c = await _client(srv, wid, owner)
+        assert len(str(c.text("big"))) == 160_000 and c.map("m").get("small-29") == 29
+        for client in (a, b, c):
+            await client.close()
 
 
 def test_sizes_of_awareness_messages_are_capped(server: ThreadServer, client: httpx.Client) -> None:
