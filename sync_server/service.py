@@ -12,9 +12,10 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import urlsplit
 
 from pycrdt import Doc
+from starlette.datastructures import Headers, QueryParams
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocketDisconnect
 
@@ -170,12 +171,13 @@ class SyncService:
         """Who is asking, for which room: the socket's room and connection, or ``None`` once refused with a
         close code. Its own frame, so that nothing read here (the token, the query, the membership row) stays
         referenced for the hours a socket lives."""
-        if not self._origin_allowed(scope):
+        headers = Headers(scope=scope)
+        if not self._origin_allowed(headers):
             await self._refuse(channel, CLOSE_FORBIDDEN, "origin not allowed")
             return None
-        query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True))
+        query = QueryParams(scope.get("query_string", b""))
         try:
-            token = _token(query, scope)
+            token = _token(query, headers)
             user_id = self.authenticate(token) if token else None
             if user_id is None:
                 await self._refuse(channel, CLOSE_UNAUTHENTICATED, "missing, invalid or expired token")
@@ -249,14 +251,14 @@ class SyncService:
         metrics.CLOSES.labels(str(code)).inc()
         await channel.close(code, reason)
 
-    def _origin_allowed(self, scope: Scope) -> bool:
+    def _origin_allowed(self, headers: Headers) -> bool:
         """Browsers send Origin; only the server's own origin and configured ones may open a socket."""
-        origin = _header(scope, b"origin")
+        origin = headers.get("origin")
         if not origin:
             return True  # not a browser: authentication decides
         if origin in self.settings.allowed_origins or "*" in self.settings.allowed_origins:
             return True
-        host = _header(scope, b"host") or ""
+        host = headers.get("host", "")
         return urlsplit(origin).netloc == host
 
     # ---- rooms ---------------------------------------------------------------------------------------
@@ -561,19 +563,11 @@ class SyncService:
             metrics.ROOMS.set(len(self.rooms))
 
 
-def _header(scope: Scope, name: bytes) -> str | None:
-    """A request header of the upgrade (ASGI gives names lower-cased)."""
-    for key, value in scope["headers"]:
-        if key == name:
-            return bytes(value).decode("latin-1")
-    return None
-
-
-def _token(query: dict[str, str], scope: Scope) -> str | None:
+def _token(query: QueryParams, headers: Headers) -> str | None:
     token = query.get("token")
     if token:
         return token
-    auth = _header(scope, b"authorization") or ""
+    auth = headers.get("authorization", "")
     if auth.lower().startswith("bearer "):
         return auth[7:].strip() or None
     return None

@@ -30,25 +30,18 @@ print(first, mapped(1 << 20))
 """
 
 
-def _probe(mode: str, env: dict[str, str] | None = None) -> str:
-    out = subprocess.run([sys.executable, "-c", PROBE, mode], capture_output=True, text=True, check=True, env=env)
+def _python(code: str, *args: str, env: dict[str, str] | None = None) -> str:
+    out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, check=True, env=env)
     return out.stdout.strip()
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc only")
 def test_large_blocks_stay_mapped_after_one_is_freed() -> None:
-    assert _probe("default") == "True False"  # glibc's dynamic threshold: the second 1 MiB block is on the heap
-    assert _probe("fixed") == "True True"
+    assert _python(PROBE, "default") == "True False"  # glibc's dynamic threshold: the 2nd 1 MiB block is on the heap
+    assert _python(PROBE, "fixed") == "True True"
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc only")
 def test_an_operators_malloc_setting_is_left_alone() -> None:
     env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "4194304"}
-    out = subprocess.run(
-        [sys.executable, "-c", "from api.cli import return_large_blocks_to_the_os as f; print(f())"],
-        capture_output=True,
-        text=True,
-        check=True,
-        env=env,
-    )
-    assert out.stdout.strip() == "False"
+    assert _python("from api.cli import return_large_blocks_to_the_os as f; print(f())", env=env) == "False"
