@@ -84,7 +84,7 @@ class ThreadServer:
             host="127.0.0.1",
             port=self.port,
             log_level="warning",
-            ws_max_size=self.settings.max_message_bytes + 1024,
+            ws_max_size=self.settings.transport_max_frame_bytes(),
             timeout_graceful_shutdown=2,
         )
         self._server = uvicorn.Server(config)
