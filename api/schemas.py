@@ -18,8 +18,9 @@ def as_utc(value: datetime) -> datetime:
 
 Timestamp = Annotated[datetime, AfterValidator(as_utc)]
 Password = Annotated[str, Field(min_length=8, max_length=1024)]
-DisplayName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
-WorkspaceName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+NO_NUL = r"^[^\x00]*$"  # text stored in PostgreSQL columns cannot hold NUL (it failed there with a 500)
+DisplayName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100, pattern=NO_NUL)]
+WorkspaceName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=NO_NUL)]
 
 
 class _In(BaseModel):

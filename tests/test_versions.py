@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.support.node import wait_until
 from tests.support.pyclient import YClient, sync_url
@@ -285,3 +286,20 @@ def test_automatic_versions_interval_and_retention(make_server: Callable[..., Th
         items = _versions(client, wid, owner)["items"]
         assert [v["id"] for v in items if v["kind"] == "auto"] == [v["id"] for v in autos]
         assert named["id"] in [v["id"] for v in items]
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_text_with_a_nul_character_is_refused_with_422(make_server: Callable[..., ThreadServer], backend: str) -> None:
+    """PostgreSQL text cannot hold NUL: a label, workspace name or display name with one was a 500 there."""
+    srv = make_server(backend)
+    with httpx.Client(base_url=srv.base_url) as http:
+        owner = register(http, "owner")
+        wid = create_workspace(http, owner)
+        r = http.post(f"/api/workspaces/{wid}/versions", json={"label": "a\u0000b"}, headers=owner.headers)
+        assert r.status_code == 422 and "label" in r.text
+        r = http.patch(f"/api/workspaces/{wid}", json={"name": "a\u0000b"}, headers=owner.headers)
+        assert r.status_code == 422 and "name" in r.text
+        assert (
+            http.post(f"/api/workspaces/{wid}/versions", json={"label": "fine"}, headers=owner.headers).status_code
+            == 201
+        )

@@ -13,7 +13,7 @@ from api import quotas, versions
 from api.deps import Ctx, Member, Session, is_uuid, not_found, require
 from api.errors import ApiError
 from api.routes.notifications import parse_cursor
-from api.schemas import as_utc
+from api.schemas import NO_NUL, as_utc
 from persistence.models import DocVersion, User
 from sync_server.room import RoomFailed
 
@@ -27,7 +27,7 @@ _ERRORS: dict[int | str, dict[str, str]] = {
 }
 
 Limit = Annotated[int, Query(ge=1, le=200)]
-Label = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Label = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=NO_NUL)]
 
 
 class VersionIn(BaseModel):
