@@ -72,9 +72,7 @@ class ActivityCoalescer:
         for i in range(0, len(missing), 200):
             chunk = missing[i : i + 200]
             result = await session.execute(
-                _NEWEST.where(
-                    _rows.c.workspace_id.in_({w for w, _ in chunk}), _rows.c.task_id.in_({t for _, t in chunk})
-                )
+                _NEWEST, {"wids": sorted({w for w, _ in chunk}), "tids": sorted({t for _, t in chunk})}
             )
             found = {
                 (str(w), str(t)): _Newest(str(i_), f, a, int(d), as_utc(c), summ)
@@ -159,7 +157,7 @@ class ActivityCoalescer:
         stored: dict[str, int] = {}
         for i in range(0, len(grown), 500):
             ids = [e.id for _, _, e in grown[i : i + 500]]
-            result = await session.execute(select(_rows.c.id, _rows.c.doc_seq).where(_rows.c.id.in_(ids)))
+            result = await session.execute(_STORED_SEQS, {"ids": ids})
             stored.update((str(row_id), int(seq)) for row_id, seq in result)
         fallback: list[dict[str, Any]] = []
         for wid, tid, entry in grown:
@@ -175,6 +173,8 @@ class ActivityCoalescer:
 
 _rows: Table = Activity.__table__  # type: ignore[assignment]
 _newer = _rows.alias("newer")
+# Built once, with expanding bind parameters: an ``in_()`` built per call leaves cyclic garbage (see
+# api/notifications.py).
 _NEWEST = select(
     _rows.c.workspace_id,
     _rows.c.task_id,
@@ -188,8 +188,11 @@ _NEWEST = select(
     _rows.c.seq
     == select(func.max(_newer.c.seq))
     .where(_newer.c.workspace_id == _rows.c.workspace_id, _newer.c.task_id == _rows.c.task_id)
-    .scalar_subquery()
+    .scalar_subquery(),
+    _rows.c.workspace_id.in_(bindparam("wids", expanding=True)),
+    _rows.c.task_id.in_(bindparam("tids", expanding=True)),
 )
+_STORED_SEQS = select(_rows.c.id, _rows.c.doc_seq).where(_rows.c.id.in_(bindparam("ids", expanding=True)))
 
 
 def _no_row() -> _Newest:
@@ -197,8 +200,8 @@ def _no_row() -> _Newest:
     return _Newest("", None, None, -1, datetime.min.replace(tzinfo=UTC), None)
 
 
-# Built once: statement construction (and a fresh alias per call, which misses the compiled cache) cost more
-# than the database work.
+# Statement construction (and a fresh alias per call, which misses the compiled cache) also cost more than
+# the database work.
 _STORE = (
     update(_rows)
     .where(

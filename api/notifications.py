@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import weakref
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Table, select
+from sqlalchemy import Insert, Table, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.activity_coalescing import ActivityCoalescer
@@ -138,33 +139,43 @@ def activity_rows(
 # ---- storage -----------------------------------------------------------------------------------------------
 
 
+# The statements of a derivation window are built once, with bind parameters: a statement built per call
+# leaves cyclic garbage (a bound clause's ``_cloned_set`` holds the clause itself), and with the server's GC
+# thresholds (api/cli.py) that garbage piles up for minutes before a collection frees it.
+_DISABLED = select(NotificationPreference.user_id, NotificationPreference.type).where(
+    NotificationPreference.user_id.in_(bindparam("ids", expanding=True)), NotificationPreference.enabled.is_(False)
+)
+_MEMBERS_AMONG = select(Membership.user_id).where(
+    Membership.workspace_id == bindparam("wid"), Membership.user_id.in_(bindparam("ids", expanding=True))
+)
+
+
+@functools.cache
+def _insert_ignoring(dialect: str, table: Table, conflict: tuple[str, ...]) -> Insert:
+    if dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        return sqlite_insert(table).on_conflict_do_nothing(index_elements=conflict)
+    from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+    return pg_insert(table).on_conflict_do_nothing(index_elements=conflict)
+
+
 async def insert_ignoring_conflicts(
     session: AsyncSession, db: Database, table: Table, rows: list[dict[str, Any]], conflict: list[str]
 ) -> None:
     """``INSERT ... ON CONFLICT (conflict) DO NOTHING``: the unique key makes derivation idempotent."""
-    if not rows:
-        return
-    if db.is_sqlite:
-        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-        await session.execute(sqlite_insert(table).on_conflict_do_nothing(index_elements=conflict), rows)
-    else:
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-        await session.execute(pg_insert(table).on_conflict_do_nothing(index_elements=conflict), rows)
+    if rows:
+        statement = _insert_ignoring("sqlite" if db.is_sqlite else "postgresql", table, tuple(conflict))
+        await session.execute(statement, rows)
 
 
 async def disabled_types(session: AsyncSession, user_ids: Iterable[str]) -> set[tuple[str, str]]:
     """(user_id, type) pairs switched off; everything else is on (the default)."""
-    ids = list(set(user_ids))
+    ids = sorted(set(user_ids))
     if not ids:
         return set()
-    rows = await session.execute(
-        select(NotificationPreference.user_id, NotificationPreference.type).where(
-            NotificationPreference.user_id.in_(ids), NotificationPreference.enabled.is_(False)
-        )
-    )
-    return {(r[0], r[1]) for r in rows}
+    return {(r[0], r[1]) for r in await session.execute(_DISABLED, {"ids": ids})}
 
 
 async def store_notifications(session: AsyncSession, db: Database, planned: list[Planned]) -> set[str]:
@@ -176,9 +187,7 @@ async def store_notifications(session: AsyncSession, db: Database, planned: list
         by_ws.setdefault(p.workspace_id, set()).add(p.user_id)
     members: set[tuple[str, str]] = set()
     for wid, users in by_ws.items():
-        rows = await session.execute(
-            select(Membership.user_id).where(Membership.workspace_id == wid, Membership.user_id.in_(list(users)))
-        )
+        rows = await session.execute(_MEMBERS_AMONG, {"wid": wid, "ids": sorted(users)})
         members.update((wid, r[0]) for r in rows)
     off = await disabled_types(session, {p.user_id for p in planned})
     now = utcnow()

@@ -4,6 +4,7 @@ the newest (on SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
@@ -113,3 +114,27 @@ async def test_one_window_is_one_transaction_and_a_bad_workspace_does_not_block_
     await service.record_all({good: [(3, None, [_edit(1)])]})
     assert await _rows(db, good) == [("description", 3, {"inserted": 6, "deleted": 0})]
     assert (service.processed, service.failures) == (2, 1)
+
+
+async def test_a_derivation_window_leaves_no_cyclic_garbage(db: Database) -> None:
+    """The server collects cyclic garbage rarely (api/cli.py), so a derivation window, four a second under
+    typing, must not make any: statements built per window did, and the heap grew for minutes."""
+    wid = await _workspace(db)
+    service = NotificationService(db)
+    created = TaskChange("t-2", "created", task={"title": "x", "assignee_id": "someone", "created_by": "me"})
+
+    def window(seq: int) -> dict[str, list[tuple[int, str | None, list[TaskChange]]]]:
+        typing = [(seq + i, None, [_edit(1)]) for i in range(5)]
+        return {wid: [*typing, (seq + 5, None, [created])]}
+
+    await service.record_all(window(1))  # first use: compiled statements, caches
+    gc.collect()
+    gc.disable()
+    try:
+        for n in range(2, 7):
+            await service.record_all(window(n * 10))
+        garbage = gc.collect()
+    finally:
+        gc.enable()
+    assert service.failures == 0
+    assert garbage == 0
