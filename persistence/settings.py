@@ -64,6 +64,9 @@ class Settings(BaseSettings):
     )
     quota_max_document_bytes: int = Field(default=64 * 1024 * 1024, description="Largest workspace document")
     sqlite_synchronous: Literal["OFF", "NORMAL", "FULL", "EXTRA"] = "FULL"
+    malloc_trim_seconds: float = Field(
+        default=1.0, ge=0, description="plait serve returns free heap pages to the OS this often (0: never)"
+    )
 
     # version history (docs/versions.md)
     version_auto_interval_seconds: float = Field(
