@@ -20,7 +20,7 @@ from pycrdt import Doc, Map, Text
 from sqlalchemy import delete, func, select
 
 from api.schemas import as_utc
-from persistence.models import Activity, DocVersion, new_id, utcnow
+from persistence.models import Activity, DocVersion, Workspace, new_id, utcnow
 from sync_server import schema
 
 if TYPE_CHECKING:
@@ -219,6 +219,8 @@ class VersionService:
             self._wake.set()
 
     async def _last_auto(self, wid: str) -> float:
+        """When the interval starts: the newest automatic version, else the workspace's creation (a version at
+        the first change would hold a nearly empty document, and many fresh rooms would each encode one)."""
         if wid not in self._last:
             async with self.ctx.db.session() as s:
                 newest: datetime | None = await s.scalar(
@@ -226,6 +228,8 @@ class VersionService:
                         DocVersion.workspace_id == wid, DocVersion.kind == "auto"
                     )
                 )
+                if newest is None:
+                    newest = await s.scalar(select(Workspace.created_at).where(Workspace.id == wid))
             self._last[wid] = as_utc(newest).timestamp() if newest is not None else 0.0
         return self._last[wid]
 

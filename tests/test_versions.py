@@ -303,3 +303,27 @@ def test_text_with_a_nul_character_is_refused_with_422(make_server: Callable[...
             http.post(f"/api/workspaces/{wid}/versions", json={"label": "fine"}, headers=owner.headers).status_code
             == 201
         )
+
+
+def test_the_first_automatic_version_waits_an_interval_from_the_workspaces_creation(
+    make_server: Callable[..., ThreadServer],
+) -> None:
+    """A version at a new workspace's first change would hold a nearly empty document (and 500 fresh rooms
+    starting at once would each encode one): the interval counts from the creation when there is no earlier
+    automatic version."""
+    srv = make_server("sqlite", version_auto_interval_seconds=1.5)
+    with httpx.Client(base_url=srv.base_url, timeout=30) as client:
+        owner = register(client, "owner")
+        created = time.monotonic()
+        wid = create_workspace(client, owner)
+        _task(client, wid, owner, title="first")
+        time.sleep(0.5)
+        early = time.monotonic() - created
+        assert early < 1.2, "the check must run well inside the interval"
+        assert [v for v in _versions(client, wid, owner)["items"] if v["kind"] == "auto"] == []
+
+        def autos() -> list[dict[str, Any]] | None:
+            return [v for v in _versions(client, wid, owner)["items"] if v["kind"] == "auto"] or None
+
+        assert len(wait_until(autos, 10, message="no automatic version after the interval")) == 1
+        assert time.monotonic() - created >= 1.4
