@@ -23,7 +23,8 @@ from sqlalchemy import Table, bindparam, exists, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.schemas import as_utc
-from persistence.models import Activity
+from persistence.db import execute_many
+from persistence.models import Activity, new_id
 
 TEXT_EDIT_WINDOW = timedelta(seconds=60)
 REMEMBERED_TASKS = 10_000
@@ -119,6 +120,7 @@ class ActivityCoalescer:
                     elif prev.first_edit is not None:
                         prev.first_edit["doc_seq"] = row["doc_seq"]
                     continue
+            row["id"] = new_id()
             out.append(row)
             self._remember(
                 workspace_id,
@@ -140,7 +142,8 @@ class ActivityCoalescer:
         grown, self._grown = self._grown, []
         if not grown:
             return []
-        await session.execute(
+        await execute_many(
+            session,
             _STORE,
             [
                 {
@@ -153,6 +156,7 @@ class ActivityCoalescer:
                 }
                 for wid, tid, e in grown
             ],
+            json_params=("new_summary",),
         )
         stored: dict[str, int] = {}
         for i in range(0, len(grown), 500):
@@ -166,7 +170,7 @@ class ActivityCoalescer:
             # ours exactly when our update went through.
             if stored.get(entry.id) != entry.doc_seq:
                 self._newest.pop((wid, tid), None)
-                fallback.append(entry.first_edit)
+                fallback.append({**entry.first_edit, "id": new_id()})
             entry.first_edit = None
         return fallback
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import json
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.expression import ClauseElement
 
 
 def is_sqlite(url: str) -> bool:
@@ -62,3 +65,31 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+_COMPILED: dict[tuple[int, str], tuple[ClauseElement, str, tuple[str, ...]]] = {}
+
+
+async def execute_many(
+    session: AsyncSession,
+    statement: ClauseElement,
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    json_params: Collection[str] = (),
+) -> None:
+    """``executemany`` of a module-level statement, compiled once per dialect, with each row passed to the
+    driver as a tuple (the ``json_params`` serialized here). SQLAlchemy's own executemany processes every row's
+    bind parameters on the event loop: 15 µs a row, so a derivation window of 250 rows blocked it 4 ms.
+    Only for parameters the driver takes as they are (strings, numbers, JSON); not for dates."""
+    if not rows:
+        return
+    conn = await session.connection()
+    key = (id(statement), conn.dialect.name)
+    found = _COMPILED.get(key)
+    if found is None:
+        compiled = cast(SQLCompiler, statement.compile(dialect=conn.dialect))
+        # The statement is kept with its compiled form: its id() is never reused for another statement.
+        found = _COMPILED[key] = (statement, str(compiled), tuple(compiled.positiontup or ()))
+    _, sql, order = found
+    params = [tuple(json.dumps(row[n]) if n in json_params else row[n] for n in order) for row in rows]
+    await conn.exec_driver_sql(sql, params)
