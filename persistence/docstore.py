@@ -259,14 +259,17 @@ class DocumentStore:
     def __init__(self, db: Database) -> None:
         self.db = db
         self._sqlite = _SqliteThread(db.sqlite_path, db.sqlite_synchronous, "append") if db.is_sqlite else None
+        self._pg = None if db.is_sqlite else pg_append.PgAppender(db.engine)
         self._sqlite_reads = (
             _SqliteThread(db.sqlite_path, db.sqlite_synchronous, "load", LOAD_MMAP_BYTES) if db.is_sqlite else None
         )
 
-    def close(self) -> None:
+    async def close(self) -> None:
         for thread in (self._sqlite, self._sqlite_reads):
             if thread is not None:
                 thread.close()
+        if self._pg is not None:
+            await self._pg.close()
 
     async def ensure(self, session: AsyncSession, workspace_id: str) -> None:
         """Create the document head for a new workspace (inside the caller's transaction)."""
@@ -315,7 +318,8 @@ class DocumentStore:
             counts[item.workspace_id] = counts.get(item.workspace_id, 0) + 1
         if self._sqlite is not None:
             return await self._sqlite.run(self._sqlite.append, batch, counts)
-        return await pg_append.append_batch(self.db.engine, batch, counts)
+        assert self._pg is not None
+        return await self._pg.append_batch(batch, counts)
 
     async def save_snapshot(self, workspace_id: str, data: bytes, upto: int) -> tuple[int, int] | None:
         """Store ``data`` as the snapshot and delete the log rows up to ``upto``; returns (upto, rows_removed).

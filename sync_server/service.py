@@ -102,7 +102,7 @@ class SyncService:
                 conn.close(1001, "server shutting down")
         await self.writer.stop()
         await self._compact_all(within=10.0)
-        self.store.close()
+        await self.store.close()
         for task in (self._janitor, self._cluster):
             if task is not None:
                 task.cancel()

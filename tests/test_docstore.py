@@ -9,9 +9,10 @@ import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import asyncpg
 import pytest
 from pycrdt import Doc, Map
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from persistence.docstore import DocumentStore, PendingUpdate, UnknownDocument
 from persistence.models import Document, DocUpdate, Workspace
@@ -21,7 +22,9 @@ from tests.support.databases import migrated_database
 @pytest.fixture(params=["sqlite", "postgres"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[DocumentStore]:
     async with migrated_database(str(request.param), tmp_path) as db:
-        yield DocumentStore(db)
+        store = DocumentStore(db)
+        yield store
+        await store.close()
 
 
 async def _workspace(store: DocumentStore) -> str:
@@ -66,6 +69,52 @@ async def test_group_commit_assigns_contiguous_sequence_numbers(store: DocumentS
     loaded = await store.load(a)
     assert [s for s, _ in loaded.updates] == [1, 2, 3, 4] and loaded.last_seq == 4
     assert _rebuild(loaded.chunks()) == {"a0": 0, "a1": 1, "a2": 2}
+
+
+async def _terminate(store: DocumentStore, where: str) -> int:
+    async with store.db.session() as s:
+        ended = await s.scalar(
+            text(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                f"WHERE datname = current_database() AND pid <> pg_backend_pid() AND {where}"
+            )
+        )
+    return int(ended or 0)
+
+
+@pytest.fixture
+async def pg_store(tmp_path: Path) -> AsyncIterator[DocumentStore]:
+    async with migrated_database("postgres", tmp_path) as db:
+        store = DocumentStore(db)
+        yield store
+        await store.close()
+
+
+async def test_appends_outlive_a_terminated_postgres_connection(pg_store: DocumentStore) -> None:
+    """The appends keep one connection without pre-pinging it. One the server ended (what a restart does) is
+    replaced before the next batch; one lost in the middle of a statement fails that batch only. No batch is
+    counted twice, and none is lost without an error (its rooms then reload from the database)."""
+    store = pg_store
+    wid = await _workspace(store)
+    ups = _updates(5)
+    assert await store.append_batch([PendingUpdate(wid, ups[0], None)]) == [1]
+    assert await _terminate(store, "true") >= 1
+    await asyncio.sleep(0.3)  # the server's FATAL message reaches the kept connection
+    assert await store.append_batch([PendingUpdate(wid, ups[1], None)]) == [2]
+
+    # Lost mid-statement: the append waits for a lock on the head, and its backend is ended meanwhile.
+    async with store.db.transaction() as locker:
+        await locker.execute(select(Document).where(Document.workspace_id == wid).with_for_update())
+        append = asyncio.create_task(store.append_batch([PendingUpdate(wid, ups[2], None)]))
+        for _ in range(100):
+            if await _terminate(store, "wait_event_type = 'Lock'"):
+                break
+            await asyncio.sleep(0.05)
+        with pytest.raises(asyncpg.exceptions.ConnectionDoesNotExistError):
+            await append
+    assert await store.append_batch([PendingUpdate(wid, ups[3], None), PendingUpdate(wid, ups[4], None)]) == [3, 4]
+    loaded = await store.load(wid)
+    assert [seq for seq, _ in loaded.updates] == [1, 2, 3, 4]
 
 
 async def test_unknown_document(store: DocumentStore) -> None:
@@ -217,9 +266,11 @@ async def test_unknown_workspace_in_a_batch_writes_nothing_for_the_others(store:
 
 
 async def test_concurrent_batches_from_many_tasks_never_duplicate_or_skip_a_seq(store: DocumentStore) -> None:
-    """Many tasks append batches over overlapping workspaces, in different orders (on PostgreSQL each on its
-    own pooled connection): every seq 1..n is given exactly once per workspace, to the update stored there."""
+    """Many tasks append batches over overlapping workspaces, in different orders, through six stores (six
+    nodes, each with its own connection on PostgreSQL): every seq 1..n is given exactly once per workspace, to
+    the update stored there."""
     wids = [await _workspace(store) for _ in range(6)]
+    nodes = [store, *(DocumentStore(store.db) for _ in range(5))]
     got: dict[str, dict[int, bytes]] = {w: {} for w in wids}
 
     async def task(t: int) -> None:
@@ -231,7 +282,7 @@ async def test_concurrent_batches_from_many_tasks_never_duplicate_or_skip_a_seq(
                 for i in range(rng.randint(1, 3))
             ]
             rng.shuffle(batch)
-            seqs = await store.append_batch(batch)
+            seqs = await nodes[t % len(nodes)].append_batch(batch)
             last: dict[str, int] = {}
             for item, seq in zip(batch, seqs, strict=True):
                 assert seq > last.get(item.workspace_id, 0)  # batch order inside a workspace
@@ -240,7 +291,11 @@ async def test_concurrent_batches_from_many_tasks_never_duplicate_or_skip_a_seq(
                 got[item.workspace_id][seq] = item.data
             await asyncio.sleep(0)
 
-    await asyncio.gather(*(task(t) for t in range(24)))
+    try:
+        await asyncio.gather(*(task(t) for t in range(24)))
+    finally:
+        for node in nodes[1:]:
+            await node.close()
     heads = await store.heads(wids)
     for w in wids:
         assert sorted(got[w]) == list(range(1, heads[w] + 1))
