@@ -448,7 +448,10 @@ class Room:
         self.tail_count += len(ready)
         self.tail_bytes += sum(len(r.data) for r in ready)
         payload = ready[0].data if len(ready) == 1 else merge_updates(*(r.data for r in ready))
-        self._broadcast(create_update_message(payload))
+        # Not back to a socket that wrote all of it: it has it already.
+        source = ready[0].source
+        writer = source if source.startswith("ws:") and all(r.source == source for r in ready) else None
+        self._broadcast(create_update_message(payload), skip_source=writer)
         now = time.perf_counter()
         for r in ready:
             if r.received is not None:
@@ -617,10 +620,10 @@ class Room:
     def _awareness_message(entries: list[AwarenessEntry]) -> bytes:
         return create_awareness_message(encode_awareness(entries))
 
-    def _broadcast(self, message: bytes, *, include_unsynced: bool = False) -> None:
+    def _broadcast(self, message: bytes, *, include_unsynced: bool = False, skip_source: str | None = None) -> None:
         sent = 0
         for conn in list(self.conns):
-            if (conn.synced or include_unsynced) and conn.send(message):
+            if (conn.synced or include_unsynced) and conn.principal.source != skip_source and conn.send(message):
                 sent += 1
         metrics.MESSAGES_OUT.inc(sent)
         metrics.BYTES_OUT.inc(sent * len(message))

@@ -83,6 +83,27 @@ async def test_update_is_durable_before_any_peer_receives_it(server: ThreadServe
     await b.close()
 
 
+async def test_a_writer_is_not_sent_its_own_update_back(server: ThreadServer, client: httpx.Client) -> None:
+    """An update goes to the room's other sockets only: its writer has it already (with two clients a room,
+    the echo was half of every broadcast). A server-made change, here a schema repair, reaches the writer."""
+    wid, owner, (editor,) = workspace_with(client, "editor")
+    a = await _client(server, wid, owner)
+    b = await _client(server, wid, editor)
+    a_before, b_before = a.updates_received, b.updates_received
+    for i in range(5):
+        a.map("m")[str(i)] = i
+        await b.wait_for(lambda i=i: b.map("m").get(str(i)) == i)
+    await asyncio.sleep(0.3)  # an echo would have left the server with b's copy
+    assert b.updates_received >= b_before + 1
+    assert a.updates_received == a_before
+    tasks = a.doc.get("tasks", type=Map)
+    tasks["t-1"] = Map({"id": "t-1", "title": "x", "status": "bogus"})
+    await a.wait_for(lambda: tasks["t-1"].get("status") == "todo")  # the repair comes back to the writer
+    await b.wait_for(lambda: b.doc.get("tasks", type=Map)["t-1"].get("status") == "todo")
+    await a.close()
+    await b.close()
+
+
 async def test_python_provider_of_pycrdt_websocket_works_unchanged(server: ThreadServer, client: httpx.Client) -> None:
     wid, owner, _ = workspace_with(client)
     a = await _client(server, wid, owner)
