@@ -448,9 +448,9 @@ class Room:
         self.tail_count += len(ready)
         self.tail_bytes += sum(len(r.data) for r in ready)
         payload = ready[0].data if len(ready) == 1 else merge_updates(*(r.data for r in ready))
-        # Not back to a socket that wrote all of it: it has it already.
+        # Not back to a socket that wrote all of it: it has it already. (A REST or server source is no socket's.)
         source = ready[0].source
-        writer = source if source.startswith("ws:") and all(r.source == source for r in ready) else None
+        writer = source if all(r.source == source for r in ready) else None
         self._broadcast(create_update_message(payload), skip_source=writer)
         now = time.perf_counter()
         for r in ready:

@@ -7,6 +7,7 @@ import asyncio
 import random
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import asyncpg
@@ -19,12 +20,18 @@ from persistence.models import Document, DocUpdate, Workspace
 from tests.support.databases import migrated_database
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[DocumentStore]:
-    async with migrated_database(str(request.param), tmp_path) as db:
+@asynccontextmanager
+async def _open_store(backend: str, tmp_path: Path) -> AsyncIterator[DocumentStore]:
+    async with migrated_database(backend, tmp_path) as db:
         store = DocumentStore(db)
         yield store
         await store.close()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[DocumentStore]:
+    async with _open_store(str(request.param), tmp_path) as store:
+        yield store
 
 
 async def _workspace(store: DocumentStore) -> str:
@@ -84,10 +91,8 @@ async def _terminate(store: DocumentStore, where: str) -> int:
 
 @pytest.fixture
 async def pg_store(tmp_path: Path) -> AsyncIterator[DocumentStore]:
-    async with migrated_database("postgres", tmp_path) as db:
-        store = DocumentStore(db)
+    async with _open_store("postgres", tmp_path) as store:
         yield store
-        await store.close()
 
 
 async def test_appends_outlive_a_terminated_postgres_connection(pg_store: DocumentStore) -> None:
