@@ -2,7 +2,10 @@
 
 Consecutive description edits of the same task by the same actor within ``TEXT_EDIT_WINDOW`` add to the
 newest row's summary. The newest row of each task is remembered here, so steady typing costs one guarded
-``UPDATE`` per task per derivation batch instead of a query and an ORM flush.
+``UPDATE`` per task at most every ``SUMMARY_INTERVAL`` instead of a query and an ORM flush per keystroke.
+The summaries wait because on SQLite each write takes the database's one write lock, which the update log's
+appends (and so every peer's fan-out) then wait for: written every derivation window (four a second), they
+were most of s6's p95. A new row of a task whose summary is waiting writes it first, so rows stay in order.
 
 Several nodes may write activity for one workspace. The update is guarded: it only applies while no newer
 row exists for the task. When the guard fails, another node wrote in between; the edits then start a row of
@@ -14,6 +17,7 @@ it is already counted.
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -28,6 +32,7 @@ from persistence.models import Activity, new_id
 
 TEXT_EDIT_WINDOW = timedelta(seconds=60)
 REMEMBERED_TASKS = 10_000
+SUMMARY_INTERVAL = 2.0  # seconds a grown summary may wait in memory (the activity feed's lag while typing)
 
 
 @dataclass(eq=False)
@@ -48,16 +53,28 @@ class _Newest:
 class ActivityCoalescer:
     """Remembers the newest activity row of recently edited tasks (this node's derivation worker only)."""
 
-    def __init__(self, remembered: int = REMEMBERED_TASKS) -> None:
+    def __init__(self, remembered: int = REMEMBERED_TASKS, summary_interval: float = SUMMARY_INTERVAL) -> None:
         self._newest: OrderedDict[tuple[str, str], _Newest] = OrderedDict()
         self._remembered = remembered
-        self._grown: list[tuple[str, str, _Newest]] = []  # stored rows whose summary grew, not yet written
+        self._interval = summary_interval
+        self._grown: dict[tuple[str, str], _Newest] = {}  # stored rows whose summary grew, not yet written
+        self._grown_since: float | None = None  # monotonic time of the oldest growth not yet written
+        self._superseded = False  # a new row follows a grown one: write the summaries before inserting it
 
-    def forget_workspace(self, workspace_id: str) -> None:
-        """A transaction failed: what is remembered of this workspace may not be stored; re-read it."""
-        for key in [k for k in self._newest if k[0] == workspace_id]:
-            del self._newest[key]
-        self._grown = [g for g in self._grown if g[0] != workspace_id]
+    def store_due_in(self) -> float | None:
+        """Seconds until the grown summaries must be written (0: now); None when none is waiting."""
+        if self._grown_since is None:
+            return None
+        if self._superseded:
+            return 0.0
+        return max(0.0, self._grown_since + self._interval - time.monotonic())
+
+    def forget(self) -> None:
+        """A transaction failed: what is remembered may not be stored (summaries waiting to be written
+        included); re-read it all. Loses the counts of at most ``SUMMARY_INTERVAL`` of typing."""
+        self._newest.clear()
+        self._grown.clear()
+        self._grown_since, self._superseded = None, False
 
     def _remember(self, workspace_id: str, task_id: str, entry: _Newest) -> _Newest:
         key = (workspace_id, task_id)
@@ -96,7 +113,6 @@ class ActivityCoalescer:
         Call :meth:`store` before the transaction ends to write the summaries of stored rows that grew."""
         await self.prefetch(session, {(workspace_id, r["task_id"]) for r in rows if r["field"] == "description"})
         out: list[dict[str, Any]] = []
-        stored: list[tuple[str, _Newest]] = []  # stored rows that grew in this batch
         for row in rows:
             tid = row["task_id"]
             prev = self._lookup(workspace_id, tid) if row["field"] == "description" else None
@@ -106,7 +122,8 @@ class ActivityCoalescer:
                 if now - prev.created_at <= TEXT_EDIT_WINDOW:
                     if prev.pending is None and prev.first_edit is None:
                         prev.stored_doc_seq, prev.first_edit = prev.doc_seq, {**row, "summary": {}}
-                        stored.append((tid, prev))
+                        self._grown[(workspace_id, tid)] = prev
+                        self._grown_since = self._grown_since or time.monotonic()
                     summary = dict(prev.summary or {})
                     for k in ("inserted", "deleted"):
                         n = int((row["summary"] or {}).get(k, 0))
@@ -120,6 +137,8 @@ class ActivityCoalescer:
                     elif prev.first_edit is not None:
                         prev.first_edit["doc_seq"] = row["doc_seq"]
                     continue
+            if (workspace_id, tid) in self._grown:
+                self._superseded = True
             row["id"] = new_id()
             out.append(row)
             self._remember(
@@ -127,21 +146,23 @@ class ActivityCoalescer:
                 tid,
                 _Newest(row["id"], row["field"], row["actor_id"], row["doc_seq"], now, row["summary"], pending=row),
             )
-        self._grown.extend((workspace_id, tid, entry) for tid, entry in stored)
         for row in out:
             newest = self._newest.get((workspace_id, row["task_id"]))
             if newest is not None:
                 newest.pending = None
         return out
 
-    async def store(self, session: AsyncSession) -> list[dict[str, Any]]:
-        """Write the summaries that grew since the last call: one executemany and one check for every task
-        (a window can hold hundreds of workspaces; a statement per row would hold SQLite's write lock, which
-        the update log's appends wait for, across hundreds of round trips). Returns the rows of edits that
-        must start a row of their own because another node wrote a newer row meanwhile."""
-        grown, self._grown = self._grown, []
-        if not grown:
+    async def store(self, session: AsyncSession, *, force: bool = False) -> list[dict[str, Any]]:
+        """Write the summaries that grew since they were last written, if due (see ``store_due_in``) or
+        ``force``d: one executemany and one check for every task (a statement per row would hold SQLite's
+        write lock across hundreds of round trips). Call it before inserting the rows :meth:`record` returned.
+        Returns the rows of edits that must start a row of their own because another node wrote a newer row
+        meanwhile."""
+        due = self.store_due_in()
+        if due is None or (due > 0 and not force):
             return []
+        grown, self._grown = [(w, t, e) for (w, t), e in self._grown.items()], {}
+        self._grown_since, self._superseded = None, False
         await execute_many(
             session,
             _STORE,

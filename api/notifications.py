@@ -321,7 +321,7 @@ class NotificationService:
         self._task = asyncio.create_task(self._run(), name="plait-notifications")
 
     async def stop(self) -> None:
-        """Finish what is queued (at most 5 s), then stop."""
+        """Finish what is queued (at most 5 s) and write the summaries still waiting, then stop."""
         if self._task is None:
             return
         with contextlib.suppress(TimeoutError):
@@ -329,6 +329,25 @@ class NotificationService:
         self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
+        await self.write_summaries()
+
+    async def write_summaries(self) -> None:
+        """Write the activity summaries the coalescer holds back (typing), due or not."""
+        if self.coalescer.store_due_in() is None:
+            return
+        try:
+            async with self.db.transaction() as s:
+                await insert_ignoring_conflicts(
+                    s,
+                    self.db,
+                    Activity.__table__,  # type: ignore[arg-type]
+                    await self.coalescer.store(s, force=True),
+                    ["workspace_id", "dedup_key"],
+                )
+        except Exception:
+            self.failures += 1
+            self.coalescer.forget()
+            log.exception("writing activity summaries failed")
 
     async def drain(self) -> None:
         await self._queue.join()
@@ -337,12 +356,22 @@ class NotificationService:
         """SyncService listener: synchronous and cheap; the database work happens in the worker."""
         items = [(r.seq, r.actor_id, list(r.changes)) for r in requests if r.seq is not None and r.changes]
         if items:
-            self._queue.put_nowait((room.workspace_id, items))
+            self.submit(room.workspace_id, items)
+
+    def submit(self, workspace_id: str, items: list[tuple[int, str | None, list[TaskChange]]]) -> None:
+        """Queue durable changes (log seq, actor, changes) of one workspace for the worker."""
+        self._queue.put_nowait((workspace_id, items))
 
     async def _run(self) -> None:
         while True:
             # Take everything queued: under load, one transaction per workspace instead of one per commit batch.
-            batches = [await self._queue.get()]
+            # With no updates coming, still write the summaries held back once they are due.
+            due = self.coalescer.store_due_in()
+            try:
+                batches = [await asyncio.wait_for(self._queue.get(), due)]
+            except TimeoutError:
+                await self.write_summaries()
+                continue
             if self.batch_window:
                 await asyncio.sleep(self.batch_window)  # typing sends an update per keystroke: batch them
             while not self._queue.empty():
@@ -366,8 +395,7 @@ class NotificationService:
             publish(self.db, recipients)
             return
         except Exception:
-            for wid in merged:
-                self.coalescer.forget_workspace(wid)
+            self.coalescer.forget()
             if len(merged) == 1:
                 self.failures += 1
                 log.exception("recording activity/notifications for %s failed", next(iter(merged)))
@@ -378,7 +406,7 @@ class NotificationService:
                 self.processed += 1
             except Exception:
                 self.failures += 1
-                self.coalescer.forget_workspace(wid)
+                self.coalescer.forget()
                 log.exception("recording activity/notifications for %s failed", wid)
 
     async def record(self, workspace_id: str, items: list[tuple[int, str | None, list[TaskChange]]]) -> None:

@@ -4,6 +4,7 @@ the newest (on SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
+import asyncio
 import gc
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -42,13 +43,18 @@ def _edit(inserted: int, deleted: int = 0) -> TaskChange:
 
 
 async def _record(
-    db: Database, node: ActivityCoalescer, wid: str, items: list[tuple[int, str | None, TaskChange]], now: Any = None
+    db: Database,
+    node: ActivityCoalescer,
+    wid: str,
+    items: list[tuple[int, str | None, TaskChange]],
+    now: Any = None,
+    force: bool = True,
 ) -> None:
     now = now or utcnow()
     rows = [row for seq, actor, ch in items for row in activity_rows(wid, seq, actor, [ch], now)]
     async with db.transaction() as s:
         out = await node.record(s, wid, rows, now)
-        out += await node.store(s)
+        out += await node.store(s, force=force)
         await insert_ignoring_conflicts(s, db, Activity.__table__, out, ["workspace_id", "dedup_key"])  # type: ignore[arg-type]
 
 
@@ -104,6 +110,64 @@ async def test_edits_never_fold_into_a_row_another_node_superseded(db: Database)
     ]
 
 
+async def test_grown_summaries_wait_for_their_interval_but_never_for_a_newer_row(db: Database) -> None:
+    """Typing's summary is written at most every interval (SQLite's write lock is the update log's too), but
+    a row that follows it in the feed writes it first, so the feed keeps its order."""
+    wid = await _workspace(db)
+    node = ActivityCoalescer(summary_interval=3600)
+
+    async def window(*items: tuple[int, str | None, TaskChange]) -> None:
+        await _record(db, node, wid, list(items), force=False)
+
+    await window((1, None, _edit(3)))  # a new row is inserted at once
+    assert await _rows(db, wid) == [("description", 1, {"inserted": 3, "deleted": 0})]
+    await window((2, None, _edit(2)))
+    await window((3, None, _edit(1, 1)))
+    assert await _rows(db, wid) == [("description", 1, {"inserted": 3, "deleted": 0})]  # held back
+    due = node.store_due_in()
+    assert due is not None and due > 3000
+    await window((4, None, TaskChange(TASK, "updated", field="status", old="todo", new="doing")))
+    assert await _rows(db, wid) == [
+        ("description", 3, {"inserted": 6, "deleted": 1}),
+        ("status", 4, None),
+    ]
+    assert node.store_due_in() is None
+    await window((5, None, _edit(1)), (6, None, _edit(1)))  # a new run, its growth within the window is inserted
+    await window((7, None, _edit(4)))
+    assert (await _rows(db, wid))[-1] == ("description", 6, {"inserted": 2, "deleted": 0})
+    await _record(db, node, wid, [], force=True)
+    assert (await _rows(db, wid))[-1] == ("description", 7, {"inserted": 6, "deleted": 0})
+
+
+async def test_the_worker_writes_held_back_summaries_when_due_and_when_it_stops(db: Database) -> None:
+    wid = await _workspace(db)
+    service = NotificationService(db)
+    service.coalescer = ActivityCoalescer(summary_interval=0.2)
+    service.start()
+    try:
+        service.submit(wid, [(1, None, [_edit(1)])])
+        await service.drain()
+        service.submit(wid, [(2, None, [_edit(2)])])
+        await service.drain()
+        assert await _rows(db, wid) == [("description", 1, {"inserted": 1, "deleted": 0})]
+        for _ in range(100):  # no more updates: the idle worker writes it once due (0.2 s)
+            await asyncio.sleep(0.05)
+            if await _rows(db, wid) != [("description", 1, {"inserted": 1, "deleted": 0})]:
+                break
+        assert await _rows(db, wid) == [("description", 2, {"inserted": 3, "deleted": 0})]
+    finally:
+        await service.stop()
+    service = NotificationService(db)
+    service.coalescer = ActivityCoalescer(summary_interval=3600)
+    service.start()
+    for seq, inserted in ((3, 4), (4, 1)):
+        service.submit(wid, [(seq, None, [_edit(inserted)])])
+        await service.drain()
+    assert await _rows(db, wid) == [("description", 2, {"inserted": 3, "deleted": 0})]  # both held back
+    await service.stop()  # a clean shutdown writes what was held back
+    assert await _rows(db, wid) == [("description", 4, {"inserted": 8, "deleted": 0})]
+
+
 async def test_one_window_is_one_transaction_and_a_bad_workspace_does_not_block_the_others(db: Database) -> None:
     good = await _workspace(db)
     service = NotificationService(db)
@@ -112,6 +176,7 @@ async def test_one_window_is_one_transaction_and_a_bad_workspace_does_not_block_
     assert await _rows(db, good) == [("description", 2, {"inserted": 5, "deleted": 0})]
     assert (service.processed, service.failures) == (1, 1)
     await service.record_all({good: [(3, None, [_edit(1)])]})
+    await service.write_summaries()  # the grown summary is held back until due
     assert await _rows(db, good) == [("description", 3, {"inserted": 6, "deleted": 0})]
     assert (service.processed, service.failures) == (2, 1)
 
