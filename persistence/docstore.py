@@ -24,7 +24,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from persistence import pg_append
+from persistence import pg_direct
 from persistence.db import Database
 from persistence.models import DocSnapshot, Document, DocUpdate, utcnow
 
@@ -259,7 +259,8 @@ class DocumentStore:
     def __init__(self, db: Database) -> None:
         self.db = db
         self._sqlite = _SqliteThread(db.sqlite_path, db.sqlite_synchronous, "append") if db.is_sqlite else None
-        self._pg = None if db.is_sqlite else pg_append.PgAppender(db.engine)
+        self._pg = None if db.is_sqlite else pg_direct.PgAppender(db.engine)
+        self._pg_reads = None if db.is_sqlite else pg_direct.PgLoader(db.engine)
         self._sqlite_reads = (
             _SqliteThread(db.sqlite_path, db.sqlite_synchronous, "load", LOAD_MMAP_BYTES) if db.is_sqlite else None
         )
@@ -268,8 +269,9 @@ class DocumentStore:
         for thread in (self._sqlite, self._sqlite_reads):
             if thread is not None:
                 thread.close()
-        if self._pg is not None:
-            await self._pg.close()
+        for kept in (self._pg, self._pg_reads):
+            if kept is not None:
+                await kept.close()
 
     async def ensure(self, session: AsyncSession, workspace_id: str) -> None:
         """Create the document head for a new workspace (inside the caller's transaction)."""
@@ -278,27 +280,13 @@ class DocumentStore:
     async def load(self, workspace_id: str) -> StoredDocument:
         if self._sqlite_reads is not None:
             return await self._sqlite_reads.run(self._sqlite_reads.load, workspace_id)
-        async with self.db.sessions() as s:
-            # One consistent view (the session's single transaction): a concurrent compaction must not slip
-            # between the snapshot read and the log read.
-            await s.connection(execution_options={"isolation_level": "REPEATABLE READ"})
-            head = (await s.execute(select(Document.epoch).where(Document.workspace_id == workspace_id))).first()
-            snap = (
-                await s.execute(
-                    select(DocSnapshot.upto_seq, DocSnapshot.data).where(DocSnapshot.workspace_id == workspace_id)
-                )
-            ).first()
-            since = int(snap[0]) if snap else 0
-            rows = await _log_after(s, workspace_id, since)
-            if head is None:
-                raise UnknownDocument(workspace_id)
-            return StoredDocument(
-                epoch=head[0], snapshot=bytes(snap[1]) if snap else None, snapshot_seq=since, updates=rows
-            )
+        assert self._pg_reads is not None
+        epoch, since, snapshot, updates = await self._pg_reads.load(workspace_id)
+        return StoredDocument(epoch=epoch, snapshot=snapshot, snapshot_seq=since, updates=updates)
 
     async def warm_up(self) -> None:
-        """Run ``load`` once before the first join: on PostgreSQL SQLAlchemy compiles and caches its statements,
-        on SQLite the load thread opens its connection."""
+        """Run ``load`` once before the first join: its connection is opened (and on PostgreSQL its statement
+        prepared) before anyone waits for it."""
         with contextlib.suppress(UnknownDocument):
             await self.load("00000000-0000-0000-0000-000000000000")
 

@@ -122,6 +122,23 @@ async def test_appends_outlive_a_terminated_postgres_connection(pg_store: Docume
     assert [seq for seq, _ in loaded.updates] == [1, 2, 3, 4]
 
 
+async def test_loads_outlive_a_terminated_postgres_connection(pg_store: DocumentStore) -> None:
+    """The loads keep their own connection, without pre-pinging it either: one the server ended is replaced,
+    noticed or not, and the load runs once more on the new one instead of failing the join."""
+    store = pg_store
+    wid = await _workspace(store)
+    ups = _updates(2)
+    await store.append_batch([PendingUpdate(wid, u, None) for u in ups])
+    assert [seq for seq, _ in (await store.load(wid)).updates] == [1, 2]
+    for settle in (0.3, 0.0):  # the FATAL message arrived before the next load, or not yet
+        assert await _terminate(store, "true") >= 1
+        await asyncio.sleep(settle)
+        loaded = await store.load(wid)
+        assert [seq for seq, _ in loaded.updates] == [1, 2] and loaded.chunks() == ups
+    with pytest.raises(UnknownDocument):
+        await store.load("00000000-0000-4000-8000-000000000000")
+
+
 async def test_large_snapshots_are_compressed_with_lz4_on_postgres(pg_store: DocumentStore) -> None:
     """A cold join reads the snapshot: lz4 reads a 5.5 MB one in about 8 ms, PostgreSQL's default pglz in 13."""
     store = pg_store

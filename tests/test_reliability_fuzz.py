@@ -28,7 +28,7 @@ from pycrdt import Doc, Map
 
 from persistence.db import Database
 from persistence.docstore import DocumentStore
-from tests.support.databases import fresh_database
+from tests.support.databases import fresh_database, stored_document
 from tests.support.fuzz import KINDS, FrameContext, Observer, Prober, make_frame, verdict
 from tests.support.pyclient import YClient, sync_url
 from tests.support.server import SECRET, ProcessServer, ThreadServer
@@ -163,7 +163,7 @@ def _keys(c: YClient) -> set[str]:
 async def _stored_keys(url: str, wid: str) -> set[str]:
     db = Database(url)
     try:
-        stored = await DocumentStore(db).load(wid)
+        stored = await stored_document(db, wid)
     finally:
         await db.dispose()
     doc: Doc[Any] = Doc()

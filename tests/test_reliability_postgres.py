@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 from persistence.db import Database
-from persistence.docstore import DocumentStore
+from tests.support.databases import stored_document
 from tests.support.pgserver import PgServer
 from tests.support.pyclient import YClient, sync_url
 from tests.support.server import SECRET, ProcessServer
@@ -120,7 +120,7 @@ async def _stored_keys(url: str, wid: str) -> set[str]:
 
     db = Database(url)
     try:
-        stored = await DocumentStore(db).load(wid)
+        stored = await stored_document(db, wid)
     finally:
         await db.dispose()
     doc: Doc[Any] = Doc()

@@ -12,8 +12,9 @@ import httpx
 from pycrdt import Doc, Map, Text
 
 from persistence.db import Database
-from persistence.docstore import DocumentStore, StoredDocument
+from persistence.docstore import StoredDocument
 from sync_server.room import Room
+from tests.support.databases import stored_document
 from tests.support.pyclient import YClient, sync_url
 from tests.support.server import ThreadServer
 from tests.support.users import Account, workspace_with
@@ -41,7 +42,7 @@ async def _unloaded(server: ThreadServer, wid: str) -> None:
 async def _stored(server: ThreadServer, wid: str) -> StoredDocument:
     db = Database(server.settings.resolved_database_url())
     try:
-        return await DocumentStore(db).load(wid)
+        return await stored_document(db, wid)
     finally:
         await db.dispose()
 

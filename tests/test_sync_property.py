@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from pycrdt import Doc, Map, Text
 
 from persistence.db import Database
-from persistence.docstore import DocumentStore
+from tests.support.databases import stored_document
 from tests.support.pyclient import YClient, sync_url
 from tests.support.server import ThreadServer
 from tests.support.users import create_workspace, register
@@ -67,7 +67,7 @@ def test_random_interleavings_converge_and_persist(server: ThreadServer, ops: li
         await asyncio.sleep(0.1)
         db = Database(server.settings.resolved_database_url())
         try:
-            stored = await DocumentStore(db).load(wid)
+            stored = await stored_document(db, wid)
         finally:
             await db.dispose()
         doc: Doc = Doc()

@@ -27,6 +27,7 @@ from pycrdt import (
 from persistence.db import Database
 from persistence.docstore import DocumentStore
 from sync_server.protocol import AwarenessEntry, encode_awareness
+from tests.support.databases import stored_document
 from tests.support.pyclient import YClient, async_wait_until, pycrdt_provider, sync_url
 from tests.support.server import ThreadServer
 from tests.support.users import Account, create_workspace, register, workspace_with
@@ -42,7 +43,7 @@ async def _client(server: ThreadServer, wid: str, acct: Account, **kw: object) -
 async def _stored_doc(server: ThreadServer, wid: str) -> Doc:
     db = Database(server.settings.resolved_database_url())
     try:
-        stored = await DocumentStore(db).load(wid)
+        stored = await stored_document(db, wid)
     finally:
         await db.dispose()
     doc: Doc = Doc()
@@ -566,7 +567,7 @@ async def test_compaction_under_concurrent_writes_loses_nothing(make_server: obj
         await asyncio.sleep(0.3)
         db = Database(srv.settings.resolved_database_url())
         stored_rows, _ = await DocumentStore(db).log_size(wid)
-        snapshot = await DocumentStore(db).load(wid)
+        snapshot = await stored_document(db, wid)
         await db.dispose()
         assert snapshot.snapshot is not None, "compaction produced a snapshot"
         assert stored_rows < 300, "compaction removed folded rows"
