@@ -86,6 +86,9 @@ class ActivityCoalescer:
 
     async def prefetch(self, session: AsyncSession, pairs: set[tuple[str, str]]) -> None:
         """Read the newest rows of the (workspace, task) pairs not remembered yet, a few hundred per query."""
+        for pair in pairs:  # a task forgotten while its grown summary waits: that is still its newest row
+            if pair not in self._newest and pair in self._grown:
+                self._remember(*pair, self._grown[pair])
         missing = sorted(p for p in pairs if p not in self._newest)
         for i in range(0, len(missing), 200):
             chunk = missing[i : i + 200]

@@ -139,6 +139,25 @@ async def test_grown_summaries_wait_for_their_interval_but_never_for_a_newer_row
     assert (await _rows(db, wid))[-1] == ("description", 7, {"inserted": 6, "deleted": 0})
 
 
+async def test_a_held_back_summary_survives_its_task_being_forgotten(db: Database) -> None:
+    """The memory of tasks is bounded; a task pushed out of it while its summary waits keeps its counts."""
+    wid = await _workspace(db)
+    node = ActivityCoalescer(remembered=1, summary_interval=3600)
+
+    def edit(task: str, inserted: int) -> TaskChange:
+        return TaskChange(task, "updated", field="description", summary={"inserted": inserted, "deleted": 0})
+
+    for seq, (task, n) in enumerate([("a", 1), ("b", 1), ("a", 2), ("b", 3), ("a", 4)], 1):
+        await _record(db, node, wid, [(seq, None, edit(task, n))], force=False)
+    await _record(db, node, wid, [], force=True)
+    async with db.session() as s:
+        got = await s.execute(select(Activity.task_id, Activity.summary).where(Activity.workspace_id == wid))
+        assert {str(t): summ for t, summ in got} == {
+            "a": {"inserted": 7, "deleted": 0},
+            "b": {"inserted": 4, "deleted": 0},
+        }
+
+
 async def test_the_worker_writes_held_back_summaries_when_due_and_when_it_stops(db: Database) -> None:
     wid = await _workspace(db)
     service = NotificationService(db)
