@@ -336,14 +336,7 @@ class NotificationService:
         if self.coalescer.store_due_in() is None:
             return
         try:
-            async with self.db.transaction() as s:
-                await insert_ignoring_conflicts(
-                    s,
-                    self.db,
-                    Activity.__table__,  # type: ignore[arg-type]
-                    await self.coalescer.store(s, force=True),
-                    ["workspace_id", "dedup_key"],
-                )
+            await self._record({}, write_summaries=True)
         except Exception:
             self.failures += 1
             self.coalescer.forget()
@@ -412,7 +405,9 @@ class NotificationService:
     async def record(self, workspace_id: str, items: list[tuple[int, str | None, list[TaskChange]]]) -> None:
         publish(self.db, await self._record({workspace_id: items}))
 
-    async def _record(self, merged: dict[str, list[tuple[int, str | None, list[TaskChange]]]]) -> set[str]:
+    async def _record(
+        self, merged: dict[str, list[tuple[int, str | None, list[TaskChange]]]], *, write_summaries: bool = False
+    ) -> set[str]:
         now = utcnow()
         async with self.db.transaction() as s:
             activity: list[dict[str, Any]] = []
@@ -434,7 +429,7 @@ class NotificationService:
                     await asyncio.sleep(0)
             # Nothing above writes, so SQLite's write lock (which the update log's appends wait for) is taken
             # only from here on, by the few statements of the window.
-            activity.extend(await self.coalescer.store(s))
+            activity.extend(await self.coalescer.store(s, force=write_summaries))
             await insert_ignoring_conflicts(
                 s,
                 self.db,
