@@ -24,7 +24,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from persistence import pg_direct
+from persistence import pg_direct, snapshot_codec
 from persistence.db import Database
 from persistence.models import DocSnapshot, Document, DocUpdate, utcnow
 
@@ -210,7 +210,8 @@ class _SqliteThread:
                 )
             else:
                 conn.execute(
-                    "UPDATE doc_snapshots SET upto_seq = ?, data = ?, created_at = ? WHERE workspace_id = ?",
+                    "UPDATE doc_snapshots SET upto_seq = ?, data = ?, codec = NULL, raw_bytes = NULL, created_at = ? "
+                    "WHERE workspace_id = ?",
                     (upto, data, now, workspace_id),
                 )
             removed = conn.execute(
@@ -231,7 +232,7 @@ class _SqliteThread:
             if head is None:
                 raise UnknownDocument(workspace_id)
             snap = conn.execute(
-                "SELECT upto_seq, data FROM doc_snapshots WHERE workspace_id = ?", (workspace_id,)
+                "SELECT upto_seq, data, codec FROM doc_snapshots WHERE workspace_id = ?", (workspace_id,)
             ).fetchone()
             since = int(snap[0]) if snap else 0
             rows = conn.execute(
@@ -242,7 +243,7 @@ class _SqliteThread:
             conn.execute("COMMIT")
         return StoredDocument(
             epoch=head[0],
-            snapshot=bytes(snap[1]) if snap else None,
+            snapshot=snapshot_codec.expand(bytes(snap[1]), snap[2]) if snap else None,
             snapshot_seq=since,
             updates=[(int(q), bytes(d)) for q, d in rows],
         )
@@ -281,7 +282,8 @@ class DocumentStore:
         if self._sqlite_reads is not None:
             return await self._sqlite_reads.run(self._sqlite_reads.load, workspace_id)
         assert self._pg_reads is not None
-        epoch, since, snapshot, updates = await self._pg_reads.load(workspace_id)
+        epoch, since, stored, codec, updates = await self._pg_reads.load(workspace_id)
+        snapshot = None if stored is None else await snapshot_codec.decompress(stored, codec)
         return StoredDocument(epoch=epoch, snapshot=snapshot, snapshot_seq=since, updates=updates)
 
     async def warm_up(self) -> None:
@@ -320,6 +322,8 @@ class DocumentStore:
         """
         if self._sqlite is not None:
             return await self._sqlite.run(self._sqlite.save_snapshot, workspace_id, data, upto)
+        raw_bytes = len(data)
+        data, codec = await snapshot_codec.compress(data)
         async with self.db.transaction() as s:
             head = await s.scalar(select(Document.last_seq).where(Document.workspace_id == workspace_id))
             if head is None:
@@ -332,14 +336,23 @@ class DocumentStore:
             if since is None:
                 try:
                     async with s.begin_nested():
-                        s.add(DocSnapshot(workspace_id=workspace_id, upto_seq=upto, data=data, created_at=utcnow()))
+                        s.add(
+                            DocSnapshot(
+                                workspace_id=workspace_id,
+                                upto_seq=upto,
+                                data=data,
+                                codec=codec,
+                                raw_bytes=raw_bytes,
+                                created_at=utcnow(),
+                            )
+                        )
                 except IntegrityError:
                     return None  # another snapshot got there first
             else:
                 result = await s.execute(
                     update(DocSnapshot)
                     .where(DocSnapshot.workspace_id == workspace_id, DocSnapshot.upto_seq == since)
-                    .values(upto_seq=upto, data=data, created_at=utcnow())
+                    .values(upto_seq=upto, data=data, codec=codec, raw_bytes=raw_bytes, created_at=utcnow())
                 )
                 if getattr(result, "rowcount", 0) != 1:
                     return None
@@ -368,13 +381,21 @@ class DocumentStore:
             head = await s.get(Document, workspace_id)
             if head is None:
                 raise UnknownDocument(workspace_id)
-            snap = await s.get(DocSnapshot, workspace_id)
+            # The document's size, not the stored one (the quota counts what a client would download).
+            snap = (
+                await s.execute(
+                    select(
+                        DocSnapshot.upto_seq,
+                        func.coalesce(DocSnapshot.raw_bytes, func.length(DocSnapshot.data)),
+                    ).where(DocSnapshot.workspace_id == workspace_id)
+                )
+            ).one_or_none()
         rows, size = await self.log_size(workspace_id)
         return {
             "epoch": head.epoch,
             "last_seq": head.last_seq,
-            "snapshot_seq": snap.upto_seq if snap else 0,
-            "snapshot_bytes": len(snap.data) if snap else 0,
+            "snapshot_seq": int(snap[0]) if snap else 0,
+            "snapshot_bytes": int(snap[1]) if snap else 0,
             "log_rows": rows,
             "log_bytes": size,
         }

@@ -148,6 +148,10 @@ class DocSnapshot(Base):
     )
     upto_seq: Mapped[int] = mapped_column(BigInteger)
     data: Mapped[bytes] = mapped_column(LargeBinary)
+    # How ``data`` is encoded (persistence/snapshot_codec.py): NULL as is, "lz4" compressed by Plait
+    # (PostgreSQL); raw_bytes is then the length of the document itself, which the size quota counts.
+    codec: Mapped[str | None] = mapped_column(String(16))
+    raw_bytes: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(TS, default=utcnow)
 
 

@@ -95,14 +95,14 @@ SELECT workspace_id, NULL FROM locked WHERE NOT EXISTS (SELECT FROM heads)
 """
 
 
-# $1 workspace. The head (seq NULL: epoch, snapshot seq and data, NULLs without a snapshot), then the log
-# rows after the snapshot (seq, data); no row at all without a head.
+# $1 workspace. The head (seq NULL: epoch, snapshot seq, data and codec, NULLs without a snapshot), then the
+# log rows after the snapshot (seq, data); no row at all without a head.
 LOAD_SQL = """
-SELECT NULL::int8 AS seq, h.epoch, s.upto_seq, s.data
+SELECT NULL::int8 AS seq, h.epoch, s.upto_seq, s.data, s.codec
 FROM documents AS h LEFT JOIN doc_snapshots AS s ON s.workspace_id = h.workspace_id
 WHERE h.workspace_id = $1::varchar
 UNION ALL
-SELECT u.seq, NULL, NULL, u.data
+SELECT u.seq, NULL, NULL, u.data, NULL
 FROM doc_updates AS u
 WHERE u.workspace_id = $1::varchar
   AND u.seq > COALESCE((SELECT upto_seq FROM doc_snapshots WHERE workspace_id = $1::varchar), 0)
@@ -207,16 +207,17 @@ class PgLoader(KeptConnection):
     ms, most rooms' well under one. A load is a read, so one that lost its connection (PostgreSQL restarted)
     is tried once more on a fresh one instead of failing the join."""
 
-    async def load(self, workspace_id: str) -> tuple[str, int, bytes | None, list[tuple[int, bytes]]]:
-        """(epoch, snapshot seq, snapshot, log rows after it in order); UnknownDocument without a head."""
-        head: tuple[str, int, bytes | None] | None = None
+    async def load(self, workspace_id: str) -> tuple[str, int, bytes | None, str | None, list[tuple[int, bytes]]]:
+        """(epoch, snapshot seq, stored snapshot, its codec, log rows after it in order); UnknownDocument
+        without a head."""
+        head: tuple[str, int, bytes | None, str | None] | None = None
         updates: list[tuple[int, bytes]] = []
-        for seq, epoch, upto, data in await self._fetch(LOAD_SQL, workspace_id, retry_lost=True):
+        for seq, epoch, upto, data, codec in await self._fetch(LOAD_SQL, workspace_id, retry_lost=True):
             if seq is None:
-                head = (str(epoch), int(upto or 0), data)
+                head = (str(epoch), int(upto or 0), data, codec)
             else:
                 updates.append((int(seq), data))
         if head is None:
             raise _unknown(workspace_id)
         updates.sort()
-        return head[0], head[1], head[2], updates
+        return *head, updates

@@ -8,6 +8,7 @@ import random
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncpg
@@ -15,6 +16,7 @@ import pytest
 from pycrdt import Doc, Map
 from sqlalchemy import select, text
 
+from persistence import snapshot_codec
 from persistence.docstore import DocumentStore, PendingUpdate, UnknownDocument
 from persistence.models import Document, DocUpdate, Workspace
 from tests.support.databases import migrated_database
@@ -139,20 +141,62 @@ async def test_loads_outlive_a_terminated_postgres_connection(pg_store: Document
         await store.load("00000000-0000-4000-8000-000000000000")
 
 
-async def test_large_snapshots_are_compressed_with_lz4_on_postgres(pg_store: DocumentStore) -> None:
-    """A cold join reads the snapshot: lz4 reads a 5.5 MB one in about 8 ms, PostgreSQL's default pglz in 13."""
+async def test_snapshots_are_compressed_by_plait_on_postgres(pg_store: DocumentStore) -> None:
+    """A cold join reads the snapshot: compressed by Plait it crosses the socket at a quarter of its size, and
+    PostgreSQL stores it as it is (no second compression); the quota still counts the document's own size."""
     store = pg_store
     wid = await _workspace(store)
     doc = Doc()
     doc["m"] = Map({str(i): "text that compresses " * 4 for i in range(3000)})
+    update = doc.get_update()
+    await store.append_batch([PendingUpdate(wid, update, None)])
+    assert await store.save_snapshot(wid, update, 1) is not None
+    async with store.db.session() as s:
+        codec, raw_bytes, stored, toast = (
+            await s.execute(
+                text(
+                    "SELECT codec, raw_bytes, octet_length(data), pg_column_compression(data) "
+                    "FROM doc_snapshots WHERE workspace_id = :w"
+                ),
+                {"w": wid},
+            )
+        ).one()
+    assert (codec, raw_bytes, toast) == ("lz4", len(update), None)
+    assert stored < len(update) / 4
+    assert (await store.info(wid))["snapshot_bytes"] == len(update)
+    loaded = await store.load(wid)
+    assert loaded.snapshot == update
+    assert _rebuild(loaded.chunks()) == {str(i): "text that compresses " * 4 for i in range(3000)}
+
+
+async def test_snapshots_written_before_compression_still_load(store: DocumentStore) -> None:
+    """Rows from before migration 0005 hold the document as it is (codec NULL) until compaction rewrites them;
+    SQLite keeps writing them so (it reads snapshots from a memory map, where expanding only costs)."""
+    wid = await _workspace(store)
+    doc = Doc()
+    doc["m"] = Map({"a": "written before " * 100})
+    update = doc.get_update()
+    async with store.db.transaction() as s:
+        await s.execute(
+            text("INSERT INTO doc_snapshots (workspace_id, upto_seq, data, created_at) VALUES (:w, 0, :d, :t)"),
+            {"w": wid, "d": update, "t": datetime.now(UTC)},
+        )
+    loaded = await store.load(wid)
+    assert loaded.snapshot == update
+    assert (await store.info(wid))["snapshot_bytes"] == len(update)
+    doc["m"]["b"] = "after"
     await store.append_batch([PendingUpdate(wid, doc.get_update(), None)])
     assert await store.save_snapshot(wid, doc.get_update(), 1) is not None
     async with store.db.session() as s:
-        method = await s.scalar(
-            text("SELECT pg_column_compression(data) FROM doc_snapshots WHERE workspace_id = :w"), {"w": wid}
-        )
-    assert method == "lz4"
-    assert _rebuild((await store.load(wid)).chunks()) == {str(i): "text that compresses " * 4 for i in range(3000)}
+        codec = await s.scalar(text("SELECT codec FROM doc_snapshots WHERE workspace_id = :w"), {"w": wid})
+    assert codec == (None if store.db.is_sqlite else "lz4")
+    assert _rebuild((await store.load(wid)).chunks()) == {"a": "written before " * 100, "b": "after"}
+
+
+def test_an_unknown_codec_is_refused_not_misread() -> None:
+    with pytest.raises(ValueError, match="unknown snapshot codec"):
+        snapshot_codec.expand(b"\x00", "zstd")
+    assert snapshot_codec.pack(b"x") == (b"x", None)  # lz4 would not make it smaller
 
 
 async def test_unknown_document(store: DocumentStore) -> None:

@@ -115,3 +115,49 @@ def test_plait_migrate_command(empty_db: str, tmp_path: Path) -> None:
     )
     assert again.returncode == 0, again.stderr
     assert current_revision(empty_db) == revisions()[-1]
+
+
+def test_downgrading_0005_expands_compressed_snapshots(tmp_path: Path) -> None:
+    """The revision before 0005 reads a snapshot's bytes as the document: going back expands the rows that
+    Plait compressed, so nothing stored becomes unreadable."""
+    from pycrdt import Doc, Map
+    from sqlalchemy import text
+
+    from persistence.db import Database
+    from persistence.docstore import DocumentStore, PendingUpdate
+    from persistence.models import Document, Workspace
+
+    url = fresh_database("postgres", tmp_path)
+    try:
+        upgrade(url)
+        doc = Doc()
+        doc["m"] = Map({str(i): "compressible " * 8 for i in range(500)})
+        update = doc.get_update()
+
+        async def write() -> str:
+            db = Database(url)
+            store = DocumentStore(db)
+            try:
+                async with db.transaction() as s:
+                    ws = Workspace(name="w")
+                    s.add(ws)
+                    await s.flush()
+                    s.add(Document(workspace_id=ws.id))
+                await store.append_batch([PendingUpdate(ws.id, update, None)])
+                assert await store.save_snapshot(ws.id, update, 1) is not None
+                return str(ws.id)
+            finally:
+                await store.close()
+                await db.dispose()
+
+        wid = asyncio.run(write())
+        downgrade(url, "0004")
+        stored = _inspect(
+            url,
+            lambda conn: conn.execute(
+                text("SELECT data FROM doc_snapshots WHERE workspace_id = :w"), {"w": wid}
+            ).scalar_one(),
+        )
+        assert bytes(stored) == update
+    finally:
+        drop_postgres_database(url)
