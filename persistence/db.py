@@ -17,10 +17,28 @@ def is_sqlite(url: str) -> bool:
     return url.startswith("sqlite")
 
 
+# Python's sqlite3 keeps each cached statement's last bound values, a copy of every blob among them, until the
+# statement runs again. A connection that bound one this large (a version's state: the whole document) is
+# replaced at its next checkout, so the copy does not stay in memory for the life of the pool.
+LARGE_BINDING_BYTES = 256 * 1024
+
+
+def _binds_large_blob(parameters: Any) -> bool:
+    values = parameters.values() if isinstance(parameters, Mapping) else parameters or ()
+    return any(isinstance(v, bytes | bytearray | memoryview) and len(v) >= LARGE_BINDING_BYTES for v in values)
+
+
 def make_engine(url: str, *, sqlite_synchronous: str = "FULL", pool_size: int = 10) -> AsyncEngine:
     """Create the engine; SQLite gets WAL, a busy timeout and enforced foreign keys."""
     if is_sqlite(url):
         engine = create_async_engine(url, connect_args={"timeout": 30})
+
+        @event.listens_for(engine.sync_engine, "after_cursor_execute")
+        def _recycle_after_large_blob(
+            conn: Any, _cursor: Any, _statement: str, parameters: Any, _context: Any, executemany: bool
+        ) -> None:
+            if not executemany and _binds_large_blob(parameters):  # executemany: the small rows of the feed
+                conn.connection.invalidate(soft=True)
 
         @event.listens_for(engine.sync_engine, "connect")
         def _pragmas(dbapi_conn: Any, _record: Any) -> None:

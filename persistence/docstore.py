@@ -189,7 +189,11 @@ class _SqliteThread:
     def save_snapshot(self, workspace_id: str, data: bytes, upto: int) -> tuple[int, int] | None:
         """``DocumentStore.save_snapshot`` in one transaction on this thread. Under BEGIN IMMEDIATE nothing else
         writes, so the checks need no optimistic retry; and the appends, queued on the same thread, wait for
-        it in order instead of polling for SQLite's write lock."""
+        it in order instead of polling for SQLite's write lock.
+
+        The bytes go in through incremental blob I/O, not as a bound parameter: Python's sqlite3 keeps a
+        copy of a statement's last bound values in its statement cache, so a bound snapshot stayed in memory
+        until the next compaction (a document's size for good, and growing with it: the soak)."""
         conn = self._connection()
         now = utcnow().strftime("%Y-%m-%d %H:%M:%S.%f")
         _begin(conn)
@@ -199,21 +203,30 @@ class _SqliteThread:
                 raise UnknownDocument(workspace_id)
             if upto > int(head[0]):
                 raise ValueError(f"snapshot of {workspace_id} at seq {upto} is past the log head {head[0]}")
-            snap = conn.execute("SELECT upto_seq FROM doc_snapshots WHERE workspace_id = ?", (workspace_id,)).fetchone()
+            snap = conn.execute(
+                "SELECT upto_seq, rowid FROM doc_snapshots WHERE workspace_id = ?", (workspace_id,)
+            ).fetchone()
             if snap is not None and upto <= int(snap[0]):
                 conn.execute("ROLLBACK")
                 return None
+            rowid: int | None
             if snap is None:
-                conn.execute(
-                    "INSERT INTO doc_snapshots (workspace_id, upto_seq, data, created_at) VALUES (?, ?, ?, ?)",
-                    (workspace_id, upto, data, now),
-                )
+                rowid = conn.execute(
+                    "INSERT INTO doc_snapshots (workspace_id, upto_seq, data, created_at) "
+                    "VALUES (?, ?, zeroblob(?), ?)",
+                    (workspace_id, upto, len(data), now),
+                ).lastrowid
             else:
+                rowid = snap[1]
                 conn.execute(
-                    "UPDATE doc_snapshots SET upto_seq = ?, data = ?, codec = NULL, raw_bytes = NULL, created_at = ? "
-                    "WHERE workspace_id = ?",
-                    (upto, data, now, workspace_id),
+                    "UPDATE doc_snapshots SET upto_seq = ?, data = zeroblob(?), codec = NULL, raw_bytes = NULL, "
+                    "created_at = ? WHERE rowid = ?",
+                    (upto, len(data), now, rowid),
                 )
+            if data:
+                assert rowid is not None  # an INSERT that succeeded has a rowid
+                with conn.blobopen("doc_snapshots", "data", rowid) as blob:
+                    blob.write(data)
             removed = conn.execute(
                 "DELETE FROM doc_updates WHERE workspace_id = ? AND seq <= ?", (workspace_id, upto)
             ).rowcount
