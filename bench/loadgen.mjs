@@ -590,8 +590,11 @@ async function fanout(cfg, probe) {
     if (steps.length > 1) await sleep(500);
   }
   const unexpected = stats.unexpectedCloses;
+  // The soak: what the document has grown to, as a fresh client downloads it (the server has to hold at
+  // least that much more at the end than at the start, whatever its own overhead).
+  const docBytes = cfg.finalJoin ? (await joinOnce(cfg.rooms[0], clients.length)).step2_bytes : null;
   for (const c of clients) c.close();
-  return { steps: results, clients: clients.length, unexpected_closes: unexpected };
+  return { steps: results, clients: clients.length, unexpected_closes: unexpected, doc_bytes_end: docBytes };
 }
 
 function fmt(x) {

@@ -408,7 +408,14 @@ class Profile:
     s0: dict[str, Any]
     s6: dict[str, Any]
     soak: dict[str, Any] = field(
-        default_factory=lambda: {"clients": 200, "writers": 10, "rate": 100, "warmupS": 30, "drainS": 5}
+        default_factory=lambda: {
+            "clients": 200,
+            "writers": 10,
+            "rate": 100,
+            "warmupS": 30,
+            "drainS": 5,
+            "finalJoin": True,
+        }
     )
     # Two nodes, one workspace, clients split evenly; writers all on node A.
     s7: dict[str, Any] = field(
@@ -466,6 +473,7 @@ def run_fanout(server: Server, p: dict[str, Any], pin: bool, rooms: int = 1) -> 
         "durationS": p["durationS"],
         "drainS": p["drainS"],
         "userId": server.user_id,
+        "finalJoin": p.get("finalJoin", False),
     }
     if "rates" in p:
         cfg.update(rates=p["rates"], stopOnCollapse=True)
@@ -678,6 +686,7 @@ def metrics(scenario: str, r: dict[str, Any]) -> dict[str, float | None]:
             "rss_start_mb": start,
             "rss_end_mb": s["server_rss_mb"],
             "rss_drift_pct": 100 * (s["server_rss_mb"] - start) / start if start else None,
+            "doc_mb_end": r["doc_bytes_end"] / 1e6 if r.get("doc_bytes_end") else None,
             "unexpected_closes": r.get("unexpected_closes"),
         }
     if scenario == "s3":
@@ -729,7 +738,7 @@ HEADLINE = {
     "s0": ["synced"],
     "s6": ["p95_ms", "server_cpu_pct", "delivered_pct"],
     "s7": ["same_node_p95_ms", "cross_node_p95_ms"],
-    "soak": ["p95_ms", "rss_drift_pct"],
+    "soak": ["p95_ms", "rss_drift_pct", "doc_mb_end"],
 }
 
 
