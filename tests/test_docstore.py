@@ -18,8 +18,8 @@ from sqlalchemy import select, text
 
 from persistence import snapshot_codec
 from persistence.docstore import DocumentStore, PendingUpdate, UnknownDocument
-from persistence.models import Document, DocUpdate, Workspace
-from tests.support.databases import migrated_database
+from persistence.models import Document, DocUpdate
+from tests.support.databases import migrated_database, new_document
 
 
 @asynccontextmanager
@@ -34,15 +34,6 @@ async def _open_store(backend: str, tmp_path: Path) -> AsyncIterator[DocumentSto
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[DocumentStore]:
     async with _open_store(str(request.param), tmp_path) as store:
         yield store
-
-
-async def _workspace(store: DocumentStore) -> str:
-    async with store.db.transaction() as s:
-        ws = Workspace(name="w")
-        s.add(ws)
-        await s.flush()
-        s.add(Document(workspace_id=ws.id))
-    return ws.id
 
 
 def _updates(n: int, key: str = "k") -> list[bytes]:
@@ -64,7 +55,7 @@ def _rebuild(chunks: list[bytes]) -> dict[str, object]:
 
 
 async def test_group_commit_assigns_contiguous_sequence_numbers(store: DocumentStore) -> None:
-    a, b = await _workspace(store), await _workspace(store)
+    a, b = await new_document(store.db), await new_document(store.db)
     ua, ub = _updates(3, "a"), _updates(2, "b")
     batch = [
         PendingUpdate(a, ua[0], None),
@@ -102,7 +93,7 @@ async def test_appends_outlive_a_terminated_postgres_connection(pg_store: Docume
     replaced before the next batch; one lost in the middle of a statement fails that batch only. No batch is
     counted twice, and none is lost without an error (its rooms then reload from the database)."""
     store = pg_store
-    wid = await _workspace(store)
+    wid = await new_document(store.db)
     ups = _updates(5)
     assert await store.append_batch([PendingUpdate(wid, ups[0], None)]) == [1]
     assert await _terminate(store, "true") >= 1
@@ -128,7 +119,7 @@ async def test_loads_outlive_a_terminated_postgres_connection(pg_store: Document
     """The loads keep their own connection, without pre-pinging it either: one the server ended is replaced,
     noticed or not, and the load runs once more on the new one instead of failing the join."""
     store = pg_store
-    wid = await _workspace(store)
+    wid = await new_document(store.db)
     ups = _updates(2)
     await store.append_batch([PendingUpdate(wid, u, None) for u in ups])
     assert [seq for seq, _ in (await store.load(wid)).updates] == [1, 2]
@@ -145,7 +136,7 @@ async def test_snapshots_are_compressed_by_plait_on_postgres(pg_store: DocumentS
     """A cold join reads the snapshot: compressed by Plait it crosses the socket at a quarter of its size, and
     PostgreSQL stores it as it is (no second compression); the quota still counts the document's own size."""
     store = pg_store
-    wid = await _workspace(store)
+    wid = await new_document(store.db)
     doc = Doc()
     doc["m"] = Map({str(i): "text that compresses " * 4 for i in range(3000)})
     update = doc.get_update()
@@ -172,7 +163,7 @@ async def test_snapshots_are_compressed_by_plait_on_postgres(pg_store: DocumentS
 async def test_snapshots_written_before_compression_still_load(store: DocumentStore) -> None:
     """Rows from before migration 0005 hold the document as it is (codec NULL) until compaction rewrites them;
     SQLite keeps writing them so (it reads snapshots from a memory map, where expanding only costs)."""
-    wid = await _workspace(store)
+    wid = await new_document(store.db)
     doc = Doc()
     doc["m"] = Map({"a": "written before " * 100})
     update = doc.get_update()
@@ -215,7 +206,7 @@ def _state(chunks: list[bytes]) -> bytes:
 
 
 async def test_snapshot_folds_the_rows_it_covers(store: DocumentStore) -> None:
-    wid = await _workspace(store)
+    wid = await new_document(store.db)
     ups = _updates(30)
     await store.append_batch([PendingUpdate(wid, u, None) for u in ups[:20]])
     assert await store.save_snapshot(wid, _state(ups[:20]), 20) == (20, 20)
@@ -240,7 +231,7 @@ async def test_snapshot_folds_the_rows_it_covers(store: DocumentStore) -> None:
 async def test_snapshot_may_cover_more_than_its_seq(store: DocumentStore) -> None:
     """A node's memory can hold rows above the seq it has contiguously (multi-node): those rows stay in the
     log, and applying them again on load is harmless."""
-    wid = await _workspace(store)
+    wid = await new_document(store.db)
     ups = _updates(10)
     await store.append_batch([PendingUpdate(wid, u, None) for u in ups])
     assert await store.save_snapshot(wid, _state(ups[:4] + ups[6:8]), 4) == (4, 4)
@@ -250,7 +241,7 @@ async def test_snapshot_may_cover_more_than_its_seq(store: DocumentStore) -> Non
 
 
 async def test_snapshots_concurrent_with_appends_lose_nothing(store: DocumentStore) -> None:
-    wid = await _workspace(store)
+    wid = await new_document(store.db)
     ups = _updates(200)
     done = 0
 
@@ -280,7 +271,7 @@ async def test_snapshot_of_an_unknown_document(store: DocumentStore) -> None:
 
 
 async def test_reset_epoch_changes_every_or_one_document(store: DocumentStore) -> None:
-    a, b = await _workspace(store), await _workspace(store)
+    a, b = await new_document(store.db), await new_document(store.db)
     ea, eb = (await store.load(a)).epoch, (await store.load(b)).epoch
     assert await store.reset_epoch(a) == 1
     assert (await store.load(a)).epoch not in (ea, "") and (await store.load(b)).epoch == eb
@@ -304,7 +295,7 @@ def _expected_seqs(batches: list[list[PendingUpdate]]) -> list[list[int]]:
 
 
 async def test_many_workspaces_per_batch_get_contiguous_seqs_in_batch_order(store: DocumentStore) -> None:
-    wids = [await _workspace(store) for _ in range(5)]
+    wids = [await new_document(store.db) for _ in range(5)]
     rng = random.Random(7)
     batches: list[list[PendingUpdate]] = []
     for b in range(6):
@@ -326,7 +317,7 @@ async def test_many_workspaces_per_batch_get_contiguous_seqs_in_batch_order(stor
 
 
 async def test_unknown_workspace_in_a_batch_writes_nothing_for_the_others(store: DocumentStore) -> None:
-    a, b = await _workspace(store), await _workspace(store)
+    a, b = await new_document(store.db), await new_document(store.db)
     await store.append_batch([PendingUpdate(a, b"a1", None), PendingUpdate(b, b"b1", None)])
     missing, also_missing = str(uuid.uuid4()), str(uuid.uuid4())
     for batch in (
@@ -351,7 +342,7 @@ async def test_concurrent_batches_from_many_tasks_never_duplicate_or_skip_a_seq(
     """Many tasks append batches over overlapping workspaces, in different orders, through six stores (six
     nodes, each with its own connection on PostgreSQL): every seq 1..n is given exactly once per workspace, to
     the update stored there."""
-    wids = [await _workspace(store) for _ in range(6)]
+    wids = [await new_document(store.db) for _ in range(6)]
     nodes = [store, *(DocumentStore(store.db) for _ in range(5))]
     got: dict[str, dict[int, bytes]] = {w: {} for w in wids}
 
@@ -385,7 +376,7 @@ async def test_concurrent_batches_from_many_tasks_never_duplicate_or_skip_a_seq(
 
 
 async def test_update_bytes_and_actor_round_trip_exactly(store: DocumentStore) -> None:
-    a, b, c = await _workspace(store), await _workspace(store), await _workspace(store)
+    a, b, c = await new_document(store.db), await new_document(store.db), await new_document(store.db)
     rng = random.Random(3)
     blobs = [b"", b"\x00", b"\x00\xff\x00", bytes(range(256)), b"\\x00'\"", rng.randbytes(1 << 20), *_updates(3)]
     actors = [None, "00000000-0000-4000-8000-000000000001", None, "a", None, "b", "c", None, "d"]

@@ -125,7 +125,7 @@ def test_downgrading_0005_expands_compressed_snapshots(tmp_path: Path) -> None:
 
     from persistence.db import Database
     from persistence.docstore import DocumentStore, PendingUpdate
-    from persistence.models import Document, Workspace
+    from tests.support.databases import new_document
 
     url = fresh_database("postgres", tmp_path)
     try:
@@ -138,14 +138,10 @@ def test_downgrading_0005_expands_compressed_snapshots(tmp_path: Path) -> None:
             db = Database(url)
             store = DocumentStore(db)
             try:
-                async with db.transaction() as s:
-                    ws = Workspace(name="w")
-                    s.add(ws)
-                    await s.flush()
-                    s.add(Document(workspace_id=ws.id))
-                await store.append_batch([PendingUpdate(ws.id, update, None)])
-                assert await store.save_snapshot(ws.id, update, 1) is not None
-                return str(ws.id)
+                wid = await new_document(db)
+                await store.append_batch([PendingUpdate(wid, update, None)])
+                assert await store.save_snapshot(wid, update, 1) is not None
+                return wid
             finally:
                 await store.close()
                 await db.dispose()

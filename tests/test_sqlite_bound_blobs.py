@@ -14,8 +14,7 @@ import pytest
 from sqlalchemy import text
 
 from persistence.docstore import DocumentStore, PendingUpdate
-from persistence.models import Document, Workspace
-from tests.support.databases import migrated_database
+from tests.support.databases import migrated_database, new_document
 
 BLOB = 8 * 1024 * 1024
 
@@ -47,17 +46,13 @@ async def test_a_stored_snapshot_leaves_no_copy_behind(tmp_path: Path) -> None:
     async with migrated_database("sqlite", tmp_path) as db:
         store = DocumentStore(db)
         try:
-            async with db.transaction() as s:
-                ws = Workspace(name="w")
-                s.add(ws)
-                await s.flush()
-                s.add(Document(workspace_id=ws.id))
-            await store.append_batch([PendingUpdate(ws.id, b"\x00\x00", None)])
+            wid = await new_document(db)
+            await store.append_batch([PendingUpdate(wid, b"\x00\x00", None)])
             data = os.urandom(BLOB)
             before = _bytes_in_use()
-            assert await store.save_snapshot(ws.id, data, 1) is not None
+            assert await store.save_snapshot(wid, data, 1) is not None
             held = _bytes_in_use() - before
-            assert (await store.load(ws.id)).snapshot == data
+            assert (await store.load(wid)).snapshot == data
         finally:
             await store.close()
     assert held < BLOB / 2, f"{held / 2**20:.1f} MiB still held after the snapshot was written"

@@ -124,3 +124,15 @@ async def stored_document(db: Database, workspace_id: str) -> StoredDocument:
         return await store.load(workspace_id)
     finally:
         await store.close()
+
+
+async def new_document(db: Database) -> str:
+    """A workspace with its document head (no members): what the document store needs to append to."""
+    from persistence.models import Document, Workspace
+
+    async with db.transaction() as s:
+        ws = Workspace(name="w")
+        s.add(ws)
+        await s.flush()
+        s.add(Document(workspace_id=ws.id))
+    return str(ws.id)
