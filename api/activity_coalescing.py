@@ -17,6 +17,8 @@ it is already counted.
 
 from __future__ import annotations
 
+import functools
+import sqlite3
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -27,12 +29,14 @@ from sqlalchemy import Table, bindparam, exists, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.schemas import as_utc
-from persistence.db import execute_many
+from persistence.db import compiled, driver_rows, execute_many
+from persistence.docstore import DocumentStore
 from persistence.models import Activity, new_id
 
 TEXT_EDIT_WINDOW = timedelta(seconds=60)
 REMEMBERED_TASKS = 10_000
 SUMMARY_INTERVAL = 2.0  # seconds a grown summary may wait in memory (the activity feed's lag while typing)
+SUMMARIES_PER_JOB = 100  # summaries written per job on SQLite's update-log connection (the appends wait for one)
 
 
 @dataclass(eq=False)
@@ -53,7 +57,13 @@ class _Newest:
 class ActivityCoalescer:
     """Remembers the newest activity row of recently edited tasks (this node's derivation worker only)."""
 
-    def __init__(self, remembered: int = REMEMBERED_TASKS, summary_interval: float = SUMMARY_INTERVAL) -> None:
+    def __init__(
+        self,
+        remembered: int = REMEMBERED_TASKS,
+        summary_interval: float = SUMMARY_INTERVAL,
+        log: DocumentStore | None = None,
+    ) -> None:
+        self._log = log if log is not None and log.writes_in_log_order else None  # SQLite: summaries in log order
         self._newest: OrderedDict[tuple[str, str], _Newest] = OrderedDict()
         self._remembered = remembered
         self._interval = summary_interval
@@ -166,27 +176,21 @@ class ActivityCoalescer:
             return []
         grown, self._grown = [(w, t, e) for (w, t), e in self._grown.items()], {}
         self._grown_since, self._superseded = None, False
-        await execute_many(
-            session,
-            _STORE,
-            [
-                {
-                    "row_id": e.id,
-                    "wid": wid,
-                    "tid": tid,
-                    "stored_seq": e.stored_doc_seq,
-                    "new_summary": e.summary,
-                    "new_doc_seq": e.doc_seq,
-                }
-                for wid, tid, e in grown
-            ],
-            json_params=("new_summary",),
-        )
-        stored: dict[str, int] = {}
-        for i in range(0, len(grown), 500):
-            ids = [e.id for _, _, e in grown[i : i + 500]]
-            result = await session.execute(_STORED_SEQS, {"ids": ids})
-            stored.update((str(row_id), int(seq)) for row_id, seq in result)
+        rows = [
+            {
+                "row_id": e.id,
+                "wid": wid,
+                "tid": tid,
+                "stored_seq": e.stored_doc_seq,
+                "new_summary": e.summary,
+                "new_doc_seq": e.doc_seq,
+            }
+            for wid, tid, e in grown
+        ]
+        if self._log is not None:
+            stored = await self._store_in_log_order(self._log, rows)
+        else:
+            stored = await self._store_in_session(session, rows)
         fallback: list[dict[str, Any]] = []
         for wid, tid, entry in grown:
             assert entry.first_edit is not None
@@ -197,6 +201,40 @@ class ActivityCoalescer:
                 fallback.append({**entry.first_edit, "id": new_id()})
             entry.first_edit = None
         return fallback
+
+    @staticmethod
+    async def _store_in_session(session: AsyncSession, rows: list[dict[str, Any]]) -> dict[str, int]:
+        await execute_many(session, _STORE, rows, json_params=("new_summary",))
+        stored: dict[str, int] = {}
+        for i in range(0, len(rows), 500):
+            result = await session.execute(_STORED_SEQS, {"ids": [r["row_id"] for r in rows[i : i + 500]]})
+            stored.update((str(row_id), int(seq)) for row_id, seq in result)
+        return stored
+
+    @staticmethod
+    async def _store_in_log_order(log: DocumentStore, rows: list[dict[str, Any]]) -> dict[str, int]:
+        """SQLite: the summaries as short jobs on the update log's connection (see
+        ``DocumentStore.write_in_log_order``), ``SUMMARIES_PER_JOB`` rows each so the appends queued meanwhile
+        go in between."""
+        sql, order = compiled(_STORE, log.db.engine.dialect)
+        stored: dict[str, int] = {}
+        for i in range(0, len(rows), SUMMARIES_PER_JOB):
+            chunk = rows[i : i + SUMMARIES_PER_JOB]
+            job = functools.partial(
+                _write_summaries, sql, driver_rows(order, chunk, ("new_summary",)), [r["row_id"] for r in chunk]
+            )
+            stored.update(await log.write_in_log_order(job))
+        return stored
+
+
+def _write_summaries(
+    sql: str, params: list[tuple[Any, ...]], ids: list[str], conn: sqlite3.Connection
+) -> dict[str, int]:
+    """The guarded summary ``UPDATE``s, then the ``doc_seq`` each row holds (ours where the guard passed)."""
+    conn.executemany(sql, params)
+    marks = ",".join("?" * len(ids))
+    query = f"SELECT id, doc_seq FROM {Activity.__tablename__} WHERE id IN ({marks})"  # noqa: S608 (placeholders only)
+    return {str(row_id): int(seq) for row_id, seq in conn.execute(query, ids)}
 
 
 _rows: Table = Activity.__table__  # type: ignore[assignment]

@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from api.activity_coalescing import ActivityCoalescer
 from api.schemas import as_utc
 from persistence.db import Database
+from persistence.docstore import DocumentStore
 from persistence.models import Activity, Membership, Notification, NotificationPreference, User, new_id, utcnow
 from sync_server.schema import TaskChange
 
@@ -308,10 +309,10 @@ def publish(db: Database, user_ids: Iterable[str]) -> None:
 class NotificationService:
     """Derives activity and notifications from durable updates, in log order, off the broadcast path."""
 
-    def __init__(self, db: Database, *, batch_window: float = 0.0) -> None:
+    def __init__(self, db: Database, *, batch_window: float = 0.0, store: DocumentStore | None = None) -> None:
         self.db = db
         self.batch_window = batch_window
-        self.coalescer = ActivityCoalescer()
+        self.coalescer = ActivityCoalescer(log=store)
         self._queue: asyncio.Queue[tuple[str, list[tuple[int, str | None, list[TaskChange]]]]] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self.processed = 0
@@ -463,7 +464,7 @@ async def notify_member_joined(db: Database, workspace_id: str, user_id: str) ->
 
 def install_notifications(app: FastAPI, ctx: AppContext) -> NotificationService:
     """Wire the derivation into the sync service (call in the lifespan, after ``ctx.sync`` exists)."""
-    service = NotificationService(ctx.db, batch_window=ctx.settings.derive_batch_ms / 1000)
+    service = NotificationService(ctx.db, batch_window=ctx.settings.derive_batch_ms / 1000, store=ctx.sync.store)
     ctx.sync.on_durable(service.on_durable)
     fanout = ctx.sync.fanout
     if fanout is not None:

@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from typing import Any, cast
 
 from sqlalchemy import event
+from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import ClauseElement
@@ -88,6 +89,24 @@ class Database:
 _COMPILED: dict[tuple[int, str], tuple[ClauseElement, str, tuple[str, ...]]] = {}
 
 
+def compiled(statement: ClauseElement, dialect: Dialect) -> tuple[str, tuple[str, ...]]:
+    """The SQL text of a module-level ``statement`` for ``dialect`` and the order of its positional
+    parameters, compiled once (the statement is kept with it: its id() is never reused for another one)."""
+    key = (id(statement), dialect.name)
+    found = _COMPILED.get(key)
+    if found is None:
+        done = cast(SQLCompiler, statement.compile(dialect=dialect))
+        found = _COMPILED[key] = (statement, str(done), tuple(done.positiontup or ()))
+    return found[1], found[2]
+
+
+def driver_rows(
+    order: Sequence[str], rows: Sequence[Mapping[str, Any]], json_params: Collection[str] = ()
+) -> list[tuple[Any, ...]]:
+    """``rows`` as the driver's parameter tuples, in ``order``, the ``json_params`` serialized."""
+    return [tuple(json.dumps(row[n]) if n in json_params else row[n] for n in order) for row in rows]
+
+
 async def execute_many(
     session: AsyncSession,
     statement: ClauseElement,
@@ -102,12 +121,5 @@ async def execute_many(
     if not rows:
         return
     conn = await session.connection()
-    key = (id(statement), conn.dialect.name)
-    found = _COMPILED.get(key)
-    if found is None:
-        compiled = cast(SQLCompiler, statement.compile(dialect=conn.dialect))
-        # The statement is kept with its compiled form: its id() is never reused for another statement.
-        found = _COMPILED[key] = (statement, str(compiled), tuple(compiled.positiontup or ()))
-    _, sql, order = found
-    params = [tuple(json.dumps(row[n]) if n in json_params else row[n] for n in order) for row in rows]
-    await conn.exec_driver_sql(sql, params)
+    sql, order = compiled(statement, conn.dialect)
+    await conn.exec_driver_sql(sql, driver_rows(order, rows, json_params))

@@ -17,6 +17,7 @@ from sqlalchemy import select
 from api.activity_coalescing import TEXT_EDIT_WINDOW, ActivityCoalescer
 from api.notifications import NotificationService, activity_rows, insert_ignoring_conflicts
 from persistence.db import Database
+from persistence.docstore import DocumentStore
 from persistence.models import Activity, Workspace, utcnow
 from sync_server.schema import TaskChange
 from tests.support.databases import migrated_database
@@ -24,10 +25,28 @@ from tests.support.databases import migrated_database
 TASK = "t-1"
 
 
+# The update log's store of each test database: on SQLite the summaries are written on its connection, as in
+# the server (NotificationService gets the sync service's store).
+_STORES: dict[int, DocumentStore] = {}
+
+
 @pytest.fixture(params=["sqlite", "postgres"])
 async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
     async with migrated_database(str(request.param), tmp_path) as database:
-        yield database
+        store = _STORES[id(database)] = DocumentStore(database)
+        try:
+            yield database
+        finally:
+            del _STORES[id(database)]
+            await store.close()
+
+
+def _node(db: Database, **kwargs: Any) -> ActivityCoalescer:
+    return ActivityCoalescer(log=_STORES[id(db)], **kwargs)
+
+
+def _service(db: Database) -> NotificationService:
+    return NotificationService(db, store=_STORES[id(db)])
 
 
 async def _workspace(db: Database) -> str:
@@ -70,19 +89,19 @@ async def _rows(db: Database, wid: str) -> list[tuple[str | None, int, dict[str,
 
 async def test_one_row_per_run_across_batches_and_retries(db: Database) -> None:
     wid = await _workspace(db)
-    node = ActivityCoalescer()
+    node = _node(db)
     await _record(db, node, wid, [(1, None, _edit(3)), (2, None, _edit(2, 1))])
     await _record(db, node, wid, [(3, None, _edit(4))])
     await _record(db, node, wid, [(3, None, _edit(4))])  # a repeated derivation adds nothing
     assert await _rows(db, wid) == [("description", 3, {"inserted": 9, "deleted": 1})]
     # A node that starts fresh (restart) reads the newest row from the database and continues it.
-    await _record(db, ActivityCoalescer(), wid, [(4, None, _edit(1))])
+    await _record(db, _node(db), wid, [(4, None, _edit(1))])
     assert await _rows(db, wid) == [("description", 4, {"inserted": 10, "deleted": 1})]
 
 
 async def test_another_change_or_a_pause_starts_a_new_run(db: Database) -> None:
     wid = await _workspace(db)
-    node = ActivityCoalescer()
+    node = _node(db)
     status = TaskChange(TASK, "updated", field="status", old="todo", new="doing")
     await _record(db, node, wid, [(1, None, _edit(1)), (2, None, status), (3, None, _edit(2))])
     later = utcnow() + TEXT_EDIT_WINDOW + timedelta(seconds=1)
@@ -97,7 +116,7 @@ async def test_another_change_or_a_pause_starts_a_new_run(db: Database) -> None:
 
 async def test_edits_never_fold_into_a_row_another_node_superseded(db: Database) -> None:
     wid = await _workspace(db)
-    node_a, node_b = ActivityCoalescer(), ActivityCoalescer()
+    node_a, node_b = _node(db), _node(db)
     await _record(db, node_a, wid, [(1, None, _edit(3))])
     # Node B records a status change of the same task: node A's memory of the newest row is now stale.
     await _record(db, node_b, wid, [(2, None, TaskChange(TASK, "updated", field="status", old="a", new="b"))])
@@ -114,7 +133,7 @@ async def test_grown_summaries_wait_for_their_interval_but_never_for_a_newer_row
     """Typing's summary is written at most every interval (SQLite's write lock is the update log's too), but
     a row that follows it in the feed writes it first, so the feed keeps its order."""
     wid = await _workspace(db)
-    node = ActivityCoalescer(summary_interval=3600)
+    node = _node(db, summary_interval=3600)
 
     async def window(*items: tuple[int, str | None, TaskChange]) -> None:
         await _record(db, node, wid, list(items), force=False)
@@ -142,7 +161,7 @@ async def test_grown_summaries_wait_for_their_interval_but_never_for_a_newer_row
 async def test_a_held_back_summary_survives_its_task_being_forgotten(db: Database) -> None:
     """The memory of tasks is bounded; a task pushed out of it while its summary waits keeps its counts."""
     wid = await _workspace(db)
-    node = ActivityCoalescer(remembered=1, summary_interval=3600)
+    node = _node(db, remembered=1, summary_interval=3600)
 
     def edit(task: str, inserted: int) -> TaskChange:
         return TaskChange(task, "updated", field="description", summary={"inserted": inserted, "deleted": 0})
@@ -160,8 +179,8 @@ async def test_a_held_back_summary_survives_its_task_being_forgotten(db: Databas
 
 async def test_the_worker_writes_held_back_summaries_when_due_and_when_it_stops(db: Database) -> None:
     wid = await _workspace(db)
-    service = NotificationService(db)
-    service.coalescer = ActivityCoalescer(summary_interval=0.2)
+    service = _service(db)
+    service.coalescer = _node(db, summary_interval=0.2)
     service.start()
     try:
         service.submit(wid, [(1, None, [_edit(1)])])
@@ -176,8 +195,8 @@ async def test_the_worker_writes_held_back_summaries_when_due_and_when_it_stops(
         assert await _rows(db, wid) == [("description", 2, {"inserted": 3, "deleted": 0})]
     finally:
         await service.stop()
-    service = NotificationService(db)
-    service.coalescer = ActivityCoalescer(summary_interval=3600)
+    service = _service(db)
+    service.coalescer = _node(db, summary_interval=3600)
     service.start()
     for seq, inserted in ((3, 4), (4, 1)):
         service.submit(wid, [(seq, None, [_edit(inserted)])])
@@ -189,7 +208,7 @@ async def test_the_worker_writes_held_back_summaries_when_due_and_when_it_stops(
 
 async def test_one_window_is_one_transaction_and_a_bad_workspace_does_not_block_the_others(db: Database) -> None:
     good = await _workspace(db)
-    service = NotificationService(db)
+    service = _service(db)
     gone = "00000000-0000-4000-8000-000000000000"  # no such workspace: its rows violate the foreign key
     await service.record_all({gone: [(1, None, [_edit(1)])], good: [(1, None, [_edit(2)]), (2, None, [_edit(3)])]})
     assert await _rows(db, good) == [("description", 2, {"inserted": 5, "deleted": 0})]
@@ -204,7 +223,7 @@ async def test_a_derivation_window_leaves_no_cyclic_garbage(db: Database) -> Non
     """The server collects cyclic garbage rarely (api/cli.py), so a derivation window, four a second under
     typing, must not make any: statements built per window did, and the heap grew for minutes."""
     wid = await _workspace(db)
-    service = NotificationService(db)
+    service = _service(db)
     created = TaskChange("t-2", "created", task={"title": "x", "assignee_id": "someone", "created_by": "me"})
 
     def window(seq: int) -> dict[str, list[tuple[int, str | None, list[TaskChange]]]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import sqlite3
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -393,3 +394,36 @@ async def test_update_bytes_and_actor_round_trip_exactly(store: DocumentStore) -
         async with store.db.session() as s:
             rows = await s.execute(select(DocUpdate.seq, DocUpdate.actor_id).where(DocUpdate.workspace_id == w))
         assert sorted((int(q), actor) for q, actor in rows) == [(i, u.actor_id) for i, u in enumerate(mine, start=1)]
+
+
+async def test_a_job_in_log_order_commits_or_leaves_nothing_and_queues_with_the_appends(store: DocumentStore) -> None:
+    """SQLite: other writers' short jobs run on the update log's connection, one transaction each, queued
+    with the appends (no lock held across event-loop turns); PostgreSQL writes through sessions."""
+    wid = await new_document(store.db)
+    if not store.db.is_sqlite:
+        assert not store.writes_in_log_order
+        with pytest.raises(RuntimeError, match="SQLite"):
+            await store.write_in_log_order(lambda conn: None)
+        return
+    assert store.writes_in_log_order
+
+    def bump(conn: sqlite3.Connection) -> int:
+        conn.execute("UPDATE documents SET last_seq = last_seq + 5 WHERE workspace_id = ?", (wid,))
+        return int(conn.execute("SELECT last_seq FROM documents WHERE workspace_id = ?", (wid,)).fetchone()[0])
+
+    def bump_then_fail(conn: sqlite3.Connection) -> None:
+        bump(conn)
+        raise ValueError("job failed")
+
+    # Queued in order with appends submitted around it: seqs 1, then the job's 5, then 7.
+    first, bumped, last = await asyncio.gather(
+        store.append_batch([PendingUpdate(wid, b"\x00\x00", None)]),
+        store.write_in_log_order(bump),
+        store.append_batch([PendingUpdate(wid, b"\x00\x00", None)]),
+    )
+    assert (first, bumped, last) == ([1], 6, [7])
+    with pytest.raises(ValueError, match="job failed"):
+        await store.write_in_log_order(bump_then_fail)
+    async with store.db.session() as s:  # rolled back: the head is where the last append left it
+        head = await s.scalar(select(Document.last_seq).where(Document.workspace_id == wid))
+    assert head == 7
