@@ -154,41 +154,9 @@ class _SqliteThread:
             self.conn = conn
         return self.conn
 
-    def append(self, batch: Sequence[PendingUpdate], counts: dict[str, int]) -> list[int]:
-        conn = self._connection()
-        now = utcnow().strftime("%Y-%m-%d %H:%M:%S.%f")  # SQLAlchemy's SQLite DateTime format
-        _begin(conn)
-        try:
-            next_seq: dict[str, int] = {}
-            for wid, n in counts.items():
-                row = conn.execute(
-                    "UPDATE documents SET last_seq = last_seq + ?, updated_at = ? WHERE workspace_id = ? "
-                    "RETURNING last_seq",
-                    (n, now, wid),
-                ).fetchone()
-                if row is None:
-                    raise UnknownDocument(wid)
-                next_seq[wid] = int(row[0]) - n + 1
-            seqs: list[int] = []
-            rows = []
-            for item in batch:
-                seq = next_seq[item.workspace_id]
-                next_seq[item.workspace_id] = seq + 1
-                seqs.append(seq)
-                rows.append((item.workspace_id, seq, item.data, item.actor_id, now))
-            conn.executemany(
-                "INSERT INTO doc_updates (workspace_id, seq, data, actor_id, created_at) VALUES (?, ?, ?, ?, ?)", rows
-            )
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-        return seqs
-
     def exclusive(self, job: Callable[[sqlite3.Connection], T]) -> T:
         """``job(conn)`` inside one BEGIN IMMEDIATE ... COMMIT on this thread's connection (rolled back if it
-        raises)."""
+        raises): the one transaction of every write made here."""
         conn = self._connection()
         _begin(conn)
         try:
@@ -200,56 +168,14 @@ class _SqliteThread:
             raise
         return result
 
+    def append(self, batch: Sequence[PendingUpdate], counts: dict[str, int]) -> list[int]:
+        return self.exclusive(lambda conn: _append(conn, batch, counts))
+
     def save_snapshot(self, workspace_id: str, data: bytes, upto: int) -> tuple[int, int] | None:
         """``DocumentStore.save_snapshot`` in one transaction on this thread. Under BEGIN IMMEDIATE nothing else
         writes, so the checks need no optimistic retry; and the appends, queued on the same thread, wait for
-        it in order instead of polling for SQLite's write lock.
-
-        The bytes go in through incremental blob I/O, not as a bound parameter: Python's sqlite3 keeps a
-        copy of a statement's last bound values in its statement cache, so a bound snapshot stayed in memory
-        until the next compaction (a document's size for good, and growing with it: the soak)."""
-        conn = self._connection()
-        now = utcnow().strftime("%Y-%m-%d %H:%M:%S.%f")
-        _begin(conn)
-        try:
-            head = conn.execute("SELECT last_seq FROM documents WHERE workspace_id = ?", (workspace_id,)).fetchone()
-            if head is None:
-                raise UnknownDocument(workspace_id)
-            if upto > int(head[0]):
-                raise ValueError(f"snapshot of {workspace_id} at seq {upto} is past the log head {head[0]}")
-            snap = conn.execute(
-                "SELECT upto_seq, rowid FROM doc_snapshots WHERE workspace_id = ?", (workspace_id,)
-            ).fetchone()
-            if snap is not None and upto <= int(snap[0]):
-                conn.execute("ROLLBACK")
-                return None
-            rowid: int | None
-            if snap is None:
-                rowid = conn.execute(
-                    "INSERT INTO doc_snapshots (workspace_id, upto_seq, data, created_at) "
-                    "VALUES (?, ?, zeroblob(?), ?)",
-                    (workspace_id, upto, len(data), now),
-                ).lastrowid
-            else:
-                rowid = snap[1]
-                conn.execute(
-                    "UPDATE doc_snapshots SET upto_seq = ?, data = zeroblob(?), codec = NULL, raw_bytes = NULL, "
-                    "created_at = ? WHERE rowid = ?",
-                    (upto, len(data), now, rowid),
-                )
-            if data:
-                assert rowid is not None  # an INSERT that succeeded has a rowid
-                with conn.blobopen("doc_snapshots", "data", rowid) as blob:
-                    blob.write(data)
-            removed = conn.execute(
-                "DELETE FROM doc_updates WHERE workspace_id = ? AND seq <= ?", (workspace_id, upto)
-            ).rowcount
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-        return upto, removed
+        it in order instead of polling for SQLite's write lock."""
+        return self.exclusive(lambda conn: _save_snapshot(conn, workspace_id, data, upto))
 
     def load(self, workspace_id: str) -> StoredDocument:
         conn = self._connection()
@@ -281,6 +207,64 @@ class _SqliteThread:
         if self.conn is not None:
             self.conn.close()
             self.conn = None
+
+
+def _append(conn: sqlite3.Connection, batch: Sequence[PendingUpdate], counts: dict[str, int]) -> list[int]:
+    now = utcnow().strftime("%Y-%m-%d %H:%M:%S.%f")  # SQLAlchemy's SQLite DateTime format
+    next_seq: dict[str, int] = {}
+    for wid, n in counts.items():
+        row = conn.execute(
+            "UPDATE documents SET last_seq = last_seq + ?, updated_at = ? WHERE workspace_id = ? RETURNING last_seq",
+            (n, now, wid),
+        ).fetchone()
+        if row is None:
+            raise UnknownDocument(wid)
+        next_seq[wid] = int(row[0]) - n + 1
+    seqs: list[int] = []
+    rows = []
+    for item in batch:
+        seq = next_seq[item.workspace_id]
+        next_seq[item.workspace_id] = seq + 1
+        seqs.append(seq)
+        rows.append((item.workspace_id, seq, item.data, item.actor_id, now))
+    conn.executemany(
+        "INSERT INTO doc_updates (workspace_id, seq, data, actor_id, created_at) VALUES (?, ?, ?, ?, ?)", rows
+    )
+    return seqs
+
+
+def _save_snapshot(conn: sqlite3.Connection, workspace_id: str, data: bytes, upto: int) -> tuple[int, int] | None:
+    """The bytes go in through incremental blob I/O, not as a bound parameter: Python's sqlite3 keeps a copy of
+    a statement's last bound values in its statement cache, so a bound snapshot stayed in memory until the next
+    compaction (a document's size for good, and growing with it: the soak)."""
+    now = utcnow().strftime("%Y-%m-%d %H:%M:%S.%f")
+    head = conn.execute("SELECT last_seq FROM documents WHERE workspace_id = ?", (workspace_id,)).fetchone()
+    if head is None:
+        raise UnknownDocument(workspace_id)
+    if upto > int(head[0]):
+        raise ValueError(f"snapshot of {workspace_id} at seq {upto} is past the log head {head[0]}")
+    snap = conn.execute("SELECT upto_seq, rowid FROM doc_snapshots WHERE workspace_id = ?", (workspace_id,)).fetchone()
+    if snap is not None and upto <= int(snap[0]):
+        return None  # not newer: nothing written
+    rowid: int | None
+    if snap is None:
+        rowid = conn.execute(
+            "INSERT INTO doc_snapshots (workspace_id, upto_seq, data, created_at) VALUES (?, ?, zeroblob(?), ?)",
+            (workspace_id, upto, len(data), now),
+        ).lastrowid
+    else:
+        rowid = snap[1]
+        conn.execute(
+            "UPDATE doc_snapshots SET upto_seq = ?, data = zeroblob(?), codec = NULL, raw_bytes = NULL, "
+            "created_at = ? WHERE rowid = ?",
+            (upto, len(data), now, rowid),
+        )
+    if data:
+        assert rowid is not None  # an INSERT that succeeded has a rowid
+        with conn.blobopen("doc_snapshots", "data", rowid) as blob:
+            blob.write(data)
+    removed = conn.execute("DELETE FROM doc_updates WHERE workspace_id = ? AND seq <= ?", (workspace_id, upto)).rowcount
+    return upto, removed
 
 
 class DocumentStore:
