@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 
 import httpx
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pycrdt import Doc, Map, Text
@@ -66,6 +67,25 @@ def test_tracker_reports_field_level_changes() -> None:
         del doc.get("tasks", type=Map)["t1"]
     changes, _ = tracker.collect()
     assert changes[0].kind == "deleted" and changes[0].task is not None and changes[0].task["title"] == "Write"
+    tracker.close()
+
+
+def test_a_failing_tracker_never_breaks_applying_an_update(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The tracker observes yrs directly: an error in it is logged, never raised into the transaction (the
+    update is in the document either way)."""
+    doc: Doc = Doc()
+    tracker = TaskTracker(doc)
+
+    def boom(_event: object) -> None:
+        raise RuntimeError("tracker bug")
+
+    monkeypatch.setattr(tracker, "_read", boom)
+    with doc.transaction():
+        create_task(doc, task_id="t1", title="still here", description="", created_by="u1")
+    assert [t["title"] for t in list_tasks(doc)] == ["still here"]
+    assert "task change tracking failed" in caplog.text
     tracker.close()
 
 
