@@ -32,6 +32,7 @@ from api.schemas import as_utc
 from persistence.db import Database
 from persistence.docstore import DocumentStore
 from persistence.models import Activity, Membership, Notification, NotificationPreference, User, new_id, utcnow
+from sync_server import metrics
 from sync_server.schema import TaskChange
 
 if TYPE_CHECKING:
@@ -182,10 +183,26 @@ async def disabled_types(session: AsyncSession, user_ids: Iterable[str]) -> set[
     return {(r[0], r[1]) for r in await session.execute(_DISABLED, {"ids": ids})}
 
 
-async def store_notifications(session: AsyncSession, db: Database, planned: list[Planned]) -> set[str]:
-    """Keep only current members whose preference for the type is on; insert. Returns the recipients."""
+@dataclass(frozen=True)
+class Stored:
+    """What ``store_notifications`` kept and dropped; ``committed()`` is called once the transaction is."""
+
+    kept: list[Planned]
+    suppressed: list[str]  # a reason per dropped notification: "not_member" or "preference"
+
+    def committed(self) -> set[str]:
+        """Count the notifications in the metrics; returns their recipients (whose streams to wake)."""
+        for p in self.kept:
+            metrics.NOTIFICATIONS_SENT.labels(p.type).inc()
+        for reason in self.suppressed:
+            metrics.NOTIFICATIONS_SUPPRESSED.labels(reason).inc()
+        return {p.user_id for p in self.kept}
+
+
+async def store_notifications(session: AsyncSession, db: Database, planned: list[Planned]) -> Stored:
+    """Keep only current members whose preference for the type is on; insert."""
     if not planned:
-        return set()
+        return Stored([], [])
     by_ws: dict[str, set[str]] = {}
     for p in planned:
         by_ws.setdefault(p.workspace_id, set()).add(p.user_id)
@@ -195,6 +212,15 @@ async def store_notifications(session: AsyncSession, db: Database, planned: list
         members.update((wid, r[0]) for r in rows)
     off = await disabled_types(session, {p.user_id for p in planned})
     now = utcnow()
+    kept: list[Planned] = []
+    suppressed: list[str] = []
+    for p in planned:
+        if (p.workspace_id, p.user_id) not in members:
+            suppressed.append("not_member")
+        elif (p.user_id, p.type) in off:
+            suppressed.append("preference")
+        else:
+            kept.append(p)
     rows_out = [
         {
             "id": new_id(),
@@ -208,11 +234,10 @@ async def store_notifications(session: AsyncSession, db: Database, planned: list
             "created_at": now,
             "read_at": None,
         }
-        for p in planned
-        if (p.workspace_id, p.user_id) in members and (p.user_id, p.type) not in off
+        for p in kept
     ]
     await insert_ignoring_conflicts(session, db, Notification.__table__, rows_out, ["user_id", "dedup_key"])  # type: ignore[arg-type]
-    return {str(r["user_id"]) for r in rows_out}
+    return Stored(kept, suppressed)
 
 
 def notification_json(n: Notification, actor: User | None) -> dict[str, Any]:
@@ -438,7 +463,8 @@ class NotificationService:
                 activity,
                 ["workspace_id", "dedup_key"],
             )
-            return await store_notifications(s, self.db, planned)
+            stored = await store_notifications(s, self.db, planned)
+        return stored.committed()
 
 
 async def notify_member_joined(db: Database, workspace_id: str, user_id: str) -> None:
@@ -458,8 +484,8 @@ async def notify_member_joined(db: Database, workspace_id: str, user_id: str) ->
         planned = [
             Planned(uid, "member_joined", workspace_id, None, user_id, data, key) for uid in admins if uid != user_id
         ]
-        recipients = await store_notifications(s, db, planned)
-    publish(db, recipients)
+        stored = await store_notifications(s, db, planned)
+    publish(db, stored.committed())
 
 
 def install_notifications(app: FastAPI, ctx: AppContext) -> NotificationService:

@@ -21,6 +21,8 @@ from typing import Any
 from starlette.types import Receive, Send
 from starlette.websockets import WebSocketDisconnect
 
+from . import metrics
+
 log = logging.getLogger("plait.sync")
 
 CLOSE_NORMAL = 1000
@@ -212,6 +214,7 @@ class Connection:
             self._queue = deque()
         if len(self._queue) >= self._max_messages or self._queued_bytes + len(message) > self._max_bytes:
             log.warning("closing slow client conn=%s user=%s: send buffer full", self.id, self.user_id)
+            metrics.SEND_QUEUE_OVERFLOWS.inc()
             self.close(CLOSE_TRY_AGAIN, "send buffer full")
             return False
         self._queue.append(message)

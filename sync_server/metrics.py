@@ -1,4 +1,5 @@
-"""Prometheus metrics of the sync layer (exposed by the API at /metrics)."""
+"""Prometheus metrics (exposed by the API at /metrics, documented in docs/operations.md): the sync layer's, and
+the notification derivation's, which the API layer records."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ ROOMS = Gauge("plait_rooms_loaded", "Workspace documents loaded in memory")
 UPDATES_IN = Counter("plait_updates_in_total", "Updates accepted from clients and the server")
 UPDATES_DROPPED = Counter("plait_updates_dropped_total", "Updates dropped", ["reason"])
 MESSAGES_OUT = Counter("plait_messages_out_total", "Messages queued to sockets")
+UPDATES_OUT = Counter("plait_updates_out_total", "Document update messages queued to sockets (one per socket)")
 BYTES_IN = Counter("plait_bytes_in_total", "Bytes received on sync sockets")
 BYTES_OUT = Counter("plait_bytes_out_total", "Bytes queued to sync sockets")
 FANOUT_SECONDS = Histogram(
@@ -25,6 +27,9 @@ COMMIT_BATCH = Histogram(
     "plait_commit_batch_size", "Updates per group commit", buckets=(1, 2, 4, 8, 16, 32, 64, 128, 512)
 )
 COMMIT_FAILURES = Counter("plait_commit_failures_total", "Failed group commits")
+SEND_QUEUE_OVERFLOWS = Counter(
+    "plait_send_queue_overflows_total", "Sockets whose send queue overflowed (each one is closed with 1013)"
+)
 CLOSES = Counter("plait_socket_closes_total", "Sockets closed by the server", ["code"])
 SCHEMA_REPAIRS = Counter("plait_schema_repairs_total", "Task fields repaired by the schema guard")
 COMPACTIONS = Counter("plait_compactions_total", "Log compactions")
@@ -38,4 +43,10 @@ REDIS_LAG = Histogram(
     "plait_redis_fanout_lag_seconds",
     "From the origin node's commit to applying it on this node",
     buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1),
+)
+NOTIFICATIONS_SENT = Counter("plait_notifications_sent_total", "Notifications stored for a recipient", ["type"])
+NOTIFICATIONS_SUPPRESSED = Counter(
+    "plait_notifications_suppressed_total",
+    "Derived notifications not stored: the recipient is not a member, or switched the type off",
+    ["reason"],
 )

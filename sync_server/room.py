@@ -451,7 +451,7 @@ class Room:
         # Not back to a socket that wrote all of it: it has it already. (A REST or server source is no socket's.)
         source = ready[0].source
         writer = source if all(r.source == source for r in ready) else None
-        self._broadcast(create_update_message(payload), skip_source=writer)
+        metrics.UPDATES_OUT.inc(self._broadcast(create_update_message(payload), skip_source=writer))
         now = time.perf_counter()
         for r in ready:
             if r.received is not None:
@@ -489,7 +489,7 @@ class Room:
             self.mark_applied(seq)
         delta = self.doc.get_update(before)
         if delta != EMPTY_UPDATE:
-            self._broadcast(create_update_message(delta))
+            metrics.UPDATES_OUT.inc(self._broadcast(create_update_message(delta)))
 
     def catch_up(self, stored: StoredDocument) -> None:
         """Merge everything durable (after a Redis gap or disconnect): the database is the truth."""
@@ -620,10 +620,12 @@ class Room:
     def _awareness_message(entries: list[AwarenessEntry]) -> bytes:
         return create_awareness_message(encode_awareness(entries))
 
-    def _broadcast(self, message: bytes, *, include_unsynced: bool = False, skip_source: str | None = None) -> None:
+    def _broadcast(self, message: bytes, *, include_unsynced: bool = False, skip_source: str | None = None) -> int:
+        """Queue ``message`` to the room's sockets; returns to how many."""
         sent = 0
         for conn in list(self.conns):
             if (conn.synced or include_unsynced) and conn.principal.source != skip_source and conn.send(message):
                 sent += 1
         metrics.MESSAGES_OUT.inc(sent)
         metrics.BYTES_OUT.inc(sent * len(message))
+        return sent

@@ -479,6 +479,8 @@ async def test_slow_reader_is_closed_1013_without_stalling_others(make_server: o
         code = await asyncio.to_thread(_read_close_code, slow, 30)
         slow.close()
         assert code == 1013
+        overflows = [ln for ln in http.get("/metrics").text.splitlines() if ln.startswith("plait_send_queue_overflows")]
+        assert overflows and float(overflows[0].split()[-1]) >= 1, overflows
         await writer.close()
         await reader.close()
 
