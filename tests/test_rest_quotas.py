@@ -83,10 +83,10 @@ def test_rest_write_rate_quota(make_server: Callable[..., ThreadServer]) -> None
         other = create_workspace(client, owner, "other")
         add_member(client, wid, owner, editor, "editor")  # the invite is one of the owner's writes
         url = f"/api/workspaces/{wid}/tasks"
-        started = time.monotonic()
         for i in range(4):
             assert client.post(url, json={"title": f"t{i}"}, headers=owner.headers).status_code == 201
         r = client.post(url, json={"title": "too fast"}, headers=owner.headers)
+        refused_at = time.monotonic()  # Retry-After counts from the refusal (not from the first write)
         _quota(r, 429, "rest_writes")
         retry = int(r.headers["retry-after"])
         assert 1 <= retry <= 2
@@ -100,5 +100,5 @@ def test_rest_write_rate_quota(make_server: Callable[..., ThreadServer]) -> None
             assert client.get(url, headers=owner.headers).status_code == 200
         # unauthenticated requests are the route's business (401), not counted
         assert client.post(url, json={"title": "anon"}).status_code == 401
-        time.sleep(max(0.0, started + retry + 0.1 - time.monotonic()))
+        time.sleep(max(0.0, refused_at + retry + 0.1 - time.monotonic()))
         assert client.post(url, json={"title": "later"}, headers=owner.headers).status_code == 201
