@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> None:
         create_app(settings),
         host=args.host or settings.host,
         port=args.port or settings.port,
-        ws_max_size=settings.transport_max_frame_bytes(),
         timeout_graceful_shutdown=5,
         log_config=None,
+        **settings.uvicorn_options(),
     )

@@ -6,7 +6,7 @@ import logging
 import secrets
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -50,6 +50,11 @@ class Settings(BaseSettings):
     max_awareness_bytes: int = 64 * 1024
     max_awareness_per_second: float = 30.0
     send_queue_max_bytes: int = 32 * 1024 * 1024
+    ws_per_message_deflate: bool = Field(
+        default=False,
+        description="Offer permessage-deflate on sockets: a zlib context per socket and per frame, and no shared"
+        " broadcast frames (off, as in the ws server under Hocuspocus and y-websocket)",
+    )
     send_queue_max_messages: int = 10_000
     group_commit_max_wait_ms: float = 0.0
     group_commit_max_batch: int = 512
@@ -86,6 +91,10 @@ class Settings(BaseSettings):
     quota_max_members: int = 500
     quota_rest_writes_per_minute: int = 600
     quota_rest_window_seconds: float = Field(default=60.0, description="Window of the REST write rate (tests)")
+
+    def uvicorn_options(self) -> dict[str, Any]:
+        """The WebSocket transport's settings, for every place that starts uvicorn."""
+        return {"ws_max_size": self.transport_max_frame_bytes(), "ws_per_message_deflate": self.ws_per_message_deflate}
 
     def transport_max_frame_bytes(self) -> int:
         """The largest frame the WebSocket server itself reads. 64 KiB above ``max_message_bytes``, so that a

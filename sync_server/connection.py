@@ -20,6 +20,9 @@ from typing import Any
 
 from starlette.types import Receive, Send
 from starlette.websockets import WebSocketDisconnect
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.frames import Frame, Opcode
+from websockets.protocol import State
 
 from . import metrics
 
@@ -48,6 +51,12 @@ class TextFrame(Exception):
     """The client sent a text frame; the protocol is binary only."""
 
 
+def binary_frame(message: bytes) -> bytes:
+    """``message`` as one unmasked, uncompressed binary WebSocket frame: what the server writes to every socket
+    without an extension, so a broadcast encodes it once (``WebSocketChannel.write_frame``)."""
+    return Frame(Opcode.BINARY, message).serialize(mask=False)
+
+
 class WebSocketChannel:
     """pycrdt's ``Channel`` protocol (path, send, recv, async iteration) over ASGI's ``receive`` and ``send``.
 
@@ -55,12 +64,13 @@ class WebSocketChannel:
     keeps the headers and query it parsed for the life of the socket (s5 counts memory per idle connection).
     The sync service reads what it needs from the scope once, at admission."""
 
-    __slots__ = ("_path", "_receive", "_send")
+    __slots__ = ("_direct", "_path", "_receive", "_send")
 
     def __init__(self, receive: Receive, send: Send, path: str) -> None:
         self._receive = receive
         self._send = send
         self._path = path
+        self._direct: WebSocketsSansIOProtocol | None = None
 
     @property
     def path(self) -> str:
@@ -81,6 +91,28 @@ class WebSocketChannel:
         if msg["type"] != "websocket.connect":
             raise WebSocketDisconnect(msg.get("code", CLOSE_ABNORMAL))
         await self._send({"type": "websocket.accept"})
+        # ASGI's send is uvicorn's protocol method when nothing wraps it. Without an extension (compression)
+        # every socket's frame of a message is the same bytes, so a broadcast can encode it once and write it.
+        proto = getattr(self._send, "__self__", None)
+        if isinstance(proto, WebSocketsSansIOProtocol) and not proto.conn.extensions:
+            self._direct = proto
+
+    def write_frame(self, frame: bytes) -> bool:
+        """Write a frame made by ``binary_frame`` straight to the transport, as uvicorn's ``send`` would have
+        (its per-message work, an ASGI event, a coroutine and the frame's encoding, is most of a delivery's
+        cost in a large room). False when that is not possible now (no direct transport, closing, or the
+        transport pushes back): then the caller sends through ASGI, which waits, queues or fails as usual."""
+        proto = self._direct
+        if (
+            proto is None
+            or proto.close_sent
+            or not proto.writable.is_set()
+            or proto.conn.state is not State.OPEN
+            or proto.transport.is_closing()
+        ):
+            return False
+        proto.transport.write(frame)
+        return True
 
     async def send(self, message: bytes) -> None:
         await self._send({"type": "websocket.send", "bytes": message})
@@ -188,8 +220,9 @@ class Connection:
         if self._queue:
             self._spawn_writer()
 
-    def send(self, message: bytes) -> bool:
-        """Send or queue a message; closes the connection (1013) instead of buffering past the limit.
+    def send(self, message: bytes, frame: bytes | None = None) -> bool:
+        """Send or queue a message; closes the connection (1013) instead of buffering past the limit. ``frame``,
+        the message already encoded by ``binary_frame`` (a broadcast's), is written as it is when it can be.
 
         While nothing is queued the frame is written at once, in the caller's turn: the send coroutine only
         suspends when the transport pushes back, and a writer task per socket (woken per broadcast) would cost
@@ -198,6 +231,9 @@ class Connection:
         if self.closed:
             return False
         if self._started and self._writer is None:
+            if frame is not None and self.channel.write_frame(frame):
+                self.last_sent = time.monotonic()
+                return True
             coro = self.channel.send(message)
             try:
                 yielded = coro.send(None)

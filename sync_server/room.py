@@ -21,7 +21,7 @@ from pycrdt._sync import create_sync_step1_message
 from persistence.docstore import StoredDocument
 
 from . import metrics
-from .connection import CLOSE_INTERNAL, Connection, Principal
+from .connection import CLOSE_INTERNAL, Connection, Principal, binary_frame
 from .protocol import (
     EMPTY_UPDATE,
     MSG_AUTH,
@@ -623,9 +623,13 @@ class Room:
     def _broadcast(self, message: bytes, *, include_unsynced: bool = False, skip_source: str | None = None) -> int:
         """Queue ``message`` to the room's sockets; returns to how many."""
         sent = 0
+        frame: bytes | None = None  # encoded once for every socket that takes it as it is
         for conn in list(self.conns):
-            if (conn.synced or include_unsynced) and conn.principal.source != skip_source and conn.send(message):
-                sent += 1
+            if (conn.synced or include_unsynced) and conn.principal.source != skip_source:
+                if frame is None:
+                    frame = binary_frame(message)
+                if conn.send(message, frame):
+                    sent += 1
         metrics.MESSAGES_OUT.inc(sent)
         metrics.BYTES_OUT.inc(sent * len(message))
         return sent

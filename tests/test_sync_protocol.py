@@ -621,3 +621,32 @@ def test_sizes_of_awareness_messages_are_capped(server: ThreadServer, client: ht
         await b.close()
 
     asyncio.run(run())
+
+
+@pytest.mark.parametrize("deflate", [False, True])
+async def test_broadcasts_reach_sockets_with_and_without_compression(make_server: object, deflate: bool) -> None:
+    """A broadcast is encoded once and written as it is to sockets without an extension; with
+    permessage-deflate (PLAIT_WS_PER_MESSAGE_DEFLATE) each socket's frame goes through its own compressor."""
+    srv = make_server(ws_per_message_deflate=deflate)  # type: ignore[operator]
+    with httpx.Client(base_url=srv.base_url) as http:
+        wid, owner, (editor,) = workspace_with(http, "editor")
+        clients = [YClient() for _ in range(4)]
+        for c, acct in zip(clients, (owner, editor, editor, editor), strict=True):
+            await c.connect(sync_url(srv.ws_url, wid, acct.token), compression="deflate")
+            await c.wait_synced()
+        writer, *readers = clients
+        for c in clients:  # every client offers permessage-deflate; the server decides
+            assert c.ws is not None and c.ws.response is not None
+            offered = c.ws.response.headers.get("Sec-WebSocket-Extensions", "")
+            assert ("permessage-deflate" in offered) is deflate
+        text = writer.text("t")
+        for i in range(50):
+            text.insert(len(text), f"line {i} " + "z" * 200 + "\n")
+            if i % 10 == 0:
+                await asyncio.sleep(0.01)
+        want = str(text)
+        for r in readers:
+            await r.wait_for(lambda r=r: str(r.text("t")) == want)  # type: ignore[misc]
+        await writer.close()
+        for r in readers:
+            await r.close()

@@ -129,6 +129,7 @@ class YClient:
         origin: str | None = None,
         max_size: int | None = None,
         open_timeout: float = 10.0,
+        compression: str | None = None,
     ) -> None:
         """Open the socket, then send sync step 1 and our awareness state, as y-websocket does.
 
@@ -145,7 +146,7 @@ class YClient:
             additional_headers=headers,
             origin=origin,  # type: ignore[arg-type]
             max_size=max_size,
-            compression=None,
+            compression=compression,
             proxy=None,
             open_timeout=open_timeout,
             ping_interval=None,

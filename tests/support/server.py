@@ -84,8 +84,8 @@ class ThreadServer:
             host="127.0.0.1",
             port=self.port,
             log_level="warning",
-            ws_max_size=self.settings.transport_max_frame_bytes(),
             timeout_graceful_shutdown=2,
+            **self.settings.uvicorn_options(),
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, daemon=True)
