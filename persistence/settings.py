@@ -50,12 +50,12 @@ class Settings(BaseSettings):
     max_awareness_bytes: int = 64 * 1024
     max_awareness_per_second: float = 30.0
     send_queue_max_bytes: int = 32 * 1024 * 1024
+    send_queue_max_messages: int = 10_000
     ws_per_message_deflate: bool = Field(
         default=False,
         description="Offer permessage-deflate on sockets: a zlib context per socket and per frame, and no shared"
         " broadcast frames (off, as in the ws server under Hocuspocus and y-websocket)",
     )
-    send_queue_max_messages: int = 10_000
     group_commit_max_wait_ms: float = 0.0
     group_commit_max_batch: int = 512
     compaction_max_updates: int = 500
