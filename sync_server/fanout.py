@@ -6,6 +6,11 @@ applies it once (sequence numbers already applied are skipped) and forwards it t
 at-most-once, so a node that sees a hole in the sequence, or loses its Redis connection, catches up from the
 database. Awareness, membership changes and notification wake-ups travel the same way; presence is a Redis
 hash per node and workspace that expires when the node stops refreshing it (a crashed node's users vanish).
+A node that loads a room asks the others for their clients' awareness states ("awq"); each answers only the
+asker ("awr") with the full set of its own clients' states, so a newcomer sees everyone present at once
+instead of after their next renewal. After a Redis reconnect a node asks again with "resync" (every node
+answers, even with none) and announces its own states to all ("*"): an answer replaces what the receiver held
+from that node, so removals lost with the connection are dropped.
 """
 
 from __future__ import annotations
@@ -19,7 +24,11 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff, NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from . import metrics
 
@@ -34,7 +43,19 @@ class RedisFanout:
         self.ns = namespace
         self.node_id = node_id
         self.presence_ttl = presence_ttl
-        self.redis: aioredis.Redis = aioredis.from_url(url, socket_connect_timeout=2, socket_timeout=5)
+        # A pooled connection is dead after Redis restarts: without a retry on a fresh connection, the first
+        # messages published after a reconnect (the awareness resync among them) were lost. The subscriber has
+        # a client of its own without that retry: it must see the loss, since messages were missed meanwhile.
+        self.redis: aioredis.Redis = aioredis.from_url(
+            url,
+            socket_connect_timeout=2,
+            socket_timeout=5,
+            retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 2),
+            retry_on_error=[RedisConnectionError, RedisTimeoutError],
+        )
+        self._subscriber: aioredis.Redis = aioredis.from_url(
+            url, socket_connect_timeout=2, socket_timeout=5, retry=Retry(NoBackoff(), 0)
+        )
         self._handlers: dict[str, Callable[[str, bytes], Any]] = {}
         self._listener: asyncio.Task[None] | None = None
         self._on_reconnect: Callable[[], Awaitable[None]] | None = None
@@ -57,9 +78,10 @@ class RedisFanout:
                 await asyncio.wait_for(t, 1)
         with contextlib.suppress(Exception):
             await self.redis.aclose()
+            await self._subscriber.aclose()
 
     def on(self, kind: str, handler: Callable[[str, bytes], Any]) -> None:
-        """Handle messages of ``kind`` ("doc", "aw", "members", "notify"): ``handler(key, payload)``."""
+        """Handle messages of ``kind`` ("doc", "aw", "awq", "awr", "members", "notify"): ``handler(key, payload)``."""
         self._handlers[kind] = handler
 
     async def ping(self) -> bool:
@@ -72,7 +94,7 @@ class RedisFanout:
         backoff = 0.1
         first = True
         while True:
-            pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+            pubsub = self._subscriber.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.psubscribe(f"{self.ns}:*")
                 self.connected = True
@@ -134,6 +156,26 @@ class RedisFanout:
 
     def publish_awareness(self, workspace_id: str, payload: bytes) -> None:
         self.publish("aw", workspace_id, self.node_id.encode() + b"|" + payload)
+
+    def query_awareness(self, workspace_id: str, *, resync: bool = False) -> None:
+        """Ask every other node for its own clients' awareness states in a workspace."""
+        self.publish("awq", workspace_id, b"%s|%d" % (self.node_id.encode(), resync))
+
+    @staticmethod
+    def split_query(data: bytes) -> tuple[str, bool]:
+        """(asking node, whether every node must answer)."""
+        node, resync = data.rsplit(b"|", 1)
+        return node.decode(), resync == b"1"
+
+    def answer_awareness(self, workspace_id: str, to_node: str, payload: bytes) -> None:
+        """This node's full set of its own clients' states, to one node or to all (``"*"``)."""
+        self.publish("awr", workspace_id, b"%s|%s|%s" % (to_node.encode(), self.node_id.encode(), payload))
+
+    @staticmethod
+    def split_answer(data: bytes) -> tuple[str, str, bytes]:
+        """(asking node, answering node, awareness payload)."""
+        to_node, node, payload = data.split(b"|", 2)
+        return to_node.decode(), node.decode(), payload
 
     @staticmethod
     def split_update(data: bytes) -> tuple[str, int, float, bytes]:

@@ -520,14 +520,29 @@ class Room:
         if accepted:
             self._broadcast(self._awareness_message(accepted), include_unsynced=True)
 
+    def own_awareness(self) -> bytes:
+        """The states of this node's own sockets, encoded: the answer to another node's query."""
+        return encode_awareness([entry for cid, entry in self.awareness.items() if cid in self._owners])
+
+    def replace_remote_awareness(self, node: str, payload: bytes) -> None:
+        """``node``'s full set of its clients' states: drop what this room holds from that node beyond it."""
+        entries = parse_awareness(payload)
+        present = {entry.client_id for entry in entries}
+        self._drop_remote([cid for cid, (owner, _) in self._remote_aw.items() if owner == node and cid not in present])
+        self.apply_remote_awareness(node, payload)
+
     def expire_remote_awareness(self, max_age: float, live_nodes: set[str] | None = None) -> None:
         """Drop states of other nodes not renewed in ``max_age`` seconds or whose node is gone (crash)."""
         now = time.monotonic()
-        gone = [
-            cid
-            for cid, (node, seen) in self._remote_aw.items()
-            if now - seen > max_age or (live_nodes is not None and node not in live_nodes)
-        ]
+        self._drop_remote(
+            [
+                cid
+                for cid, (node, seen) in self._remote_aw.items()
+                if now - seen > max_age or (live_nodes is not None and node not in live_nodes)
+            ]
+        )
+
+    def _drop_remote(self, gone: list[int]) -> None:
         removed = []
         for cid in gone:
             del self._remote_aw[cid]

@@ -41,11 +41,12 @@ from .connection import (
     WebSocketChannel,
 )
 from .fanout import RedisFanout
-from .protocol import ProtocolError
+from .protocol import ProtocolError, encode_awareness
 from .room import KEEPALIVE, DocumentTooLarge, Room, RoomFailed
 from .writer import GroupCommitWriter, WriteRequest
 
 log = logging.getLogger("plait.sync")
+NO_STATES = encode_awareness([])
 NIL_UUID = "00000000-0000-0000-0000-000000000000"
 COMPACTION_SNAPSHOT_RATIO = 8  # a tail of 1/8 of the snapshot's bytes is worth re-encoding the document
 COMPACTION_ROWS_CAP = 20  # ... and so is one of 20 x compaction_max_updates rows, whatever their size
@@ -91,8 +92,10 @@ class SyncService:
         if self.fanout is not None:
             self.fanout.on("doc", self._on_remote_update)
             self.fanout.on("aw", self._on_remote_awareness)
+            self.fanout.on("awq", self._on_awareness_query)
+            self.fanout.on("awr", self._on_awareness_answer)
             self.fanout.on("members", self._on_remote_membership)
-            self.fanout.start(on_reconnect=self.catch_up_all)
+            self.fanout.start(on_reconnect=self._redis_reconnected)
             await self.fanout.heartbeat()
             self._cluster = asyncio.create_task(self._cluster_loop(), name="plait-cluster")
 
@@ -279,6 +282,8 @@ class SyncService:
             room = Room(workspace_id, stored, self)
             self.rooms[workspace_id] = room
             metrics.ROOMS.set(len(self.rooms))
+            if self.fanout is not None:
+                self.fanout.query_awareness(workspace_id)
             log.info(
                 "loaded room %s (%d log rows after snapshot) in %.1f ms",
                 workspace_id,
@@ -441,6 +446,21 @@ class SyncService:
         if node != self.node_id and room is not None:
             room.apply_remote_awareness(node, payload)
 
+    def _on_awareness_query(self, workspace_id: str, data: bytes) -> None:
+        asker, resync = RedisFanout.split_query(data)
+        if asker == self.node_id or self.fanout is None:
+            return
+        room = self.rooms.get(workspace_id)
+        payload = room.own_awareness() if room is not None else NO_STATES
+        if resync or payload != NO_STATES:
+            self.fanout.answer_awareness(workspace_id, asker, payload)
+
+    def _on_awareness_answer(self, workspace_id: str, data: bytes) -> None:
+        to_node, node, payload = RedisFanout.split_answer(data)
+        room = self.rooms.get(workspace_id)
+        if to_node in (self.node_id, "*") and node != self.node_id and room is not None:
+            room.replace_remote_awareness(node, payload)
+
     def _on_remote_membership(self, _key: str, data: bytes) -> None:
         body = json.loads(data)
         if body.get("node") != self.node_id:
@@ -458,6 +478,16 @@ class SyncService:
                 await self.catch_up(room)
             except Exception:
                 log.exception("catch-up of %s failed", room.workspace_id)
+
+    async def _redis_reconnected(self) -> None:
+        """Messages published while Redis was away are lost: documents catch up from the database; awareness
+        is asked for again (every node answers with its full set, which replaces what this node held, so a
+        removal lost in the outage is dropped) and this node's own states are announced to all."""
+        await self.catch_up_all()
+        assert self.fanout is not None
+        for wid, room in list(self.rooms.items()):
+            self.fanout.query_awareness(wid, resync=True)
+            self.fanout.answer_awareness(wid, "*", room.own_awareness())
 
     def _presence_changed(self, workspace_id: str) -> None:
         self._presence_dirty.add(workspace_id)

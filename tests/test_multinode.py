@@ -16,6 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 import redis
+from pycrdt import Awareness, Doc, read_message
+from websockets.asyncio.client import connect as ws_connect
 
 from persistence.migrate import upgrade
 from tests.support.databases import IN_CI, drop_postgres_database, fresh_database
@@ -260,4 +262,51 @@ async def test_notification_created_once_and_streamed_on_the_other_node(cluster:
         items = http.get("/api/notifications", headers=editor.headers).json()["items"]
     assert [n["type"] for n in items] == ["task_assigned"], "exactly one notification, though two nodes hold the room"
     await on_a.close()
+    await on_b.close()
+
+
+async def test_a_newcomer_on_another_node_sees_every_present_state_at_once(cluster: Cluster) -> None:
+    """Node B loads the room for the newcomer and asks the other nodes for their clients' states: the newcomer
+    sees them without waiting for their 15 s renewal (this client never renews), and a query-awareness (type
+    3) is answered with every node's states."""
+    wid, owner, editor = _setup(cluster)
+    on_a = await _join(cluster.a, wid, owner, user_state={"cursor": 7})
+    await on_a.wait_for(lambda: (on_a.awareness.states.get(on_a.awareness.client_id) or {}).get("cursor") == 7)
+    on_b = await _join(cluster.b, wid, editor, user_state={"cursor": 9})
+    await on_b.wait_for(lambda: on_a.awareness.client_id in on_b.awareness.states, timeout=3)
+    assert on_b.awareness.states[on_a.awareness.client_id]["user"]["id"] == owner.id
+    # a socket that asks (type 3) is answered with both nodes' states
+    async with ws_connect(sync_url(cluster.b.ws_url, wid, editor.token), proxy=None) as raw:
+        heard = Awareness(Doc())
+        with contextlib.suppress(TimeoutError):
+            while True:  # what the server sends on joining (step 1, the states it knows) is not counted
+                await asyncio.wait_for(raw.recv(), 0.5)
+        await raw.send(bytes([3]))
+        want = {on_a.awareness.client_id, on_b.awareness.client_id}
+        while not want <= set(heard.states):
+            message = await asyncio.wait_for(raw.recv(), 3)
+            if isinstance(message, bytes) and message[0] == 1:
+                heard.apply_awareness_update(read_message(message[1:]), "remote")
+    # the owner leaves node A: the newcomer's view drops the state without waiting for any timeout
+    await on_a.close()
+    await on_b.wait_for(lambda: on_a.awareness.client_id not in on_b.awareness.states, timeout=5)
+    await on_b.close()
+
+
+async def test_a_state_whose_removal_was_lost_with_redis_goes_after_the_reconnect(cluster: Cluster) -> None:
+    """A client leaves node A while Redis is down: its removal never reaches node B. After the reconnect B
+    asks again, nobody answers for that client, and B drops the state (not 45 s later, at the expiry)."""
+    wid, owner, editor = _setup(cluster)
+    on_a = await _join(cluster.a, wid, owner, user_state={"cursor": 1})
+    stays = await _join(cluster.a, wid, owner, user_state={"cursor": 2})
+    on_b = await _join(cluster.b, wid, editor)
+    both = {on_a.awareness.client_id, stays.awareness.client_id}
+    await on_b.wait_for(lambda: both <= set(on_b.awareness.states), timeout=5)
+    cluster.redis.stop()
+    await on_a.close()
+    await asyncio.sleep(0.5)
+    cluster.redis.start()
+    await on_b.wait_for(lambda: on_a.awareness.client_id not in on_b.awareness.states, timeout=15)
+    assert stays.awareness.client_id in on_b.awareness.states, "a state its node still answers for stays"
+    await stays.close()
     await on_b.close()
