@@ -3,12 +3,17 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test install web node-deps system-deps lint
+.PHONY: run test install install-run web node-deps system-deps lint
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
+# What serving needs, and nothing else: the package's own dependencies.
+install-run: $(BIN)/python
+	$(BIN)/pip install -q -e .
+
+# What the suite needs on top: test tools and Playwright.
 install: $(BIN)/python
 	$(BIN)/pip install -q -e '.[test,browser]'
 
@@ -21,18 +26,20 @@ web: web/node_modules/.package-lock.json
 node-deps:
 	npm ci --prefix tests/node --no-audit --no-fund
 
-# System packages some tests use: Debian's chromium (browser tests) and docker-compose (validates compose.yaml
-# without an engine). Installed when we are root; otherwise those tests skip locally (and fail in CI).
+# System packages some tests use: Debian's chromium (browser tests), docker-compose (validates compose.yaml
+# without an engine), redis-server (private Redis servers) and nginx (the load balancer in front of two nodes).
+# Installed when we are root; otherwise those tests skip locally (and fail in CI).
 system-deps:
 	@missing=""; [ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
 	command -v docker-compose >/dev/null || missing="$$missing docker-compose"; \
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+	[ -x /usr/sbin/nginx ] || missing="$$missing nginx"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null); \
 	  else echo "not installed:$$missing (sudo apt-get install$$missing); the tests that need them will skip"; fi; fi
 
 ## run: install, build the web client, serve on http://127.0.0.1:8000 (SQLite in ./data)
-run: install web
+run: install-run web
 	$(BIN)/plait serve
 
 ## test: install everything the suite needs, then run it with coverage

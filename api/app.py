@@ -72,7 +72,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await app.state.webhooks.stop()
             await db.dispose()
 
-    app = PlaitApp(title="Plait", version="0.1.0", lifespan=lifespan)
+    app = PlaitApp(title="Plait", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None)
     from api.errors import install_error_handlers
     from api.routes import register_routes
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import shutil
-import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -15,52 +13,17 @@ from pathlib import Path
 
 import httpx
 import pytest
-import redis
 from pycrdt import Awareness, Doc, read_message
 from websockets.asyncio.client import connect as ws_connect
 
 from persistence.migrate import upgrade
-from tests.support.databases import IN_CI, drop_postgres_database, fresh_database
+from tests.support.databases import drop_postgres_database, fresh_database
 from tests.support.pyclient import YClient, sync_url
+from tests.support.redisproc import RedisProcess
 from tests.support.server import SECRET, ProcessServer, free_port
 from tests.support.users import Account, add_member, create_workspace, register
 
 pytestmark = pytest.mark.redis
-
-
-@dataclass
-class RedisProcess:
-    """A private redis-server (so restarting it disturbs nobody else)."""
-
-    port: int
-    proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> RedisProcess:
-        exe = shutil.which("redis-server")
-        if exe is None:
-            if IN_CI:
-                pytest.fail("redis-server is required in CI")
-            pytest.skip("redis-server not installed")
-        self.proc = subprocess.Popen(
-            [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-            stdout=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            with contextlib.suppress(redis.RedisError):
-                if redis.Redis(port=self.port).ping():
-                    return self
-            time.sleep(0.05)
-        raise RuntimeError("redis did not start")
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait(10)
 
 
 @dataclass

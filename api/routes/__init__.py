@@ -7,6 +7,7 @@ from fastapi import FastAPI
 from api.routes import (
     activity,
     auth,
+    docs,
     document,
     health,
     invites,
@@ -24,6 +25,7 @@ from persistence.settings import Settings
 
 
 def register_routes(app: FastAPI, settings: Settings) -> None:
+    docs.mount_docs(app)
     app.include_router(health.router)
     app.include_router(metrics.router)
     app.include_router(auth.router)

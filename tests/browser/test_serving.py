@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import uvicorn
@@ -64,3 +65,26 @@ def test_missing_build_serves_instructions_and_later_routes_still_win(tmp_path: 
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+def test_api_docs_render_on_an_air_gapped_host(anonymous: Any, live_server: ThreadServer) -> None:
+    """/docs (Swagger UI) and /redoc load every script from this server: with every other host unreachable
+    they still render the API's operations."""
+    page = anonymous()
+    elsewhere: list[str] = []
+
+    def only_this_server(route: Any) -> None:
+        if route.request.url.startswith(live_server.base_url):
+            route.continue_()
+        else:
+            elsewhere.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", only_this_server)
+    page.goto(live_server.base_url + "/docs")
+    page.locator(".opblock-summary-path", has_text="/api/auth/login").first.wait_for()
+    page.goto(live_server.base_url + "/redoc")
+    page.get_by_text("/api/auth/login").first.wait_for(state="attached")
+    # ReDoc's bundle shows Redocly's logo from their CDN and hides it when that fails: decoration, nothing else.
+    decoration = ["https://cdn.redoc.ly/redoc/logo-mini.svg"]
+    assert [url for url in elsewhere if url not in decoration] == [], f"the docs asked other hosts: {elsewhere}"
