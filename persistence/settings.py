@@ -137,7 +137,7 @@ class Settings(BaseSettings):
                 f"PLAIT_SECRET_KEY is {len(key.encode())} bytes; production needs at least {MIN_SECRET_KEY_BYTES} "
                 "(a short HS256 key can be guessed and tokens forged); generate one with `openssl rand -base64 48`"
             )
-        elif dev_key_file.is_file() and dev_key_file.read_text().strip() == key:
+        elif _read(dev_key_file) == key:
             refused.append(
                 f"PLAIT_SECRET_KEY is the development key generated in {dev_key_file}; production needs a key of "
                 "its own: generate one with `openssl rand -base64 48`"
@@ -171,6 +171,13 @@ class Settings(BaseSettings):
         path.chmod(0o600)
         log.warning("PLAIT_SECRET_KEY is not set: generated a development key and stored it in %s", path)
         return key
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return None
 
 
 @lru_cache
