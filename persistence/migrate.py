@@ -15,7 +15,6 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 HERE = Path(__file__).parent
-VERSION_TABLE = "alembic_version"
 
 
 def alembic_config(url: str) -> Config:
@@ -46,13 +45,6 @@ def ensure_sqlite_dir(url: str) -> None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
 
 
-def script_head() -> str:
-    """The revision this code's migrations end at (what the database must be at to serve)."""
-    head = ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
-    assert head is not None, "no migrations"
-    return head
-
-
 @dataclass(frozen=True)
 class SchemaStatus:
     """Where a database's schema is, compared with this code's migrations."""
@@ -77,11 +69,12 @@ class SchemaStatus:
 
 
 async def schema_status(engine: AsyncEngine) -> SchemaStatus:
-    """Read the database's revision (alembic_version) and compare it with the migrations' head."""
+    """Read the database's current revision (its alembic_version table) and compare it with the head of this
+    code's migration scripts."""
 
     def current(conn: Connection) -> tuple[str, ...]:
         # Read directly (alembic's MigrationContext would log at INFO on every start)
-        if not inspect(conn).has_table(VERSION_TABLE):
+        if not inspect(conn).has_table("alembic_version"):
             return ()
         return tuple(row[0] for row in conn.execute(text("SELECT version_num FROM alembic_version")))
 
