@@ -4,21 +4,24 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import AsyncIterator
+import sys
+from collections.abc import AsyncIterator, MutableMapping
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from starlette.types import Receive, Scope, Send
 
 from api.context import AppContext
+from api.log_redaction import install_log_redaction
 from api.notifications import install_notifications
 from api.quotas import RestWriteRateLimit
 from api.security import configure_password_hashing
+from api.startup import check_dependencies, check_settings
 from api.versions import install_versions
 from api.webhooks import install_webhooks
 from persistence.db import Database
-from persistence.migrate import upgrade_async
-from persistence.settings import Settings, get_settings
+from persistence.settings import Settings, StartupError, get_settings
 from sync_server.service import SyncService
 
 log = logging.getLogger("plait")
@@ -39,11 +42,37 @@ class PlaitApp(FastAPI):
             scope["app"] = self
             await self.state.ctx.sync.serve(scope, receive, send, match[1])
             return
+        if scope["type"] == "lifespan":
+            send = _clear_startup_failure(send)
         await super().__call__(scope, receive, send)
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def _clear_startup_failure(send: Send) -> Send:
+    """A start-up check that fails (StartupError) reaches the server as its one-line message, not a traceback.
+
+    Starlette reports a failing lifespan with the formatted traceback, which uvicorn logs; the message is sent
+    from the handler of the exception, so the exception being handled is the one that failed the start."""
+
+    async def send_clearly(message: MutableMapping[str, Any]) -> None:
+        if message["type"] == "lifespan.startup.failed":
+            failure: BaseException | None = sys.exc_info()[1]
+            while failure is not None and not isinstance(failure, StartupError):
+                failure = failure.__cause__ or failure.__context__
+            if failure is not None:
+                message = {**message, "message": f"plait: {failure}"}
+        await send(message)
+
+    return send_clearly
+
+
+def create_app(settings: Settings | None = None, *, startup_checks: bool = True) -> FastAPI:
+    """The application. ``startup_checks``: refuse settings unsafe in production here, and check Redis and the
+    database (migrating it if the node migrates on start) in the lifespan; ``plait serve`` has run them itself
+    before uvicorn starts and passes False."""
     settings = settings or get_settings()
+    install_log_redaction()
+    if startup_checks:
+        check_settings(settings)
     secret = settings.resolved_secret_key()  # fail fast in production without a key
     configure_password_hashing(
         settings.password_hash_time_cost, settings.password_hash_memory_kib, settings.password_hash_parallelism
@@ -52,8 +81,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if settings.migrate_on_start if settings.migrate_on_start is not None else url.startswith("sqlite"):
-            await upgrade_async(url)
+        install_log_redaction()  # (idempotent) in case the logging configuration was replaced since create_app
+        if startup_checks:
+            await check_dependencies(settings)  # StartupError: see _clear_startup_failure
         db = Database(url, sqlite_synchronous=settings.sqlite_synchronous)
         ctx = AppContext(settings=settings, db=db, secret_key=secret)
         sync = SyncService(db, settings, authenticate=ctx.token_user)

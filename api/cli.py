@@ -1,33 +1,25 @@
-"""``plait serve`` and ``plait migrate``."""
+"""The ``plait`` command: ``serve``, ``migrate``, ``check``, ``reset-epoch``, ``--version``."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import ctypes
 import gc
 import logging
 import os
-import re
 import sys
 import threading
 import time
 from collections.abc import Callable
+from importlib.metadata import PackageNotFoundError, version
+from typing import NoReturn
 
-from persistence.settings import get_settings
+from pydantic import ValidationError
 
-
-class _NoTokenInLogs(logging.Filter):
-    """uvicorn logs request paths (access log and WebSocket lines): scrub ``token=`` so it never lands in logs."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.args, tuple):
-            record.args = tuple(_TOKEN.sub(r"\1<redacted>", a) if isinstance(a, str) else a for a in record.args)
-        elif isinstance(record.msg, str):
-            record.msg = _TOKEN.sub(r"\1<redacted>", record.msg)
-        return True
-
-
-_TOKEN = re.compile(r"([?&]token=|/api/invites/|/invite/)[^&/?#\s\"]+")
+# Imported before logging is configured: alembic logs at INFO while its modules load.
+from api.startup import all_checks, check_dependencies, check_settings
+from persistence.settings import Settings, StartupError, get_settings
 
 M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
 LARGE_BLOCK_BYTES = 128 * 1024
@@ -77,13 +69,55 @@ def trim_the_heap_periodically(interval: float) -> threading.Thread | None:
     return thread
 
 
+def plait_version() -> str:
+    try:
+        return version("plait")
+    except PackageNotFoundError:  # run from a checkout that is not installed
+        return "unknown"
+
+
+def refuse(problem: str) -> NoReturn:
+    """A wrong deployment: one line on stderr, exit status 1, no traceback."""
+    print(f"plait: error: {problem}", file=sys.stderr)
+    raise SystemExit(1)
+
+
+def load_settings(command: str) -> Settings:
+    """The settings; invalid ones (``PLAIT_PORT=abc``) are one line: ``plait check``'s settings line, or the
+    error of any other command."""
+    try:
+        return get_settings()
+    except ValidationError as exc:
+        errors = "; ".join(
+            f"PLAIT_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in exc.errors(include_url=False)
+        )
+        if command == "check":
+            print(f"settings: invalid: {errors}")
+            raise SystemExit(1) from None
+        refuse(f"invalid settings: {errors}")
+
+
+def check(settings: Settings) -> int:
+    """``plait check``: one line per check, exit status 0 when every one passes, 1 otherwise."""
+    checks = asyncio.run(all_checks(settings))
+    for c in checks:
+        print(c.line, flush=True)
+    return 0 if all(c.ok for c in checks) else 1
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="plait", description="Plait collaborative task server")
+    parser.add_argument("--version", action="version", version=f"plait {plait_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the server (applies migrations first for SQLite)")
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
     sub.add_parser("migrate", help="apply pending database migrations")
+    sub.add_parser(
+        "check",
+        help="check the settings, the database's revision and Redis, one line each; exit status 0 when all pass "
+        "(run it before switching traffic to a node)",
+    )
     reset = sub.add_parser(
         "reset-epoch",
         help="after restoring the database from a backup: make clients with newer local history reload "
@@ -91,11 +125,11 @@ def main(argv: list[str] | None = None) -> None:
     )
     reset.add_argument("--workspace", help="one workspace id (default: every workspace)")
     args = parser.parse_args(argv)
+    settings = load_settings(args.command)
+    if args.command == "check":
+        raise SystemExit(check(settings))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    settings = get_settings()
     if args.command == "reset-epoch":
-        import asyncio
-
         from persistence.db import Database
         from persistence.docstore import DocumentStore
 
@@ -119,18 +153,24 @@ def main(argv: list[str] | None = None) -> None:
 
     from api.app import create_app
 
+    # Before uvicorn starts: a wrong deployment is one line and exit status 1, not a lifespan traceback.
+    try:
+        check_settings(settings)
+        settings.resolved_secret_key()
+        asyncio.run(check_dependencies(settings))
+    except StartupError as exc:
+        refuse(str(exc))
     # The cyclic GC's default thresholds (700 allocations) mean a young collection every few updates and a
     # full one (all connections, rooms and their tasks: tens of ms at 1,000 sockets) every few seconds, which
     # was the p99 fan-out latency of s6. Objects of a sync server are long-lived and rarely cyclic: collect
     # far less often, and keep the import-time heap out of every collection.
     gc.set_threshold(50_000, 20, 100)
+    gc.collect()  # not the checks' garbage (their event loop)
     gc.freeze()
     return_large_blocks_to_the_os()
     trim_the_heap_periodically(settings.malloc_trim_seconds)
-    for name in ("uvicorn.access", "uvicorn.error"):
-        logging.getLogger(name).addFilter(_NoTokenInLogs())
     uvicorn.run(
-        create_app(settings),
+        create_app(settings, startup_checks=False),
         host=args.host or settings.host,
         port=args.port or settings.port,
         timeout_graceful_shutdown=5,

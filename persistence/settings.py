@@ -12,6 +12,11 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 log = logging.getLogger("plait.settings")
+MIN_SECRET_KEY_BYTES = 32
+
+
+class StartupError(RuntimeError):
+    """The deployment is wrong in a way the operator must fix; the message says what and how (one line)."""
 
 
 class Settings(BaseSettings):
@@ -108,12 +113,55 @@ class Settings(BaseSettings):
             return self.database_url
         return f"sqlite+aiosqlite:///{(self.data_dir / 'plait.db').resolve()}"
 
+    def production_problems(self) -> tuple[list[str], list[str]]:
+        """With ``PLAIT_ENV=production``: the settings refused there and those only warned about, each with its
+        reason (``([], [])`` in any other environment).
+
+        Refused: no ``PLAIT_SECRET_KEY``, a key shorter than 32 bytes, the development key generated into the
+        data directory, and SQLite with ``PLAIT_REDIS_URL`` set (several nodes, each with its own file).
+        Warned: ``PLAIT_WEBHOOK_ALLOW_PRIVATE=true`` (some deployments deliver to an internal service on
+        purpose)."""
+        refused: list[str] = []
+        warned: list[str] = []
+        if self.env != "production":
+            return refused, warned
+        key = self.secret_key
+        dev_key_file = self.data_dir / "secret_key"
+        if not key:
+            refused.append(
+                "PLAIT_SECRET_KEY must be set when PLAIT_ENV=production (the generated development key is not for "
+                "production); generate one with `openssl rand -base64 48`"
+            )
+        elif len(key.encode()) < MIN_SECRET_KEY_BYTES:
+            refused.append(
+                f"PLAIT_SECRET_KEY is {len(key.encode())} bytes; production needs at least {MIN_SECRET_KEY_BYTES} "
+                "(a short HS256 key can be guessed and tokens forged); generate one with `openssl rand -base64 48`"
+            )
+        elif _read(dev_key_file) == key:
+            refused.append(
+                f"PLAIT_SECRET_KEY is the development key generated in {dev_key_file}; production needs a key of "
+                "its own: generate one with `openssl rand -base64 48`"
+            )
+        if self.redis_url and self.resolved_database_url().startswith("sqlite"):
+            refused.append(
+                "PLAIT_REDIS_URL is set (several nodes) but the database is SQLite: each node would have a "
+                "database of its own; set PLAIT_DATABASE_URL to a PostgreSQL database shared by all nodes"
+            )
+        if self.webhook_allow_private:
+            warned.append(
+                "PLAIT_WEBHOOK_ALLOW_PRIVATE=true in production: webhooks may be sent to private, loopback and "
+                "link-local addresses (the SSRF guard is off)"
+            )
+        return refused, warned
+
     def resolved_secret_key(self) -> str:
         """The JWT key: configured, or (outside production) generated once and kept in the data directory."""
         if self.secret_key:
             return self.secret_key
         if self.env == "production":
-            raise RuntimeError("PLAIT_SECRET_KEY must be set when PLAIT_ENV=production")
+            raise StartupError(
+                "PLAIT_SECRET_KEY must be set when PLAIT_ENV=production; generate one with `openssl rand -base64 48`"
+            )
         path = self.data_dir / "secret_key"
         if path.exists():
             return path.read_text().strip()
@@ -123,6 +171,13 @@ class Settings(BaseSettings):
         path.chmod(0o600)
         log.warning("PLAIT_SECRET_KEY is not set: generated a development key and stored it in %s", path)
         return key
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return None
 
 
 @lru_cache

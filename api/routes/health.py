@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 router = APIRouter(tags=["health"])
+PROBE_TIMEOUT = 5.0
 
 
 @router.get("/healthz")
@@ -16,14 +19,23 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz")
 async def readyz(request: Request) -> JSONResponse:
+    """Ready when every dependency answers: the database, and Redis when PLAIT_REDIS_URL is set. 503 with the
+    failing one's check (``"error: ..."``) otherwise."""
     ctx = request.app.state.ctx
     checks: dict[str, str] = {}
     try:
         async with ctx.db.session() as s:
-            await s.execute(text("SELECT 1"))
+            await asyncio.wait_for(s.execute(text("SELECT 1")), PROBE_TIMEOUT)
         checks["database"] = "ok"
     except Exception as exc:  # any failure means not ready
         checks["database"] = f"error: {type(exc).__name__}"
+    fanout = ctx.sync.fanout
+    if fanout is not None:
+        try:
+            reachable = await asyncio.wait_for(fanout.ping(), PROBE_TIMEOUT)
+            checks["redis"] = "ok" if reachable else "error: not reachable"
+        except TimeoutError:
+            checks["redis"] = "error: no answer"
     ready = all(v == "ok" for v in checks.values())
     return JSONResponse(
         {"status": "ok" if ready else "unavailable", "checks": checks}, status_code=200 if ready else 503
