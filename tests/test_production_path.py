@@ -265,3 +265,11 @@ def test_the_web_client_and_the_api_docs_are_served_through_nginx(deployment: De
             assert http.get(path).status_code == 200, path
     # access tokens in query strings never reach nginx's log
     assert "token=" not in deployment.nginx.access_log()
+
+
+def test_a_client_cannot_choose_the_address_the_nodes_see(deployment: Deployment) -> None:
+    """nginx is the edge: it replaces X-Forwarded-For with the address it sees. /metrics is served to loopback
+    only, so a spoofed public address taken at face value would be refused (403); the real one (loopback) is not."""
+    with httpx.Client(base_url=deployment.base_url, timeout=30) as http:
+        r = http.get("/metrics", headers={"X-Forwarded-For": "203.0.113.9"})
+        assert r.status_code == 200, r.text
