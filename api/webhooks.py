@@ -68,14 +68,57 @@ class UnsafeUrl(ValueError):
     """The URL is not http(s), or its host resolves to an address webhooks may not reach."""
 
 
+# Forms that carry an IPv4 address inside IPv6 through a translator or relay Plait cannot see (the relay or
+# tunnel endpoint decides where it goes), and old or special-use ranges ``is_global`` does not know about.
+_V6_REFUSED = tuple(
+    ipaddress.IPv6Network(n)
+    for n in (
+        "2002::/16",  # 6to4: wraps an IPv4 address (private ones included), reached through any relay
+        "2001::/32",  # Teredo: wraps an IPv4 server address and a NAT's
+        "fec0::/10",  # site-local (deprecated, private by design)
+        "64:ff9b:1::/48",  # local-use NAT64 (RFC 8215): the translator is inside someone's network
+        "3fff::/20",  # documentation (RFC 9637)
+        "::/96",  # IPv4-compatible (deprecated)
+        "::ffff:0:0:0/96",  # IPv4-translated (SIIT)
+    )
+)
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")  # well-known NAT64 prefix: judged by the IPv4 address it wraps
+_V4_REFUSED = (ipaddress.IPv4Network("192.88.99.0/24"),)  # 6to4 relay anycast (deprecated)
+
+
 def address_allowed(address: str) -> bool:
-    """Only global unicast addresses: no private, loopback, link-local, multicast, reserved or unspecified."""
-    ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    """Only global unicast addresses: no private, loopback, link-local, multicast, reserved or unspecified —
+    and no IPv6 form that wraps an IPv4 address except IPv4-mapped and well-known NAT64, judged by that
+    IPv4 address."""
+    ip: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        elif ip in _NAT64:
+            ip = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+        elif any(ip in net for net in _V6_REFUSED):
+            return False
+    if isinstance(ip, ipaddress.IPv4Address) and any(ip in net for net in _V4_REFUSED):
+        return False
     return ip.is_global and not (
         ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_multicast or ip.is_reserved or ip.is_unspecified
     )
+
+
+def _check_host(host: str) -> None:
+    """A host name must be valid DNS (IDNA): labels of 1-63 characters, 253 in all (the resolver failed
+    with UnicodeError, a 500, on a longer label)."""
+    try:
+        ipaddress.ip_address(host)
+        return
+    except ValueError:
+        pass
+    try:
+        encoded = host.encode("idna")
+    except UnicodeError:
+        raise UnsafeUrl("invalid host name") from None
+    if len(encoded.rstrip(b".")) > 253:
+        raise UnsafeUrl("invalid host name (longer than 253 characters)")
 
 
 def check_url_syntax(url: str) -> None:
@@ -92,6 +135,7 @@ def check_url_syntax(url: str) -> None:
         _ = parts.port
     except ValueError:
         raise UnsafeUrl("invalid port") from None
+    _check_host(parts.hostname)
 
 
 async def resolve_allowed(url: str, allow_private: bool) -> list[str]:
@@ -102,7 +146,7 @@ async def resolve_allowed(url: str, allow_private: bool) -> list[str]:
     port = parts.port or (443 if parts.scheme == "https" else 80)
     try:
         infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except OSError as exc:
+    except (OSError, UnicodeError) as exc:
         raise UnsafeUrl(f"the host {host!r} cannot be resolved") from exc
     addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
     if not addresses:

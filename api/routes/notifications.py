@@ -31,17 +31,16 @@ STREAM_BATCH = 100
 _ERRORS: dict[int | str, dict[str, str]] = {401: {"description": "Not authenticated"}}
 
 
+MAX_CURSOR = 2**63 - 1  # sequence numbers are BIGINT: a larger one failed in the database (500)
+
+
 def parse_cursor(cursor: str | None) -> int | None:
-    """Cursors are opaque to clients; here they are the row's sequence number."""
+    """Cursors are opaque to clients; here they are the row's sequence number (ASCII digits, at most 2^63-1)."""
     if cursor is None or cursor == "":
         return None
-    try:
-        value = int(cursor)
-    except ValueError:
-        raise ApiError(422, "Invalid cursor") from None
-    if value < 0:
+    if len(cursor) > 19 or not cursor.isascii() or not cursor.isdigit() or int(cursor) > MAX_CURSOR:
         raise ApiError(422, "Invalid cursor")
-    return value
+    return int(cursor)
 
 
 Limit = Annotated[int, Query(ge=1, le=200)]

@@ -1,0 +1,166 @@
+"""Issue 21 hardening, REST side: bad input is a 4xx JSON error (never a 500), and the webhook SSRF guard
+refuses IPv6 forms that wrap or are private addresses. Everything goes through a real server."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from tests.support.server import ThreadServer
+from tests.support.users import Account, create_workspace, register
+
+JSON = {"Content-Type": "application/json"}
+
+
+def _bad_request(r: httpx.Response) -> None:
+    """400 or 422 with a JSON error body."""
+    assert r.status_code in (400, 422), (r.status_code, r.text)
+    assert r.headers["content-type"].startswith("application/json"), r.headers
+    assert r.json()["detail"], r.text
+
+
+# ---- item 11: non-finite numbers and lone surrogates in JSON bodies -------------------------------------
+
+BAD_VALUES = ["NaN", "Infinity", "-Infinity", '"\\ud800"', '"x\\udfffy"', '"\\ud800@example.com"']
+
+
+@pytest.mark.parametrize("value", BAD_VALUES)
+def test_non_finite_numbers_and_lone_surrogates_are_refused(client: httpx.Client, value: str) -> None:
+    """In any JSON body, the unauthenticated login and registration included: 400/422 JSON, never a 500."""
+    r = client.post("/api/auth/login", content=f'{{"email": {value}, "password": "x"}}', headers=JSON)
+    _bad_request(r)
+    r = client.post("/api/auth/login", content=f'{{"email": "a@example.com", "password": {value}}}', headers=JSON)
+    _bad_request(r)
+    body = f'{{"email": "a@example.com", "password": "long enough pw", "display_name": {value}}}'
+    _bad_request(client.post("/api/auth/register", content=body, headers=JSON))
+    owner = register(client, "owner")
+    auth = {**JSON, **owner.headers}
+    _bad_request(client.post("/api/workspaces", content=f'{{"name": {value}}}', headers=auth))
+    wid = create_workspace(client, owner)
+    _bad_request(client.post(f"/api/workspaces/{wid}/tasks", content=f'{{"title": {value}}}', headers=auth))
+    _bad_request(client.patch(f"/api/workspaces/{wid}", content=f'{{"name": {value}}}', headers=auth))
+    _bad_request(client.post(f"/api/workspaces/{wid}/versions", content=f'{{"label": {value}}}', headers=auth))
+    body = f'{{"role": "viewer", "expires_in_seconds": {value}}}'
+    _bad_request(client.post(f"/api/workspaces/{wid}/invites", content=body, headers=auth))
+    _bad_request(client.put("/api/notifications/preferences", content=f'{{"x": [{value}]}}', headers=auth))
+    # the workspace is untouched and works
+    assert client.get(f"/api/workspaces/{wid}", headers=owner.headers).json()["name"] == "ws"
+    assert client.get(f"/api/workspaces/{wid}/tasks", headers=owner.headers).json() == []
+
+
+def test_valid_unicode_and_large_numbers_still_work(client: httpx.Client) -> None:
+    """A surrogate *pair* (an emoji written as escapes) is fine; so is a huge integer where a number is checked."""
+    owner = register(client, "owner")
+    auth = {**JSON, **owner.headers}
+    r = client.post("/api/workspaces", content='{"name": "ship \\ud83d\\ude80"}', headers=auth)
+    assert r.status_code == 201 and r.json()["name"] == "ship \U0001f680"
+    wid = r.json()["id"]
+    r = client.post(f"/api/workspaces/{wid}/invites", content='{"role": "viewer", "max_uses": 1e400}', headers=auth)
+    _bad_request(r)  # 1e400 is a float overflow (inf) in Python: refused like Infinity
+    r = client.post(f"/api/workspaces/{wid}/invites", content='{"role": "viewer", "max_uses": ' + "9" * 40 + "}")
+    assert r.status_code == 401
+    r = client.post(
+        f"/api/workspaces/{wid}/invites", content='{"role": "viewer", "max_uses": ' + "9" * 40 + "}", headers=auth
+    )
+    _bad_request(r)
+
+
+# ---- item 11: cursors ---------------------------------------------------------------------------------
+
+HUGE = [str(2**63), str(2**64 + 5), "9" * 30, "1_0", " 5", "+5", "\u0661"]
+
+
+def test_cursors_out_of_range_are_422(client: httpx.Client) -> None:
+    owner = register(client, "owner")
+    wid = create_workspace(client, owner)
+    hook = client.post(
+        f"/api/workspaces/{wid}/webhooks",
+        json={"url": "https://93.184.216.34/hook", "events": ["task.created"]},
+        headers=owner.headers,
+    ).json()
+    paths = [
+        "/api/notifications",
+        f"/api/workspaces/{wid}/activity",
+        f"/api/workspaces/{wid}/versions",
+        f"/api/workspaces/{wid}/webhooks/{hook['id']}/deliveries",
+    ]
+    for path in paths:
+        for cursor in HUGE:
+            _bad_request(client.get(path, params={"cursor": cursor}, headers=owner.headers))
+        ok = client.get(path, params={"cursor": str(2**63 - 1)}, headers=owner.headers)
+        assert ok.status_code == 200, (path, ok.text)
+
+
+@pytest.mark.parametrize("last", [str(2**63), "9" * 25])
+def test_sse_last_event_id_out_of_range_is_422(server: ThreadServer, last: str) -> None:
+    """Before: the stream opened with 200 and then aborted on the database error."""
+    with httpx.Client(base_url=server.base_url, timeout=10) as client:
+        owner = register(client, "owner")
+        for headers, params in (
+            ({**owner.headers, "Last-Event-ID": last}, {}),
+            (owner.headers, {"last_event_id": last}),
+        ):
+            with client.stream("GET", "/api/notifications/stream", headers=headers, params=params) as r:
+                r.read()
+                _bad_request(r)
+
+
+# ---- item 11 (webhook URL) and item 14 (SSRF guard) ----------------------------------------------------
+
+
+def _webhook(client: httpx.Client, wid: str, owner: Account, url: str) -> httpx.Response:
+    return client.post(
+        f"/api/workspaces/{wid}/webhooks", json={"url": url, "events": ["task.created"]}, headers=owner.headers
+    )
+
+
+def test_webhook_url_with_overlong_labels_is_422(client: httpx.Client) -> None:
+    owner = register(client, "owner")
+    wid = create_workspace(client, owner)
+    for url in (
+        f"https://{'a' * 64}.example.com/hook",
+        f"https://{'a' * 200}/hook",
+        "https://" + ".".join(["abcdefghij"] * 30) + "/hook",  # over 253 characters in all
+        "https://exa\u00admple..com/hook",
+    ):
+        r = _webhook(client, wid, owner, url)
+        _bad_request(r)
+        assert r.status_code == 422
+
+
+WRAPPING_OR_PRIVATE = [
+    "fec0::1",  # site-local (deprecated, private)
+    "fed0:1234::1",
+    "2002:0a00:0001::1",  # 6to4 wrapping 10.0.0.1
+    "2002:7f00:0001::1",  # 6to4 wrapping 127.0.0.1
+    "2002:5db8:d822::1",  # 6to4 wrapping a public address: 6to4 relays are not trusted either
+    "2001:0:4136:e378:8000:63bf:f5ff:fffe",  # Teredo
+    "::ffff:10.0.0.1",  # IPv4-mapped
+    "::ffff:169.254.169.254",
+    "::ffff:0:a00:1",  # IPv4-translated (SIIT)
+    "64:ff9b::a00:1",  # NAT64 wrapping 10.0.0.1
+    "64:ff9b::a9fe:a9fe",  # NAT64 wrapping 169.254.169.254
+    "64:ff9b:1::a00:1",  # local-use NAT64
+    "::a00:1",  # IPv4-compatible (deprecated)
+    "3fff::1",  # documentation (RFC 9637)
+    "2001:db8::1",
+    "fc00::1",
+    "fe80::1",
+]
+
+
+@pytest.mark.parametrize("address", WRAPPING_OR_PRIVATE)
+def test_ssrf_guard_refuses_ipv6_forms_that_wrap_or_are_private(client: httpx.Client, address: str) -> None:
+    owner = register(client, "owner")
+    wid = create_workspace(client, owner)
+    r = _webhook(client, wid, owner, f"http://[{address}]/hook")
+    assert r.status_code == 422, r.text
+    assert "non-public" in r.json()["detail"]
+
+
+def test_ssrf_guard_still_admits_public_ipv6(client: httpx.Client) -> None:
+    owner = register(client, "owner")
+    wid = create_workspace(client, owner)
+    for address in ("2606:4700:4700::1111", "2a00:1450:4001:80b::200e"):
+        r = _webhook(client, wid, owner, f"https://[{address}]/hook")
+        assert r.status_code == 201, r.text
