@@ -59,6 +59,10 @@ EVENTS: tuple[str, ...] = get_args(WebhookEvent)
 LEASE = timedelta(seconds=30)  # a claimed delivery is not retried by another worker before this
 HOOK_CACHE_SECONDS = 5.0  # how long a node may not know about a webhook created on another node
 BATCH = 20
+# A receiver's answer: only the status counts. At most this much of the body is read (so that a short answer
+# leaves the connection reusable); the rest is never read, and never decompressed, the connection is closed.
+# httpcore reads the socket in pieces of up to 64 KiB, so that is what one attempt may hold at most.
+RESPONSE_READ_LIMIT = 4096
 
 
 # ---- URL guard -------------------------------------------------------------------------------------------
@@ -257,12 +261,15 @@ class WebhookService:
         self.base = s.webhook_retry_base_seconds
         self.max_attempts = s.webhook_max_attempts
         self.max_failures = s.webhook_max_consecutive_failures
+        self.deadline = s.webhook_timeout_seconds
+        self.concurrency = s.webhook_concurrency
         self._queue: asyncio.Queue[tuple[str, list[tuple[int, str | None, list[TaskChange]]]]] = asyncio.Queue()
         self._hooks: dict[str, tuple[float, list[HookInfo]]] = {}
         self._hooked: set[str] = set()  # workspaces with an active webhook, as of _hooked_at
         self._hooked_at: float | None = None
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._inflight: dict[str, asyncio.Task[None]] = {}  # webhook id -> the task sending its deliveries
         self._client = httpx.AsyncClient(timeout=s.webhook_timeout_seconds, follow_redirects=False)
         self.sent = 0
 
@@ -275,9 +282,10 @@ class WebhookService:
     async def stop(self) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._queue.join(), timeout=5.0)
-        for task in self._tasks:
+        tasks = [*self._tasks, *self._inflight.values()]
+        for task in tasks:
             task.cancel()
-        for task in self._tasks:
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self._client.aclose()
@@ -462,19 +470,26 @@ class WebhookService:
     # -- sending ---------------------------------------------------------------------------------------------
 
     async def _send_loop(self) -> None:
+        """Hands the due deliveries of each webhook to a task of its own, at most ``webhook_concurrency`` tasks
+        at once; a webhook that has one gets no second (its deliveries stay in order). So a slow receiver holds
+        one slot for at most the deadline per attempt, and never the loop: other webhooks' deliveries start as
+        soon as they are due and a slot is free."""
         while True:
             self._wake.clear()
             delay = 5.0
             try:
-                due = await self._due()
-                if due:
+                free = self.concurrency - len(self._inflight)
+                if free > 0:
+                    due = await self._due()
                     by_hook: dict[str, list[tuple[WebhookDelivery, Webhook]]] = {}
                     for d, h in due:
                         by_hook.setdefault(h.id, []).append((d, h))
-                    await asyncio.gather(*(self._attempt_in_order(items) for items in by_hook.values()))
-                    if len(due) == BATCH:
-                        continue
-                delay = await self._next_due_in()
+                    for hook_id, items in list(by_hook.items())[:free]:
+                        self._start(hook_id, items)
+                    if len(by_hook) <= free:
+                        if len(due) == BATCH:
+                            continue
+                        delay = await self._next_due_in()
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -482,6 +497,20 @@ class WebhookService:
                 delay = 1.0
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), max(0.01, delay))
+
+    def _start(self, hook_id: str, items: list[tuple[WebhookDelivery, Webhook]]) -> None:
+        task = asyncio.create_task(self._attempt_in_order(items), name=f"plait-webhook-{hook_id}")
+        self._inflight[hook_id] = task
+
+        def done(_: asyncio.Task[None]) -> None:
+            if self._inflight.get(hook_id) is task:
+                del self._inflight[hook_id]
+            self._wake.set()
+
+        task.add_done_callback(done)
+
+    def _not_in_flight(self) -> list[Any]:
+        return [Webhook.id.not_in(list(self._inflight))] if self._inflight else []
 
     async def _due(self) -> list[tuple[WebhookDelivery, Webhook]]:
         async with self.db.session() as s:
@@ -492,6 +521,7 @@ class WebhookService:
                     WebhookDelivery.status == "pending",
                     WebhookDelivery.next_attempt_at <= utcnow(),
                     Webhook.active,
+                    *self._not_in_flight(),
                 )
                 .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.seq)
                 .limit(BATCH)
@@ -504,7 +534,7 @@ class WebhookService:
             earliest = await s.scalar(
                 select(WebhookDelivery.next_attempt_at)
                 .join(Webhook, Webhook.id == WebhookDelivery.webhook_id)
-                .where(WebhookDelivery.status == "pending", Webhook.active)
+                .where(WebhookDelivery.status == "pending", Webhook.active, *self._not_in_flight())
                 .order_by(WebhookDelivery.next_attempt_at)
                 .limit(1)
             )
@@ -531,24 +561,41 @@ class WebhookService:
 
     async def _attempt_in_order(self, items: list[tuple[WebhookDelivery, Webhook]]) -> None:
         """One hook's due deliveries one after another (hooks in parallel): a failing endpoint is not sent
-        several requests at once, and once its consecutive failures disable it, the rest are not attempted (the
-        disable marks them failed, so their claim loses)."""
+        several requests at once. The run stops at the first failure: the rest stay due and go back into the
+        next round with everyone else's (a slow or failing endpoint does not keep its slot), and once its
+        consecutive failures disable it, they are not attempted (the disable marks them failed)."""
         for d, h in items:
-            await self._attempt(d, h)
+            if not await self._attempt(d, h):
+                return
 
-    async def _attempt(self, d: WebhookDelivery, hook: Webhook) -> None:
+    async def _attempt(self, d: WebhookDelivery, hook: Webhook) -> bool:
+        """Claim, send, record; False if the attempt failed."""
         try:
             if not await self._claim(d):
-                return
+                return True
             code, error = await self._send(d, hook)
             await self._record(d, hook, code, error)
+            return error is None
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception("webhook delivery %s failed unexpectedly", d.id)
+            return False
 
     async def _send(self, d: WebhookDelivery, hook: Webhook) -> tuple[int | None, str | None]:
-        """One HTTP attempt: (status code, error or None when delivered)."""
+        """One HTTP attempt: (status code, error or None when delivered), within the deadline as a whole
+        (``webhook_timeout_seconds``: httpx's timeouts are per read, and a receiver sending a byte every few
+        seconds never trips them)."""
+        status: list[int] = []
+        try:
+            async with asyncio.timeout(self.deadline):
+                return await self._post(d, hook, status)
+        except TimeoutError:
+            if status:  # the answer came; only reading its body ran out of time
+                return self._outcome(status[0])
+            return None, f"no answer within the {self.deadline:g} s deadline"
+
+    async def _post(self, d: WebhookDelivery, hook: Webhook, status: list[int]) -> tuple[int | None, str | None]:
         try:
             addresses = await resolve_allowed(hook.url, self.allow_private)
         except UnsafeUrl as exc:
@@ -568,12 +615,25 @@ class WebhookService:
             }
         )
         try:
-            response = await self._client.post(url, content=body, headers=headers, extensions=extensions)
+            async with self._client.stream(
+                "POST", url, content=body, headers=headers, extensions=extensions
+            ) as response:
+                status.append(response.status_code)
+                read = 0
+                async for chunk in response.aiter_raw():  # raw: a compressed body is never inflated
+                    read += len(chunk)
+                    if read >= RESPONSE_READ_LIMIT:
+                        break  # leaving the block closes the connection with the rest unread
         except httpx.HTTPError as exc:
-            return None, f"{type(exc).__name__}: {exc}"[:500]
-        if 200 <= response.status_code < 300:
-            return response.status_code, None
-        return response.status_code, f"HTTP {response.status_code}"
+            if not status:
+                return None, f"{type(exc).__name__}: {exc}"[:500]
+        return self._outcome(status[0])
+
+    @staticmethod
+    def _outcome(code: int) -> tuple[int | None, str | None]:
+        if 200 <= code < 300:
+            return code, None
+        return code, f"HTTP {code}"
 
     async def _record(self, d: WebhookDelivery, hook: Webhook, code: int | None, error: str | None) -> None:
         now = utcnow()

@@ -87,9 +87,14 @@ class Settings(BaseSettings):
     webhook_retry_base_seconds: float = 10.0
     webhook_max_attempts: int = 8
     webhook_max_consecutive_failures: int = 20
-    webhook_timeout_seconds: float = 5.0
+    webhook_timeout_seconds: float = Field(
+        default=5.0, gt=0, description="Deadline of one delivery attempt as a whole (resolve, connect, send, answer)"
+    )
     webhook_allow_private: bool = Field(
         default=False, description="Allow webhook URLs on private/loopback/link-local addresses (SSRF guard off)"
+    )
+    webhook_concurrency: int = Field(
+        default=8, ge=1, le=256, description="Webhook attempts in flight at once per node (one per webhook)"
     )
     # REST quotas (docs/quotas.md)
     quota_max_tasks: int = 10_000
