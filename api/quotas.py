@@ -1,4 +1,5 @@
-"""REST quotas per workspace (docs/quotas.md): task count, members, document size (413) and write rate (429).
+"""REST quotas (docs/quotas.md): per workspace task count, members, document size and named versions; per user
+owned workspaces and stored bytes (413); and the write rate (429).
 
 Every refusal names its quota in the JSON ``detail`` and in an ``X-Plait-Quota`` header, so clients can tell
 them apart; nothing is changed by a refused request, and reads and deletions always stay possible.
@@ -20,7 +21,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.errors import ApiError
 from api.security import decode_access_token
-from persistence.models import Membership
+from persistence.models import DocSnapshot, DocUpdate, DocVersion, Membership
 from persistence.settings import Settings
 from sync_server import schema
 
@@ -60,10 +61,81 @@ async def document_bytes(ctx: AppContext, workspace_id: str) -> int:
 
 
 async def check_document_size(ctx: AppContext, workspace_id: str, incoming: int) -> None:
-    """413 when the document plus ``incoming`` bytes would pass ``quota_max_document_bytes``."""
+    """413 when the document plus ``incoming`` bytes would pass ``quota_max_document_bytes``, or its owners'
+    stored bytes ``quota_max_user_bytes``."""
     limit = ctx.settings.quota_max_document_bytes
     if await document_bytes(ctx, workspace_id) + incoming > limit:
         raise quota_error("document_bytes", f"the workspace document may hold at most {limit} bytes")
+    async with ctx.db.session() as session:
+        await check_owner_bytes(session, ctx.settings, workspace_id, incoming)
+
+
+def _owned(user_id: str) -> Any:
+    return select(Membership.workspace_id).where(Membership.user_id == user_id, Membership.role == "owner")
+
+
+async def user_bytes(session: AsyncSession, user_id: str) -> int:
+    """What the workspaces ``user_id`` owns store: document snapshots (their raw size, as the document quota
+    counts them), the update log not yet folded into them, and every version."""
+    owned = _owned(user_id)
+    parts = (
+        select(func.coalesce(func.sum(func.coalesce(DocSnapshot.raw_bytes, func.length(DocSnapshot.data))), 0))
+        .where(DocSnapshot.workspace_id.in_(owned))
+        .scalar_subquery(),
+        select(func.coalesce(func.sum(func.length(DocUpdate.data)), 0))
+        .where(DocUpdate.workspace_id.in_(owned))
+        .scalar_subquery(),
+        select(func.coalesce(func.sum(func.length(DocVersion.state)), 0))
+        .where(DocVersion.workspace_id.in_(owned))
+        .scalar_subquery(),
+    )
+    row = (await session.execute(select(*parts))).one()
+    return sum(int(v or 0) for v in row)
+
+
+def _too_many_user_bytes(settings: Settings) -> ApiError:
+    limit = settings.quota_max_user_bytes
+    return quota_error(
+        "user_bytes",
+        f"the workspaces of one owner may store at most {limit} bytes (documents and versions); "
+        "delete versions or workspaces first",
+    )
+
+
+async def check_owner_bytes(session: AsyncSession, settings: Settings, workspace_id: str, incoming: int) -> None:
+    """413 when a write of ``incoming`` bytes to the workspace would take one of its owners past
+    ``quota_max_user_bytes`` (the owners' storage is what grows, whoever writes)."""
+    owners = await session.scalars(
+        select(Membership.user_id).where(Membership.workspace_id == workspace_id, Membership.role == "owner")
+    )
+    for owner in owners.all():
+        if await user_bytes(session, owner) + incoming > settings.quota_max_user_bytes:
+            raise _too_many_user_bytes(settings)
+
+
+async def check_new_workspace(session: AsyncSession, settings: Settings, user_id: str) -> None:
+    """Before ``user_id`` creates a workspace: 413 ``workspaces`` when they own ``quota_max_workspaces_per_user``
+    already, ``user_bytes`` when what they own stores ``quota_max_user_bytes`` already."""
+    limit = settings.quota_max_workspaces_per_user
+    owned = await session.scalar(
+        select(func.count()).select_from(Membership).where(Membership.user_id == user_id, Membership.role == "owner")
+    )
+    if int(owned or 0) >= limit:
+        raise quota_error("workspaces", f"a user owns at most {limit} workspaces; delete one first")
+    if await user_bytes(session, user_id) >= settings.quota_max_user_bytes:
+        raise _too_many_user_bytes(settings)
+
+
+async def check_named_versions(session: AsyncSession, settings: Settings, workspace_id: str) -> None:
+    """413 ``versions`` when the workspace already has ``quota_max_named_versions`` named versions."""
+    limit = settings.quota_max_named_versions
+    count = await session.scalar(
+        select(func.count())
+        .select_from(DocVersion)
+        .where(DocVersion.workspace_id == workspace_id, DocVersion.kind == "named")
+    )
+    if int(count or 0) >= limit:
+        raise quota_error("versions", f"a workspace keeps at most {limit} named versions; delete some first")
 
 
 async def check_member_count(session: AsyncSession, settings: Settings, workspace_id: str) -> None:
@@ -76,12 +148,14 @@ async def check_member_count(session: AsyncSession, settings: Settings, workspac
 
 
 _WORKSPACE_PATH = re.compile(r"^/api/workspaces/([^/]+)(?:/|$)")
+_CREATE_PATHS = frozenset({"/api/workspaces", "/api/workspaces/"})
 _WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 class RestWriteRateLimit:
     """ASGI middleware: at most ``quota_rest_writes_per_minute`` writes (POST/PUT/PATCH/DELETE) per user per
-    workspace in any sliding ``quota_rest_window_seconds`` window; more get 429 with ``Retry-After``.
+    workspace in any sliding ``quota_rest_window_seconds`` window; more get 429 with ``Retry-After``. Creating
+    workspaces (``POST /api/workspaces``) is counted the same way, per user.
 
     Counted per node, in memory (behind a load balancer each node allows the limit). Requests without a valid
     token pass through untouched: the route answers 401 itself.
@@ -96,12 +170,15 @@ class RestWriteRateLimit:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] in _WRITES and self.limit > 0:
             match = _WORKSPACE_PATH.match(scope["path"])
-            if match is not None:
-                retry = self._admit(scope, match.group(1))
+            creating = scope["method"] == "POST" and scope["path"] in _CREATE_PATHS
+            if match is not None or creating:
+                retry = self._admit(scope, match.group(1) if match is not None else "")
                 if retry is not None:
                     error = quota_error(
                         "rest_writes",
-                        f"at most {self.limit} writes per {self.window:g} s per user and workspace",
+                        f"at most {self.limit} writes per {self.window:g} s per user and workspace"
+                        if match is not None
+                        else f"at most {self.limit} workspaces created per {self.window:g} s per user",
                         status=429,
                         headers={"Retry-After": str(retry)},
                     )

@@ -101,6 +101,11 @@ class Settings(BaseSettings):
     quota_max_members: int = 500
     quota_rest_writes_per_minute: int = 600
     quota_rest_window_seconds: float = Field(default=60.0, description="Window of the REST write rate (tests)")
+    quota_max_named_versions: int = Field(default=100, description="Named versions per workspace")
+    quota_max_workspaces_per_user: int = Field(default=100, description="Workspaces a user owns")
+    quota_max_user_bytes: int = Field(
+        default=1024 * 1024 * 1024, description="Stored bytes (documents + versions) of the workspaces a user owns"
+    )
 
     def uvicorn_options(self) -> dict[str, Any]:
         """The WebSocket transport's settings, for every place that starts uvicorn."""

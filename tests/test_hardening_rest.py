@@ -3,11 +3,14 @@ refuses IPv6 forms that wrap or are private addresses. Everything goes through a
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+
 import httpx
 import pytest
 
 from tests.support.server import ThreadServer
-from tests.support.users import Account, create_workspace, register
+from tests.support.users import Account, add_member, create_workspace, register
 
 JSON = {"Content-Type": "application/json"}
 
@@ -164,3 +167,123 @@ def test_ssrf_guard_still_admits_public_ipv6(client: httpx.Client) -> None:
     for address in ("2606:4700:4700::1111", "2a00:1450:4001:80b::200e"):
         r = _webhook(client, wid, owner, f"https://[{address}]/hook")
         assert r.status_code == 201, r.text
+
+
+# ---- item 5: named versions, owned workspaces, stored bytes per user, workspace creation rate -----------
+
+
+def _quota(r: httpx.Response, status: int, quota: str) -> None:
+    assert r.status_code == status, r.text
+    assert r.headers["x-plait-quota"] == quota
+    assert r.json()["detail"].startswith(f"Quota exceeded ({quota}): "), r.text
+
+
+def test_named_versions_per_workspace_quota(make_server: Callable[..., ThreadServer]) -> None:
+    srv = make_server("sqlite", quota_max_named_versions=3)
+    with httpx.Client(base_url=srv.base_url, timeout=30) as client:
+        owner = register(client, "owner")
+        wid = create_workspace(client, owner)
+        url = f"/api/workspaces/{wid}/versions"
+        client.post(f"/api/workspaces/{wid}/tasks", json={"title": "t"}, headers=owner.headers)
+        saved = [client.post(url, json={"label": f"v{i}"}, headers=owner.headers) for i in range(3)]
+        assert [r.status_code for r in saved] == [201, 201, 201]
+        _quota(client.post(url, json={"label": "one too many"}, headers=owner.headers), 413, "versions")
+        assert len(client.get(url, headers=owner.headers).json()["items"]) == 3, "nothing was saved"
+        # a restore still works at the limit (its pre-restore version is not a named one) ...
+        r = client.post(f"{url}/{saved[0].json()['id']}/restore", headers=owner.headers)
+        assert r.status_code == 200, r.text
+        _quota(client.post(url, json={"label": "still too many"}, headers=owner.headers), 413, "versions")
+        # ... and deleting one makes room
+        assert client.delete(f"{url}/{saved[1].json()['id']}", headers=owner.headers).status_code == 204
+        assert client.post(url, json={"label": "fits again"}, headers=owner.headers).status_code == 201
+        # the limit is per workspace
+        other = create_workspace(client, owner)
+        assert (
+            client.post(f"/api/workspaces/{other}/versions", json={"label": "x"}, headers=owner.headers).status_code
+            == 201
+        )
+
+
+def test_owned_workspaces_per_user_quota(make_server: Callable[..., ThreadServer]) -> None:
+    srv = make_server("sqlite", quota_max_workspaces_per_user=3)
+    with httpx.Client(base_url=srv.base_url, timeout=30) as client:
+        alice, bob = register(client, "alice"), register(client, "bob")
+        mine = [create_workspace(client, alice, f"a{i}") for i in range(3)]
+        r = client.post("/api/workspaces", json={"name": "fourth"}, headers=alice.headers)
+        _quota(r, 413, "workspaces")
+        assert len(client.get("/api/workspaces", headers=alice.headers).json()) == 3, "nothing was created"
+        # being a member (not an owner) of someone else's workspaces does not count
+        for i in range(3):
+            add_member(client, create_workspace(client, bob, f"b{i}"), bob, alice, "editor")
+        assert len(client.get("/api/workspaces", headers=alice.headers).json()) == 6
+        # room again after deleting one
+        assert client.delete(f"/api/workspaces/{mine[0]}", headers=alice.headers).status_code == 204
+        assert client.post("/api/workspaces", json={"name": "fits"}, headers=alice.headers).status_code == 201
+
+
+def test_workspace_creation_is_under_the_rest_write_rate(make_server: Callable[..., ThreadServer]) -> None:
+    srv = make_server("sqlite", quota_rest_writes_per_minute=5, quota_rest_window_seconds=2)
+    with httpx.Client(base_url=srv.base_url, timeout=30) as client:
+        alice, bob = register(client, "alice"), register(client, "bob")
+        for i in range(5):
+            create_workspace(client, alice, f"w{i}")
+        r = client.post("/api/workspaces", json={"name": "too fast"}, headers=alice.headers)
+        _quota(r, 429, "rest_writes")
+        assert 1 <= int(r.headers["retry-after"]) <= 2
+        assert len(client.get("/api/workspaces", headers=alice.headers).json()) == 5, "nothing was created"
+        assert client.post("/api/workspaces", json={"name": "other user"}, headers=bob.headers).status_code == 201
+        time.sleep(float(r.headers["retry-after"]) + 0.1)
+        assert client.post("/api/workspaces", json={"name": "later"}, headers=alice.headers).status_code == 201
+
+
+def test_stored_bytes_per_user_quota(make_server: Callable[..., ThreadServer]) -> None:
+    """Documents and versions of the workspaces a user owns, charged to the owner whoever writes."""
+    srv = make_server("sqlite", quota_max_user_bytes=60_000)
+    with httpx.Client(base_url=srv.base_url, timeout=30) as client:
+        owner, editor = register(client, "owner"), register(client, "editor")
+        wid = create_workspace(client, owner)
+        add_member(client, wid, owner, editor, "editor")
+        tasks = f"/api/workspaces/{wid}/tasks"
+        versions = f"/api/workspaces/{wid}/versions"
+        big = client.post(tasks, json={"title": "big", "description": "x" * 25_000}, headers=owner.headers)
+        assert big.status_code == 201, big.text
+        first = client.post(versions, json={"label": "one"}, headers=owner.headers)  # about 50 kB stored now
+        assert first.status_code == 201, first.text
+        _quota(client.post(versions, json={"label": "two"}, headers=editor.headers), 413, "user_bytes")
+        # a write by a member is charged to the owner; so is one in another workspace of the same owner
+        r = client.post(tasks, json={"title": "more", "description": "y" * 12_000}, headers=editor.headers)
+        _quota(r, 413, "user_bytes")
+        other = create_workspace(client, owner)
+        r = client.post(
+            f"/api/workspaces/{other}/tasks",
+            json={"title": "z" * 200, "description": "z" * 12_000},
+            headers=owner.headers,
+        )
+        _quota(r, 413, "user_bytes")
+        # a restore would copy the document into a pre-restore version
+        _quota(client.post(f"{versions}/{first.json()['id']}/restore", headers=owner.headers), 413, "user_bytes")
+        # the editor's own storage is not the owner's
+        assert (
+            client.post(
+                f"/api/workspaces/{create_workspace(client, editor)}/versions",
+                json={"label": "mine"},
+                headers=editor.headers,
+            ).status_code
+            == 201
+        )
+        # small edits, reads and deletions keep working; deleting the version makes room
+        assert (
+            client.patch(f"{tasks}/{big.json()['id']}", json={"status": "done"}, headers=owner.headers).status_code
+            == 200
+        )
+        assert len(client.get(tasks, headers=owner.headers).json()) == 1
+        assert client.delete(f"{versions}/{first.json()['id']}", headers=owner.headers).status_code == 204
+        assert client.post(versions, json={"label": "two"}, headers=owner.headers).status_code == 201
+    srv.stop()
+    # over the limit (it was lowered): the owner cannot create another workspace either
+    again = make_server(database_url=srv.settings.database_url, quota_max_user_bytes=40_000)
+    with httpx.Client(base_url=again.base_url, timeout=30) as client:
+        token = client.post("/api/auth/login", json={"email": owner.email, "password": owner.password})
+        headers = {"Authorization": f"Bearer {token.json()['access_token']}"}
+        _quota(client.post("/api/workspaces", json={"name": "no room"}, headers=headers), 413, "user_bytes")
+        assert client.post("/api/workspaces", json={"name": "editor's"}, headers=editor.headers).status_code == 201

@@ -87,11 +87,23 @@ async def list_versions(
     }
 
 
-@router.post("", status_code=201, responses=_ERRORS)
+_QUOTA: dict[int | str, dict[str, str]] = {
+    413: {"description": "Quota exceeded (X-Plait-Quota: versions, user_bytes, ...)"}
+}
+
+
+@router.post("", status_code=201, responses={**_ERRORS, **_QUOTA})
 async def save_named_version(
     body: VersionIn, ctx: Ctx, member: Annotated[Member, Depends(require("versions.create"))]
 ) -> dict[str, Any]:
-    """Save the document as it is now under a label (editors and up); kept until deleted."""
+    """Save the document as it is now under a label (editors and up); kept until deleted.
+
+    413 ``versions`` when the workspace has ``PLAIT_QUOTA_MAX_NAMED_VERSIONS`` named versions, ``user_bytes``
+    when the copy would take an owner past ``PLAIT_QUOTA_MAX_USER_BYTES``."""
+    size = await quotas.document_bytes(ctx, member.workspace.id)
+    async with ctx.db.session() as session:
+        await quotas.check_named_versions(session, ctx.settings, member.workspace.id)
+        await quotas.check_owner_bytes(session, ctx.settings, member.workspace.id, size)
     v = await versions.save_version(ctx, member.workspace.id, "named", body.label, member.user.id)
     return version_json(v, member.user)
 
@@ -138,7 +150,7 @@ async def delete_version(
     return Response(status_code=204)
 
 
-@router.post("/{vid}/restore", responses={**_ERRORS, 413: {"description": "Restoring would exceed a quota"}})
+@router.post("/{vid}/restore", responses={**_ERRORS, **_QUOTA})
 async def restore(
     vid: str, ctx: Ctx, session: Session, member: Annotated[Member, Depends(require("versions.restore"))]
 ) -> dict[str, Any]:
@@ -150,6 +162,9 @@ async def restore(
     if v.task_count > ctx.settings.quota_max_tasks:
         raise quotas.too_many_tasks(ctx.settings)
     await quotas.check_document_size(ctx, member.workspace.id, 0)
+    # the pre-restore version is a copy of the document as it is
+    size = await quotas.document_bytes(ctx, member.workspace.id)
+    await quotas.check_owner_bytes(session, ctx.settings, member.workspace.id, size)
     try:
         undo = await versions.restore_version(ctx, v, member.user.id)
     except RoomFailed:

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Response
 from sqlalchemy import delete, select
 
+from api import quotas
 from api.deps import Ctx, CurrentUser, Member, Session, require
 from api.schemas import WorkspaceIn, WorkspaceOut
 from persistence.models import Document, Membership, Workspace
@@ -26,9 +27,22 @@ def workspace_out(workspace: Workspace, role: str) -> WorkspaceOut:
     )
 
 
-@router.post("", status_code=201, response_model=WorkspaceOut, responses=_ERRORS)
-async def create_workspace(body: WorkspaceIn, user: CurrentUser, session: Session) -> WorkspaceOut:
-    """The creator becomes its owner; its (empty) Yjs document head is created in the same transaction."""
+@router.post(
+    "",
+    status_code=201,
+    response_model=WorkspaceOut,
+    responses={
+        **_ERRORS,
+        413: {"description": "Quota exceeded (X-Plait-Quota: workspaces or user_bytes)"},
+        429: {"description": "Quota exceeded (X-Plait-Quota: rest_writes), with Retry-After"},
+    },
+)
+async def create_workspace(body: WorkspaceIn, ctx: Ctx, user: CurrentUser, session: Session) -> WorkspaceOut:
+    """The creator becomes its owner; its (empty) Yjs document head is created in the same transaction.
+
+    413 ``workspaces`` when the caller owns ``PLAIT_QUOTA_MAX_WORKSPACES_PER_USER`` workspaces already,
+    ``user_bytes`` when those store ``PLAIT_QUOTA_MAX_USER_BYTES``; 429 ``rest_writes`` past the write rate."""
+    await quotas.check_new_workspace(session, ctx.settings, user.id)
     workspace = Workspace(name=body.name, created_by=user.id)
     session.add(workspace)
     await session.flush()
