@@ -70,27 +70,22 @@ async def check_document_size(ctx: AppContext, workspace_id: str, incoming: int)
         await check_owner_bytes(session, ctx.settings, workspace_id, incoming)
 
 
-def _owned(user_id: str) -> Any:
-    return select(Membership.workspace_id).where(Membership.user_id == user_id, Membership.role == "owner")
+def _stored_bytes(user_id: Any) -> Any:
+    """SQL: what the workspaces ``user_id`` (a value or a column) owns store: document snapshots (their raw
+    size, as the document quota counts them), the update log not yet folded into them, and every version."""
+    owned = select(Membership.workspace_id).where(Membership.user_id == user_id, Membership.role == "owner")
+    snapshots = select(
+        func.coalesce(func.sum(func.coalesce(DocSnapshot.raw_bytes, func.length(DocSnapshot.data))), 0)
+    ).where(DocSnapshot.workspace_id.in_(owned))
+    log = select(func.coalesce(func.sum(func.length(DocUpdate.data)), 0)).where(DocUpdate.workspace_id.in_(owned))
+    versions = select(func.coalesce(func.sum(func.length(DocVersion.state)), 0)).where(
+        DocVersion.workspace_id.in_(owned)
+    )
+    return snapshots.scalar_subquery() + log.scalar_subquery() + versions.scalar_subquery()
 
 
 async def user_bytes(session: AsyncSession, user_id: str) -> int:
-    """What the workspaces ``user_id`` owns store: document snapshots (their raw size, as the document quota
-    counts them), the update log not yet folded into them, and every version."""
-    owned = _owned(user_id)
-    parts = (
-        select(func.coalesce(func.sum(func.coalesce(DocSnapshot.raw_bytes, func.length(DocSnapshot.data))), 0))
-        .where(DocSnapshot.workspace_id.in_(owned))
-        .scalar_subquery(),
-        select(func.coalesce(func.sum(func.length(DocUpdate.data)), 0))
-        .where(DocUpdate.workspace_id.in_(owned))
-        .scalar_subquery(),
-        select(func.coalesce(func.sum(func.length(DocVersion.state)), 0))
-        .where(DocVersion.workspace_id.in_(owned))
-        .scalar_subquery(),
-    )
-    row = (await session.execute(select(*parts))).one()
-    return sum(int(v or 0) for v in row)
+    return int(await session.scalar(select(_stored_bytes(user_id))) or 0)
 
 
 def _too_many_user_bytes(settings: Settings) -> ApiError:
@@ -104,13 +99,15 @@ def _too_many_user_bytes(settings: Settings) -> ApiError:
 
 async def check_owner_bytes(session: AsyncSession, settings: Settings, workspace_id: str, incoming: int) -> None:
     """413 when a write of ``incoming`` bytes to the workspace would take one of its owners past
-    ``quota_max_user_bytes`` (the owners' storage is what grows, whoever writes)."""
-    owners = await session.scalars(
-        select(Membership.user_id).where(Membership.workspace_id == workspace_id, Membership.role == "owner")
+    ``quota_max_user_bytes`` (the owners' storage is what grows, whoever writes). One query."""
+    owner = Membership.__table__.alias("owner")
+    fullest = await session.scalar(
+        select(func.max(_stored_bytes(owner.c.user_id))).where(
+            owner.c.workspace_id == workspace_id, owner.c.role == "owner"
+        )
     )
-    for owner in owners.all():
-        if await user_bytes(session, owner) + incoming > settings.quota_max_user_bytes:
-            raise _too_many_user_bytes(settings)
+    if int(fullest or 0) + incoming > settings.quota_max_user_bytes:
+        raise _too_many_user_bytes(settings)
 
 
 async def check_new_workspace(session: AsyncSession, settings: Settings, user_id: str) -> None:

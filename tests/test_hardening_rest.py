@@ -236,9 +236,10 @@ def test_workspace_creation_is_under_the_rest_write_rate(make_server: Callable[.
         assert client.post("/api/workspaces", json={"name": "later"}, headers=alice.headers).status_code == 201
 
 
-def test_stored_bytes_per_user_quota(make_server: Callable[..., ThreadServer]) -> None:
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_stored_bytes_per_user_quota(make_server: Callable[..., ThreadServer], backend: str) -> None:
     """Documents and versions of the workspaces a user owns, charged to the owner whoever writes."""
-    srv = make_server("sqlite", quota_max_user_bytes=60_000)
+    srv = make_server(backend, quota_max_user_bytes=60_000)
     with httpx.Client(base_url=srv.base_url, timeout=30) as client:
         owner, editor = register(client, "owner"), register(client, "editor")
         wid = create_workspace(client, owner)
@@ -281,7 +282,7 @@ def test_stored_bytes_per_user_quota(make_server: Callable[..., ThreadServer]) -
         assert client.post(versions, json={"label": "two"}, headers=owner.headers).status_code == 201
     srv.stop()
     # over the limit (it was lowered): the owner cannot create another workspace either
-    again = make_server(database_url=srv.settings.database_url, quota_max_user_bytes=40_000)
+    again = make_server(backend, database_url=srv.settings.database_url, quota_max_user_bytes=40_000)
     with httpx.Client(base_url=again.base_url, timeout=30) as client:
         token = client.post("/api/auth/login", json={"email": owner.email, "password": owner.password})
         headers = {"Authorization": f"Bearer {token.json()['access_token']}"}
