@@ -561,11 +561,13 @@ class WebhookService:
 
     async def _attempt_in_order(self, items: list[tuple[WebhookDelivery, Webhook]]) -> None:
         """One hook's due deliveries one after another (hooks in parallel): a failing endpoint is not sent
-        several requests at once. The run stops at the first failure: the rest stay due and go back into the
-        next round with everyone else's (a slow or failing endpoint does not keep its slot), and once its
-        consecutive failures disable it, they are not attempted (the disable marks them failed)."""
+        several requests at once. The run stops at the first failure, or once it has taken the deadline: the
+        rest stay due and go back into the next round with everyone else's (a slow or failing endpoint does
+        not keep its slot), and once its consecutive failures disable it, they are not attempted (the disable
+        marks them failed)."""
+        started = time.monotonic()
         for d, h in items:
-            if not await self._attempt(d, h):
+            if not await self._attempt(d, h) or time.monotonic() - started >= self.deadline:
                 return
 
     async def _attempt(self, d: WebhookDelivery, hook: Webhook) -> bool:
