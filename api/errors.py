@@ -41,7 +41,9 @@ def _finite_float(text: str) -> float:
     return value
 
 
-_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")  # only an escape can put a surrogate into parsed JSON
+# A surrogate gets into parsed JSON through an escape, or through raw bytes: Python decodes a bytes body with
+# "surrogatepass" (UTF-8 ED A0..BF xx, or a UTF-16/32 body), so any non-ASCII body is checked too.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 _SURROGATE = re.compile("[\ud800-\udfff]")  # after parsing, a valid pair is one code point: any left is lone
 
 
@@ -72,7 +74,7 @@ def json_body_problem(body: bytes) -> str | None:
         return str(exc)
     except (ValueError, RecursionError):
         return None  # malformed: FastAPI answers it (422 json_invalid, or 400)
-    if _SURROGATE_ESCAPE.search(body) and _has_lone_surrogate(parsed):
+    if (not body.isascii() or _SURROGATE_ESCAPE.search(body)) and _has_lone_surrogate(parsed):
         return "a string holds a lone UTF-16 surrogate"
     return None
 

@@ -288,3 +288,18 @@ def test_stored_bytes_per_user_quota(make_server: Callable[..., ThreadServer], b
         headers = {"Authorization": f"Bearer {token.json()['access_token']}"}
         _quota(client.post("/api/workspaces", json={"name": "no room"}, headers=headers), 413, "user_bytes")
         assert client.post("/api/workspaces", json={"name": "editor's"}, headers=editor.headers).status_code == 201
+
+
+def test_malformed_json_bodies_are_4xx(client: httpx.Client) -> None:
+    """Malformed bodies stay FastAPI's: 422 json_invalid, 400 for nesting too deep or a 5000-digit integer."""
+    r = client.post("/api/auth/login", content=b'{"email": ', headers=JSON)
+    assert r.status_code == 422 and r.json()["detail"][0]["type"] == "json_invalid"
+    r = client.post("/api/auth/login", content=b"[" * 100_000 + b"]" * 100_000, headers=JSON)
+    assert r.status_code == 400 and r.json()["detail"]
+    r = client.post("/api/auth/login", content=b'{"email": ' + b"7" * 5000 + b', "password": "x"}', headers=JSON)
+    assert r.status_code == 400 and r.json()["detail"]
+    r = client.post("/api/auth/login", content=b'{"email": "\xed\xa0\x80@example.com", "password": "x"}', headers=JSON)
+    assert r.status_code in (400, 422) and r.json()["detail"]
+    utf16 = '{"email": "\ud800@example.com", "password": "x"}'.encode("utf-16-le", "surrogatepass")
+    r = client.post("/api/auth/login", content=utf16, headers=JSON)
+    assert r.status_code in (400, 422) and r.json()["detail"]
