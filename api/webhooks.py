@@ -126,6 +126,9 @@ def _check_host(host: str) -> None:
 
 
 def check_url_syntax(url: str) -> None:
+    if any(ord(c) < 0x21 or ord(c) == 0x7F for c in url):
+        # NUL failed the insert on PostgreSQL (a 500); an HTTP client would refuse the others anyway
+        raise UnsafeUrl("the URL may not contain spaces or control characters")
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https"):
         raise UnsafeUrl("only http and https URLs are allowed")

@@ -117,7 +117,7 @@ def _webhook(client: httpx.Client, wid: str, owner: Account, url: str) -> httpx.
     )
 
 
-def test_webhook_url_with_overlong_labels_is_422(client: httpx.Client) -> None:
+def test_invalid_webhook_urls_are_422(client: httpx.Client) -> None:
     owner = register(client, "owner")
     wid = create_workspace(client, owner)
     for url in (
@@ -125,6 +125,10 @@ def test_webhook_url_with_overlong_labels_is_422(client: httpx.Client) -> None:
         f"https://{'a' * 200}/hook",
         "https://" + ".".join(["abcdefghij"] * 30) + "/hook",  # over 253 characters in all
         "https://exa\u00admple..com/hook",
+        "https://93.184.216.34/ho\u0000ok",  # NUL: a 500 on PostgreSQL
+        "https://93.184.216.34/hook?x=\u0000",
+        "https://93.184.216.34/ho ok",
+        "https://93.184.216.34/hook\u007f",
     ):
         r = _webhook(client, wid, owner, url)
         _bad_request(r)
