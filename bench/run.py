@@ -255,10 +255,11 @@ class Plait(Server):
         env = {
             "PLAIT_DATA_DIR": str(self.data_dir),
             "PLAIT_SECRET_KEY": self.secret,
+            # One account owns every bench workspace (s6: 500): the owned-workspace quota is not under test.
+            "PLAIT_QUOTA_MAX_WORKSPACES_PER_USER": "100000",
             "PLAIT_ENV": "development",
             # The runner creates hundreds of workspaces with one account; the REST write quota is not under test.
             "PLAIT_QUOTA_REST_WRITES_PER_MINUTE": "1000000",
-            "PLAIT_QUOTA_MAX_WORKSPACES_PER_USER": "100000",
         }
         if self.database_url:
             env["PLAIT_DATABASE_URL"] = self.database_url
