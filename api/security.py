@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import secrets
+import threading
 import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, TypeVar
 
 import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+
+from api.errors import ApiError
+
+T = TypeVar("T")
 
 _hasher = PasswordHasher()
 # Verified against when the email is unknown, so both failures take the same time.
@@ -33,6 +42,49 @@ def verify_password(password_hash: str | None, password: str) -> bool:
         return _hasher.verify(password_hash or _DUMMY_HASH, password) and password_hash is not None
     except (VerificationError, InvalidHashError):
         return False
+
+
+class HashLane:
+    """Password hashing on threads of its own, with a bounded number of hashes waiting for them.
+
+    argon2 is deliberately slow (tens of ms of CPU and 64 MiB each); on the event loop's default executor a
+    flood of registrations queued ahead of every login and of other work using that executor. A lane has
+    ``threads`` threads and admits at most ``max_waiting`` more hashes than it has threads; beyond that the
+    request is refused at once (503 with ``Retry-After``) instead of waiting behind the flood. Logins and
+    registrations use separate lanes, so a registration flood never delays a login's verification.
+    A hash whose client went away still holds its place until it finishes (argon2 cannot be interrupted).
+    """
+
+    def __init__(self, name: str, threads: int, max_waiting: int) -> None:
+        self.name = name
+        self.capacity = threads + max_waiting
+        self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix=f"plait-hash-{name}")
+        self._lock = threading.Lock()
+        self._pending = 0
+
+    @property
+    def pending(self) -> int:
+        return self._pending
+
+    def _done(self, _: Future[Any]) -> None:
+        with self._lock:
+            self._pending -= 1
+
+    async def run(self, fn: Callable[..., T], *args: object) -> T:
+        with self._lock:
+            if self._pending >= self.capacity:
+                busy = True
+            else:
+                busy = False
+                self._pending += 1
+        if busy:
+            raise ApiError(503, "Server busy; try again shortly", headers={"Retry-After": "1"})
+        future = self._executor.submit(fn, *args)
+        future.add_done_callback(self._done)
+        return await asyncio.wrap_future(future)
+
+    def shutdown(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
 
 
 def create_access_token(user_id: str, key: str, ttl_seconds: int) -> str:
