@@ -290,3 +290,12 @@ def test_api_docs_still_load(client: httpx.Client) -> None:
     r = client.get("/docs")
     assert r.status_code == 200 and r.headers["X-Frame-Options"] == "DENY"
     assert "script-src" not in r.headers["Content-Security-Policy"]  # Swagger UI's inline start-up script
+
+
+def test_compose_trusts_nginx_for_the_client_address() -> None:
+    from tests.test_deployment import _rendered
+
+    for node in ("plait-1", "plait-2"):
+        trusted = _rendered()["services"][node]["environment"]["PLAIT_FORWARDED_ALLOW_IPS"]
+        assert Settings(forwarded_allow_ips=trusted).uvicorn_options()["proxy_headers"] is True
+        assert "172.16.0.0/12" in trusted.split(",")  # Docker's default bridge networks
