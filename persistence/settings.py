@@ -65,8 +65,9 @@ class Settings(BaseSettings):
         default=10, description="Registration attempts per client address per window (per node), then 429"
     )
     register_window_seconds: float = 3600.0
-    password_hash_threads: int = Field(
-        default=2, ge=1, description="Threads hashing passwords, for logins and (apart) for registrations"
+    password_hash_threads: int = Field(default=2, ge=1, description="Threads checking passwords of logins")
+    password_hash_register_threads: int = Field(
+        default=1, ge=1, description="Threads hashing passwords of registrations (at a lower CPU priority)"
     )
     password_hash_max_waiting: int = Field(
         default=32, ge=0, description="Hashes that may wait for a thread, per lane; beyond that 503 + Retry-After"

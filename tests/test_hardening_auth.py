@@ -185,6 +185,39 @@ def test_a_registration_flood_is_refused_not_queued_and_login_stays_fast(
     assert during < max(1.0, 10 * alone), (alone, during)
 
 
+def test_a_login_flood_is_refused_not_queued(make_server: Callable[..., ThreadServer]) -> None:
+    srv = make_server(
+        password_hash_time_cost=2,
+        password_hash_memory_kib=32 * 1024,
+        password_hash_parallelism=1,
+        password_hash_threads=1,
+        password_hash_max_waiting=1,
+        login_max_failures_per_address=0,  # not under test here: only the lane refuses
+        login_max_failures_per_account_address=0,
+        login_max_failures_per_account=0,
+    )
+    with httpx.Client(base_url=srv.base_url, timeout=60) as c:
+        acct = register(c, "busy")
+    statuses: list[int] = []
+    lock = threading.Lock()
+
+    def attempt() -> None:
+        with httpx.Client(base_url=srv.base_url, timeout=60) as fc:
+            r = _login(fc, acct.email, "wrong password")
+        with lock:
+            statuses.append(r.status_code)
+            assert r.status_code != 503 or r.headers["Retry-After"] == "1"
+
+    threads = [threading.Thread(target=attempt) for _ in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert set(statuses) <= {401, 503} and statuses.count(503) > 0, statuses
+    with httpx.Client(base_url=srv.base_url, timeout=60) as c:  # and the lane is free again afterwards
+        assert _login(c, acct.email, acct.password).status_code == 200
+
+
 # --- item 10: an invite is only as good as its creator's current authority ----------------------------------
 
 

@@ -36,10 +36,10 @@ class Guards:
 def guards(app: FastAPI, settings: Settings) -> Guards:
     found: Guards | None = getattr(app.state, "auth_guards", None)
     if found is None:
-        threads, waiting = settings.password_hash_threads, settings.password_hash_max_waiting
+        waiting = settings.password_hash_max_waiting
         found = Guards(
-            login=HashLane("login", threads, waiting),
-            register=HashLane("register", threads, waiting),
+            login=HashLane("login", settings.password_hash_threads, waiting),
+            register=HashLane("register", settings.password_hash_register_threads, waiting, nice=10),
             registrations=RegistrationLimit(settings.register_max_per_address, settings.register_window_seconds),
         )
         app.state.auth_guards = found
@@ -74,6 +74,7 @@ async def register(body: RegisterIn, request: Request, ctx: Ctx, session: Sessio
     guard = guards(request.app, ctx.settings)
     # Every attempt counts, conflicts too: they would otherwise probe which emails have accounts.
     guard.registrations.hit(client_address(request))
+    guard.register.refuse_if_full()
     email = normalize_email(body.email)
     taken = await session.scalar(select(func.count()).select_from(User).where(User.email == email))
     if taken:
@@ -103,6 +104,8 @@ async def register(body: RegisterIn, request: Request, ctx: Ctx, session: Sessio
 async def login(body: LoginIn, request: Request, ctx: Ctx, session: Session) -> TokenOut:
     email = normalize_email(body.email)
     address = client_address(request)
+    lane = guards(request.app, ctx.settings).login
+    lane.refuse_if_full()
     throttle = LoginThrottle(ctx.settings)
     delay = await throttle.check(session, email, address)
     user = await session.scalar(select(User).where(User.email == email))
@@ -113,7 +116,7 @@ async def login(body: LoginIn, request: Request, ctx: Ctx, session: Session) -> 
         await asyncio.sleep(delay)
     # verify_password runs a hash even for unknown emails, so both failures look and take the same;
     # argon2 is deliberately slow, so it runs on the login lane's threads, off the event loop.
-    ok = await guards(request.app, ctx.settings).login.run(verify_password, password_hash, body.password)
+    ok = await lane.run(verify_password, password_hash, body.password)
     if not ok or user is None:
         await throttle.record_failure(session, email, address)
         raise ApiError(401, "Invalid email or password", headers={"WWW-Authenticate": "Bearer"})
