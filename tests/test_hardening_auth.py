@@ -114,8 +114,11 @@ def test_x_forwarded_for_from_a_trusted_proxy_names_the_throttled_address(
         assert _login(c, acct.email, acct.password, "10.8.0.2, 10.8.0.1").status_code == 429
 
 
-def test_x_forwarded_for_from_an_untrusted_peer_is_ignored(make_server: Callable[..., ThreadServer]) -> None:
-    srv = make_server(forwarded_allow_ips="192.0.2.1", login_max_failures_per_address=3)
+@pytest.mark.parametrize("trusted", ["192.0.2.1", ""])
+def test_x_forwarded_for_from_an_untrusted_peer_is_ignored(
+    make_server: Callable[..., ThreadServer], trusted: str
+) -> None:
+    srv = make_server(forwarded_allow_ips=trusted, login_max_failures_per_address=3)
     with httpx.Client(base_url=srv.base_url, timeout=30) as c:
         acct = register(c, "direct")
         for i in range(3):
