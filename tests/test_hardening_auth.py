@@ -77,6 +77,31 @@ def test_others_failures_never_refuse_the_right_password(
         assert _login(c, mine.email, mine.password, "10.7.0.1").status_code == 200
 
 
+def test_a_burst_of_parallel_guesses_gets_no_more_than_the_limit(make_server: Callable[..., ThreadServer]) -> None:
+    """Attempts from one address on one account are taken one at a time (on a node), so a burst cannot slip
+    guesses past the limit while the first ones are still being checked."""
+    srv = make_server(
+        login_max_failures_per_account_address=3, password_hash_time_cost=2, password_hash_memory_kib=4096
+    )
+    with httpx.Client(base_url=srv.base_url, timeout=60) as c:
+        owner = register(c, "burst")
+    statuses: list[int] = []
+    lock = threading.Lock()
+
+    def guess(i: int) -> None:
+        with httpx.Client(base_url=srv.base_url, timeout=60) as gc:
+            r = _login(gc, owner.email, f"guess {i}", "10.7.3.1")
+        with lock:
+            statuses.append(r.status_code)
+
+    threads = [threading.Thread(target=guess, args=(i,)) for i in range(15)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(statuses) == [401] * 3 + [429] * 12, statuses
+
+
 def test_an_address_is_refused_after_its_total_failures(make_server: Callable[..., ThreadServer]) -> None:
     srv = make_server(login_max_failures_per_account_address=3, login_max_failures_per_address=4)
     with httpx.Client(base_url=srv.base_url, timeout=30) as c:
@@ -204,14 +229,14 @@ def test_a_login_flood_is_refused_not_queued(make_server: Callable[..., ThreadSe
     statuses: list[int] = []
     lock = threading.Lock()
 
-    def attempt() -> None:
+    def attempt(i: int) -> None:  # from many addresses: one address's attempts on an account queue up instead
         with httpx.Client(base_url=srv.base_url, timeout=60) as fc:
-            r = _login(fc, acct.email, "wrong password")
+            r = _login(fc, acct.email, "wrong password", f"10.9.9.{i + 1}")
         with lock:
             statuses.append(r.status_code)
             assert r.status_code != 503 or r.headers["Retry-After"] == "1"
 
-    threads = [threading.Thread(target=attempt) for _ in range(20)]
+    threads = [threading.Thread(target=attempt, args=(i,)) for i in range(20)]
     for t in threads:
         t.start()
     for t in threads:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 
 from fastapi import APIRouter, FastAPI, Request
 from sqlalchemy import func, select
@@ -24,6 +26,30 @@ log = logging.getLogger("plait.auth")
 _ERRORS: dict[int | str, dict[str, str]] = {401: {"description": "Not authenticated"}}
 
 
+class OneAtATime:
+    """Login attempts on one account from one address run one after another (on this node): each is checked
+    against the throttle after the previous one recorded its failure, so a burst of parallel guesses gets no
+    more than the limit. A lock lives only while someone holds or waits for it."""
+
+    def __init__(self) -> None:
+        self._locks: dict[tuple[str, str], tuple[asyncio.Lock, int]] = {}
+
+    @asynccontextmanager
+    async def hold(self, key: tuple[str, str]) -> AsyncIterator[None]:
+        lock, users = self._locks.get(key, (None, 0))
+        lock = lock or asyncio.Lock()
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            _, users = self._locks[key]
+            if users <= 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
+
+
 @dataclass
 class Guards:
     """Per application: the two password-hashing lanes and the registration rate (created on first use)."""
@@ -31,6 +57,7 @@ class Guards:
     login: HashLane
     register: HashLane
     registrations: RegistrationLimit
+    attempts: OneAtATime = field(default_factory=OneAtATime)
 
 
 def guards(app: FastAPI, settings: Settings) -> Guards:
@@ -104,23 +131,24 @@ async def register(body: RegisterIn, request: Request, ctx: Ctx, session: Sessio
 async def login(body: LoginIn, request: Request, ctx: Ctx, session: Session) -> TokenOut:
     email = normalize_email(body.email)
     address = client_address(request)
-    lane = guards(request.app, ctx.settings).login
-    lane.refuse_if_full()
+    guard = guards(request.app, ctx.settings)
+    guard.login.refuse_if_full()
     throttle = LoginThrottle(ctx.settings)
-    delay = await throttle.check(session, email, address)
-    user = await session.scalar(select(User).where(User.email == email))
-    password_hash = user.password_hash if user else None
-    await session.commit()  # no transaction (nor pooled connection) held while waiting and hashing
-    if delay:
-        # Others' failures on this account slow every attempt on it down; they never refuse the owner.
-        await asyncio.sleep(delay)
-    # verify_password runs a hash even for unknown emails, so both failures look and take the same;
-    # argon2 is deliberately slow, so it runs on the login lane's threads, off the event loop.
-    ok = await lane.run(verify_password, password_hash, body.password)
-    if not ok or user is None:
-        await throttle.record_failure(session, email, address)
-        raise ApiError(401, "Invalid email or password", headers={"WWW-Authenticate": "Bearer"})
-    await throttle.record_success(session, email, address)
+    async with guard.attempts.hold((email, address)):
+        delay = await throttle.check(session, email, address)
+        user = await session.scalar(select(User).where(User.email == email))
+        password_hash = user.password_hash if user else None
+        await session.commit()  # no transaction (nor pooled connection) held while waiting and hashing
+        if delay:
+            # Others' failures on this account slow every attempt on it down; they never refuse the owner.
+            await asyncio.sleep(delay)
+        # verify_password runs a hash even for unknown emails, so both failures look and take the same;
+        # argon2 is deliberately slow, so it runs on the login lane's threads, off the event loop.
+        ok = await guard.login.run(verify_password, password_hash, body.password)
+        if not ok or user is None:
+            await throttle.record_failure(session, email, address)
+            raise ApiError(401, "Invalid email or password", headers={"WWW-Authenticate": "Bearer"})
+        await throttle.record_success(session, email, address)
     ttl = ctx.settings.access_token_ttl_seconds
     return TokenOut(access_token=create_access_token(user.id, ctx.secret_key, ttl), expires_in=ttl)
 
