@@ -78,10 +78,6 @@ class HashLane:
         self._lock = threading.Lock()
         self._pending = 0
 
-    @property
-    def pending(self) -> int:
-        return self._pending
-
     def _done(self, _: Future[Any]) -> None:
         with self._lock:
             self._pending -= 1
@@ -104,9 +100,6 @@ class HashLane:
         future = self._executor.submit(fn, *args)
         future.add_done_callback(self._done)
         return await asyncio.wrap_future(future)
-
-    def shutdown(self) -> None:
-        self._executor.shutdown(wait=False, cancel_futures=True)
 
 
 def create_access_token(user_id: str, key: str, ttl_seconds: int) -> str:
