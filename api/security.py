@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import os
 import secrets
+import threading
 import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, TypeVar
 
 import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+
+from api.errors import ApiError
+
+T = TypeVar("T")
 
 _hasher = PasswordHasher()
 # Verified against when the email is unknown, so both failures take the same time.
@@ -33,6 +43,63 @@ def verify_password(password_hash: str | None, password: str) -> bool:
         return _hasher.verify(password_hash or _DUMMY_HASH, password) and password_hash is not None
     except (VerificationError, InvalidHashError):
         return False
+
+
+def _lower_priority(nice: int) -> None:
+    """Give the calling thread a lower CPU priority (Linux: a thread has its own nice value); elsewhere, or
+    when not allowed, nothing happens."""
+    if nice <= 0:
+        return
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
+    except (AttributeError, OSError):
+        pass
+
+
+class HashLane:
+    """Password hashing on threads of its own, with a bounded number of hashes waiting for them.
+
+    argon2 is deliberately slow (tens of ms of CPU and 64 MiB each); on the event loop's default executor a
+    flood of registrations queued ahead of every login and of other work using that executor. A lane has
+    ``threads`` threads and admits at most ``max_waiting`` more hashes than it has threads; beyond that the
+    request is refused at once (503 with ``Retry-After``) instead of waiting behind the flood. Logins and
+    registrations use separate lanes, so a registration flood never queues ahead of a login's verification;
+    the registration lane's threads also run at a lower CPU priority (``nice``), so they do not take the CPU
+    from logins and the event loop either.
+    A hash whose client went away still holds its place until it finishes (argon2 cannot be interrupted).
+    """
+
+    def __init__(self, name: str, threads: int, max_waiting: int, nice: int = 0) -> None:
+        self.name = name
+        self.capacity = threads + max_waiting
+        self._executor = ThreadPoolExecutor(
+            max_workers=threads, thread_name_prefix=f"plait-hash-{name}", initializer=_lower_priority, initargs=(nice,)
+        )
+        self._lock = threading.Lock()
+        self._pending = 0
+
+    def _done(self, _: Future[Any]) -> None:
+        with self._lock:
+            self._pending -= 1
+
+    def refuse_if_full(self) -> None:
+        """503 now when the lane has no room, before the request does any other work (a flood's requests are
+        turned away without a database query); ``run`` checks again, as the lane may fill meanwhile."""
+        if self._pending >= self.capacity:
+            raise ApiError(503, "Server busy; try again shortly", headers={"Retry-After": "1"})
+
+    async def run(self, fn: Callable[..., T], *args: object) -> T:
+        with self._lock:
+            if self._pending >= self.capacity:
+                busy = True
+            else:
+                busy = False
+                self._pending += 1
+        if busy:
+            raise ApiError(503, "Server busy; try again shortly", headers={"Retry-After": "1"})
+        future = self._executor.submit(fn, *args)
+        future.add_done_callback(self._done)
+        return await asyncio.wrap_future(future)
 
 
 def create_access_token(user_id: str, key: str, ttl_seconds: int) -> str:

@@ -47,9 +47,36 @@ class Settings(BaseSettings):
     password_hash_time_cost: int = 3
     password_hash_memory_kib: int = 65536
     password_hash_parallelism: int = 4
-    login_max_failures_per_account: int = 5
-    login_max_failures_per_address: int = 30
+    login_max_failures_per_account_address: int = Field(
+        default=5, description="Failed logins one address may make on one account per window, then 429"
+    )
+    login_max_failures_per_address: int = Field(
+        default=30, description="Failed logins one address may make on all accounts per window, then 429"
+    )
+    login_max_failures_per_account: int = Field(
+        default=5,
+        description="Failed logins on one account (from anywhere) per window after which every attempt on it is"
+        " delayed; never refused, so others cannot lock the owner out",
+    )
+    login_delay_base_seconds: float = Field(default=0.5, description="First delay; doubles with each further failure")
+    login_max_delay_seconds: float = Field(default=5.0, description="Longest delay of a login attempt")
     login_failure_window_seconds: int = 900
+    register_max_per_address: int = Field(
+        default=10, description="Registration attempts per client address per window (per node), then 429"
+    )
+    register_window_seconds: float = 3600.0
+    password_hash_threads: int = Field(default=2, ge=1, description="Threads checking passwords of logins")
+    password_hash_register_threads: int = Field(
+        default=1, ge=1, description="Threads hashing passwords of registrations (at a lower CPU priority)"
+    )
+    password_hash_max_waiting: int = Field(
+        default=32, ge=0, description="Hashes that may wait for a thread, per lane; beyond that 503 + Retry-After"
+    )
+    forwarded_allow_ips: str = Field(
+        default="127.0.0.1,::1",
+        description="Proxies whose X-Forwarded-For/-Proto are believed (comma-separated addresses or networks;"
+        " empty: none). The client address throttles count is the right-most untrusted X-Forwarded-For entry",
+    )
 
     max_message_bytes: int = 16 * 1024 * 1024
     max_awareness_bytes: int = 64 * 1024
@@ -108,8 +135,13 @@ class Settings(BaseSettings):
     )
 
     def uvicorn_options(self) -> dict[str, Any]:
-        """The WebSocket transport's settings, for every place that starts uvicorn."""
-        return {"ws_max_size": self.transport_max_frame_bytes(), "ws_per_message_deflate": self.ws_per_message_deflate}
+        """uvicorn's settings (WebSocket transport, trusted proxies), for every place that starts uvicorn."""
+        return {
+            "ws_max_size": self.transport_max_frame_bytes(),
+            "ws_per_message_deflate": self.ws_per_message_deflate,
+            "proxy_headers": bool(self.forwarded_allow_ips.strip()),
+            "forwarded_allow_ips": self.forwarded_allow_ips,
+        }
 
     def transport_max_frame_bytes(self) -> int:
         """The largest frame the WebSocket server itself reads. 64 KiB above ``max_message_bytes``, so that a

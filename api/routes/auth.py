@@ -4,22 +4,78 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, FastAPI, Request
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from api.deps import Ctx, CurrentUser, Session
 from api.errors import ApiError
 from api.schemas import LoginIn, RegisterIn, TokenOut, UserOut
-from api.security import create_access_token, hash_password, verify_password
-from api.throttle import LoginThrottle
+from api.security import HashLane, create_access_token, hash_password, verify_password
+from api.throttle import LoginThrottle, RegistrationLimit
 from persistence.models import User
+from persistence.settings import Settings
 
 router = APIRouter(prefix="/api", tags=["auth"])
 log = logging.getLogger("plait.auth")
 
 _ERRORS: dict[int | str, dict[str, str]] = {401: {"description": "Not authenticated"}}
+
+
+class OneAtATime:
+    """Login attempts on one account from one address run one after another (on this node): each is checked
+    against the throttle after the previous one recorded its failure, so a burst of parallel guesses gets no
+    more than the limit. A lock lives only while someone holds or waits for it."""
+
+    def __init__(self) -> None:
+        self._locks: dict[tuple[str, str], tuple[asyncio.Lock, int]] = {}
+
+    @asynccontextmanager
+    async def hold(self, key: tuple[str, str]) -> AsyncIterator[None]:
+        lock, users = self._locks.get(key, (None, 0))
+        lock = lock or asyncio.Lock()
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            _, users = self._locks[key]
+            if users <= 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
+
+
+@dataclass
+class Guards:
+    """Per application: the two password-hashing lanes and the registration rate (created on first use)."""
+
+    login: HashLane
+    register: HashLane
+    registrations: RegistrationLimit
+    attempts: OneAtATime = field(default_factory=OneAtATime)
+
+
+def guards(app: FastAPI, settings: Settings) -> Guards:
+    found: Guards | None = getattr(app.state, "auth_guards", None)
+    if found is None:
+        waiting = settings.password_hash_max_waiting
+        found = Guards(
+            login=HashLane("login", settings.password_hash_threads, waiting),
+            register=HashLane("register", settings.password_hash_register_threads, waiting, nice=10),
+            registrations=RegistrationLimit(settings.register_max_per_address, settings.register_window_seconds),
+        )
+        app.state.auth_guards = found
+    return found
+
+
+def client_address(request: Request) -> str:
+    """The client's address: the peer, or what a trusted proxy (``PLAIT_FORWARDED_ALLOW_IPS``) says it is."""
+    return request.client.host if request.client else "unknown"
 
 
 def normalize_email(email: str) -> str:
@@ -35,14 +91,23 @@ def user_out(user: User) -> UserOut:
     "/auth/register",
     status_code=201,
     response_model=UserOut,
-    responses={409: {"description": "Email already registered"}},
+    responses={
+        409: {"description": "Email already registered"},
+        429: {"description": "Too many registrations from this address"},
+        503: {"description": "Too many passwords being hashed; retry after Retry-After"},
+    },
 )
-async def register(body: RegisterIn, session: Session) -> UserOut:
+async def register(body: RegisterIn, request: Request, ctx: Ctx, session: Session) -> UserOut:
+    guard = guards(request.app, ctx.settings)
+    # Every attempt counts, conflicts too: they would otherwise probe which emails have accounts.
+    guard.registrations.hit(client_address(request))
+    guard.register.refuse_if_full()
     email = normalize_email(body.email)
     taken = await session.scalar(select(func.count()).select_from(User).where(User.email == email))
     if taken:
         raise ApiError(409, "Email already registered")
-    password_hash = await asyncio.to_thread(hash_password, body.password)
+    await session.commit()  # no transaction held open while the hash waits for a thread
+    password_hash = await guard.register.run(hash_password, body.password)
     user = User(email=email, password_hash=password_hash, display_name=body.display_name)
     session.add(user)
     try:
@@ -57,21 +122,33 @@ async def register(body: RegisterIn, session: Session) -> UserOut:
 @router.post(
     "/auth/login",
     response_model=TokenOut,
-    responses={401: {"description": "Bad credentials"}, 429: {"description": "Too many failed attempts"}},
+    responses={
+        401: {"description": "Bad credentials"},
+        429: {"description": "Too many failed attempts from this address"},
+        503: {"description": "Too many passwords being checked; retry after Retry-After"},
+    },
 )
 async def login(body: LoginIn, request: Request, ctx: Ctx, session: Session) -> TokenOut:
     email = normalize_email(body.email)
-    address = request.client.host if request.client else "unknown"
+    address = client_address(request)
+    guard = guards(request.app, ctx.settings)
+    guard.login.refuse_if_full()
     throttle = LoginThrottle(ctx.settings)
-    await throttle.check(session, email, address)
-    user = await session.scalar(select(User).where(User.email == email))
-    # verify_password runs a hash even for unknown emails, so both failures look and take the same;
-    # argon2 is deliberately slow, so it runs off the event loop.
-    ok = await asyncio.to_thread(verify_password, user.password_hash if user else None, body.password)
-    if not ok or user is None:
-        await throttle.record_failure(session, email, address)
-        raise ApiError(401, "Invalid email or password", headers={"WWW-Authenticate": "Bearer"})
-    await throttle.record_success(session, email, address)
+    async with guard.attempts.hold((email, address)):
+        delay = await throttle.check(session, email, address)
+        user = await session.scalar(select(User).where(User.email == email))
+        password_hash = user.password_hash if user else None
+        await session.commit()  # no transaction (nor pooled connection) held while waiting and hashing
+        if delay:
+            # Others' failures on this account slow every attempt on it down; they never refuse the owner.
+            await asyncio.sleep(delay)
+        # verify_password runs a hash even for unknown emails, so both failures look and take the same;
+        # argon2 is deliberately slow, so it runs on the login lane's threads, off the event loop.
+        ok = await guard.login.run(verify_password, password_hash, body.password)
+        if not ok or user is None:
+            await throttle.record_failure(session, email, address)
+            raise ApiError(401, "Invalid email or password", headers={"WWW-Authenticate": "Bearer"})
+        await throttle.record_success(session, email, address)
     ttl = ctx.settings.access_token_ttl_seconds
     return TokenOut(access_token=create_access_token(user.id, ctx.secret_key, ttl), expires_in=ttl)
 

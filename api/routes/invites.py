@@ -8,11 +8,13 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request, Response
 from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from api import quotas, webhooks
 from api.deps import Ctx, CurrentUser, Member, Session, is_uuid, not_found, require
 from api.errors import ApiError
 from api.notifications import notify_member_joined
+from api.permissions import allowed, role_at_least
 from api.schemas import AcceptOut, InviteIn, InviteInfo, InviteOut, as_utc
 from api.security import hash_invite_token, new_invite_token
 from persistence.models import Invite, Membership, utcnow
@@ -111,6 +113,19 @@ async def revoke_invite(
     return Response(status_code=204)
 
 
+async def creator_may_still_grant(session: AsyncSession, invite: Invite) -> bool:
+    """Whether the invite's creator is still a member whose role may create it (an invite is only as good as
+    its creator's current authority; a deleted creator's invites are void)."""
+    if invite.created_by is None:
+        return False
+    role = await session.scalar(
+        select(Membership.role).where(
+            Membership.workspace_id == invite.workspace_id, Membership.user_id == invite.created_by
+        )
+    )
+    return role is not None and allowed(role, "invites.manage") and role_at_least(role, invite.role)
+
+
 @router.post(
     "/invites/{token}/accept",
     response_model=AcceptOut,
@@ -134,6 +149,11 @@ async def accept_invite(token: str, user: CurrentUser, ctx: Ctx, session: Sessio
     existing = await session.get(Membership, (wid, user_id))
     if existing is not None:
         return AcceptOut.model_validate({"workspace_id": wid, "role": existing.role})
+    if not await creator_may_still_grant(session, invite):
+        # Demotions and removals revoke the creator's invites (api/routes/members.py); this catches the rest.
+        await session.execute(update(Invite).where(Invite.id == invite_id).values(revoked_at=utcnow()))
+        await session.commit()
+        raise not_found("Invite")
     if as_utc(invite.expires_at) <= utcnow():
         raise ApiError(410, "Invite has expired")
     if invite.max_uses is not None and invite.uses >= invite.max_uses:

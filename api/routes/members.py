@@ -13,7 +13,7 @@ from api.deps import Ctx, Member, Session, is_uuid, not_found, require, workspac
 from api.errors import ApiError
 from api.permissions import allowed
 from api.schemas import MemberOut, RoleIn
-from persistence.models import Membership, User, Workspace
+from persistence.models import Invite, Membership, User, Workspace, utcnow
 
 router = APIRouter(prefix="/api/workspaces/{wid}/members", tags=["members"])
 
@@ -75,6 +75,21 @@ async def load_target(session: AsyncSession, wid: str, user_id: str) -> tuple[Me
     return row[0], row[1]
 
 
+async def revoke_invites_beyond(session: AsyncSession, wid: str, user_id: str, role: str | None) -> None:
+    """Revoke the invites ``user_id`` created in ``wid`` that their new role (None: no longer a member) could
+    not create: an invite never outlives its creator's authority. Runs in the caller's transaction, so the
+    change of role and the revocation commit together. Accepting also re-checks the creator's role
+    (api/routes/invites.py), which covers ways of losing it that do not pass here (a deleted account)."""
+    if role is not None and allowed(role, "invites.manage"):
+        return  # every invite role (admin and below) is still theirs to give
+    await session.execute(
+        update(Invite)
+        .where(Invite.workspace_id == wid, Invite.created_by == user_id, Invite.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+
+
 async def owner_count(session: AsyncSession, wid: str) -> int:
     count = await session.scalar(
         select(func.count()).select_from(Membership).where(Membership.workspace_id == wid, Membership.role == "owner")
@@ -118,6 +133,7 @@ async def change_role(
     if target.role == "owner" and await owner_count(session, wid) <= 1:
         raise ApiError(409, "The last owner cannot be demoted; make someone else an owner first")
     target.role = body.role
+    await revoke_invites_beyond(session, wid, user_id, body.role)
     await session.commit()
     await ctx.sync.membership_changed(wid, user_id, body.role)
     return member_out(target, target_user)
@@ -139,6 +155,7 @@ async def remove_member(
     if target.role == "owner" and await owner_count(session, wid) <= 1:
         raise ApiError(409, "The last owner cannot be removed; make someone else an owner first")
     await session.delete(target)
+    await revoke_invites_beyond(session, wid, user_id, None)
     await session.commit()
     await ctx.sync.membership_changed(wid, user_id, None)
     await webhooks.member_event(ctx.db, wid, "member.left", user_id, target.role, actor_id=member.user.id)

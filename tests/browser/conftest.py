@@ -147,7 +147,18 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 FAILED = pytest.StashKey[bool]()
 
 
+# Every page reports what its Content-Security-Policy blocked; the fixtures fail a test that saw any.
+REPORT_CSP_VIOLATIONS = """document.addEventListener('securitypolicyviolation', (e) =>
+  console.error(`CSP violation: ${e.violatedDirective} blocked ${e.blockedURI || 'inline'}`
+    + ` at ${e.sourceFile}:${e.lineNumber}`))"""
+
+
+def csp_violations(log: list[str]) -> list[str]:
+    return [line for line in log if "CSP violation" in line or "Content Security Policy" in line]
+
+
 def _watch(page: Any, label: str, log: list[str]) -> None:
+    page.add_init_script(REPORT_CSP_VIOLATIONS)
     page.on("console", lambda m: m.type in ("error", "warning") and log.append(f"[{label}] {m.type}: {m.text}"))
     page.on("pageerror", lambda e: log.append(f"[{label}] pageerror: {e}"))
 
@@ -190,6 +201,7 @@ def person(
     _finish(request, pages, log)
     for ctx in contexts:
         ctx.close()
+    assert not csp_violations(log), csp_violations(log)
 
 
 @pytest.fixture
@@ -213,3 +225,4 @@ def anonymous(browser: Any, live_server: ThreadServer, request: pytest.FixtureRe
     _finish(request, pages, log)
     for ctx in contexts:
         ctx.close()
+    assert not csp_violations(log), csp_violations(log)

@@ -39,6 +39,8 @@ def test_settings(database_url: str, data_dir: Path, **overrides: Any) -> Settin
         "password_hash_time_cost": 1,
         "password_hash_memory_kib": 8,
         "password_hash_parallelism": 1,
+        # the suite registers hundreds of accounts from loopback; tests of the limit set their own
+        "register_max_per_address": 0,
     }
     values.update(overrides)
     return Settings(**values)
@@ -122,6 +124,7 @@ class ProcessServer:
             "PLAIT_PASSWORD_HASH_TIME_COST": "1",
             "PLAIT_PASSWORD_HASH_MEMORY_KIB": "8",
             "PLAIT_PASSWORD_HASH_PARALLELISM": "1",
+            "PLAIT_REGISTER_MAX_PER_ADDRESS": "0",
         }
         env = {**os.environ, **cheap_hashing, **self.env, "PLAIT_PORT": str(self.port), "PLAIT_HOST": "127.0.0.1"}
         out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
