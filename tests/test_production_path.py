@@ -273,3 +273,24 @@ def test_a_client_cannot_choose_the_address_the_nodes_see(deployment: Deployment
     with httpx.Client(base_url=deployment.base_url, timeout=30) as http:
         r = http.get("/metrics", headers={"X-Forwarded-For": "203.0.113.9"})
         assert r.status_code == 200, r.text
+
+
+def test_failed_logins_behind_nginx_are_counted_per_client_not_per_proxy(deployment: Deployment) -> None:
+    """Through nginx every connection comes from the proxy; the nodes throttle by the address nginx saw. One
+    client guessing a password is refused (429) and the account's owner, from another address, still gets in."""
+    with httpx.Client(base_url=deployment.base_url, timeout=30) as http:
+        owner = register(http, "owner")
+
+    def client_at(address: str) -> httpx.Client:
+        return httpx.Client(
+            base_url=deployment.base_url, timeout=30, transport=httpx.HTTPTransport(local_address=address)
+        )
+
+    with client_at("127.0.0.2") as guesser, client_at("127.0.0.3") as real:
+        statuses = [
+            guesser.post("/api/auth/login", json={"email": owner.email, "password": f"wrong {i}"}).status_code
+            for i in range(12)
+        ]
+        assert statuses[0] == 401 and statuses[-1] == 429, statuses
+        r = real.post("/api/auth/login", json={"email": owner.email, "password": owner.password})
+        assert r.status_code == 200, r.text
