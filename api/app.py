@@ -96,10 +96,13 @@ def create_app(settings: Settings | None = None, *, startup_checks: bool = True)
         try:
             yield
         finally:
+            # Stop taking changes, then let what derives from committed ones finish (the notification worker
+            # writes its held activity summaries through the document store), then close the store.
             await sync.stop()
             await app.state.notifications.stop()
             await app.state.versions.stop()
             await app.state.webhooks.stop()
+            await sync.close()
             await db.dispose()
 
     app = PlaitApp(title="Plait", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None)

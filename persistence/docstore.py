@@ -123,6 +123,7 @@ class _SqliteThread:
         # A plain thread and queue rather than an executor: the hop is on every commit, and run_in_executor's
         # two chained futures cost more than this whole hand-off.
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._closed = False
         self._thread = threading.Thread(target=self._serve, name=f"plait-sqlite-{name}", daemon=True)
         self._thread.start()
 
@@ -130,7 +131,10 @@ class _SqliteThread:
         """Run ``fn(*args)`` in the append thread; the future resolves on the calling loop."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._jobs.put((loop, future, fn, args))
+        if self._closed:  # queued behind the thread's end, the job would never run and its caller never wake
+            future.set_exception(RuntimeError(f"the {self._thread.name} store is closed"))
+        else:
+            self._jobs.put((loop, future, fn, args))
         return future
 
     def _serve(self) -> None:
@@ -202,6 +206,7 @@ class _SqliteThread:
         )
 
     def close(self) -> None:
+        self._closed = True
         self._jobs.put(None)
         self._thread.join()
         if self.conn is not None:

@@ -100,22 +100,28 @@ class SyncService:
             self._cluster = asyncio.create_task(self._cluster_loop(), name="plait-cluster")
 
     async def stop(self) -> None:
+        """Stop taking changes: close the sockets, drain the writer, fold the logs. The store and Redis stay
+        open for the workers that derive from what was committed; ``close`` ends them after those stop."""
         for room in list(self.rooms.values()):
             for conn in list(room.conns):
                 conn.close(1001, "server shutting down")
         await self.writer.stop()
-        await self._compact_all(within=10.0)
-        await self.store.close()
         for task in (self._janitor, self._cluster):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+        await self._compact_all(within=10.0)
         if self.fanout is not None:
             for wid in list(self.rooms):
                 await self.fanout.write_presence(wid, {})
-            await self.fanout.stop()
         await asyncio.sleep(0.05)  # let close frames go out
+
+    async def close(self) -> None:
+        """Close the document store and the Redis connections (after ``stop`` and the derived workers)."""
+        await self.store.close()
+        if self.fanout is not None:
+            await self.fanout.stop()
 
     async def _compact_all(self, within: float) -> None:
         """At shutdown: snapshot every room with a log tail, so the next start loads each as one chunk."""

@@ -1,0 +1,48 @@
+"""A clean stop of a real `plait serve` writes what the derivation still holds and exits within seconds."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sqlite3
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.support.server import SECRET, ProcessServer
+from tests.support.users import create_workspace, register
+
+
+def test_sigterm_right_after_description_edits_exits_and_writes_the_held_summary(tmp_path: Path) -> None:
+    """Two description edits 0.6 s apart grow one activity row whose summary the derivation holds back (at most
+    2 s). A SIGTERM in that window must write it and exit: the log store used to be closed first, and the
+    summary's job, queued on its closed thread, waited for ever."""
+    node = ProcessServer(
+        {"PLAIT_DATA_DIR": str(tmp_path), "PLAIT_SECRET_KEY": SECRET, "PLAIT_ENV": "test"},
+        log_path=tmp_path / "serve.log",
+    ).start()
+    assert node.proc is not None
+    with httpx.Client(base_url=node.base_url, timeout=30) as http:
+        owner = register(http, "owner")
+        wid = create_workspace(http, owner)
+        r = http.post(f"/api/workspaces/{wid}/tasks", json={"title": "t"}, headers=owner.headers)
+        tid = r.json()["id"]
+        for text in ("first words", "first words and more"):
+            r = http.patch(f"/api/workspaces/{wid}/tasks/{tid}", json={"description": text}, headers=owner.headers)
+            assert r.status_code == 200, r.text
+            time.sleep(0.6)
+    node.proc.send_signal(signal.SIGTERM)
+    try:
+        node.proc.wait(10)
+    except subprocess.TimeoutExpired:
+        node.kill()
+        raise AssertionError("plait serve did not exit within 10 s of SIGTERM") from None
+    log = (tmp_path / "serve.log").read_text()
+    assert "Application shutdown complete" in log and "Traceback" not in log, log[-3000:]
+    with sqlite3.connect(tmp_path / "plait.db") as db:
+        rows = db.execute("SELECT summary FROM activity WHERE task_id = ? AND field = 'description'", (tid,)).fetchall()
+    summaries = [json.loads(s) for (s,) in rows if s]
+    # one row for the run of typing, grown by the second edit: what was held back at the SIGTERM
+    assert summaries == [{"inserted": len("first words and more"), "deleted": 0}], summaries
