@@ -88,6 +88,27 @@ class Settings(BaseSettings):
         description="Offer permessage-deflate on sockets: a zlib context per socket and per frame, and no shared"
         " broadcast frames (off, as in the ws server under Hocuspocus and y-websocket)",
     )
+    send_stall_seconds: float = Field(
+        default=15.0,
+        gt=0,
+        description="A socket whose pending send cannot go out for this long (its reader stopped reading) is"
+        " closed with 1013",
+    )
+    max_awareness_clients_per_socket: int = Field(
+        default=4, description="Awareness client ids one socket may hold states for (a y-websocket client has one)"
+    )
+    max_awareness_room_bytes: int = Field(
+        default=1024 * 1024, description="Total size of the awareness states a room holds (what a newcomer receives)"
+    )
+    awareness_timeout_seconds: float = Field(
+        default=30.0, description="Awareness states not renewed for this long are removed (y-protocols' timeout)"
+    )
+    max_sockets_per_user: int = Field(default=100, description="Open sync sockets per account on one node (0: no cap)")
+    max_sockets_per_node: int = Field(default=20_000, description="Open sync sockets on one node (0: no cap)")
+    max_sse_streams_per_user: int = Field(
+        default=10, description="Open notification streams per account on one node (0: no cap)"
+    )
+    max_sse_streams_per_node: int = Field(default=5_000, description="Open notification streams on one node (0: no cap)")
     group_commit_max_wait_ms: float = 0.0
     group_commit_max_batch: int = 512
     compaction_max_updates: int = 500

@@ -42,6 +42,8 @@ CLOSE_NOT_FOUND = 4404
 CLOSE_EPOCH_CHANGED = 4409  # permanent: the stored document was reset or restored; reload
 CLOSE_DOCUMENT_TOO_LARGE = 4413  # permanent: the workspace document reached its size quota
 CLOSE_RATE_LIMITED = 4529  # transient: the socket sent faster than its quota; reconnect later
+CLOSE_TOO_MANY_SOCKETS = 4503  # transient: the account (or the node) has as many sockets open as allowed
+CLOSE_GRACE_SECONDS = 10.0  # a close frame stuck behind data the client does not read: then the TCP is dropped
 
 _ids = itertools.count(1)
 AWARENESS_BURST = 30.0
@@ -64,13 +66,14 @@ class WebSocketChannel:
     keeps the headers and query it parsed for the life of the socket (s5 counts memory per idle connection).
     The sync service reads what it needs from the scope once, at admission."""
 
-    __slots__ = ("_direct", "_path", "_receive", "_send")
+    __slots__ = ("_direct", "_path", "_proto", "_receive", "_send")
 
     def __init__(self, receive: Receive, send: Send, path: str) -> None:
         self._receive = receive
         self._send = send
         self._path = path
-        self._direct: WebSocketsSansIOProtocol | None = None
+        self._direct: WebSocketsSansIOProtocol | None = None  # set when frames may be written as they are
+        self._proto: WebSocketsSansIOProtocol | None = None  # uvicorn's protocol, to see its transport
 
     @property
     def path(self) -> str:
@@ -94,8 +97,18 @@ class WebSocketChannel:
         # ASGI's send is uvicorn's protocol method when nothing wraps it. Without an extension (compression)
         # every socket's frame of a message is the same bytes, so a broadcast can encode it once and write it.
         proto = getattr(self._send, "__self__", None)
-        if isinstance(proto, WebSocketsSansIOProtocol) and not proto.conn.extensions:
-            self._direct = proto
+        if isinstance(proto, WebSocketsSansIOProtocol):
+            self._proto = proto
+            if not proto.conn.extensions:
+                self._direct = proto
+
+    def buffered(self) -> int:
+        """Bytes written to the socket's transport that the client has not taken yet (the kernel's buffer
+        excluded): a send returns as soon as its frame is in there, so this is memory the connection holds."""
+        proto = self._proto
+        if proto is None:
+            return 0
+        return int(proto.transport.get_write_buffer_size())
 
     def write_frame(self, frame: bytes) -> bool:
         """Write a frame made by ``binary_frame`` straight to the transport, as uvicorn's ``send`` would have
@@ -127,8 +140,33 @@ class WebSocketChannel:
         return bytes(data)
 
     async def close(self, code: int, reason: str = "") -> None:
+        if self._close_now(code, reason):
+            return
         with contextlib.suppress(Exception):
             await self._send({"type": "websocket.close", "code": code, "reason": reason})
+
+    def _close_now(self, code: int, reason: str) -> bool:
+        """Close a socket whose transport pushes back without waiting for it to drain (uvicorn's send would
+        wait for ever on a client that stopped reading): the close frame goes behind what is buffered, and the
+        connection is dropped if the client has not read up to it within CLOSE_GRACE_SECONDS. What uvicorn's
+        ``send`` does for ``websocket.close``, minus the wait."""
+        proto = self._proto
+        if (
+            proto is None
+            or proto.writable.is_set()
+            or proto.close_sent
+            or proto.conn.state is not State.OPEN
+            or proto.transport.is_closing()
+        ):
+            return False
+        proto.queue.put_nowait({"type": "websocket.disconnect", "code": code, "reason": reason})
+        proto.conn.send_close(code, reason)
+        proto.transport.write(b"".join(proto.conn.data_to_send()))
+        proto.close_sent = True
+        transport = proto.transport
+        transport.close()  # flushes what is buffered, then closes; abort() drops it
+        proto.loop.call_later(CLOSE_GRACE_SECONDS, transport.abort)
+        return True
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +187,7 @@ class Connection:
         "_max_messages",
         "_queue",
         "_queued_bytes",
+        "_stall_seconds",
         "_stalled",
         "_started",
         "_tokens",
@@ -179,6 +218,7 @@ class Connection:
         role: str,
         max_queue_bytes: int,
         max_queue_messages: int,
+        stall_seconds: float = 15.0,
     ) -> None:
         self.id = next(_ids)
         self.channel = channel
@@ -193,10 +233,12 @@ class Connection:
         self.last_active = self.connected_at
         self.last_sent = time.monotonic()
         self.close_code: int | None = None
-        self._queue: deque[bytes] | None = None  # made when the socket first backs up (a deque is 0.6 KB)
+        # Made when the socket first backs up (a deque is 0.6 KB): (message, bytes it counts against the limit).
+        self._queue: deque[tuple[bytes, int]] | None = None
         self._queued_bytes = 0
         self._max_bytes = max_queue_bytes
         self._max_messages = max_queue_messages
+        self._stall_seconds = stall_seconds
         self._started = False
         self._closing: asyncio.Task[None] | None = None
         self._writer: asyncio.Task[None] | None = None
@@ -220,15 +262,27 @@ class Connection:
         if self._queue:
             self._spawn_writer()
 
-    def send(self, message: bytes, frame: bytes | None = None) -> bool:
+    def send(self, message: bytes, frame: bytes | None = None, *, shared: bool = False) -> bool:
         """Send or queue a message; closes the connection (1013) instead of buffering past the limit. ``frame``,
         the message already encoded by ``binary_frame`` (a broadcast's), is written as it is when it can be.
+
+        The limit counts what the connection holds: its queue and its transport's write buffer (a send returns
+        as soon as the frame is in there). A ``shared`` message (a piece of the room's encoded document, which
+        the room keeps anyway) is not counted while queued, only once it is in the transport.
 
         While nothing is queued the frame is written at once, in the caller's turn: the send coroutine only
         suspends when the transport pushes back, and a writer task per socket (woken per broadcast) would cost
         more than the write itself, in CPU and in memory. Only a socket that is backed up gets a writer task,
         which finishes the suspended send and drains the queue in order, then ends."""
         if self.closed:
+            return False
+        cost = 0 if shared else len(message)
+        if self._queued_bytes + self.channel.buffered() + cost > self._max_bytes or (
+            self._queue is not None and len(self._queue) >= self._max_messages
+        ):
+            log.warning("closing slow client conn=%s user=%s: send buffer full", self.id, self.user_id)
+            metrics.SEND_QUEUE_OVERFLOWS.inc()
+            self.close(CLOSE_TRY_AGAIN, "send buffer full")
             return False
         if self._started and self._writer is None:
             if frame is not None and self.channel.write_frame(frame):
@@ -248,13 +302,8 @@ class Connection:
             return True
         if self._queue is None:
             self._queue = deque()
-        if len(self._queue) >= self._max_messages or self._queued_bytes + len(message) > self._max_bytes:
-            log.warning("closing slow client conn=%s user=%s: send buffer full", self.id, self.user_id)
-            metrics.SEND_QUEUE_OVERFLOWS.inc()
-            self.close(CLOSE_TRY_AGAIN, "send buffer full")
-            return False
-        self._queue.append(message)
-        self._queued_bytes += len(message)
+        self._queue.append((message, cost))
+        self._queued_bytes += cost
         return True
 
     def _spawn_writer(self) -> None:
@@ -306,9 +355,14 @@ class Connection:
             if self._stalled is not None:
                 await self._finish_stalled()
             while self._queue and not self.closed:  # (closing drops the queue)
-                msg = self._queue.popleft()
-                self._queued_bytes -= len(msg)
-                await self.channel.send(msg)
+                msg, cost = self._queue.popleft()
+                self._queued_bytes -= cost
+                try:
+                    # uvicorn's send waits until the transport has drained below its low-water mark, then writes
+                    await asyncio.wait_for(self.channel.send(msg), self._stall_seconds)
+                except TimeoutError:
+                    self._stall()
+                    return
                 self.last_sent = time.monotonic()
         except asyncio.CancelledError:
             raise
@@ -328,13 +382,24 @@ class Connection:
             if yielded is None:
                 await asyncio.sleep(0)
             else:
-                await asyncio.wait([yielded])
+                done, _ = await asyncio.wait([yielded], timeout=self._stall_seconds)
+                if not done:
+                    self._stall()
+                    return
             try:
                 yielded = coro.send(None)
             except StopIteration:
                 break
         self._stalled = None
         self.last_sent = time.monotonic()
+
+    def _stall(self) -> None:
+        """The client has not read anything for ``stall_seconds``: what it was sent stays in memory until it
+        does. Close it (it resyncs on reconnect)."""
+        log.warning("closing stalled client conn=%s user=%s: not reading", self.id, self.user_id)
+        metrics.SEND_QUEUE_OVERFLOWS.inc()
+        metrics.CLOSES.labels(str(CLOSE_TRY_AGAIN)).inc()
+        self.close(CLOSE_TRY_AGAIN, "not reading, reconnect")
 
     def _send_failed(self, exc: BaseException) -> None:
         """A send on a dead socket ends this connection only."""

@@ -23,6 +23,7 @@ SYNC_STEP2 = 1
 SYNC_UPDATE = 2
 
 EMPTY_UPDATE = b"\x00\x00"
+EMPTY_STATE_VECTOR = b"\x00"
 
 
 def sync_step2(update: bytes) -> bytes:
@@ -116,11 +117,7 @@ def parse_awareness(payload: bytes) -> list[AwarenessEntry]:
     for _ in range(count):
         client_id = r.var_uint()
         clock = r.var_uint()
-        raw = r.var_string()
-        try:
-            state = json.loads(raw)
-        except ValueError as exc:
-            raise ProtocolError("awareness state is not JSON") from exc
+        state = _loads_state(r.var_string())
         if state is not None and not isinstance(state, dict):
             raise ProtocolError("awareness state must be an object or null")
         entries.append(AwarenessEntry(client_id, clock, state))
@@ -136,3 +133,292 @@ def encode_awareness(entries: list[AwarenessEntry]) -> bytes:
         state = json.dumps(e.state, separators=(",", ":")).encode()
         out += [write_var_uint(e.client_id), write_var_uint(e.clock), write_var_uint(len(state)), state]
     return b"".join(out)
+
+
+# ---- awareness states: strict JSON ----------------------------------------------------------------------
+
+MAX_AWARENESS_DEPTH = 32  # a cursor of y-prosemirror is 5 deep; yjs clients parse every state they get
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ProtocolError(f"awareness state contains {name}, which is not JSON")
+
+
+def _loads_state(raw: str) -> Any:
+    """JSON as JavaScript's ``JSON.parse`` reads it: Python's ``json`` also takes NaN and ±Infinity, and would
+    write them back out, so every peer's ``JSON.parse`` fails and drops all the states of that message."""
+    try:
+        state = json.loads(raw, parse_constant=_refuse_constant)
+    except RecursionError as exc:
+        raise ProtocolError("awareness state nested too deep") from exc
+    except ValueError as exc:
+        raise ProtocolError("awareness state is not JSON") from exc
+    if _depth_exceeds(state, MAX_AWARENESS_DEPTH):
+        raise ProtocolError("awareness state nested too deep")
+    return state
+
+
+def _depth_exceeds(value: Any, limit: int) -> bool:
+    """Iteratively (a recursive walk, or ``json.dumps``, would hit Python's recursion limit first)."""
+    stack = [(value, 1)]
+    while stack:
+        v, depth = stack.pop()
+        if isinstance(v, dict):
+            v = list(v.values())
+        elif not isinstance(v, list):
+            continue
+        if depth > limit:
+            return True
+        stack.extend((item, depth + 1) for item in v if isinstance(item, dict | list))
+    return False
+
+
+# ---- Yjs v1 updates: dependencies and splitting ----------------------------------------------------------
+#
+# The struct encoding of lib0/yjs (UpdateDecoderV1, readClientsStructRefs, readItemContent), which yrs writes
+# too. Only what is needed to find where each struct ends, its clock length and the ids it refers to.
+
+_CONTENT_STRING = 4
+_STRUCT_GC = 0
+_STRUCT_SKIP = 10
+_XML_ELEMENT_OR_HOOK = (3, 5)  # type refs followed by a name
+
+
+class UnknownStruct(ProtocolError):
+    """A struct or content kind this decoder does not know (a yrs extension): the caller falls back."""
+
+
+def decode_state_vector(sv: bytes) -> dict[int, int]:
+    r = Reader(sv)
+    out = {}
+    for _ in range(r.var_uint()):
+        client = r.var_uint()
+        out[client] = r.var_uint()
+    return out
+
+
+def _skip_var_int(r: Reader) -> None:
+    while True:
+        if r.pos >= len(r.data):
+            raise ProtocolError("truncated varint")
+        byte = r.data[r.pos]
+        r.pos += 1
+        if byte < 0x80:
+            return
+
+
+def _skip(r: Reader, n: int) -> None:
+    if r.pos + n > len(r.data):
+        raise ProtocolError("truncated update")
+    r.pos += n
+
+
+def _skip_bytes(r: Reader) -> None:
+    _skip(r, r.var_uint())
+
+
+def _skip_any(r: Reader) -> None:
+    """lib0's ``readAny``, iteratively (nesting is attacker-controlled)."""
+    left = [1]  # values still to read at each nesting level
+    keyed = [False]  # ... and whether each is preceded by a key (object entries)
+    while left:
+        if left[-1] == 0:
+            left.pop()
+            keyed.pop()
+            continue
+        left[-1] -= 1
+        if keyed[-1]:
+            _skip_bytes(r)
+        _skip(r, 1)
+        tag = r.data[r.pos - 1]
+        if tag in (127, 126, 121, 120):  # undefined, null, false, true
+            pass
+        elif tag == 125:
+            _skip_var_int(r)
+        elif tag == 124:
+            _skip(r, 4)
+        elif tag in (123, 122):
+            _skip(r, 8)
+        elif tag in (119, 116):  # string, bytes
+            _skip_bytes(r)
+        elif tag in (118, 117):  # object, array
+            left.append(r.var_uint())
+            keyed.append(tag == 118)
+        else:
+            raise ProtocolError(f"unknown value tag {tag}")
+
+
+def _struct(r: Reader, refs: dict[int, int] | None) -> tuple[int, bool]:
+    """Read one struct; returns its clock length and whether it is a Skip. Ids it refers to (origins, parent)
+    go into ``refs`` as the highest clock referred to per client."""
+    _skip(r, 1)
+    info = r.data[r.pos - 1]
+    kind = info & 0x1F
+    if kind == _STRUCT_GC:
+        return r.var_uint(), False
+    if kind == _STRUCT_SKIP:
+        return r.var_uint(), True
+    ids = []
+    if info & 0x80:
+        ids.append((r.var_uint(), r.var_uint()))
+    if info & 0x40:
+        ids.append((r.var_uint(), r.var_uint()))
+    if not info & 0xC0:
+        if r.var_uint() == 1:
+            _skip_bytes(r)  # a root type's name
+        else:
+            ids.append((r.var_uint(), r.var_uint()))
+        if info & 0x20:
+            _skip_bytes(r)  # parentSub (map key)
+    if refs is not None:
+        for client, clock in ids:
+            if refs.get(client, -1) < clock:
+                refs[client] = clock
+    if kind == _CONTENT_STRING:
+        n = r.var_uint()
+        end = r.pos + n
+        if end > len(r.data):
+            raise ProtocolError("truncated update")
+        text = r.data[r.pos : end]
+        r.pos = end
+        if text.isascii():
+            return n, False
+        return len(text.decode("utf-8", "surrogatepass").encode("utf-16-le", "surrogatepass")) // 2, False
+    if kind == 1:  # deleted
+        return r.var_uint(), False
+    if kind == 2:  # JSON
+        n = r.var_uint()
+        for _ in range(n):
+            _skip_bytes(r)
+        return n, False
+    if kind == 3:  # binary
+        _skip_bytes(r)
+        return 1, False
+    if kind == 5:  # embed
+        _skip_bytes(r)
+        return 1, False
+    if kind == 6:  # format: key, value
+        _skip_bytes(r)
+        _skip_bytes(r)
+        return 1, False
+    if kind == 7:  # type
+        ref = r.var_uint()
+        if ref in _XML_ELEMENT_OR_HOOK:
+            _skip_bytes(r)
+        elif ref > 6:
+            raise UnknownStruct(f"type ref {ref}")
+        return 1, False
+    if kind == 8:  # any
+        n = r.var_uint()
+        for _ in range(n):
+            _skip_any(r)
+        return n, False
+    if kind == 9:  # subdocument: guid, options
+        _skip_bytes(r)
+        _skip_any(r)
+        return 1, False
+    raise UnknownStruct(f"content kind {kind}")
+
+
+def missing_dependencies(update: bytes, state: dict[int, int]) -> str | None:
+    """Why ``update`` cannot be integrated into a document whose state vector is ``state`` (a gap in a client's
+    clocks, an origin or parent that does not exist, a deletion of unknown items), or None if it can.
+
+    yrs keeps such structs as *pending*, outside the document and its state vector, until the missing ones
+    arrive; nothing would count or ever free them. A client cannot send them legitimately: it only knows what
+    it made (and sent, in order) or received from the server. Raises ``UnknownStruct`` for encodings this
+    decoder does not know, ``ProtocolError`` for undecodable input."""
+    r = Reader(update)
+    refs: dict[int, int] = {}
+    avail = dict(state)
+    problem = None
+    for _ in range(r.var_uint()):
+        count = r.var_uint()
+        client = r.var_uint()
+        clock = r.var_uint()
+        known = state.get(client, 0)
+        if clock > known and problem is None:
+            problem = f"client {client} starts at clock {clock}, the document has {known}"
+        for i in range(count):
+            length, skip = _struct(r, refs)
+            if skip and i + 1 < count and clock + length > known and problem is None:
+                problem = f"a gap in client {client}'s clocks"
+            clock += length
+        if avail.get(client, 0) < clock and problem is None:
+            avail[client] = clock
+    if problem is not None:
+        return problem
+    for client, clock in refs.items():
+        if clock >= avail.get(client, 0):
+            return f"refers to {client}:{clock}, which does not exist"
+    for _ in range(r.var_uint()):
+        client = r.var_uint()
+        for _ in range(r.var_uint()):
+            clock = r.var_uint()
+            length = r.var_uint()
+            if clock + length > avail.get(client, 0):
+                return f"deletes {client}:{clock}+{length}, which does not exist"
+    if not r.at_end():
+        raise ProtocolError("trailing bytes after the update")
+    return None
+
+
+def update_end_clocks(update: bytes) -> dict[int, int]:
+    """The clock each client section of ``update`` ends at (what the document's state vector must reach once
+    the update is integrated)."""
+    r = Reader(update)
+    out: dict[int, int] = {}
+    for _ in range(r.var_uint()):
+        count = r.var_uint()
+        client = r.var_uint()
+        clock = r.var_uint()
+        for _ in range(count):
+            clock += _struct(r, None)[0]
+        out[client] = max(out.get(client, 0), clock)
+    return out
+
+
+def split_update(update: bytes, max_bytes: int) -> list[bytes]:
+    """``update`` as several updates of about ``max_bytes`` each (cut between structs; one struct larger than
+    that stays whole), which together are the same update: every piece is a valid Yjs update, the delete set
+    goes with the last one. A client applies each as it comes; structs of a piece that refer to a later piece
+    wait in the client's pending set until it arrives. Returns ``[update]`` when it is small, or when its
+    encoding has something this decoder does not know."""
+    if len(update) <= max_bytes:
+        return [update]
+    try:
+        return _split(update, max_bytes)
+    except ProtocolError:
+        return [update]
+
+
+def _split(update: bytes, max_bytes: int) -> list[bytes]:
+    r = Reader(update)
+    pieces: list[bytes] = []
+    sections: list[bytes] = []  # client sections of the piece being built
+    size = 0
+
+    def flush(delete_set: bytes) -> None:
+        nonlocal sections, size
+        pieces.append(b"".join([write_var_uint(len(sections)), *sections, delete_set]))
+        sections, size = [], 0
+
+    for _ in range(r.var_uint()):
+        count = r.var_uint()
+        client = r.var_uint()
+        clock = r.var_uint()
+        start, start_clock, n = r.pos, clock, 0
+        for _ in range(count):
+            clock += _struct(r, None)[0]
+            n += 1
+            if size + r.pos - start >= max_bytes:
+                head = write_var_uint(n) + write_var_uint(client) + write_var_uint(start_clock)
+                sections.append(head + update[start : r.pos])
+                flush(b"\x00")
+                start, start_clock, n = r.pos, clock, 0
+        if n:
+            head = write_var_uint(n) + write_var_uint(client) + write_var_uint(start_clock)
+            sections.append(head + update[start : r.pos])
+            size += r.pos - start
+    flush(update[r.pos :])
+    return pieces

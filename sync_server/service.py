@@ -221,6 +221,7 @@ class SyncService:
             role=member.role,
             max_queue_bytes=self.settings.send_queue_max_bytes,
             max_queue_messages=self.settings.send_queue_max_messages,
+            stall_seconds=self.settings.send_stall_seconds,
         )
         return room, conn
 

@@ -1,0 +1,127 @@
+"""Issue 21: what one account can make a node hold through its sync sockets is bounded, through the real
+interfaces (raw y-websocket frames over real sockets, pycrdt and npm clients, a real server and database)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+from typing import Any
+
+import httpx
+import pytest
+from pycrdt import Doc, Map, create_awareness_message, create_sync_message, create_update_message, write_var_uint
+
+from sync_server.protocol import AwarenessEntry, encode_awareness
+from tests.support.node import NodeClient, node_available
+from tests.support.pyclient import YClient, async_wait_until, sync_url
+from tests.support.server import ThreadServer
+from tests.support.users import Account, workspace_with
+from tests.test_sync_protocol import _frames, _raw_ws_reader_that_stalls
+
+
+async def _client(srv: ThreadServer, wid: str, acct: Account, doc: Doc | None = None) -> YClient:
+    c = YClient(doc)
+    await c.connect(sync_url(srv.ws_url, wid, acct.token))
+    await c.wait_synced()
+    return c
+
+
+def _metric(http: httpx.Client, name: str, **labels: str) -> float:
+    """A counter's value from /metrics (0 when absent)."""
+    want = name + ("{" + ",".join(f'{k}="{v}"' for k, v in labels.items()) + "}" if labels else "")
+    for line in http.get("/metrics").text.splitlines():
+        if line.split(" ")[0] == want:
+            return float(line.split()[-1])
+    return 0.0
+
+
+def _big_document(writer: YClient, entries: int, size: int = 1000) -> None:
+    """``entries`` map entries of ``size`` bytes, in one transaction (one update; many structs)."""
+    m = writer.map("m")
+    with writer.doc.transaction():
+        for i in range(entries):
+            m[f"k{i:05d}"] = f"{i:05d}" + "x" * (size - 5)
+
+
+# ---- item 2: sync step 2 counts against the send limit, goes out in pieces, and a stalled reader is closed ----
+
+
+def _read_until_close(sock: socket.socket, timeout: float) -> tuple[int | None, int]:
+    """Read every frame up to the close frame: (close code, payload bytes received before it)."""
+    received = 0
+    for opcode, body in _frames(sock, timeout):
+        if opcode == 0x8:
+            return (int.from_bytes(body[:2], "big") if len(body) >= 2 else None), received
+        received += len(body)
+    return None, received
+
+
+async def test_step2_to_readers_that_never_read_is_bounded_and_closed_1013(make_server: Any) -> None:
+    """Ten sockets ask for a 12 MB document and never read: each used to keep the whole step 2 in its transport
+    until the keepalive ping gave up (1011, ~40 s). Now a stalled socket holds one piece and is closed with 1013."""
+    srv = make_server(send_stall_seconds=1.0, send_queue_max_bytes=4 * 1024 * 1024)
+    with httpx.Client(base_url=srv.base_url) as http:
+        wid, owner, _ = workspace_with(http)
+        writer = await _client(srv, wid, owner)
+        _big_document(writer, 12_000)
+        await async_wait_until(
+            lambda: http.get(f"/api/workspaces/{wid}/document", headers=owner.headers).json()["log_bytes"] > 12e6,
+            timeout=30,
+        )
+        before = _metric(http, "plait_socket_closes_total", code="1013")
+        stalled = [_raw_ws_reader_that_stalls(srv.port, f"/sync/{wid}?token={owner.token}") for _ in range(10)]
+        await async_wait_until(
+            lambda: _metric(http, "plait_socket_closes_total", code="1013") >= before + 10, timeout=30
+        )
+        for sock in stalled:
+            code, received = await asyncio.to_thread(_read_until_close, sock, 30)
+            sock.close()
+            assert code == 1013
+            # What was in the kernel's buffers (loopback: up to ~4 MB) and at most a piece or two more: not 12 MB.
+            assert received < 7_000_000, received
+        # a reader gets all of it, in pieces, and is told it is synced only at the end
+        reader = await _client(srv, wid, owner)
+        assert len(reader.map("m")) == 12_000
+        assert reader.updates_received > 1
+        # a client that has part of the document gets the rest (here: the whole, a valid step 2 for anyone)
+        partial = Doc()
+        partial.apply_update(writer.doc.get_update())
+        partial.get("m", type=Map)["mine"] = "offline"
+        back = await _client(srv, wid, owner, partial)
+        await back.wait_for(lambda: len(writer.map("m")) == 12_001)
+        assert len(back.map("m")) == 12_001
+        for c in (writer, reader, back):
+            await c.close()
+
+
+@pytest.mark.skipif(not node_available(), reason="node not installed")
+async def test_npm_client_syncs_a_step2_sent_in_pieces(make_server: Any) -> None:
+    """y-websocket applies every update it gets; structs of one piece that refer to a later piece wait in Yjs's
+    pending set until it arrives. Two writers interleave, so pieces cut across their references."""
+    srv = make_server()
+    with httpx.Client(base_url=srv.base_url) as http:
+        wid, owner, _ = workspace_with(http)
+        a = await _client(srv, wid, owner)
+        b = await _client(srv, wid, owner)
+        for round_ in range(20):
+            for c in (a, b):
+                text = c.text("t")
+                text.insert(len(text) // 2, f"<{round_}:{c.doc.client_id % 97}>" + "y" * 30_000)
+                c.map("m")[f"{c.doc.client_id}-{round_}"] = {"n": round_, "s": "z" * 1000}
+            await b.wait_for(lambda: str(a.text("t")) == str(b.text("t")) and len(a.map("m")) == len(b.map("m")))
+        want_text, want_keys = str(a.text("t")), len(a.map("m"))
+        assert len(a.doc.get_update()) > 3 * 256 * 1024
+        node = NodeClient()
+        try:
+            await asyncio.to_thread(node.connect, f"{srv.ws_url}/sync", wid, owner.token)
+            await asyncio.to_thread(node.wait_synced, 30)
+            state = await asyncio.to_thread(node.state, texts=["t"], maps=["m"])
+            assert state["texts"]["t"] == want_text
+            assert len(state["maps"]["m"]) == want_keys
+            assert (await asyncio.to_thread(node.status))["errors"] == []
+        finally:
+            node.close()
+        await a.close()
+        await b.close()
