@@ -15,7 +15,7 @@ from collections import deque
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from pycrdt import Doc, create_awareness_message, create_update_message, merge_updates
+from pycrdt import Doc, create_awareness_message, create_update_message, get_state, merge_updates
 from pycrdt._sync import create_sync_step1_message
 
 from persistence.docstore import StoredDocument
@@ -32,8 +32,10 @@ from .protocol import (
     SYNC_STEP1,
     AwarenessEntry,
     ProtocolError,
+    UnknownStruct,
     decode_state_vector,
     encode_awareness,
+    missing_dependencies,
     parse_awareness,
     parse_message,
     split_update,
@@ -63,6 +65,12 @@ class RoomFailed(RuntimeError):
 
 class InvalidUpdate(ProtocolError):
     """An update pycrdt cannot apply."""
+
+
+class MissingDependencies(ProtocolError):
+    """A client's update refers to structs the server does not have: yrs would keep it as pending, outside the
+    document and the size quota, for ever. A client cannot have sent those structs (the server has everything
+    it sent before, in order), so the update is refused."""
 
 
 class DocumentTooLarge(RuntimeError):
@@ -358,6 +366,15 @@ class Room:
             tracker = self.tracker
             before = self.doc.get_state()
             try:
+                problem = missing_dependencies(update, decode_state_vector(before))
+            except UnknownStruct:
+                problem = None  # an encoding this decoder does not know: the check after applying stands
+            except ProtocolError as exc:
+                raise InvalidUpdate(f"update cannot be decoded: {exc}") from exc
+            if problem is not None:
+                metrics.UPDATES_DROPPED.labels("missing_dependencies").inc()
+                raise MissingDependencies(problem)
+            try:
                 self._changes += 1
                 with self.doc.transaction(origin=principal):
                     self.doc.apply_update(update)
@@ -365,6 +382,7 @@ class Room:
                 if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt | SystemExit):
                     raise
                 raise InvalidUpdate(f"update cannot be applied: {exc}") from exc
+            self._check_nothing_pending(update)
             changes, touched = tracker.collect()
             request = self._submit(self.doc.get_update(before), principal, received, changes)
         if request is None:
@@ -385,6 +403,18 @@ class Room:
         if touched:
             await self.guard(touched)
         return seq
+
+    def _check_nothing_pending(self, update: bytes) -> None:
+        """After applying a client's update: every client's clock reached the end of its section, or yrs kept
+        some structs as pending (a crafted update whose references go in a circle passes the check before).
+        Those cannot be taken out of the Doc again, and what was integrated is not durable: rebuild the room
+        from the database, as after a failed commit."""
+        after = decode_state_vector(self.doc.get_state())
+        if all(after.get(client, 0) >= clock for client, clock in decode_state_vector(get_state(update)).items()):
+            return
+        metrics.UPDATES_DROPPED.labels("missing_dependencies").inc()
+        self.fail(MissingDependencies("structs left pending"))
+        raise MissingDependencies("structs left pending")
 
     async def change(self, principal: Principal, fn: Callable[[Doc[Any]], T], *, guard: bool = True) -> T:
         """Run ``fn(doc)`` in one transaction attributed to ``principal``; persisted and broadcast like a client

@@ -42,7 +42,7 @@ from .connection import (
 )
 from .fanout import RedisFanout
 from .protocol import ProtocolError, encode_awareness
-from .room import KEEPALIVE, DocumentTooLarge, Room, RoomFailed
+from .room import KEEPALIVE, DocumentTooLarge, MissingDependencies, Room, RoomFailed
 from .writer import GroupCommitWriter, WriteRequest
 
 log = logging.getLogger("plait.sync")
@@ -241,6 +241,11 @@ class SyncService:
                     return self._close(conn, CLOSE_INTERNAL, "storage failure, reconnect")
                 try:
                     await room.handle(conn, data)
+                except MissingDependencies as exc:
+                    log.warning(
+                        "closing conn=%s user=%s: update with missing dependencies: %s", conn.id, conn.user_id, exc
+                    )
+                    return self._close(conn, CLOSE_UNSUPPORTED, "update with missing dependencies")
                 except ProtocolError as exc:
                     log.warning("closing conn=%s user=%s: malformed frame: %s", conn.id, conn.user_id, exc)
                     return self._close(conn, CLOSE_UNSUPPORTED, "malformed message")
