@@ -9,6 +9,7 @@ room broadcast — always the durable prefix of its pending queue, in order, mer
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections import deque
@@ -77,6 +78,40 @@ class DocumentTooLarge(RuntimeError):
     """Applying the update would take the document past its size quota."""
 
 
+class AwarenessStates(dict[int, AwarenessEntry]):
+    """The room's awareness states by client id, keeping the total size of their JSON (``nbytes``): what a
+    newcomer receives in one frame, bounded by ``PLAIT_MAX_AWARENESS_ROOM_BYTES``."""
+
+    __slots__ = ("_sizes", "nbytes")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._sizes: dict[int, int] = {}
+        self.nbytes = 0
+
+    @staticmethod
+    def size(entry: AwarenessEntry) -> int:
+        return len(json.dumps(entry.state, separators=(",", ":")))
+
+    def __setitem__(self, client_id: int, entry: AwarenessEntry) -> None:
+        size = self.size(entry)
+        self.nbytes += size - self._sizes.get(client_id, 0)
+        self._sizes[client_id] = size
+        super().__setitem__(client_id, entry)
+
+    def __delitem__(self, client_id: int) -> None:
+        super().__delitem__(client_id)
+        self.nbytes -= self._sizes.pop(client_id, 0)
+
+    def pop(self, client_id: int, *default: Any) -> Any:
+        self.nbytes -= self._sizes.pop(client_id, 0)
+        return super().pop(client_id, *default)
+
+    def fits(self, client_id: int, entry: AwarenessEntry, limit: int) -> bool:
+        """Whether setting ``entry`` keeps the total within ``limit`` bytes."""
+        return self.nbytes - self._sizes.get(client_id, 0) + self.size(entry) <= limit
+
+
 class RoomHost(Protocol):
     settings: Settings
 
@@ -101,6 +136,7 @@ class Room:
         "_owners",
         "_pending",
         "_remote_aw",
+        "_renewed",
         "_step1_owed",
         "_tasks",
         "_tracker",
@@ -148,7 +184,8 @@ class Room:
         self.broken = False
         self.compacting = False
         self.compacted_for_unload = False
-        self.awareness: dict[int, AwarenessEntry] = {}
+        self.awareness = AwarenessStates()
+        self._renewed: dict[int, float] = {}  # this node's client ids -> when their state was last renewed
         self._remote_aw: dict[int, tuple[str, float]] = {}  # client id -> (node id, last renewed) for other nodes
         self._clocks: dict[int, int] = {}
         self._owners: dict[int, Connection] = {}
@@ -662,6 +699,10 @@ class Room:
             if known is not None and entry.clock < known:
                 continue
             state = None if entry.state is None else self._enforce_identity(conn, entry.state)
+            if state is not None and not self._awareness_fits(
+                conn, AwarenessEntry(entry.client_id, entry.clock, state)
+            ):
+                continue
             self._clocks[entry.client_id] = entry.clock
             if state is None:
                 self.awareness.pop(entry.client_id, None)
@@ -671,10 +712,45 @@ class Room:
                 self.awareness[entry.client_id] = AwarenessEntry(entry.client_id, entry.clock, state)
                 self._owners[entry.client_id] = conn
                 conn.controlled[entry.client_id] = entry.clock
+                self._renewed[entry.client_id] = time.monotonic()
             accepted.append(AwarenessEntry(entry.client_id, entry.clock, state))
         if accepted:
             # Echo to the sender too: y-websocket closes a socket that hears nothing for 30 s.
             payload = encode_awareness(accepted)
+            self._broadcast(create_awareness_message(payload), include_unsynced=True)
+            self.host.awareness_accepted(self, payload)
+
+    def _awareness_fits(self, conn: Connection, entry: AwarenessEntry) -> bool:
+        """Bounds on what awareness a socket can make the room hold: a few client ids per socket (a y-websocket
+        client has one) and a total size per room (a newcomer receives every state in one frame)."""
+        settings = self.host.settings
+        if entry.client_id not in conn.controlled and len(conn.controlled) >= settings.max_awareness_clients_per_socket:
+            metrics.AWARENESS_DROPPED.labels("client_ids").inc()
+            return False
+        if not self.awareness.fits(entry.client_id, entry, settings.max_awareness_room_bytes):
+            metrics.AWARENESS_DROPPED.labels("room_bytes").inc()
+            return False
+        return True
+
+    def expire_local_awareness(self, max_age: float) -> None:
+        """Remove states of this node's sockets not renewed for ``max_age`` seconds (y-protocols' outdated
+        timeout: clients renew every 15 s, and drop other clients' states after 30 s themselves)."""
+        now = time.monotonic()
+        removed = []
+        for cid, renewed in list(self._renewed.items()):
+            owner = self._owners.get(cid)
+            if owner is None:
+                del self._renewed[cid]
+            elif now - renewed > max_age:
+                del self._renewed[cid]
+                clock = self._clocks.get(cid, 0) + 1
+                self._clocks[cid] = clock
+                self.awareness.pop(cid, None)
+                del self._owners[cid]
+                owner.controlled.pop(cid, None)
+                removed.append(AwarenessEntry(cid, clock, None))
+        if removed:
+            payload = encode_awareness(removed)
             self._broadcast(create_awareness_message(payload), include_unsynced=True)
             self.host.awareness_accepted(self, payload)
 

@@ -598,6 +598,7 @@ class SyncService:
                     del self.rooms[wid]
                     room.close()
                     log.info("unloaded idle room %s", wid)
+                room.expire_local_awareness(self.settings.awareness_timeout_seconds)
                 for conn in list(room.conns):
                     if now - conn.last_sent > 10:
                         conn.send(KEEPALIVE)

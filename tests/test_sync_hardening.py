@@ -165,3 +165,96 @@ async def test_update_with_missing_dependencies_is_refused_and_not_kept(make_ser
         assert editor.connected and reader.connected
         for c in (other, reader, editor):
             await c.close()
+
+
+# ---- items 1 and 12: awareness is bounded and strictly JSON ----
+
+
+def _awareness_frame(*entries: tuple[int, int, Any]) -> bytes:
+    payload = encode_awareness([AwarenessEntry(cid, clock, state) for cid, clock, state in entries])
+    return create_awareness_message(payload)
+
+
+def _raw_awareness_frame(client_id: int, clock: int, state_json: str) -> bytes:
+    raw = state_json.encode()
+    payload = write_var_uint(1) + write_var_uint(client_id) + write_var_uint(clock) + write_var_uint(len(raw)) + raw
+    return create_awareness_message(payload)
+
+
+async def test_awareness_client_ids_per_socket_and_bytes_per_room_are_bounded(make_server: Any) -> None:
+    """A fresh client id in every message (8 sockets, 60 KiB states) grew a node by 207 MB and gave every
+    newcomer one 216 MB frame. A socket now holds at most 4 ids, a room at most its awareness byte budget."""
+    srv = make_server(max_awareness_room_bytes=300_000, max_awareness_per_second=1000)
+    with httpx.Client(base_url=srv.base_url) as http:
+        wid, owner, (editor,) = workspace_with(http, "editor")
+        watcher = await _client(srv, wid, owner)
+        attackers = [await _client(srv, wid, editor) for _ in range(3)]
+        blob = "b" * 50_000
+        for n, attacker in enumerate(attackers):
+            for i in range(10):
+                await attacker.send_raw(_awareness_frame((1_000_000 + n * 100 + i, 1, {"blob": blob})))
+        # one more message from each, so everything before it was handled when it is echoed back
+        for attacker in attackers:
+            await attacker.send_raw(_awareness_frame((attacker.awareness.client_id, 1, {"done": True})))
+        await watcher.wait_for(lambda: all(a.awareness.client_id in watcher.awareness.states for a in attackers))
+        forged = [cid for cid in watcher.awareness.states if cid >= 1_000_000]
+        per_socket = [sum(1 for cid in forged if cid // 100 == 10_000 + n) for n in range(3)]
+        assert max(per_socket) <= 3, per_socket  # 4 ids per socket, one of them its own
+        assert len(forged) * 50_000 <= 300_000
+        assert _metric(http, "plait_awareness_dropped_total", reason="client_ids") >= 7
+        assert _metric(http, "plait_awareness_dropped_total", reason="room_bytes") >= 1
+        # a newcomer receives the states in one frame no larger than the budget
+        newcomer = await _client(srv, wid, owner)
+        await newcomer.wait_for(lambda: len(newcomer.awareness.states) >= len(forged))
+        assert len(json.dumps(newcomer.awareness.states)) < 300_000 + 10_000
+        for c in (watcher, newcomer, *attackers):
+            await c.close()
+
+
+async def test_awareness_states_not_renewed_expire(make_server: Any) -> None:
+    srv = make_server(awareness_timeout_seconds=1.0, room_idle_seconds=1.0)
+    with httpx.Client(base_url=srv.base_url) as http:
+        wid, owner, (editor,) = workspace_with(http, "editor")
+        watcher = await _client(srv, wid, owner)
+        quiet = await _client(srv, wid, editor)
+        await quiet.send_raw(_awareness_frame((777_001, 1, {"cursor": 1})))
+        await watcher.wait_for(lambda: 777_001 in watcher.awareness.states)
+        renewing = await _client(srv, wid, editor)
+        clock = 1
+        await renewing.send_raw(_awareness_frame((777_002, clock, {"cursor": 2})))
+        await watcher.wait_for(lambda: 777_002 in watcher.awareness.states)
+
+        async def gone_while_renewing() -> bool:
+            nonlocal clock
+            clock += 1
+            await renewing.send_raw(_awareness_frame((777_002, clock, {"cursor": 2})))
+            return 777_001 not in watcher.awareness.states
+
+        await async_wait_until(gone_while_renewing, timeout=15, interval=0.3)
+        assert 777_002 in watcher.awareness.states
+        assert quiet.connected  # only its state went, not the socket
+        for c in (watcher, quiet, renewing):
+            await c.close()
+
+
+@pytest.mark.parametrize(
+    "state_json",
+    ['{"x": NaN}', '{"x": Infinity}', '{"x": -Infinity}', '{"x":' * 1200 + "1" + "}" * 1200, '{"x":[' * 40 + "]}" * 40],
+    ids=["nan", "infinity", "-infinity", "nested-1200", "nested-80"],
+)
+async def test_awareness_that_is_not_json_or_too_deep_closes_1003_and_reaches_nobody(
+    server: ThreadServer, client: httpx.Client, state_json: str
+) -> None:
+    """Python's json reads NaN/Infinity and writes them back: every Yjs peer's JSON.parse then fails and drops
+    all the states of that message. 1,200 levels raised RecursionError: the socket dropped with no close code."""
+    wid, owner, (editor,) = workspace_with(client, "editor")
+    watcher = await _client(server, wid, owner)
+    bad = await _client(server, wid, editor)
+    await bad.send_raw(_raw_awareness_frame(888_001, 1, state_json))
+    assert await bad.wait_closed() == 1003
+    ok = await _client(server, wid, editor)
+    await ok.send_raw(_awareness_frame((888_002, 1, {"fine": True})))
+    await watcher.wait_for(lambda: 888_002 in watcher.awareness.states)
+    assert 888_001 not in watcher.awareness.states
+    await watcher.close()
+    await ok.close()
