@@ -108,7 +108,9 @@ class Settings(BaseSettings):
     max_sse_streams_per_user: int = Field(
         default=10, description="Open notification streams per account on one node (0: no cap)"
     )
-    max_sse_streams_per_node: int = Field(default=5_000, description="Open notification streams on one node (0: no cap)")
+    max_sse_streams_per_node: int = Field(
+        default=5_000, description="Open notification streams on one node (0: no cap)"
+    )
     group_commit_max_wait_ms: float = 0.0
     group_commit_max_batch: int = 512
     compaction_max_updates: int = 500

@@ -33,6 +33,7 @@ from .connection import (
     CLOSE_NOT_FOUND,
     CLOSE_RATE_LIMITED,
     CLOSE_TOO_BIG,
+    CLOSE_TOO_MANY_SOCKETS,
     CLOSE_UNAUTHENTICATED,
     CLOSE_UNSUPPORTED,
     Connection,
@@ -67,6 +68,8 @@ class SyncService:
         self.rooms: dict[str, Room] = {}
         self._load_locks: dict[str, asyncio.Lock] = {}
         self._user_conns: dict[tuple[str, str], set[Connection]] = {}
+        self._sockets = 0  # accepted and not yet ended (PLAIT_MAX_SOCKETS_PER_NODE)
+        self._user_sockets: dict[str, int] = {}  # joined sockets per account (PLAIT_MAX_SOCKETS_PER_USER)
         self._durable_listeners: list[DurableListener] = []
         self._janitor: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[object]] = set()
@@ -95,6 +98,7 @@ class SyncService:
             self.fanout.on("awq", self._on_awareness_query)
             self.fanout.on("awr", self._on_awareness_answer)
             self.fanout.on("members", self._on_remote_membership)
+            self.fanout.on("users", self._on_remote_user_closed)
             self.fanout.start(on_reconnect=self._redis_reconnected)
             await self.fanout.heartbeat()
             self._cluster = asyncio.create_task(self._cluster_loop(), name="plait-cluster")
@@ -151,28 +155,50 @@ class SyncService:
             await channel.accept()
         except (WebSocketDisconnect, OSError):
             return
-        admitted = await self._admit(scope, channel, workspace_id)
-        if admitted is None:
+        most = self.settings.max_sockets_per_node
+        if most and self._sockets >= most:
+            await self._refuse(channel, CLOSE_TOO_MANY_SOCKETS, "server at its socket limit, retry later")
             return
-        room, conn = admitted
-        conn.start()
-        key = (workspace_id, conn.user_id)
-        self._user_conns.setdefault(key, set()).add(conn)
-        metrics.CONNECTIONS.labels(conn.role).inc()
-        room.join(conn)
-        self._presence_changed(workspace_id)
+        # One coroutine frame for the socket's life (no nested helpers: s5 counts memory per idle connection).
+        self._sockets += 1
+        user_id: str | None = None
         try:
-            await self._read_loop(room, conn, channel)
-        finally:
-            metrics.CONNECTIONS.labels(conn.role).dec()
-            room.leave(conn)
+            admitted = await self._admit(scope, channel, workspace_id)
+            if admitted is None:
+                return
+            room, conn = admitted
+            # Counted with no await between the check and the count: sockets admitted concurrently cannot all
+            # pass it (admission holds nothing once it returns).
+            most = self.settings.max_sockets_per_user
+            if most and self._user_sockets.get(conn.user_id, 0) >= most:
+                await self._refuse(channel, CLOSE_TOO_MANY_SOCKETS, "too many sockets for this account, retry later")
+                return
+            user_id = conn.user_id
+            self._user_sockets[user_id] = self._user_sockets.get(user_id, 0) + 1
+            conn.start()
+            key = (workspace_id, user_id)
+            self._user_conns.setdefault(key, set()).add(conn)
+            metrics.CONNECTIONS.labels(conn.role).inc()
+            room.join(conn)
             self._presence_changed(workspace_id)
-            conns = self._user_conns.get(key)
-            if conns is not None:
-                conns.discard(conn)
-                if not conns:
-                    del self._user_conns[key]
-            await conn.stop()
+            try:
+                await self._read_loop(room, conn, channel)
+            finally:
+                metrics.CONNECTIONS.labels(conn.role).dec()
+                room.leave(conn)
+                self._presence_changed(workspace_id)
+                conns = self._user_conns.get(key)
+                if conns is not None:
+                    conns.discard(conn)
+                    if not conns:
+                        del self._user_conns[key]
+                await conn.stop()
+        finally:
+            self._sockets -= 1
+            if user_id is not None:
+                left = self._user_sockets.pop(user_id, 1) - 1
+                if left:
+                    self._user_sockets[user_id] = left
 
     async def _admit(
         self, scope: Scope, channel: WebSocketChannel, workspace_id: str
@@ -341,6 +367,31 @@ class SyncService:
         if self.fanout is not None:
             body = {"workspace_id": workspace_id, "user_id": user_id, "role": role, "node": self.node_id}
             self.fanout.publish("members", workspace_id, json.dumps(body).encode())
+
+    async def close_user(
+        self, user_id: str, code: int = CLOSE_UNAUTHENTICATED, reason: str = "account disabled or deleted"
+    ) -> int:
+        """Close every sync socket of an account, on every node (its account was disabled or deleted: a socket
+        opened before would otherwise keep reading and writing). Returns how many were closed on this node.
+        4401 by default: y-websocket stops reconnecting, and a new socket is refused by authentication."""
+        closed = self._close_user_sockets(user_id, code, reason)
+        if self.fanout is not None:
+            body = {"user_id": user_id, "code": code, "reason": reason, "node": self.node_id}
+            self.fanout.publish("users", user_id, json.dumps(body).encode())
+        return closed
+
+    def _close_user_sockets(self, user_id: str, code: int, reason: str) -> int:
+        conns = [c for (_, uid), cs in self._user_conns.items() if uid == user_id for c in cs if not c.closed]
+        for conn in conns:
+            self._close(conn, code, reason)
+        if conns:
+            log.info("closed %d socket(s) of user %s (%d %s)", len(conns), user_id, code, reason)
+        return len(conns)
+
+    def _on_remote_user_closed(self, _key: str, data: bytes) -> None:
+        body = json.loads(data)
+        if body.get("node") != self.node_id:
+            self._close_user_sockets(body["user_id"], int(body["code"]), str(body.get("reason", "")))
 
     def _apply_membership(self, workspace_id: str, user_id: str, role: str | None) -> None:
         self._members.pop(workspace_id, None)

@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
-from pycrdt import Doc, Map, create_awareness_message, create_sync_message, create_update_message, write_var_uint
+from pycrdt import Doc, Map, create_awareness_message, create_update_message, write_var_uint
 
 from sync_server.protocol import AwarenessEntry, encode_awareness
 from tests.support.node import NodeClient, node_available
@@ -258,3 +258,122 @@ async def test_awareness_that_is_not_json_or_too_deep_closes_1003_and_reaches_no
     assert 888_001 not in watcher.awareness.states
     await watcher.close()
     await ok.close()
+
+
+# ---- item 6: sockets and notification streams per account and per node ----
+
+
+async def test_sockets_per_account_and_per_node_are_capped_4503(make_server: Any) -> None:
+    """400 sockets of one account were accepted. Past the caps a socket is closed with 4503 (transient)."""
+    srv = make_server(max_sockets_per_user=3, max_sockets_per_node=5)
+    with httpx.Client(base_url=srv.base_url) as http:
+        wid, owner, (editor,) = workspace_with(http, "editor")
+        mine = [await _client(srv, wid, owner) for _ in range(3)]
+        extra = YClient()
+        await extra.connect(sync_url(srv.ws_url, wid, owner.token))
+        assert await extra.wait_closed() == 4503
+        assert "account" in extra.close_reason
+        theirs = [await _client(srv, wid, editor) for _ in range(2)]  # other accounts are not affected
+        full = YClient()
+        await full.connect(sync_url(srv.ws_url, wid, editor.token))
+        assert await full.wait_closed() == 4503
+        assert "server" in full.close_reason
+        await mine[0].close()
+        await async_wait_until(lambda: srv._server.config.app.state.ctx.sync._sockets == 4)
+        again = await _client(srv, wid, owner)  # a place was given back
+        for c in (*mine[1:], *theirs, again):
+            assert c.connected
+            await c.close()
+
+
+async def test_notification_streams_per_account_and_per_node_are_capped_429(make_server: Any) -> None:
+    """200 streams of one account were accepted. Past the caps: 429 JSON with Retry-After."""
+    srv = make_server(max_sse_streams_per_user=2, max_sse_streams_per_node=3)
+    url = f"{srv.base_url}/api/notifications/stream"
+    with httpx.Client(base_url=srv.base_url) as http:
+        _, owner, (other,) = workspace_with(http, "editor")
+
+        def open_stream(acct: Account) -> Any:
+            cm = http.stream("GET", url, headers=acct.headers)
+            r = cm.__enter__()
+            return cm, r
+
+        streams = [open_stream(owner), open_stream(owner)]
+        assert all(r.status_code == 200 for _, r in streams)
+        refused = http.get(url, headers=owner.headers)
+        assert refused.status_code == 429
+        assert int(refused.headers["Retry-After"]) > 0
+        assert "account" in refused.json()["detail"]
+        streams.append(open_stream(other))
+        assert streams[-1][1].status_code == 200
+        node_full = http.get(url, headers=other.headers)
+        assert node_full.status_code == 429 and "server" in node_full.json()["detail"]
+        cm, _ = streams.pop(0)
+        cm.__exit__(None, None, None)
+
+        def reopened() -> Any:
+            r = open_stream(owner)
+            if r[1].status_code == 200:
+                return r
+            r[0].__exit__(None, None, None)
+            return None
+
+        streams.append(await async_wait_until(reopened, timeout=10, interval=0.1))
+        for cm, _ in streams:
+            cm.__exit__(None, None, None)
+
+
+# ---- a socket of an account that goes away is closed (4401), on every node ----
+
+
+def _execute(url: str, sql: str, **params: Any) -> None:
+    from sqlalchemy import text
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    async def run() -> None:
+        engine = create_async_engine(url)
+        try:
+            async with engine.begin() as conn:
+                await conn.execute(text(sql), params)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(run())
+
+
+async def _close_user(srv: ThreadServer, user_id: str) -> int:
+    """``SyncService.close_user`` on the server's own event loop (it runs in another thread)."""
+    sync = srv._server.config.app.state.ctx.sync  # type: ignore[union-attr]
+    loop = sync._janitor.get_loop()
+    return int(await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(sync.close_user(user_id), loop)))
+
+
+@pytest.mark.redis
+async def test_sockets_of_a_deleted_account_are_closed_4401_on_every_node(make_server: Any, tmp_path: Any) -> None:
+    from tests.support.server import free_port
+    from tests.test_multinode import RedisProcess
+
+    rds = RedisProcess(free_port()).start()
+    try:
+        shared = {"redis_url": rds.url, "redis_namespace": f"t{os.getpid()}"}
+        a = make_server("postgres", node_id="node-a", **shared)
+        url = a.settings.resolved_database_url()
+        b = make_server("postgres", database_url=url, node_id="node-b", **shared)
+        with httpx.Client(base_url=a.base_url) as http:
+            wid, owner, (editor,) = workspace_with(http, "editor")
+        on_a = await _client(a, wid, editor)
+        on_b = await _client(b, wid, editor)
+        watcher = await _client(b, wid, owner)
+        on_b.text("t").insert(0, "before")
+        await watcher.wait_for(lambda: str(watcher.text("t")) == "before")
+        await asyncio.to_thread(_execute, url, "DELETE FROM users WHERE id = :id", id=editor.id)
+        assert await _close_user(a, editor.id) == 1
+        assert await on_a.wait_closed() == 4401
+        assert await on_b.wait_closed() == 4401  # through Redis
+        assert watcher.connected
+        again = YClient()
+        await again.connect(sync_url(b.ws_url, wid, editor.token))
+        assert await again.wait_closed() == 4401
+        await watcher.close()
+    finally:
+        rds.stop()

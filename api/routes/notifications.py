@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import weakref
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -13,6 +14,7 @@ from fastapi import APIRouter, Query, Request
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sse_starlette import EventSourceResponse, ServerSentEvent
+from starlette.types import Receive, Scope, Send
 
 from api.deps import Ctx, CurrentUser, Session, is_uuid, not_found, unauthorized
 from api.errors import ApiError
@@ -148,6 +150,49 @@ async def _latest_seq(db: Database, user_id: str) -> int:
     return int(value or 0)
 
 
+class _StreamCounts:
+    """Open streams on this node, in total and per account (``PLAIT_MAX_SSE_STREAMS_PER_USER`` / ``_NODE``)."""
+
+    def __init__(self) -> None:
+        self.total = 0
+        self.per_user: dict[str, int] = {}
+
+    def take(self, user_id: str, per_user: int, per_node: int) -> str | None:
+        """Count a new stream, or say which cap refuses it."""
+        if per_node and self.total >= per_node:
+            return "server"
+        if per_user and self.per_user.get(user_id, 0) >= per_user:
+            return "account"
+        self.total += 1
+        self.per_user[user_id] = self.per_user.get(user_id, 0) + 1
+        return None
+
+    def give_back(self, user_id: str) -> None:
+        self.total -= 1
+        left = self.per_user.pop(user_id, 1) - 1
+        if left:
+            self.per_user[user_id] = left
+
+
+_STREAMS: weakref.WeakKeyDictionary[Database, _StreamCounts] = weakref.WeakKeyDictionary()
+STREAM_RETRY_AFTER_SECONDS = 30
+
+
+class _CountedStream(EventSourceResponse):
+    """Gives its stream's place back however the response ends (a generator never started has no finally)."""
+
+    counts: _StreamCounts | None = None
+    user_id = ""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            if self.counts is not None:
+                self.counts.give_back(self.user_id)
+                self.counts = None
+
+
 def _bearer(request: Request) -> str | None:
     auth = request.headers.get("authorization", "")
     if auth.lower().startswith("bearer "):
@@ -176,6 +221,13 @@ async def stream(request: Request, ctx: Ctx) -> EventSourceResponse:
     heartbeat = float(getattr(ctx.settings, "sse_heartbeat_seconds", HEARTBEAT_SECONDS))
     poll = float(getattr(ctx.settings, "sse_poll_seconds", POLL_SECONDS))
     hub = hub_for(ctx.db)
+    counts = _STREAMS.get(ctx.db)
+    if counts is None:
+        counts = _STREAMS[ctx.db] = _StreamCounts()
+    refused = counts.take(user_id, ctx.settings.max_sse_streams_per_user, ctx.settings.max_sse_streams_per_node)
+    if refused is not None:
+        detail = "Too many notification streams " + ("for this account" if refused == "account" else "on this server")
+        raise ApiError(429, detail, headers={"Retry-After": str(STREAM_RETRY_AFTER_SECONDS)})
 
     async def events() -> AsyncIterator[ServerSentEvent]:
         wake = hub.subscribe(user_id)  # before reading the start point: nothing slips between the two
@@ -205,8 +257,10 @@ async def stream(request: Request, ctx: Ctx) -> EventSourceResponse:
         finally:
             hub.unsubscribe(user_id, wake)
 
-    return EventSourceResponse(
+    response = _CountedStream(
         events(),
         ping=max(0.05, heartbeat),
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )
+    response.counts, response.user_id = counts, user_id
+    return response
