@@ -260,6 +260,8 @@ class Plait(Server):
             "PLAIT_ENV": "development",
             # The runner creates hundreds of workspaces with one account; the REST write quota is not under test.
             "PLAIT_QUOTA_REST_WRITES_PER_MINUTE": "1000000",
+            # ... and opens up to 1,000 sockets with it (s5): the per-account socket cap is not under test either.
+            "PLAIT_MAX_SOCKETS_PER_USER": "0",
         }
         if self.database_url:
             env["PLAIT_DATABASE_URL"] = self.database_url

@@ -43,6 +43,10 @@ CLOSE_EPOCH_CHANGED = 4409  # permanent: the stored document was reset or restor
 CLOSE_DOCUMENT_TOO_LARGE = 4413  # permanent: the workspace document reached its size quota
 CLOSE_RATE_LIMITED = 4529  # transient: the socket sent faster than its quota; reconnect later
 CLOSE_TOO_MANY_SOCKETS = 4503  # transient: the account (or the node) has as many sockets open as allowed
+# A message larger than this is sent as a fragmented WebSocket message, one fragment at a time as the socket drains:
+# a client that stops reading holds one fragment in the server's memory, not a 60 MB sync step 2, and a close
+# frame can still go out between two fragments (RFC 6455 5.4).
+FRAGMENT_BYTES = 256 * 1024
 CLOSE_GRACE_SECONDS = 10.0  # a close frame stuck behind data the client does not read: then the TCP is dropped
 
 _ids = itertools.count(1)
@@ -129,6 +133,27 @@ class WebSocketChannel:
 
     async def send(self, message: bytes) -> None:
         await self._send({"type": "websocket.send", "bytes": message})
+
+    async def send_fragmented(self, message: bytes, stall_seconds: float) -> None:
+        """Send ``message`` in fragments of FRAGMENT_BYTES, each written once the transport has drained below its
+        low-water mark (as uvicorn's ``send`` waits for a whole message). TimeoutError when the client has not
+        read for ``stall_seconds``; a fragment is never left half written, so a close frame may follow."""
+        proto = self._proto
+        if proto is None:
+            await self.send(message)
+            return
+        view = memoryview(message)
+        for start in range(0, len(message), FRAGMENT_BYTES):
+            await asyncio.wait_for(proto.writable.wait(), stall_seconds)
+            if proto.close_sent or proto.conn.state is not State.OPEN or proto.transport.is_closing():
+                raise WebSocketDisconnect(CLOSE_ABNORMAL)
+            chunk = view[start : start + FRAGMENT_BYTES]
+            fin = start + FRAGMENT_BYTES >= len(message)
+            if start == 0:
+                proto.conn.send_binary(chunk, fin=fin)
+            else:
+                proto.conn.send_continuation(chunk, fin=fin)
+            proto.transport.write(b"".join(proto.conn.data_to_send()))
 
     async def recv(self) -> bytes:
         msg = await self._receive()
@@ -233,8 +258,9 @@ class Connection:
         self.last_active = self.connected_at
         self.last_sent = time.monotonic()
         self.close_code: int | None = None
-        # Made when the socket first backs up (a deque is 0.6 KB): (message, bytes it counts against the limit).
-        self._queue: deque[tuple[bytes, int]] | None = None
+        # Made when the socket first backs up (a deque is 0.6 KB): (message, bytes it counts against the limit,
+        # whether to send it in fragments).
+        self._queue: deque[tuple[bytes, int, bool]] | None = None
         self._queued_bytes = 0
         self._max_bytes = max_queue_bytes
         self._max_messages = max_queue_messages
@@ -262,13 +288,14 @@ class Connection:
         if self._queue:
             self._spawn_writer()
 
-    def send(self, message: bytes, frame: bytes | None = None, *, shared: bool = False) -> bool:
+    def send(self, message: bytes, frame: bytes | None = None, *, shared: bool = False, fragment: bool = False) -> bool:
         """Send or queue a message; closes the connection (1013) instead of buffering past the limit. ``frame``,
         the message already encoded by ``binary_frame`` (a broadcast's), is written as it is when it can be.
 
         The limit counts what the connection holds: its queue and its transport's write buffer (a send returns
         as soon as the frame is in there). A ``shared`` message (a piece of the room's encoded document, which
-        the room keeps anyway) is not counted while queued, only once it is in the transport.
+        the room keeps anyway) is not counted while queued, only once it is in the transport. A ``fragment``
+        message larger than FRAGMENT_BYTES (a sync step 2) is written in fragments as the socket drains.
 
         While nothing is queued the frame is written at once, in the caller's turn: the send coroutine only
         suspends when the transport pushes back, and a writer task per socket (woken per broadcast) would cost
@@ -276,15 +303,10 @@ class Connection:
         which finishes the suspended send and drains the queue in order, then ends."""
         if self.closed:
             return False
-        cost = 0 if shared else len(message)
-        if self._queued_bytes + self.channel.buffered() + cost > self._max_bytes or (
-            self._queue is not None and len(self._queue) >= self._max_messages
-        ):
-            log.warning("closing slow client conn=%s user=%s: send buffer full", self.id, self.user_id)
-            metrics.SEND_QUEUE_OVERFLOWS.inc()
-            self.close(CLOSE_TRY_AGAIN, "send buffer full")
-            return False
-        if self._started and self._writer is None:
+        fragment = fragment and len(message) > FRAGMENT_BYTES
+        if self._started and self._writer is None and not fragment:
+            # Not backed up: the transport is below its high-water mark, or the send suspends (and is driven by
+            # a writer task from now on) instead of writing.
             if frame is not None and self.channel.write_frame(frame):
                 self.last_sent = time.monotonic()
                 return True
@@ -300,10 +322,20 @@ class Connection:
             self._stalled = (coro, yielded)
             self._spawn_writer()
             return True
+        cost = 0 if shared else len(message)
+        if self._queued_bytes + self.channel.buffered() + cost > self._max_bytes or (
+            self._queue is not None and len(self._queue) >= self._max_messages
+        ):
+            log.warning("closing slow client conn=%s user=%s: send buffer full", self.id, self.user_id)
+            metrics.SEND_QUEUE_OVERFLOWS.inc()
+            self.close(CLOSE_TRY_AGAIN, "send buffer full")
+            return False
         if self._queue is None:
             self._queue = deque()
-        self._queue.append((message, cost))
+        self._queue.append((message, cost, fragment))
         self._queued_bytes += cost
+        if self._started and self._writer is None:
+            self._spawn_writer()  # a message to fragment: the writer sends it
         return True
 
     def _spawn_writer(self) -> None:
@@ -355,11 +387,14 @@ class Connection:
             if self._stalled is not None:
                 await self._finish_stalled()
             while self._queue and not self.closed:  # (closing drops the queue)
-                msg, cost = self._queue.popleft()
+                msg, cost, fragment = self._queue.popleft()
                 self._queued_bytes -= cost
                 try:
-                    # uvicorn's send waits until the transport has drained below its low-water mark, then writes
-                    await asyncio.wait_for(self.channel.send(msg), self._stall_seconds)
+                    if fragment:
+                        await self.channel.send_fragmented(msg, self._stall_seconds)
+                    else:
+                        # uvicorn's send waits until the transport has drained below its low-water mark, then writes
+                        await asyncio.wait_for(self.channel.send(msg), self._stall_seconds)
                 except TimeoutError:
                     self._stall()
                     return

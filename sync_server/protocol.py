@@ -7,7 +7,9 @@ bounds (a declared length past the end silently yields a short slice); every rea
 
 from __future__ import annotations
 
+import heapq
 import json
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -173,7 +175,7 @@ def _depth_exceeds(value: Any, limit: int) -> bool:
     return False
 
 
-# ---- Yjs v1 updates: dependencies and splitting ----------------------------------------------------------
+# ---- Yjs v1 updates: dependencies ----------------------------------------------------------
 #
 # The struct encoding of lib0/yjs (UpdateDecoderV1, readClientsStructRefs, readItemContent), which yrs writes
 # too. Only what is needed to find where each struct ends, its clock length and the ids it refers to.
@@ -248,9 +250,9 @@ def _skip_any(r: Reader) -> None:
             raise ProtocolError(f"unknown value tag {tag}")
 
 
-def _struct(r: Reader, refs: dict[int, int] | None) -> tuple[int, bool]:
-    """Read one struct; returns its clock length and whether it is a Skip. Ids it refers to (origins, parent)
-    go into ``refs`` as the highest clock referred to per client."""
+def _struct(r: Reader, refs: list[tuple[int, int]] | None) -> tuple[int, bool]:
+    """Read one struct; returns its clock length and whether it is a Skip. The ids it refers to (origins,
+    parent) are appended to ``refs``."""
     _skip(r, 1)
     info = r.data[r.pos - 1]
     kind = info & 0x1F
@@ -271,9 +273,7 @@ def _struct(r: Reader, refs: dict[int, int] | None) -> tuple[int, bool]:
         if info & 0x20:
             _skip_bytes(r)  # parentSub (map key)
     if refs is not None:
-        for client, clock in ids:
-            if refs.get(client, -1) < clock:
-                refs[client] = clock
+        refs.extend(ids)
     if kind == _CONTENT_STRING:
         n = r.var_uint()
         end = r.pos + n
@@ -320,105 +320,104 @@ def _struct(r: Reader, refs: dict[int, int] | None) -> tuple[int, bool]:
     raise UnknownStruct(f"content kind {kind}")
 
 
-def missing_dependencies(update: bytes, state: dict[int, int]) -> str | None:
-    """Why ``update`` cannot be integrated into a document whose state vector is ``state`` (a gap in a client's
-    clocks, an origin or parent that does not exist, a deletion of unknown items), or None if it can.
+class _Section:
+    """One client's structs in an update, as the integration walks them."""
 
-    yrs keeps such structs as *pending*, outside the document and its state vector, until the missing ones
-    arrive; nothing would count or ever free them. A client cannot send them legitimately: it only knows what
-    it made (and sent, in order) or received from the server. Raises ``UnknownStruct`` for encodings this
-    decoder does not know, ``ProtocolError`` for undecodable input."""
+    __slots__ = ("client", "clock", "next", "structs")
+
+    def __init__(self, client: int, clock: int, structs: list[tuple[int, bool, list[tuple[int, int]], int, int]]):
+        self.client = client
+        self.clock = clock  # clock of structs[next]
+        self.next = 0
+        self.structs = structs  # (clock length, is a skip, ids it refers to, start offset, end offset)
+
+
+Run = tuple[_Section, int, int, int]
+
+
+def _integrate(update: bytes, state: dict[int, int]) -> tuple[list[Run], str | None, int, dict[int, int]]:
+    """Walk ``update``'s structs in an order in which each one's dependencies come first, as yrs and Yjs
+    integrate them, on clocks only: a struct goes in once its client reached its clock and every id it refers
+    to exists (in ``state`` or earlier in the walk). Returns the runs in that order as (section, first struct,
+    end struct, clock of the first), why some structs cannot go in (None if all can), the offset of the
+    delete set, and the state vector after. Raises ``UnknownStruct`` for encodings this decoder does not know,
+    ``ProtocolError`` for undecodable input."""
     r = Reader(update)
-    refs: dict[int, int] = {}
-    avail = dict(state)
-    problem = None
+    sections = []
     for _ in range(r.var_uint()):
         count = r.var_uint()
         client = r.var_uint()
         clock = r.var_uint()
-        known = state.get(client, 0)
-        if clock > known and problem is None:
-            problem = f"client {client} starts at clock {clock}, the document has {known}"
+        structs = []
         for _ in range(count):
+            refs: list[tuple[int, int]] = []
+            begin = r.pos
             length, skip = _struct(r, refs)
-            if skip and clock + length > known and problem is None:
-                problem = f"a gap in client {client}'s clocks"
-            clock += length
-        if avail.get(client, 0) < clock and problem is None:
-            avail[client] = clock
+            structs.append((length, skip, refs, begin, r.pos))
+        sections.append(_Section(client, clock, structs))
+    delete_set = r.pos
+    have = dict(state)
+    waiting: dict[int, list[tuple[int, int]]] = {}  # client -> heap of (clock it must pass, section index)
+    ready = deque(range(len(sections)))
+    runs = []
+    while ready:
+        index = ready.popleft()
+        section = sections[index]
+        client, first, first_clock = section.client, section.next, section.clock
+        blocked: tuple[int, int] | None = None
+        while section.next < len(section.structs):
+            length, skip, refs, _, _ = section.structs[section.next]
+            reached = have.get(client, 0)
+            if section.clock > reached:
+                blocked = (client, section.clock - 1)  # a gap: waits for the client's earlier clocks
+            elif skip:
+                if section.clock + length > reached:
+                    blocked = (client, section.clock + length - 1)  # a skip stands for clocks that must exist
+            else:
+                for ref in refs:
+                    if ref[1] >= have.get(ref[0], 0):
+                        blocked = ref
+                        break
+                else:
+                    have[client] = max(reached, section.clock + length)
+            if blocked is not None:
+                break
+            section.next += 1
+            section.clock += length
+        if section.next > first:
+            runs.append((section, first, section.next, first_clock))
+            queue = waiting.get(client)
+            while queue and queue[0][0] < have.get(client, 0):
+                ready.append(heapq.heappop(queue)[1])
+        if blocked is not None:
+            heapq.heappush(waiting.setdefault(blocked[0], []), (blocked[1], index))
+    for section in sections:
+        if section.next < len(section.structs):
+            problem = f"client {section.client}'s struct at clock {section.clock} depends on structs that do not exist"
+            return runs, problem, delete_set, have
+    return runs, None, delete_set, have
+
+
+def missing_dependencies(update: bytes, state: dict[int, int]) -> str | None:
+    """Why ``update`` cannot be integrated into a document whose state vector is ``state`` (a gap in a client's
+    clocks, an origin or parent that does not exist, references that go in a circle, a deletion of unknown
+    items), or None if it can.
+
+    yrs keeps such structs as *pending*, outside the document and its state vector, until the missing ones
+    arrive; nothing would count or ever free them. A client cannot send them legitimately: it only knows what
+    it made (and sent, in order) or received from the server."""
+    _, problem, delete_set, have = _integrate(update, state)
     if problem is not None:
         return problem
-    for client, clock in refs.items():
-        if clock >= avail.get(client, 0):
-            return f"refers to {client}:{clock}, which does not exist"
+    r = Reader(update)
+    r.pos = delete_set
     for _ in range(r.var_uint()):
         client = r.var_uint()
         for _ in range(r.var_uint()):
             clock = r.var_uint()
             length = r.var_uint()
-            if clock + length > avail.get(client, 0):
+            if clock + length > have.get(client, 0):
                 return f"deletes {client}:{clock}+{length}, which does not exist"
     if not r.at_end():
         raise ProtocolError("trailing bytes after the update")
     return None
-
-
-def update_end_clocks(update: bytes) -> dict[int, int]:
-    """The clock each client section of ``update`` ends at (what the document's state vector must reach once
-    the update is integrated)."""
-    r = Reader(update)
-    out: dict[int, int] = {}
-    for _ in range(r.var_uint()):
-        count = r.var_uint()
-        client = r.var_uint()
-        clock = r.var_uint()
-        for _ in range(count):
-            clock += _struct(r, None)[0]
-        out[client] = max(out.get(client, 0), clock)
-    return out
-
-
-def split_update(update: bytes, max_bytes: int) -> list[bytes]:
-    """``update`` as several updates of about ``max_bytes`` each (cut between structs; one struct larger than
-    that stays whole), which together are the same update: every piece is a valid Yjs update, the delete set
-    goes with the last one. A client applies each as it comes; structs of a piece that refer to a later piece
-    wait in the client's pending set until it arrives. Returns ``[update]`` when it is small, or when its
-    encoding has something this decoder does not know."""
-    if len(update) <= max_bytes:
-        return [update]
-    try:
-        return _split(update, max_bytes)
-    except ProtocolError:
-        return [update]
-
-
-def _split(update: bytes, max_bytes: int) -> list[bytes]:
-    r = Reader(update)
-    pieces: list[bytes] = []
-    sections: list[bytes] = []  # client sections of the piece being built
-    size = 0
-
-    def flush(delete_set: bytes) -> None:
-        nonlocal sections, size
-        pieces.append(b"".join([write_var_uint(len(sections)), *sections, delete_set]))
-        sections, size = [], 0
-
-    for _ in range(r.var_uint()):
-        count = r.var_uint()
-        client = r.var_uint()
-        clock = r.var_uint()
-        start, start_clock, n = r.pos, clock, 0
-        for _ in range(count):
-            clock += _struct(r, None)[0]
-            n += 1
-            if size + r.pos - start >= max_bytes:
-                head = write_var_uint(n) + write_var_uint(client) + write_var_uint(start_clock)
-                sections.append(head + update[start : r.pos])
-                flush(b"\x00")
-                start, start_clock, n = r.pos, clock, 0
-        if n:
-            head = write_var_uint(n) + write_var_uint(client) + write_var_uint(start_clock)
-            sections.append(head + update[start : r.pos])
-            size += r.pos - start
-    flush(update[r.pos :])
-    return pieces

@@ -39,7 +39,6 @@ from .protocol import (
     missing_dependencies,
     parse_awareness,
     parse_message,
-    split_update,
     sync_step2,
 )
 from .schema import TaskChange, TaskTracker, apply_repairs, find_repairs
@@ -55,9 +54,9 @@ SERVER = Principal(None, "server")
 
 # An awareness update with no entries: the cheapest message that resets y-websocket's 30 s idle watchdog.
 KEEPALIVE = create_awareness_message(b"\x00")
-# A sync step 2 larger than this goes out as several updates (the last one as the step 2), one at a time as the
-# socket drains: a client that does not read holds one piece in the server's memory, not the document.
-STEP2_PIECE_BYTES = 256 * 1024
+# Client updates larger than this are checked for missing dependencies off the event loop (decoding a few MB of
+# small structs in Python takes a few hundred ms).
+CHECK_IN_THREAD_BYTES = 64 * 1024
 
 
 class RoomFailed(RuntimeError):
@@ -198,7 +197,7 @@ class Room:
         # Step 2 for a fresh client, keyed by a count of the document's changes (not by its state vector:
         # a deletion does not change the state vector).
         self._changes = 0
-        self._whole: tuple[int, list[bytes]] | None = None
+        self._whole: tuple[int, bytes] | None = None
         if len(chunks) > 1:
             self._build(chunks)
 
@@ -342,48 +341,36 @@ class Room:
             if state_vector == EMPTY_STATE_VECTOR:
                 self._step1_owed.discard(conn)  # a fresh client has nothing the server lacks
             try:
-                messages, shared = await self._step2(state_vector)
-            except ProtocolError:
-                raise
+                message, shared = self._step2(state_vector)
             except Exception as exc:
                 raise ProtocolError("invalid state vector") from exc
-            for message in messages:
-                if not conn.send(message, shared=shared):
-                    return
-            conn.synced = True
+            if conn.send(message, shared=shared, fragment=True):
+                conn.synced = True
 
-    async def _step2(self, state_vector: bytes) -> tuple[list[bytes], bool]:
-        """Sync step 2 for a state vector, as messages to send in order, and whether they are the room's shared
-        encoding (True) or this socket's own. A large one is several updates and a final step 2
-        (``STEP2_PIECE_BYTES`` each), so that it is written as the socket drains.
+    def _step2(self, state_vector: bytes) -> tuple[bytes, bool]:
+        """Sync step 2 for a state vector, and whether it is the room's shared encoding (True) or this socket's
+        own. A fresh client (empty state vector) gets the whole document, encoded once per document state: ten
+        clients joining a 5 MB workspace cost one encoding, not ten, and hold references to it, not copies (a
+        large message goes out in fragments as the socket drains: ``Connection.send``). Until the first change
+        that encoding is the stored chunk itself: a fresh client joining a room just loaded from the database
+        does not wait for the Doc to be built.
 
-        A fresh client (empty state vector) gets the whole document, encoded once per document state: ten
-        clients joining a 5 MB workspace cost one encoding, not ten, and hold references to it, not copies.
-        Until the first change that encoding is the stored chunk itself: a fresh client joining a room just
-        loaded from the database does not wait for the Doc to be built. A state vector that shares nothing
-        with the document's is a fresh client too, and so is one whose difference would be larger than half
-        the socket's send limit: the whole document is a valid step 2 for any client (it ignores what it
-        has), and a socket's own copy of a large difference is what ten sockets that never read would hold."""
+        A state vector that shares nothing with the document's is a fresh client too, and so is one whose
+        difference is larger than half the socket's send limit: the whole document is a valid step 2 for any
+        client (it ignores what it has), and a socket's own copy of a large difference is what ten sockets that
+        never read would each hold."""
         if state_vector != EMPTY_STATE_VECTOR:
             mine = decode_state_vector(state_vector)
             ours = decode_state_vector(self.doc.get_state())
             if any(min(clock, ours.get(client, 0)) for client, clock in mine.items()):
                 diff = self.doc.get_update(state_vector)
                 if len(diff) <= self.host.settings.send_queue_max_bytes // 2:
-                    return await self._pieces(diff), False
+                    return sync_step2(diff), False
         if self._whole is None or self._whole[0] != self._changes:
             # No change can happen before the Doc is built, so until then the stored chunk is the document.
             whole = self._doc.get_update() if self._doc is not None else (self._cold or EMPTY_UPDATE)
-            self._whole = (self._changes, await self._pieces(whole))
+            self._whole = (self._changes, sync_step2(whole))
         return self._whole[1], True
-
-    @staticmethod
-    async def _pieces(update: bytes) -> list[bytes]:
-        if len(update) <= STEP2_PIECE_BYTES:
-            return [sync_step2(update)]
-        # Decoding a large update in Python takes a while: off the event loop (the room stays locked).
-        pieces = await asyncio.to_thread(split_update, update, STEP2_PIECE_BYTES)
-        return [create_update_message(p) for p in pieces[:-1]] + [sync_step2(pieces[-1])]
 
     # ---- applying changes ----------------------------------------------------------------------------
 
@@ -403,7 +390,11 @@ class Room:
             tracker = self.tracker
             before = self.doc.get_state()
             try:
-                problem = missing_dependencies(update, decode_state_vector(before))
+                state = decode_state_vector(before)
+                if len(update) > CHECK_IN_THREAD_BYTES:
+                    problem = await asyncio.to_thread(missing_dependencies, update, state)
+                else:
+                    problem = missing_dependencies(update, state)
             except UnknownStruct:
                 problem = None  # an encoding this decoder does not know: the check after applying stands
             except ProtocolError as exc:
