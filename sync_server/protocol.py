@@ -325,23 +325,19 @@ class _Section:
 
     __slots__ = ("client", "clock", "next", "structs")
 
-    def __init__(self, client: int, clock: int, structs: list[tuple[int, bool, list[tuple[int, int]], int, int]]):
+    def __init__(self, client: int, clock: int, structs: list[tuple[int, bool, list[tuple[int, int]]]]):
         self.client = client
         self.clock = clock  # clock of structs[next]
         self.next = 0
-        self.structs = structs  # (clock length, is a skip, ids it refers to, start offset, end offset)
+        self.structs = structs  # (clock length, is a skip, ids it refers to)
 
 
-Run = tuple[_Section, int, int, int]
-
-
-def _integrate(update: bytes, state: dict[int, int]) -> tuple[list[Run], str | None, int, dict[int, int]]:
+def _integrate(update: bytes, state: dict[int, int]) -> tuple[str | None, int, dict[int, int]]:
     """Walk ``update``'s structs in an order in which each one's dependencies come first, as yrs and Yjs
     integrate them, on clocks only: a struct goes in once its client reached its clock and every id it refers
-    to exists (in ``state`` or earlier in the walk). Returns the runs in that order as (section, first struct,
-    end struct, clock of the first), why some structs cannot go in (None if all can), the offset of the
-    delete set, and the state vector after. Raises ``UnknownStruct`` for encodings this decoder does not know,
-    ``ProtocolError`` for undecodable input."""
+    to exists (in ``state`` or earlier in the walk). Returns why some structs cannot go in (None if all can),
+    the offset of the delete set, and the state vector after. Raises ``UnknownStruct`` for encodings this
+    decoder does not know, ``ProtocolError`` for undecodable input."""
     r = Reader(update)
     sections = []
     for _ in range(r.var_uint()):
@@ -351,22 +347,20 @@ def _integrate(update: bytes, state: dict[int, int]) -> tuple[list[Run], str | N
         structs = []
         for _ in range(count):
             refs: list[tuple[int, int]] = []
-            begin = r.pos
             length, skip = _struct(r, refs)
-            structs.append((length, skip, refs, begin, r.pos))
+            structs.append((length, skip, refs))
         sections.append(_Section(client, clock, structs))
     delete_set = r.pos
     have = dict(state)
     waiting: dict[int, list[tuple[int, int]]] = {}  # client -> heap of (clock it must pass, section index)
     ready = deque(range(len(sections)))
-    runs = []
     while ready:
         index = ready.popleft()
         section = sections[index]
-        client, first, first_clock = section.client, section.next, section.clock
+        client, first = section.client, section.next
         blocked: tuple[int, int] | None = None
         while section.next < len(section.structs):
-            length, skip, refs, _, _ = section.structs[section.next]
+            length, skip, refs = section.structs[section.next]
             reached = have.get(client, 0)
             if section.clock > reached:
                 blocked = (client, section.clock - 1)  # a gap: waits for the client's earlier clocks
@@ -385,7 +379,6 @@ def _integrate(update: bytes, state: dict[int, int]) -> tuple[list[Run], str | N
             section.next += 1
             section.clock += length
         if section.next > first:
-            runs.append((section, first, section.next, first_clock))
             queue = waiting.get(client)
             while queue and queue[0][0] < have.get(client, 0):
                 ready.append(heapq.heappop(queue)[1])
@@ -394,8 +387,8 @@ def _integrate(update: bytes, state: dict[int, int]) -> tuple[list[Run], str | N
     for section in sections:
         if section.next < len(section.structs):
             problem = f"client {section.client}'s struct at clock {section.clock} depends on structs that do not exist"
-            return runs, problem, delete_set, have
-    return runs, None, delete_set, have
+            return problem, delete_set, have
+    return None, delete_set, have
 
 
 def missing_dependencies(update: bytes, state: dict[int, int]) -> str | None:
@@ -406,7 +399,7 @@ def missing_dependencies(update: bytes, state: dict[int, int]) -> str | None:
     yrs keeps such structs as *pending*, outside the document and its state vector, until the missing ones
     arrive; nothing would count or ever free them. A client cannot send them legitimately: it only knows what
     it made (and sent, in order) or received from the server."""
-    _, problem, delete_set, have = _integrate(update, state)
+    problem, delete_set, have = _integrate(update, state)
     if problem is not None:
         return problem
     r = Reader(update)
