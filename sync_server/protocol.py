@@ -283,7 +283,10 @@ def _struct(r: Reader, refs: list[tuple[int, int]] | None) -> tuple[int, bool]:
         r.pos = end
         if text.isascii():
             return n, False
-        return len(text.decode("utf-8", "surrogatepass").encode("utf-16-le", "surrogatepass")) // 2, False
+        try:
+            return len(text.decode("utf-8", "surrogatepass").encode("utf-16-le", "surrogatepass")) // 2, False
+        except UnicodeError as exc:
+            raise ProtocolError("invalid utf-8 in a string") from exc
     if kind == 1:  # deleted
         return r.var_uint(), False
     if kind == 2:  # JSON

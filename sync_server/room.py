@@ -399,6 +399,9 @@ class Room:
                 problem = None  # an encoding this decoder does not know: the check after applying stands
             except ProtocolError as exc:
                 raise InvalidUpdate(f"update cannot be decoded: {exc}") from exc
+            except Exception:
+                log.exception("dependency check failed in %s; left to the check after applying", self.workspace_id)
+                problem = None
             if problem is not None:
                 metrics.UPDATES_DROPPED.labels("missing_dependencies").inc()
                 raise MissingDependencies(problem)

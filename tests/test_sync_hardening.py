@@ -109,7 +109,7 @@ async def test_npm_client_syncs_a_step2_sent_in_fragments(make_server: Any) -> N
                 text = c.text("t")
                 text.insert(len(text) // 2, f"<{round_}:{c.doc.client_id % 97}>" + "y" * 30_000)
                 c.map("m")[f"{c.doc.client_id}-{round_}"] = {"n": round_, "s": "z" * 1000}
-            await b.wait_for(lambda: str(a.text("t")) == str(b.text("t")) and len(a.map("m")) == len(b.map("m")))
+            await b.wait_for(lambda: str(a.text("t")) == str(b.text("t")) and len(a.map("m")) == len(b.map("m")), 30)
         want_text, want_keys = str(a.text("t")), len(a.map("m"))
         assert len(a.doc.get_update()) > 3 * 256 * 1024
         node = NodeClient()
