@@ -199,6 +199,17 @@ def decode_state_vector(sv: bytes) -> dict[int, int]:
     return out
 
 
+def shares_state(sv: bytes, state: dict[int, int]) -> bool:
+    """Whether the state vector ``sv`` has anything of a document whose state vector is ``state`` (stops at the
+    first client it shares: a client's state vector may list thousands)."""
+    r = Reader(sv)
+    for _ in range(r.var_uint()):
+        client = r.var_uint()
+        if min(r.var_uint(), state.get(client, 0)):
+            return True
+    return False
+
+
 def _skip_var_int(r: Reader) -> None:
     while True:
         if r.pos >= len(r.data):
@@ -323,6 +334,22 @@ def _struct(r: Reader, refs: list[tuple[int, int]] | None) -> tuple[int, bool]:
     raise UnknownStruct(f"content kind {kind}")
 
 
+class _Overlay(dict[int, int]):
+    """Clocks reached so far: what was set here, else ``base``'s."""
+
+    __slots__ = ("base",)
+
+    def __init__(self, base: dict[int, int]) -> None:
+        super().__init__()
+        self.base = base
+
+    def __missing__(self, client: int) -> int:
+        return self.base.get(client, 0)
+
+    def get(self, client: int, default: Any = 0) -> Any:
+        return self[client]
+
+
 class _Section:
     """One client's structs in an update, as the integration walks them."""
 
@@ -354,7 +381,7 @@ def _integrate(update: bytes, state: dict[int, int]) -> tuple[str | None, int, d
             structs.append((length, skip, refs))
         sections.append(_Section(client, clock, structs))
     delete_set = r.pos
-    have = dict(state)
+    have = _Overlay(state)  # not a copy: a state vector may have thousands of clients
     waiting: dict[int, list[tuple[int, int]]] = {}  # client -> heap of (clock it must pass, section index)
     ready = deque(range(len(sections)))
     while ready:
@@ -394,17 +421,18 @@ def _integrate(update: bytes, state: dict[int, int]) -> tuple[str | None, int, d
     return None, delete_set, have
 
 
-def missing_dependencies(update: bytes, state: dict[int, int]) -> str | None:
+def check_update(update: bytes, state: dict[int, int]) -> tuple[str | None, dict[int, int]]:
     """Why ``update`` cannot be integrated into a document whose state vector is ``state`` (a gap in a client's
     clocks, an origin or parent that does not exist, references that go in a circle, a deletion of unknown
-    items), or None if it can.
+    items), or None if it can; and the clock each client it has structs of reaches once it is integrated.
 
     yrs keeps such structs as *pending*, outside the document and its state vector, until the missing ones
     arrive; nothing would count or ever free them. A client cannot send them legitimately: it only knows what
     it made (and sent, in order) or received from the server."""
     problem, delete_set, have = _integrate(update, state)
+    reached = dict(have)  # only the overlay's own entries: the clients the update moves on
     if problem is not None:
-        return problem
+        return problem, reached
     r = Reader(update)
     r.pos = delete_set
     for _ in range(r.var_uint()):
@@ -413,7 +441,28 @@ def missing_dependencies(update: bytes, state: dict[int, int]) -> str | None:
             clock = r.var_uint()
             length = r.var_uint()
             if clock + length > have.get(client, 0):
-                return f"deletes {client}:{clock}+{length}, which does not exist"
+                return f"deletes {client}:{clock}+{length}, which does not exist", reached
     if not r.at_end():
         raise ProtocolError("trailing bytes after the update")
-    return None
+    return None, reached
+
+
+def missing_dependencies(update: bytes, state: dict[int, int]) -> str | None:
+    """``check_update``'s verdict alone."""
+    return check_update(update, state)[0]
+
+
+def update_end_clocks(update: bytes) -> dict[int, int]:
+    """The clock each client section of ``update`` ends at. (pycrdt's ``get_state(update)`` is no substitute:
+    it leaves out every client whose structs do not start at clock 0, i.e. those of any incremental update.)"""
+    r = Reader(update)
+    out: dict[int, int] = {}
+    for _ in range(r.var_uint()):
+        count = r.var_uint()
+        client = r.var_uint()
+        clock = r.var_uint()
+        for _ in range(count):
+            clock += _struct(r, None)[0]
+        if clock > out.get(client, 0):
+            out[client] = clock
+    return out

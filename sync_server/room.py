@@ -16,7 +16,7 @@ from collections import deque
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from pycrdt import Doc, create_awareness_message, create_update_message, get_state, merge_updates
+from pycrdt import Doc, create_awareness_message, create_update_message, merge_updates
 from pycrdt._sync import create_sync_step1_message
 
 from persistence.docstore import StoredDocument
@@ -34,12 +34,14 @@ from .protocol import (
     AwarenessEntry,
     ProtocolError,
     UnknownStruct,
+    check_update,
     decode_state_vector,
     encode_awareness,
-    missing_dependencies,
     parse_awareness,
     parse_message,
+    shares_state,
     sync_step2,
+    update_end_clocks,
 )
 from .schema import TaskChange, TaskTracker, apply_repairs, find_repairs
 from .writer import WriteRequest
@@ -137,6 +139,7 @@ class Room:
         "_remote_aw",
         "_renewed",
         "_step1_owed",
+        "_sv",
         "_tasks",
         "_tracker",
         "_whole",
@@ -168,6 +171,9 @@ class Room:
         self._doc: Doc[Any] | None = None
         self._cold: bytes | None = chunks[0] if len(chunks) == 1 else None
         self._step1_owed: set[Connection] = set()
+        # The Doc's state vector, decoded, kept current from each change's delta: decoding the Doc's own for every
+        # update would cost a pass over every client that ever wrote (thousands in an old workspace).
+        self._sv: dict[int, int] | None = None
         self.epoch = stored.epoch
         self.last_seq = stored.last_seq  # highest log sequence number known in memory
         self.applied_upto = stored.last_seq  # every seq <= this is applied here (multi-node gap detection)
@@ -230,6 +236,7 @@ class Room:
         for chunk in chunks:
             doc.apply_update(chunk)
         self._doc, self._cold = doc, None
+        self._sv = None
         if chunks:
             log.info(
                 "built %s from %d chunk(s) in %.1f ms",
@@ -360,9 +367,7 @@ class Room:
         client (it ignores what it has), and a socket's own copy of a large difference is what ten sockets that
         never read would each hold."""
         if state_vector != EMPTY_STATE_VECTOR:
-            mine = decode_state_vector(state_vector)
-            ours = decode_state_vector(self.doc.get_state())
-            if any(min(clock, ours.get(client, 0)) for client, clock in mine.items()):
+            if shares_state(state_vector, self._state_vector()):
                 diff = self.doc.get_update(state_vector)
                 if len(diff) <= self.host.settings.send_queue_max_bytes // 2:
                     return sync_step2(diff), False
@@ -388,23 +393,8 @@ class Room:
             if self.size_estimate + len(update) > self.host.settings.quota_max_document_bytes:
                 raise DocumentTooLarge(self.workspace_id)
             tracker = self.tracker
+            reached = await self._check_dependencies(update)
             before = self.doc.get_state()
-            try:
-                state = decode_state_vector(before)
-                if len(update) > CHECK_IN_THREAD_BYTES:
-                    problem = await asyncio.to_thread(missing_dependencies, update, state)
-                else:
-                    problem = missing_dependencies(update, state)
-            except UnknownStruct:
-                problem = None  # an encoding this decoder does not know: the check after applying stands
-            except ProtocolError as exc:
-                raise InvalidUpdate(f"update cannot be decoded: {exc}") from exc
-            except Exception:
-                log.exception("dependency check failed in %s; left to the check after applying", self.workspace_id)
-                problem = None
-            if problem is not None:
-                metrics.UPDATES_DROPPED.labels("missing_dependencies").inc()
-                raise MissingDependencies(problem)
             try:
                 self._changes += 1
                 with self.doc.transaction(origin=principal):
@@ -413,9 +403,11 @@ class Room:
                 if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt | SystemExit):
                     raise
                 raise InvalidUpdate(f"update cannot be applied: {exc}") from exc
-            self._check_nothing_pending(update)
+            delta = self.doc.get_update(before)
+            self._advance(delta, reached if delta == update else None)
+            self._check_nothing_pending(reached)
             changes, touched = tracker.collect()
-            request = self._submit(self.doc.get_update(before), principal, received, changes)
+            request = self._submit(delta, principal, received, changes)
         if request is None:
             metrics.UPDATES_DROPPED.labels("duplicate").inc()
             return None
@@ -435,17 +427,73 @@ class Room:
             await self.guard(touched)
         return seq
 
-    def _check_nothing_pending(self, update: bytes) -> None:
-        """After applying a client's update: every client's clock reached the end of its section, or yrs kept
-        some structs as pending (a crafted update whose references go in a circle passes the check before).
-        Those cannot be taken out of the Doc again, and what was integrated is not durable: rebuild the room
-        from the database, as after a failed commit."""
-        after = decode_state_vector(self.doc.get_state())
-        if all(after.get(client, 0) >= clock for client, clock in decode_state_vector(get_state(update)).items()):
+    async def _check_dependencies(self, update: bytes) -> dict[int, int] | None:
+        """Refuse a client's update with missing dependencies (``MissingDependencies``) before it is applied;
+        returns the clock each of its clients reaches (None if its encoding is one this decoder does not know).
+        Checked against the cached state vector; a refusal is confirmed against the Doc's own, so that a stale
+        cache can never refuse a valid update."""
+        for attempt in range(2):
+            try:
+                state = self._state_vector()
+                if len(update) > CHECK_IN_THREAD_BYTES:
+                    # A copy: updates from other nodes are applied meanwhile (they only add to it, so what
+                    # passes here still passes after).
+                    problem, reached = await asyncio.to_thread(check_update, update, dict(state))
+                    self._check_usable()
+                else:
+                    problem, reached = check_update(update, state)
+            except UnknownStruct:
+                return None  # an encoding this decoder does not know: yrs decides
+            except ProtocolError as exc:
+                raise InvalidUpdate(f"update cannot be decoded: {exc}") from exc
+            except Exception:
+                log.exception("dependency check failed in %s; left to yrs", self.workspace_id)
+                return None
+            if problem is None:
+                return reached
+            if attempt == 0:
+                self._sv = None
+        metrics.UPDATES_DROPPED.labels("missing_dependencies").inc()
+        raise MissingDependencies(problem)
+
+    def _check_nothing_pending(self, reached: dict[int, int] | None) -> None:
+        """After applying a client's update: every client's clock reached what the check says it would, or yrs
+        kept some structs as pending (a case the check missed). Those cannot be taken out of the Doc again, and
+        what was integrated is not durable: rebuild the room from the database, as after a failed commit."""
+        if reached is None:
             return
+        for attempt in range(2):
+            sv = self._state_vector()
+            if all(sv.get(client, 0) >= clock for client, clock in reached.items()):
+                return
+            if attempt == 0:
+                self._sv = None  # confirm against the Doc's own
         metrics.UPDATES_DROPPED.labels("missing_dependencies").inc()
         self.fail(MissingDependencies("structs left pending"))
         raise MissingDependencies("structs left pending")
+
+    def _state_vector(self) -> dict[int, int]:
+        """The Doc's state vector, decoded. Cached: decoding it for every update would cost a pass over every
+        client that ever wrote to the workspace (4.6 ms for 2,000)."""
+        if self._sv is None:
+            self._sv = decode_state_vector(self.doc.get_state())
+        return self._sv
+
+    def _advance(self, delta: bytes, reached: dict[int, int] | None = None) -> None:
+        """Keep the cached state vector current after a change whose new part is ``delta`` (``reached``: its end
+        clocks, when known already)."""
+        sv = self._sv
+        if sv is None or delta == EMPTY_UPDATE:
+            return
+        if reached is None:
+            try:
+                reached = update_end_clocks(delta)
+            except ProtocolError:
+                self._sv = None  # decoded again when next needed
+                return
+        for client, clock in reached.items():
+            if clock > sv.get(client, 0):
+                sv[client] = clock
 
     async def change(self, principal: Principal, fn: Callable[[Doc[Any]], T], *, guard: bool = True) -> T:
         """Run ``fn(doc)`` in one transaction attributed to ``principal``; persisted and broadcast like a client
@@ -461,7 +509,9 @@ class Room:
                     result = fn(self.doc)
             finally:
                 changes, touched = tracker.collect()
-                request = self._submit(self.doc.get_update(before), principal, time.perf_counter(), changes)
+                delta = self.doc.get_update(before)
+                self._advance(delta)
+                request = self._submit(delta, principal, time.perf_counter(), changes)
         if request is not None:
             await request.done
         if guard and touched:
@@ -578,6 +628,7 @@ class Room:
         if seq is not None:
             self.mark_applied(seq)
         delta = self.doc.get_update(before)
+        self._advance(delta)
         if delta != EMPTY_UPDATE:
             metrics.UPDATES_OUT.inc(self._broadcast(create_update_message(delta)))
 
