@@ -1,0 +1,101 @@
+"""Durable before broadcast, deterministically: with the document's append blocked by a lock another connection
+holds, a peer must receive nothing of a writer's update; once the lock is released, it receives it.
+
+The negative is not a sleep: after its update the writer changes its awareness state on the *same* socket. The
+server handles a socket's frames in order and broadcasts awareness at once, so when the peer sees that awareness
+the server has applied the update and queued it for the commit, and a server that broadcast before committing
+would already have put the update on the peer's socket, ahead of the awareness frame.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import asyncpg
+import httpx
+
+from persistence.db import Database
+from tests.support.databases import stored_document
+from tests.support.pyclient import YClient, sync_url
+from tests.support.server import ThreadServer
+from tests.support.users import workspace_with
+
+
+@asynccontextmanager
+async def _append_blocked(server: ThreadServer, workspace_id: str) -> AsyncIterator[Any]:
+    """Hold what the document's append must write: SQLite's write lock (BEGIN IMMEDIATE on the server's file; the
+    appender polls for it), or on PostgreSQL the workspace's head row in ``documents`` (the append updates it)."""
+    url = server.settings.resolved_database_url()
+    db = Database(url)
+    if db.is_sqlite:
+        path = db.sqlite_path
+        await db.dispose()
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield None
+        finally:
+            conn.execute("ROLLBACK")
+            conn.close()
+        return
+    await db.dispose()
+    pg = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://", 1))
+    try:
+        tx = pg.transaction()
+        await tx.start()
+        locked = await pg.fetch("SELECT 1 FROM documents WHERE workspace_id = $1 FOR UPDATE", workspace_id)
+        assert len(locked) == 1
+        try:
+            yield pg
+        finally:
+            await tx.rollback()
+    finally:
+        await pg.close()
+
+
+async def _stored_seq(server: ThreadServer, workspace_id: str) -> int:
+    db = Database(server.settings.resolved_database_url())
+    try:
+        return (await stored_document(db, workspace_id)).last_seq
+    finally:
+        await db.dispose()
+
+
+async def test_a_peer_receives_nothing_until_the_update_is_committed(
+    server: ThreadServer, client: httpx.Client
+) -> None:
+    wid, owner, (editor,) = workspace_with(client, "editor")
+    a, b = YClient(), YClient()
+    try:
+        for c, acct in ((a, owner), (b, editor)):
+            await c.connect(sync_url(server.ws_url, wid, acct.token))
+            await c.wait_synced()
+        a.map("m")["first"] = 1  # the document head exists and both sockets are synced and broadcast to
+        await b.wait_for(lambda: b.map("m").get("first") == 1)
+        head = await _stored_seq(server, wid)
+        received = b.updates_received
+
+        async with _append_blocked(server, wid) as pg:
+            a.map("m")["k"] = "durable"
+            a.awareness.set_local_state({"probe": 1})
+            await b.wait_for(lambda: (b.awareness.states.get(a.awareness.client_id) or {}).get("probe") == 1)
+            if pg is not None:  # the server's append is waiting for the lock, not merely not yet sent
+                await b.wait_for(
+                    lambda: pg.fetchval(
+                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = "
+                        "current_database() AND query LIKE '%doc_updates%'"
+                    )
+                )
+            assert b.map("m").get("k") is None, "the peer received an update that was not committed"
+            assert b.updates_received == received
+            assert await _stored_seq(server, wid) == head
+
+        await b.wait_for(lambda: b.map("m").get("k") == "durable")
+        assert await _stored_seq(server, wid) == head + 1
+        assert not a.errors and not b.errors
+    finally:
+        await a.close()
+        await b.close()
