@@ -10,7 +10,7 @@ would already have put the update on the peer's socket, ahead of the awareness f
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -19,6 +19,7 @@ import httpx
 
 from persistence.db import Database
 from tests.support.databases import stored_document
+from tests.support.metrics import async_wait_moved, delta, scrape
 from tests.support.pyclient import YClient, sync_url
 from tests.support.server import ThreadServer
 from tests.support.users import workspace_with
@@ -97,5 +98,49 @@ async def test_a_peer_receives_nothing_until_the_update_is_committed(
         assert await _stored_seq(server, wid) == head + 1
         assert not a.errors and not b.errors
     finally:
+        await a.close()
+        await b.close()
+
+
+async def test_a_failed_commit_closes_the_room_1011_and_the_peer_gets_the_update_only_once_stored(
+    make_server: Callable[..., ThreadServer],
+) -> None:
+    """PostgreSQL cancels the append while it waits for the head row: the room is failed (1011 to every socket)
+    and rebuilt from the database on the next join, which never had the update; the writer's reconnect re-sends
+    it (sync step 1/2), and then everyone has it."""
+    server = make_server("postgres")
+    with httpx.Client(base_url=server.base_url, timeout=30) as http:
+        wid, owner, (editor,) = workspace_with(http, "editor")
+        a, b = YClient(), YClient()
+        for c, acct in ((a, owner), (b, editor)):
+            await c.connect(sync_url(server.ws_url, wid, acct.token))
+            await c.wait_synced()
+        a.map("m")["first"] = 1
+        await b.wait_for(lambda: b.map("m").get("first") == 1)
+        head = await _stored_seq(server, wid)
+        before = scrape(http)
+        async with _append_blocked(server, wid) as pg:
+            a.map("m")["k"] = "lost"
+            waiting = await b.wait_for(
+                lambda: pg.fetchval(
+                    "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = "
+                    "current_database() AND query LIKE '%doc_updates%'"
+                )
+            )
+            assert await pg.fetchval("SELECT pg_cancel_backend($1)", waiting)
+            assert await a.wait_closed() == 1011
+            assert await b.wait_closed() == 1011
+        assert "k" not in b.map("m")
+        assert await _stored_seq(server, wid) == head
+        after = await async_wait_moved(http, before, "plait_commit_failures_total")
+        assert delta(before, after, "plait_socket_closes_total", code="1011") >= 2
+        # the next join rebuilds the room from the database; the writer's own copy brings the update back
+        await b.connect(sync_url(server.ws_url, wid, editor.token))
+        await b.wait_synced()
+        assert "k" not in b.map("m") and b.map("m").get("first") == 1
+        await a.connect(sync_url(server.ws_url, wid, owner.token))
+        await a.wait_synced()
+        await b.wait_for(lambda: b.map("m").get("k") == "lost")
+        assert await _stored_seq(server, wid) == head + 1
         await a.close()
         await b.close()

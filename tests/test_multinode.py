@@ -18,6 +18,7 @@ from websockets.asyncio.client import connect as ws_connect
 
 from persistence.migrate import upgrade
 from tests.support.databases import drop_postgres_database, fresh_database
+from tests.support.metrics import async_wait_moved, delta, scrape
 from tests.support.pyclient import YClient, sync_url
 from tests.support.redisproc import RedisProcess
 from tests.support.server import SECRET, ProcessServer, free_port
@@ -174,9 +175,12 @@ async def test_redis_restart_mid_stream_converges_from_the_database(cluster: Clu
     on_a = await _join(cluster.a, wid, owner)
     on_b = await _join(cluster.b, wid, editor)
     await asyncio.sleep(0.3)
+    a0, b0 = scrape(cluster.a.base_url), scrape(cluster.b.base_url)
     for i in range(20):
         on_a.map("m")[f"before{i}"] = i
     await on_b.wait_for(lambda: len(on_b.map("m").to_py() or {}) == 20)
+    # node B applied node A's updates from Redis (its lag histogram counts each one)
+    assert delta(b0, scrape(cluster.b.base_url), "plait_redis_fanout_lag_seconds_count") >= 1
     cluster.redis.stop()
     for i in range(20):
         on_a.map("m")[f"during{i}"] = i  # fan-out is down: only the database and node A have these
@@ -187,6 +191,10 @@ async def test_redis_restart_mid_stream_converges_from_the_database(cluster: Clu
         on_a.map("m")[f"after{i}"] = i
     await on_b.wait_for(lambda: len(on_b.map("m").to_py() or {}) == 65, timeout=20)
     await on_a.wait_for(lambda: len(on_a.map("m").to_py() or {}) == 65, timeout=20)
+    # both nodes failed to publish during the outage and caught their room up from the database after it
+    for node, before in ((cluster.a, a0), (cluster.b, b0)):
+        after = await async_wait_moved(node.base_url, before, "plait_redis_gap_repairs_total")
+        assert delta(before, after, "plait_redis_publish_failures_total") >= 1
     await on_a.close()
     await on_b.close()
 
