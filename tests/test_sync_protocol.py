@@ -28,6 +28,7 @@ from persistence.db import Database
 from persistence.docstore import DocumentStore
 from sync_server.protocol import AwarenessEntry, encode_awareness
 from tests.support.databases import stored_document
+from tests.support.metrics import async_wait_moved, scrape
 from tests.support.pyclient import YClient, async_wait_until, pycrdt_provider, sync_url
 from tests.support.server import ThreadServer
 from tests.support.users import Account, create_workspace, register, workspace_with
@@ -93,7 +94,7 @@ async def test_a_writer_is_not_sent_its_own_update_back(server: ThreadServer, cl
     for i in range(5):
         a.map("m")[str(i)] = i
         await b.wait_for(lambda i=i: b.map("m").get(str(i)) == i)
-    await asyncio.sleep(0.3)  # an echo would have left the server with b's copy
+    await a.handled()  # an echo would be queued to a with b's copy, before the server's answer to this probe
     assert b.updates_received >= b_before + 1
     assert a.updates_received == a_before
     tasks = a.doc.get("tasks", type=Map)
@@ -220,8 +221,7 @@ async def test_viewer_receives_but_cannot_write(server: ThreadServer, client: ht
     await v.wait_for(lambda: str(v.text("t")) == "visible")
     v.text("t").insert(0, "VIEWER-WRITE ")
     v.map("m")["x"] = 1
-    a.map("m")["after"] = True  # ordering marker: once a sees its own write round-trip, the viewer's was handled
-    await asyncio.sleep(0.3)
+    await v.handled(a)  # the viewer's writes were handled, and anything broadcast for them reached a
     assert v.connected, "viewer writes are dropped silently, the socket stays open"
     assert str(a.text("t")) == "visible"
     assert "x" not in a.map("m").to_py()
@@ -249,7 +249,7 @@ async def test_member_removal_closes_4403_and_demotion_makes_read_only(
     d.text("t").insert(0, "after demotion")
     a.text("u").insert(0, "marker")
     await d.wait_for(lambda: str(d.text("u")) == "marker")
-    await asyncio.sleep(0.2)
+    await d.handled(a)
     assert str(a.text("t")) == ""
     assert d.connected
     await a.close()
@@ -340,7 +340,7 @@ async def test_awareness_cannot_hijack_another_connections_client_id(
         [AwarenessEntry(a.awareness.client_id, 10_000, {"user": {"id": owner.id, "name": "fake"}})]
     )
     await b.send_raw(create_awareness_message(forged))
-    await asyncio.sleep(0.3)
+    await b.handled(c)
     assert c.awareness.states[a.awareness.client_id]["user"]["name"] == owner.display_name
     for x in (a, b, c):
         await x.close()
@@ -389,21 +389,25 @@ async def test_duplicate_updates_are_not_logged_again(server: ThreadServer, clie
     wid, owner, _ = workspace_with(client)
     a = await _client(server, wid, owner)
     a.text("t").insert(0, "once")
-    await asyncio.sleep(0.2)
     db = Database(server.settings.resolved_database_url())
     store = DocumentStore(db)
-    rows_before, _ = await store.log_size(wid)
+    rows_before = await async_wait_until(lambda: _rows(store, wid))  # the insert is logged
     full = a.doc.get_update()
     for _ in range(5):
         await a.send_raw(create_update_message(full))
-    await a.close()
+    await a.handled()
+    # a duplicate would be logged before its room answers a newcomer's step 1 (step 2 waits for the queue)
     b = await _client(server, wid, owner)
-    await asyncio.sleep(0.2)
+    await a.close()
     rows_after, _ = await store.log_size(wid)
     await db.dispose()
     assert rows_after == rows_before
     assert str(b.text("t")) == "once"
     await b.close()
+
+
+async def _rows(store: DocumentStore, wid: str) -> int:
+    return (await store.log_size(wid))[0]
 
 
 def _raw_ws_reader_that_stalls(port: int, path: str) -> socket.socket:
@@ -557,6 +561,7 @@ async def test_compaction_under_concurrent_writes_loses_nothing(make_server: obj
     with httpx.Client(base_url=srv.base_url) as http:
         wid, owner, (editor,) = workspace_with(http, "editor")
         writers = [await _client(srv, wid, owner), await _client(srv, wid, editor)]
+        before = scrape(http)
         for i in range(150):
             for n, w in enumerate(writers):
                 w.map("m")[f"{n}-{i}"] = i
@@ -565,7 +570,8 @@ async def test_compaction_under_concurrent_writes_loses_nothing(make_server: obj
         expected = {f"{n}-{i}": i for n in range(2) for i in range(150)}
         for w in writers:
             await w.wait_for(lambda w=w: w.map("m").to_py() == expected, timeout=30)
-        await asyncio.sleep(0.3)
+        # compactions ran during the writes (>=: in-process servers share the registry; 300 rows, 20 a fold)
+        await async_wait_moved(http, before, "plait_compactions_total", at_least=2)
         db = Database(srv.settings.resolved_database_url())
         stored_rows, _ = await DocumentStore(db).log_size(wid)
         snapshot = await stored_document(db, wid)
@@ -613,7 +619,7 @@ def test_sizes_of_awareness_messages_are_capped(server: ThreadServer, client: ht
         huge = encode_awareness([AwarenessEntry(12345, 1, {"blob": "x" * 200_000})])
         payload = bytes([1]) + write_var_uint(len(huge)) + huge
         await b.send_raw(payload)
-        await asyncio.sleep(0.3)
+        await b.handled(a)
         assert 12345 not in a.awareness.states
         assert json.dumps(a.awareness.states).find("xxxx") == -1
         await a.close()

@@ -32,6 +32,7 @@ import httpx
 from httpx_ws import AsyncWebSocketSession, aconnect_ws
 from pycrdt import (
     Awareness,
+    Decoder,
     Doc,
     Encoder,
     Map,
@@ -93,6 +94,8 @@ class YClient:
         self.updates_received = 0
         self.auth_messages: list[bytes] = []
         self.errors: list[BaseException] = []
+        self.awareness_clocks: dict[int, int] = {}  # highest clock the server sent per awareness client id
+        self._probes = 0
         self._remote = False  # set while applying a server message: do not echo it back
         self._outbox: asyncio.Queue[bytes | None] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
@@ -196,7 +199,13 @@ class YClient:
             if reply is not None:
                 self._outbox.put_nowait(reply)
         elif kind == YMessageType.AWARENESS:
-            self.awareness.apply_awareness_update(read_message(message[1:]), "remote")
+            payload = read_message(message[1:])
+            dec = Decoder(payload)
+            for _ in range(dec.read_var_uint()):
+                cid, clock = dec.read_var_uint(), dec.read_var_uint()
+                dec.read_var_string()
+                self.awareness_clocks[cid] = max(clock, self.awareness_clocks.get(cid, -1))
+            self.awareness.apply_awareness_update(payload, "remote")
         elif kind == MSG_QUERY_AWARENESS:
             self._send_awareness(list(self.awareness.states))
         elif kind == MSG_AUTH:
@@ -221,6 +230,19 @@ class YClient:
         if self.ws is None:
             raise RuntimeError("not connected")
         await self.ws.send(data)
+
+    async def handled(self, *observers: YClient, timeout: float = 10.0) -> None:
+        """Barrier: the server has handled every frame this client sent before, and each of ``observers`` has
+        received everything the server sent it before that. It sends a new awareness state (a ``probe`` counter
+        added to the local state) and waits for the server's echo of it, on this socket and the observers'
+        (a socket's frames are handled in order; awareness is broadcast at once, to the sender too). Use it
+        before asserting that something did *not* happen."""
+        self._probes += 1
+        self.awareness.set_local_state({**(self.awareness.get_local_state() or {}), "probe": self._probes})
+        cid = self.awareness.client_id
+        clock = int(self.awareness.meta[cid]["clock"])
+        for c in (self, *observers):
+            await c.wait_for(lambda c=c: c.awareness_clocks.get(cid, -1) >= clock, timeout)
 
     async def wait_synced(self, timeout: float = 10.0) -> None:
         try:
