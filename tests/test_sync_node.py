@@ -3,8 +3,6 @@ text, offline edits, close codes it can read (and stops retrying on), viewers, a
 
 from __future__ import annotations
 
-import time
-
 import httpx
 import pytest
 
@@ -66,9 +64,11 @@ def test_npm_client_reads_close_codes_and_stops_retrying(server: ThreadServer, c
             c.connect(f"{server.ws_url}/sync", target, token)
             close = c.wait_close()
             assert close["code"] == code
-            time.sleep(0.5)
+            # y-websocket's own record that it will not reconnect: its scheduled setupWS is then a no-op
             status = c.status()
-            assert len(status["closes"]) == 1, "4400-4499 closes must stop y-websocket's reconnect loop"
+            assert status["shouldConnect"] is False, "4400-4499 closes must stop y-websocket's reconnect loop"
+            assert status["terminalClose"]["code"] == code
+            assert len(status["closes"]) == 1
     finally:
         for c in clients:
             c.close()
@@ -86,7 +86,10 @@ def test_npm_viewer_sees_live_changes_but_never_writes(server: ThreadServer, cli
         v.create_task("viewer task")
         a.set_field(tid, "status", "in_progress")
         v.wait_for(f"state().tasks['{tid}'].status === 'in_progress'")
-        time.sleep(0.3)
+        # barrier: the viewer's awareness, sent after its writes on the same socket, has reached a
+        v.set_local_state_field("probe", 1)
+        vid = v.status()["clientId"]
+        a.wait_for(f"awareness.getStates().get({vid})?.probe === 1")
         assert list(a.tasks()) == [tid] and a.tasks()[tid]["title"] == "Visible"
         assert v.status()["connected"], "viewer writes are dropped without closing the socket"
     finally:

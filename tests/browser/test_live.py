@@ -10,6 +10,7 @@ import httpx
 import pytest
 from playwright.sync_api import expect
 
+from tests.support.node import wait_until
 from tests.support.users import add_member, create_workspace
 
 from .conftest import PHONE, Person
@@ -295,7 +296,7 @@ def test_showcase_for_the_readme(person: Callable[..., Person], api: httpx.Clien
 
 
 def test_notification_preferences_turn_off_assignment_notices(person: Callable[..., Person], api: httpx.Client) -> None:
-    a, b, _ = team(person, api)
+    a, b, wid = team(person, api)
     b.goto("/settings/notifications")
     box = b.page.get_by_role("checkbox", name="Assigned to you")
     expect(box).to_be_checked()
@@ -310,7 +311,12 @@ def test_notification_preferences_turn_off_assignment_notices(person: Callable[.
     a.page.keyboard.press("Escape")
     add_task(a, "Marker")  # a later change, so the assignment has been processed when this lands
     card(a, "Marker").get_by_label(re.compile("Status of")).select_option("done")
-    a.page.wait_for_timeout(1500)
+
+    def marker_done() -> bool:  # activity and notifications are derived in order, in one transaction per window
+        items = api.get(f"/api/workspaces/{wid}/activity", headers=a.account.headers).json()["items"]
+        return any(i["field"] == "status" and i["new_value"] == "done" for i in items)
+
+    wait_until(marker_done, 10, message="the marker's change was never derived")
     assert api.get("/api/notifications", headers=b.account.headers).json()["items"] == []
     expect(b.page.get_by_test_id("toast")).to_have_count(0)
 
