@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import re
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +16,61 @@ from tests.support.databases import drop_postgres_database, fresh_database
 from tests.support.server import ThreadServer, test_settings
 
 BACKENDS = ["sqlite", "postgres"]
+
+
+class _ErrorRecords(logging.Handler):
+    """Every ``plait.*`` record at ERROR or above, from any thread (in-process servers run in their own)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.records: list[logging.LogRecord] = []
+        self._guard = threading.Lock()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        with self._guard:
+            self.records.append(record)
+
+    def take(self) -> list[logging.LogRecord]:
+        with self._guard:
+            taken, self.records = self.records, []
+        return taken
+
+
+_ERRORS = _ErrorRecords()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "allow_errors(*patterns): plait ERROR log records whose message matches one of these regular expressions"
+        " are expected (the test provokes them); any other fails the test",
+    )
+    logging.getLogger("plait").addHandler(_ERRORS)
+
+
+def _describe(record: logging.LogRecord) -> str:
+    text = f"{record.levelname} {record.name}: {record.getMessage()}"
+    if record.exc_info:
+        text += "\n" + logging.Formatter().formatException(record.exc_info)
+    return text
+
+
+@pytest.fixture(autouse=True)
+def no_error_logs(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fail a test during which a server (or anything else) logged an unexpected ``plait.*`` ERROR: background
+    work catches and logs its errors, so without this a broken worker never turns a test red. Torn down after
+    the test's own fixtures, so errors while its servers stop count too."""
+    _ERRORS.take()  # what earlier tests' leftovers logged between tests belongs to no test
+    yield
+    marker = request.node.get_closest_marker("allow_errors")
+    allowed = [re.compile(p) for p in (marker.args if marker else ())]
+    unexpected = [r for r in _ERRORS.take() if not any(p.search(r.getMessage()) for p in allowed)]
+    if unexpected:
+        lines = [_describe(r) for r in unexpected]
+        pytest.fail(
+            "unexpected error log records (mark the test allow_errors if it provokes them):\n" + "\n".join(lines),
+            pytrace=False,
+        )
 
 
 @pytest.fixture(scope="session", params=BACKENDS)

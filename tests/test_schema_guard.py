@@ -72,6 +72,7 @@ def test_tracker_reports_field_level_changes() -> None:
     tracker.close()
 
 
+@pytest.mark.allow_errors(r"^task change tracking failed$")
 def test_a_failing_tracker_never_breaks_applying_an_update(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:

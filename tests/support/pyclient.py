@@ -80,7 +80,12 @@ async def async_wait_until(
 class YClient:
     """One Doc + Awareness synchronised over one y-websocket connection at a time (reconnectable)."""
 
-    def __init__(self, doc: Doc[Any] | None = None, *, user_state: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, doc: Doc[Any] | None = None, *, user_state: dict[str, Any] | None = None, allow_errors: bool = False
+    ) -> None:
+        """``allow_errors``: the test reads ``errors`` itself; otherwise closing (or aborting) the client fails if
+        a frame from the server could not be handled."""
+        self.allow_errors = allow_errors
         self.doc = doc if doc is not None else Doc()
         self.awareness = Awareness(self.doc)
         if user_state is not None:
@@ -294,6 +299,9 @@ class YClient:
             with suppress(asyncio.CancelledError):
                 await asyncio.wait_for(task, 10)
         self._tasks = []
+        if self.errors and not self.allow_errors:
+            errors, self.errors = self.errors, []
+            raise AssertionError(f"the server sent frames this client could not handle: {errors!r}")
 
     async def __aenter__(self) -> YClient:
         return self

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -18,6 +20,9 @@ import uvicorn
 
 from persistence.settings import Settings
 
+# plait serve's log format (api/cli.py): "<asctime> <LEVEL> <logger>: <message>"
+LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \S+ [A-Z]+ ")
+ERROR_LINE = re.compile(r"^\S+ \S+ (ERROR|CRITICAL) ")
 SECRET = "test-secret-key-that-is-long-enough-for-hs256-0123456789"
 
 
@@ -96,10 +101,12 @@ class ThreadServer:
         return self
 
     def stop(self) -> None:
+        """Graceful shutdown; a server still running 15 s later is a hang, and fails the test."""
         if self._server is not None:
             self._server.should_exit = True
         if self._thread is not None:
             self._thread.join(timeout=15)
+            assert not self._thread.is_alive(), f"the server on port {self.port} did not shut down within 15 s"
 
 
 @dataclass
@@ -110,6 +117,9 @@ class ProcessServer:
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
+    allow_errors: tuple[str, ...] = ()  # regular expressions for error lines the test provokes on purpose
+    _log_from: int = 0
+    _own_log: bool = False
 
     @property
     def base_url(self) -> str:
@@ -127,23 +137,66 @@ class ProcessServer:
             "PLAIT_REGISTER_MAX_PER_ADDRESS": "0",
         }
         env = {**os.environ, **cheap_hashing, **self.env, "PLAIT_PORT": str(self.port), "PLAIT_HOST": "127.0.0.1"}
-        out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "api", "serve"], env=env, stdout=out, stderr=subprocess.STDOUT
-        )
+        if self.log_path is None:  # the log is always kept: stop() reads it
+            fd, name = tempfile.mkstemp(prefix="plait-serve-", suffix=".log")
+            os.close(fd)
+            self.log_path, self._own_log = Path(name), True
+        self._log_from = self.log_path.stat().st_size if self.log_path.exists() else 0
+        with open(self.log_path, "ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "api", "serve"], env=env, stdout=out, stderr=subprocess.STDOUT
+            )
         wait_ready(self.base_url)
         return self
 
+    def log(self) -> str:
+        """What this process wrote to its log (a log shared by restarts: from this start on)."""
+        if self.log_path is None or not self.log_path.exists():
+            return ""
+        with open(self.log_path, "rb") as f:
+            f.seek(self._log_from)
+            return f.read().decode(errors="replace")
+
+    def check_log(self) -> None:
+        """No traceback and no ERROR line in the log, except those ``allow_errors`` expects."""
+        allowed = [re.compile(p) for p in self.allow_errors]
+        text = self.log()
+        bad: list[str] = []
+        excused = False  # the log entry this line continues was an allowed error (its traceback is too)
+        for line in text.splitlines():
+            if LOG_LINE.match(line):
+                excused = any(p.search(line) for p in allowed)
+                if ERROR_LINE.match(line) and not excused:
+                    bad.append(line)
+            elif line.startswith("Traceback") and not excused:
+                bad.append(line)
+        assert not bad, f"plait serve on port {self.port} logged errors:\n{text[-6000:]}"
+
     def kill(self) -> None:
-        """kill -9: no shutdown handler runs."""
+        """kill -9: no shutdown handler runs (what it logged until then is still checked)."""
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait(10)
+            self.check_log()
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        """SIGTERM and a clean exit: a process still running 15 s later is killed and fails the test, as does
+        an error in its log. uvicorn re-raises the SIGTERM it handled once shut down, so a clean exit is -15
+        (or 0) after "Application shutdown complete"."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is not None:  # killed, or it exited on its own: what it logged is still checked
+            self.check_log()
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            code = self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+            raise AssertionError(f"plait serve on port {self.port} did not exit within 15 s of SIGTERM") from None
+        assert code in (0, -signal.SIGTERM), f"plait serve exited with {code}:\n{self.log()[-4000:]}"
+        assert "Application shutdown complete" in self.log(), self.log()[-4000:]
+        self.check_log()
+        if self._own_log and self.log_path is not None:
+            self.log_path.unlink(missing_ok=True)
