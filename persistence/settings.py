@@ -116,6 +116,9 @@ class Settings(BaseSettings):
     compaction_max_updates: int = 500
     compaction_max_bytes: int = 8 * 1024 * 1024
     room_idle_seconds: float = 30.0
+    sync_keepalive_seconds: float = Field(
+        default=10.0, gt=0, description="A socket sent nothing for this long gets an empty awareness update"
+    )
     derive_batch_ms: float = Field(
         default=250.0, description="Activity and notifications are derived in one transaction per workspace per window"
     )

@@ -635,7 +635,7 @@ class SyncService:
 
     async def _janitor_loop(self) -> None:
         """Unload idle rooms and keep quiet sockets alive."""
-        interval = max(0.2, min(5.0, self.settings.room_idle_seconds / 2))
+        interval = max(0.2, min(5.0, self.settings.room_idle_seconds / 2, self.settings.sync_keepalive_seconds / 2))
         while True:
             await asyncio.sleep(interval)
             now = time.monotonic()
@@ -651,7 +651,7 @@ class SyncService:
                     log.info("unloaded idle room %s", wid)
                 room.expire_local_awareness(self.settings.awareness_timeout_seconds)
                 for conn in list(room.conns):
-                    if now - conn.last_sent > 10:
+                    if now - conn.last_sent > self.settings.sync_keepalive_seconds:
                         conn.send(KEEPALIVE)
                         conn.last_sent = now
             metrics.ROOMS.set(len(self.rooms))
