@@ -111,3 +111,53 @@ def test_restoring_a_version_with_more_tasks_than_the_quota_is_refused_413(
 
 def _items(body: object) -> list[dict[str, object]]:
     return list(body["items"] if isinstance(body, dict) else body)  # type: ignore[arg-type]
+
+
+async def test_offline_changes_notify_and_log_activity_exactly_once(server: ThreadServer, client: httpx.Client) -> None:
+    """An assignment made offline reaches the server on reconnect and is derived once; the same history sent
+    again (another reconnect, a second tab with a copy of the document) derives nothing more."""
+    wid, owner, (editor,) = workspace_with(client, "editor")
+    tasks = f"/api/workspaces/{wid}/tasks"
+    tid = client.post(tasks, json={"title": "offline"}, headers=owner.headers).json()["id"]
+    a = YClient()
+    url = sync_url(server.ws_url, wid, owner.token)
+    await a.connect(url)
+    await a.wait_synced()
+    await a.wait_for(lambda: tid in a.tasks())
+    await a.abort()
+    a.tasks_map()[tid]["assignee_id"] = editor.id  # offline: sent by the sync exchange on reconnect
+    await a.connect(url)
+    await a.wait_synced()
+
+    def assigned() -> list[dict[str, object]]:
+        items = client.get("/api/notifications", headers=editor.headers).json()["items"]
+        return [n for n in items if n["type"] == "task_assigned" and n["task_id"] == tid]
+
+    await asyncio.to_thread(lambda: _wait(assigned))
+    # the same history again: a reconnect, and a second tab holding a copy of the document
+    await a.abort()
+    await a.connect(url)
+    await a.wait_synced()
+    copy = YClient()
+    copy.doc.apply_update(a.doc.get_update())
+    await copy.connect(url)
+    await copy.wait_synced()
+    await copy.handled()
+    # a later change as the barrier: derivation is in order, so once its activity is stored, so is any duplicate
+    assert client.patch(f"{tasks}/{tid}", json={"title": "marker"}, headers=owner.headers).status_code == 200
+
+    def activity() -> list[dict[str, object]]:
+        r = client.get(f"/api/workspaces/{wid}/activity", headers=owner.headers)
+        return list(r.json()["items"])
+
+    await asyncio.to_thread(lambda: _wait(lambda: any(i["field"] == "title" for i in activity())))
+    assert len(assigned()) == 1, "notified once"
+    assert len([i for i in activity() if i["field"] == "assignee_id"]) == 1, "logged once"
+    await a.close()
+    await copy.close()
+
+
+def _wait(fn: Callable[[], object], timeout: float = 10.0) -> object:
+    from tests.support.node import wait_until
+
+    return wait_until(fn, timeout)

@@ -13,9 +13,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from pycrdt import Awareness, Doc, read_message
+from pycrdt import Awareness, Doc, Map, read_message
 from websockets.asyncio.client import connect as ws_connect
 
+from persistence.db import Database
+from persistence.docstore import DocumentStore, PendingUpdate
 from persistence.migrate import upgrade
 from tests.support.databases import drop_postgres_database, fresh_database
 from tests.support.metrics import async_wait_moved, delta, scrape
@@ -280,4 +282,42 @@ async def test_a_state_whose_removal_was_lost_with_redis_goes_after_the_reconnec
     await on_b.wait_for(lambda: on_a.awareness.client_id not in on_b.awareness.states, timeout=15)
     assert stays.awareness.client_id in on_b.awareness.states, "a state its node still answers for stays"
     await stays.close()
+    await on_b.close()
+
+
+async def _orphan_commit(cluster: Cluster, wid: str, key: str) -> None:
+    """An update committed by a node that died before publishing it: in the log, never on Redis."""
+    doc: Doc = Doc()
+    doc.get("m", type=Map)[key] = True
+    db = Database(cluster.env["PLAIT_DATABASE_URL"])
+    store = DocumentStore(db)
+    try:
+        await store.append_batch([PendingUpdate(wid, doc.get_update(), None)])
+    finally:
+        await store.close()
+        await db.dispose()
+
+
+@pytest.mark.parametrize("followed", [True, False], ids=["hole-then-later-updates", "head-ahead-quiet"])
+async def test_an_update_missing_from_the_fan_out_is_repaired_from_the_database(
+    cluster: Cluster, followed: bool
+) -> None:
+    """A sequence hole (a later update arrives, an earlier one never will) is caught up from the database; so is
+    a room whose log head in the database is ahead of memory with nothing arriving after it (the periodic head
+    check). Not through a Redis reconnect: Redis stays up."""
+    wid, owner, editor = _setup(cluster)
+    on_a = await _join(cluster.a, wid, owner)
+    on_b = await _join(cluster.b, wid, editor)
+    on_a.map("m")["first"] = 1
+    await on_b.wait_for(lambda: on_b.map("m").get("first") == 1)
+    before = [(n, scrape(n.base_url)) for n in (cluster.a, cluster.b)]
+    await _orphan_commit(cluster, wid, "orphan")
+    if followed:
+        on_a.map("m")["later"] = 1  # its seq arrives at node B with the orphan's missing before it
+        await on_b.wait_for(lambda: on_b.map("m").get("later") == 1)
+    for c in (on_a, on_b):
+        await c.wait_for(lambda c=c: c.map("m").get("orphan") is True, timeout=15)
+    for node, samples in before:
+        await async_wait_moved(node.base_url, samples, "plait_redis_gap_repairs_total")
+    await on_a.close()
     await on_b.close()

@@ -7,12 +7,13 @@ import signal
 import sqlite3
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 
-from tests.support.server import SECRET, ProcessServer
-from tests.support.users import create_workspace, register
+from tests.support.server import SECRET, ProcessServer, ThreadServer
+from tests.support.users import create_workspace, register, workspace_with
 
 
 def test_sigterm_right_after_description_edits_exits_and_writes_the_held_summary(tmp_path: Path) -> None:
@@ -46,3 +47,17 @@ def test_sigterm_right_after_description_edits_exits_and_writes_the_held_summary
     summaries = [json.loads(s) for (s,) in rows if s]
     # one row for the run of typing, grown by the second edit: what was held back at the SIGTERM
     assert summaries == [{"inserted": len("first words and more"), "deleted": 0}], summaries
+
+
+def test_an_in_process_server_stops_right_after_description_edits(make_server: Callable[..., ThreadServer]) -> None:
+    """The same window through the in-process server the suite mostly uses: ThreadServer.stop() fails when
+    the server is still running 15 s later (it hung here before the fix)."""
+    srv = make_server("sqlite")
+    with httpx.Client(base_url=srv.base_url, timeout=30) as http:
+        wid, owner, _ = workspace_with(http)
+        tasks = f"/api/workspaces/{wid}/tasks"
+        tid = http.post(tasks, json={"title": "typed"}, headers=owner.headers).json()["id"]
+        for text in ("first draft", "first draft, longer"):
+            assert http.patch(f"{tasks}/{tid}", json={"description": text}, headers=owner.headers).status_code == 200
+            time.sleep(0.6)  # the scenario: a second edit grows the first summary, which is then held back (2 s)
+    srv.stop()

@@ -104,9 +104,10 @@ class ThreadServer:
         """Graceful shutdown; a server still running 15 s later is a hang, and fails the test."""
         if self._server is not None:
             self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(timeout=15)
-            assert not self._thread.is_alive(), f"the server on port {self.port} did not shut down within 15 s"
+        thread, self._thread = self._thread, None  # stop once: a failed stop is not waited for again
+        if thread is not None:
+            thread.join(timeout=15)
+            assert not thread.is_alive(), f"the server on port {self.port} did not shut down within 15 s"
 
 
 @dataclass
@@ -170,7 +171,7 @@ class ProcessServer:
                     bad.append(line)
             elif line.startswith("Traceback") and not excused:
                 bad.append(line)
-        assert not bad, f"plait serve on port {self.port} logged errors:\n{text[-6000:]}"
+        assert not bad, f"plait serve on port {self.port} logged errors:\n" + "\n".join(bad) + f"\n---\n{text[-4000:]}"
 
     def kill(self) -> None:
         """kill -9: no shutdown handler runs (what it logged until then is still checked)."""
