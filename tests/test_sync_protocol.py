@@ -28,7 +28,7 @@ from persistence.db import Database
 from persistence.docstore import DocumentStore
 from sync_server.protocol import AwarenessEntry, encode_awareness
 from tests.support.databases import stored_document
-from tests.support.metrics import async_wait_moved, scrape
+from tests.support.metrics import async_wait_moved, delta, scrape
 from tests.support.pyclient import YClient, async_wait_until, pycrdt_provider, sync_url
 from tests.support.server import ThreadServer
 from tests.support.users import Account, create_workspace, register, workspace_with
@@ -317,9 +317,9 @@ async def test_awareness_newcomer_removal_query_and_identity(server: ThreadServe
     assert state["user"] == {"id": owner.id, "name": owner.display_name}
     assert state["cursor"] == 3
     # query-awareness (type 3) is answered
-    before = b.messages_received
+    b.awareness_clocks.pop(a.awareness.client_id)  # a sends nothing more: only the answer brings it back
     await b.send_raw(b"\x03")
-    await b.wait_for(lambda: b.messages_received > before)
+    await b.wait_for(lambda: a.awareness.client_id in b.awareness_clocks)
     # an abrupt close removes the states it controlled for everyone, immediately
     b.awareness.set_local_state({"user": {"id": editor.id, "name": editor.display_name}})
     await a.wait_for(lambda: b.awareness.client_id in peers(a))
@@ -473,6 +473,7 @@ async def test_slow_reader_is_closed_1013_without_stalling_others(make_server: o
         reader = await _client(srv, wid, owner)
         slow = _raw_ws_reader_that_stalls(srv.port, f"/sync/{wid}?token={owner.token}")
         await asyncio.sleep(0.2)
+        before = scrape(http)
         chunk = "x" * 4000
         for i in range(3000):  # 12 MB: more than the server's send buffer (4 MB) plus the 2 MiB queue limit
             writer.text("t").insert(0, chunk)
@@ -482,10 +483,35 @@ async def test_slow_reader_is_closed_1013_without_stalling_others(make_server: o
         code = await asyncio.to_thread(_read_close_code, slow, 30)
         slow.close()
         assert code == 1013
-        overflows = [ln for ln in http.get("/metrics").text.splitlines() if ln.startswith("plait_send_queue_overflows")]
-        assert overflows and float(overflows[0].split()[-1]) >= 1, overflows
+        # >=: the registry is the process's, shared with other in-process servers (closes{1013}: see below)
+        await async_wait_moved(http, before, "plait_send_queue_overflows_total")
         await writer.close()
         await reader.close()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="docs/operations.md lists 1013 (slow-client overflow) among plait_socket_closes_total's codes, but an"
+    " overflow is only counted in plait_send_queue_overflows_total (sync_server/connection.py)",
+)
+async def test_a_slow_reader_close_is_counted_among_socket_closes(make_server: object) -> None:
+    srv = make_server(send_queue_max_bytes=512 * 1024)  # type: ignore[operator]
+    with httpx.Client(base_url=srv.base_url) as http:
+        wid, owner, _ = workspace_with(http)
+        writer = await _client(srv, wid, owner)
+        slow = _raw_ws_reader_that_stalls(srv.port, f"/sync/{wid}?token={owner.token}")
+        await asyncio.sleep(0.2)
+        before = scrape(http)
+        for i in range(2000):  # 8 MB: past the socket buffers and the 512 KiB queue limit
+            writer.text("t").insert(0, "x" * 4000)
+            if i % 5 == 0:
+                await asyncio.sleep(0.005)
+        code = await asyncio.to_thread(_read_close_code, slow, 30)
+        slow.close()
+        await writer.close()
+        assert code == 1013
+        after = await async_wait_moved(http, before, "plait_send_queue_overflows_total")
+        assert delta(before, after, "plait_socket_closes_total", code="1013") >= 1
 
 
 async def test_a_reader_that_falls_behind_and_recovers_gets_every_update_in_order(make_server: object) -> None:
