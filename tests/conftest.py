@@ -45,6 +45,7 @@ def pytest_configure(config: pytest.Config) -> None:
         "allow_errors(*patterns): plait ERROR log records whose message matches one of these regular expressions"
         " are expected (the test provokes them); any other fails the test",
     )
+    config.addinivalue_line("markers", "node_env(**settings): extra PLAIT_* environment for a test's nodes")
     logging.getLogger("plait").addHandler(_ERRORS)
 
 
