@@ -152,7 +152,10 @@ async def test_postgres_restart_under_load_loses_nothing_and_recovers(pg: PgServ
         r"ERROR plait\.sync\.writer: commit of \d+ updates failed",
         r"ERROR plait\.sync\.room: room \S+ failed \(",
         r"ERROR plait\.notifications: (recording activity/notifications for \S+|writing activity summaries) failed",
-        r"ERROR plait\.sync: (compaction of \S+ failed|cluster maintenance failed)",
+        r"ERROR plait\.sync: (compaction of \S+ failed|cluster maintenance failed|catch-up of \S+ failed)",
+        r"ERROR plait\.sync\.room: schema guard failed in \S+$",
+        r"ERROR plait\.webhooks: (webhook delivery round failed|deriving webhook deliveries for \S+ failed)",
+        r"ERROR plait\.versions: automatic version of \S+ failed",
     )
     server = ProcessServer(env, log_path=log, allow_errors=outage_errors).start()
     try:
