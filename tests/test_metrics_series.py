@@ -52,6 +52,18 @@ def http(node: ProcessServer) -> Iterator[httpx.Client]:
         yield c
 
 
+@pytest.fixture(autouse=True)
+async def quiet(http: httpx.Client) -> None:
+    """Start from a quiet server: every socket of an earlier test has left (the gauge is decremented in the same
+    step that broadcasts the leave), so nothing of it moves this test's deltas."""
+
+    def idle() -> bool:
+        s = scrape(http)
+        return not any(v for (name, _), v in s.items() if name == "plait_connections")
+
+    await async_wait_until(idle)
+
+
 async def _join(node: ProcessServer, wid: str, token: str, **kw: object) -> YClient:
     c = YClient(**kw)  # type: ignore[arg-type]
     await c.connect(sync_url(node.ws_url, wid, token))
