@@ -146,3 +146,36 @@ async def test_a_failed_commit_closes_the_room_1011_and_the_peer_gets_the_update
         assert await _stored_seq(server, wid) == head + 1
         await a.close()
         await b.close()
+
+
+async def test_a_writer_waits_once_its_room_has_pending_limit_updates_uncommitted(
+    make_server: Callable[..., ThreadServer],
+) -> None:
+    """Write back-pressure (sync_server/room.py PENDING_LIMIT): with commits blocked, a socket's updates are
+    applied until the room holds PENDING_LIMIT + 1 uncommitted ones; then its reader waits, so later frames of
+    that socket (here its awareness) are not handled until the database catches up. Then everything arrives."""
+    from sync_server.room import PENDING_LIMIT
+
+    server = make_server("sqlite")
+    rooms = server._server.config.app.state.ctx.sync.rooms  # type: ignore[union-attr]
+    with httpx.Client(base_url=server.base_url, timeout=30) as http:
+        wid, owner, (editor,) = workspace_with(http, "editor")
+    w, o = YClient(), YClient()
+    for c, acct in ((w, owner), (o, editor)):
+        await c.connect(sync_url(server.ws_url, wid, acct.token))
+        await c.wait_synced()
+    total = PENDING_LIMIT + 100
+    async with _append_blocked(server, wid):
+        for i in range(total):
+            w.map("m")[str(i)] = i
+        w.awareness.set_local_state({"probe": 1})  # after every update, on the same socket
+        await o.wait_for(lambda: len(rooms[wid]._pending) == PENDING_LIMIT + 1, timeout=30)
+        await o.handled()  # the server is handling other sockets meanwhile
+        assert len(rooms[wid]._pending) == PENDING_LIMIT + 1, "the writer's reader did not wait"
+        assert (o.awareness.states.get(w.awareness.client_id) or {}).get("probe") is None
+        assert o.map("m").get("0") is None
+    await o.wait_for(lambda: len(o.map("m")) == total, timeout=60)
+    await o.wait_for(lambda: (o.awareness.states.get(w.awareness.client_id) or {}).get("probe") == 1)
+    assert await _stored_seq(server, wid) == total
+    await w.close()
+    await o.close()
