@@ -35,6 +35,7 @@ CLOSE_UNSUPPORTED = 1003
 CLOSE_ABNORMAL = 1006  # never sent: what a socket that dropped without a close frame reports
 CLOSE_TOO_BIG = 1009
 CLOSE_INTERNAL = 1011
+CLOSE_SERVICE_RESTART = 1012  # a node stopping: what uvicorn sends its sockets, and what the service sends
 CLOSE_TRY_AGAIN = 1013
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
@@ -328,6 +329,7 @@ class Connection:
         ):
             log.warning("closing slow client conn=%s user=%s: send buffer full", self.id, self.user_id)
             metrics.SEND_QUEUE_OVERFLOWS.inc()
+            metrics.CLOSES.labels(str(CLOSE_TRY_AGAIN)).inc()
             self.close(CLOSE_TRY_AGAIN, "send buffer full")
             return False
         if self._queue is None:

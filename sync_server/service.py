@@ -32,6 +32,7 @@ from .connection import (
     CLOSE_INTERNAL,
     CLOSE_NOT_FOUND,
     CLOSE_RATE_LIMITED,
+    CLOSE_SERVICE_RESTART,
     CLOSE_TOO_BIG,
     CLOSE_TOO_MANY_SOCKETS,
     CLOSE_UNAUTHENTICATED,
@@ -108,7 +109,7 @@ class SyncService:
         open for the workers that derive from what was committed; ``close`` ends them after those stop."""
         for room in list(self.rooms.values()):
             for conn in list(room.conns):
-                conn.close(1001, "server shutting down")
+                conn.close(CLOSE_SERVICE_RESTART, "server restarting, reconnect")
         await self.writer.stop()
         for task in (self._janitor, self._cluster):
             if task is not None:

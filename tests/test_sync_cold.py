@@ -9,7 +9,6 @@ import time
 from typing import Any
 
 import httpx
-import pytest
 from pycrdt import Doc, Map, Text
 
 from persistence.db import Database
@@ -145,27 +144,20 @@ async def test_shutdown_folds_the_log_of_loaded_rooms(make_server: Any, backend:
             a.map("m")[f"k{i}"] = i
         await a.wait_for(lambda: _rooms(srv)[wid].tail_count == 30)
         srv.stop()  # fails if the server is still running 15 s later
-        # told to reconnect (to another node): uvicorn closes sockets with 1012 before the app's shutdown sends
-        # the 1001 docs/protocol.md documents (test_shutdown_closes_sockets_1001_as_documented)
-        assert await a.wait_closed() in (1001, 1012)
+        assert await a.wait_closed() == 1012  # told to reconnect (to another node)
     stored = await _stored(srv, wid)
     assert stored.snapshot is not None and stored.updates == [] and stored.snapshot_seq == 30
     assert _doc_of(stored).get("m", type=Map).to_py() == {f"k{i}": i for i in range(30)}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="docs/protocol.md promises 1001 'server shutting down'; uvicorn closes every socket with 1012 first,"
-    " so the app's 1001 (SyncService.stop) never reaches a client. Strict: passes once the server or the doc is fixed",
-)
-async def test_shutdown_closes_sockets_1001_as_documented(make_server: Any) -> None:
+async def test_shutdown_closes_sockets_1012_as_documented(make_server: Any) -> None:
     srv = make_server("sqlite")
     with httpx.Client(base_url=srv.base_url) as http:
         wid, owner, _ = workspace_with(http)
         a = await _client(srv, wid, owner)
         srv.stop()
         code = await a.wait_closed()
-    assert (code, a.close_reason) == (1001, "server shutting down")
+    assert code == 1012, "docs/protocol.md: a stopping node closes its sockets with 1012"
 
 
 def _doc_of(stored: StoredDocument) -> Doc[Any]:

@@ -489,11 +489,6 @@ async def test_slow_reader_is_closed_1013_without_stalling_others(make_server: o
         await reader.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="docs/operations.md lists 1013 (slow-client overflow) among plait_socket_closes_total's codes, but an"
-    " overflow is only counted in plait_send_queue_overflows_total (sync_server/connection.py)",
-)
 async def test_a_slow_reader_close_is_counted_among_socket_closes(make_server: object) -> None:
     srv = make_server(send_queue_max_bytes=512 * 1024)  # type: ignore[operator]
     with httpx.Client(base_url=srv.base_url) as http:
