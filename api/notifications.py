@@ -31,7 +31,16 @@ from api.activity_coalescing import ActivityCoalescer
 from api.schemas import as_utc
 from persistence.db import Database
 from persistence.docstore import DocumentStore
-from persistence.models import Activity, Membership, Notification, NotificationPreference, User, new_id, utcnow
+from persistence.models import (
+    Activity,
+    Membership,
+    Notification,
+    NotificationPreference,
+    User,
+    Workspace,
+    new_id,
+    utcnow,
+)
 from sync_server import metrics
 from sync_server.schema import TaskChange
 
@@ -342,6 +351,7 @@ class NotificationService:
         self._task: asyncio.Task[None] | None = None
         self.processed = 0
         self.failures = 0
+        self.dropped = 0  # windows of workspaces deleted before they were recorded
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="plait-notifications")
@@ -416,17 +426,27 @@ class NotificationService:
         except Exception:
             self.coalescer.forget()
             if len(merged) == 1:
-                self.failures += 1
-                log.exception("recording activity/notifications for %s failed", next(iter(merged)))
+                await self._failed(next(iter(merged)))
                 return
         for wid, items in merged.items():
             try:
                 await self.record(wid, items)
                 self.processed += 1
             except Exception:
-                self.failures += 1
                 self.coalescer.forget()
-                log.exception("recording activity/notifications for %s failed", wid)
+                await self._failed(wid)
+
+    async def _failed(self, workspace_id: str) -> None:
+        """Report a workspace's window that could not be recorded (inside the ``except`` that caught it); a
+        workspace deleted meanwhile is no error: its activity and notifications went with it."""
+        async with self.db.session() as s:
+            deleted = await s.get(Workspace, workspace_id) is None
+        if deleted:
+            self.dropped += 1
+            log.info("workspace %s was deleted before its activity was recorded: dropped", workspace_id)
+            return
+        self.failures += 1
+        log.exception("recording activity/notifications for %s failed", workspace_id)
 
     async def record(self, workspace_id: str, items: list[tuple[int, str | None, list[TaskChange]]]) -> None:
         publish(self.db, await self._record({workspace_id: items}))

@@ -20,6 +20,7 @@ from pycrdt import Doc, Map, Text
 from sqlalchemy import delete, func, select
 
 from api.schemas import as_utc
+from persistence.docstore import UnknownDocument
 from persistence.models import Activity, DocVersion, Workspace, new_id, utcnow
 from sync_server import schema
 
@@ -249,8 +250,11 @@ class VersionService:
                     self.saved += 1
                 except asyncio.CancelledError:
                     raise
+                except UnknownDocument:
+                    self._dirty.discard(wid)
+                    log.info("automatic version of %s skipped: the workspace was deleted", wid)
                 except Exception:
-                    self._dirty.discard(wid)  # e.g. the workspace was deleted; the next change marks it again
+                    self._dirty.discard(wid)  # the next change marks it again
                     log.exception("automatic version of %s failed", wid)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)

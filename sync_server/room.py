@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from pycrdt import Doc, create_awareness_message, create_update_message, merge_updates
 from pycrdt._sync import create_sync_step1_message
 
-from persistence.docstore import StoredDocument
+from persistence.docstore import StoredDocument, UnknownDocument
 
 from . import metrics
-from .connection import CLOSE_INTERNAL, Connection, Principal, binary_frame
+from .connection import CLOSE_INTERNAL, CLOSE_NOT_FOUND, Connection, Principal, binary_frame
 from .protocol import (
     EMPTY_STATE_VECTOR,
     EMPTY_UPDATE,
@@ -700,7 +700,14 @@ class Room:
         if self.broken:
             return
         self.broken = True
-        log.error("room %s failed (%r): closing its sockets and reloading from the database", self.workspace_id, error)
+        if isinstance(error, UnknownDocument):  # deleted meanwhile: its sockets were told (4403), nothing is lost
+            log.info("room %s: the workspace was deleted; unloading", self.workspace_id)
+            code, reason = CLOSE_NOT_FOUND, "workspace not found"
+        else:
+            log.error(
+                "room %s failed (%r): closing its sockets and reloading from the database", self.workspace_id, error
+            )
+            code, reason = CLOSE_INTERNAL, "storage failure, reconnect"
         for r in self._pending:
             r.cancelled = True
             if not r.done.done():
@@ -709,8 +716,8 @@ class Room:
         self._pending.clear()
         self._drained.set()
         for conn in list(self.conns):
-            conn.close(CLOSE_INTERNAL, "storage failure, reconnect")
-            metrics.CLOSES.labels(str(CLOSE_INTERNAL)).inc()
+            conn.close(code, reason)
+            metrics.CLOSES.labels(str(code)).inc()
         self.host.room_failed(self)
 
     def _check_usable(self) -> None:

@@ -479,6 +479,8 @@ class SyncService:
                 )
         except RoomFailed:
             pass  # the room is being rebuilt from the database; its log stays as it is
+        except UnknownDocument:
+            log.info("compaction of %s skipped: the workspace was deleted", room.workspace_id)
         except Exception:
             log.exception("compaction of %s failed (nothing lost; retried later)", room.workspace_id)
         finally:

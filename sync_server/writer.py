@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from persistence.docstore import DocumentStore, PendingUpdate
+from persistence.docstore import DocumentStore, PendingUpdate, UnknownDocument
 
 from . import metrics
 from .schema import TaskChange
@@ -85,15 +85,22 @@ class GroupCommitWriter:
         started = time.perf_counter()
         try:
             seqs = await self.store.append_batch([PendingUpdate(r.workspace_id, r.data, r.actor_id) for r in batch])
+        except UnknownDocument as exc:
+            # The workspace was deleted while its update waited (nothing of the batch was written): only its
+            # own requests fail; the others are committed without it.
+            gone = str(exc.args[0]) if exc.args else ""
+            log.info("workspace %s was deleted before its update was committed: dropped", gone)
+            self._fail([r for r in batch if r.workspace_id == gone], exc)
+            rest = [r for r in batch if r.workspace_id != gone]
+            if rest and len(rest) < len(batch):
+                await self._commit(rest)
+            elif rest:
+                self._fail(rest, exc)
+            return
         except Exception as exc:
             log.error("commit of %d updates failed: %r", len(batch), exc)
             metrics.COMMIT_FAILURES.inc()
-            for r in batch:
-                r.error = exc
-                if not r.done.done():
-                    r.done.set_exception(exc)
-                    r.done.exception()  # mark retrieved: the room reports it
-                r.on_done(r)
+            self._fail(batch, exc)
             return
         metrics.COMMIT_SECONDS.observe(time.perf_counter() - started)
         metrics.COMMIT_BATCH.observe(len(batch))
@@ -101,4 +108,13 @@ class GroupCommitWriter:
             r.seq = seq
             if not r.done.done():
                 r.done.set_result(seq)
+            r.on_done(r)
+
+    @staticmethod
+    def _fail(requests: list[WriteRequest], exc: BaseException) -> None:
+        for r in requests:
+            r.error = exc
+            if not r.done.done():
+                r.done.set_exception(exc)
+                r.done.exception()  # mark retrieved: the room reports it
             r.on_done(r)

@@ -427,3 +427,28 @@ async def test_a_job_in_log_order_commits_or_leaves_nothing_and_queues_with_the_
     async with store.db.session() as s:  # rolled back: the head is where the last append left it
         head = await s.scalar(select(Document.last_seq).where(Document.workspace_id == wid))
     assert head == 7
+
+
+async def test_a_deleted_workspace_in_a_group_commit_fails_alone(store: DocumentStore) -> None:
+    """A workspace deleted while an update of it waited for the commit must not fail the batch's other
+    workspaces (their rooms would be closed 1011 and rebuilt): only its own requests fail, without an error."""
+    from sync_server.writer import GroupCommitWriter, WriteRequest
+
+    kept = await new_document(store.db)
+    gone = str(uuid.uuid4())  # no document head: what a deleted workspace leaves
+    writer = GroupCommitWriter(store)
+    done: list[WriteRequest] = []
+    requests = [
+        WriteRequest(wid, data, None, done.append)
+        for wid, data in ((kept, _updates(1, "a")[0]), (gone, _updates(1, "b")[0]), (kept, _updates(1, "c")[0]))
+    ]
+    for r in requests:
+        writer.submit(r)
+    writer.start()
+    try:
+        await asyncio.wait_for(asyncio.gather(*(r.done for r in requests), return_exceptions=True), 10)
+    finally:
+        await writer.stop()
+    assert [r.seq for r in requests] == [1, None, 2]
+    assert isinstance(requests[1].error, UnknownDocument) and requests[0].error is None
+    assert len((await store.load(kept)).updates) == 2
