@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test install install-run web node-deps system-deps lint
+.PHONY: run test test-fast install install-run web node-deps system-deps lint
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -47,7 +47,11 @@ test: install web node-deps system-deps
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	npm test --prefix web
-	$(BIN)/python -m pytest --cov --cov-branch --cov-report=term --cov-fail-under=85 -p no:cacheprovider $(PYTEST_ARGS)
+	$(BIN)/python -m pytest --cov --cov-branch --cov-report=term-missing:skip-covered --cov-fail-under=92 -p no:cacheprovider $(PYTEST_ARGS)
+
+## test-fast: for contributors between full runs: SQLite only, no Redis, no browser, no installed wheel
+test-fast: install web node-deps
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not postgres and not redis and not browser and not slow" $(PYTEST_ARGS)
 
 lint:
 	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy

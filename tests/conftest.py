@@ -128,5 +128,12 @@ def make_server(tmp_path: Path) -> Iterator[Callable[..., ThreadServer]]:
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Browser tests last: Playwright's sync API keeps an event loop running in the main thread for the rest of
-    the session, which would break every later test that calls asyncio.run()."""
+    the session, which would break every later test that calls asyncio.run(). A test run on the PostgreSQL
+    backend (a ``postgres`` parameter) gets the ``postgres`` marker, so the fast tier can leave it out."""
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        if callspec is not None and "postgres" in callspec.params.values():
+            item.add_marker(pytest.mark.postgres)
+        if "tests/browser/" in item.nodeid.replace("\\", "/"):
+            item.add_marker(pytest.mark.browser)
     items.sort(key=lambda item: "tests/browser/" in item.nodeid.replace("\\", "/"))

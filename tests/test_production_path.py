@@ -26,7 +26,7 @@ from tests.support.server import free_port
 from tests.support.sse import SseReader
 from tests.support.users import Account, add_member, create_workspace, register
 
-pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.node]
+pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.node, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parent.parent
 
 
