@@ -118,12 +118,12 @@ def make_server(tmp_path: Path) -> Iterator[Callable[..., ThreadServer]]:
         return srv
 
     yield factory
-    dropped: set[str] = set()
-    for srv, kind, url in started:
+    for srv, _, _ in started:
         srv.stop()
-        if kind == "postgres" and url not in dropped:
-            dropped.add(url)
-            drop_postgres_database(url)
+    # only once every server is stopped: servers may share a database (nodes of one cluster), and one still
+    # running would fail its shutdown compaction on a dropped database
+    for url in {url for _, kind, url in started if kind == "postgres"}:
+        drop_postgres_database(url)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
