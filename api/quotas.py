@@ -99,13 +99,12 @@ def _too_many_user_bytes(settings: Settings) -> ApiError:
 
 async def check_owner_bytes(session: AsyncSession, settings: Settings, workspace_id: str, incoming: int) -> None:
     """413 when a write of ``incoming`` bytes to the workspace would take one of its owners past
-    ``quota_max_user_bytes`` (the owners' storage is what grows, whoever writes). One query."""
-    owner = Membership.__table__.alias("owner")
-    fullest = await session.scalar(
-        select(func.max(_stored_bytes(owner.c.user_id))).where(
-            owner.c.workspace_id == workspace_id, owner.c.role == "owner"
-        )
+    ``quota_max_user_bytes`` (the owners' storage is what grows, whoever writes)."""
+    owners = await session.scalars(
+        select(Membership.user_id).where(Membership.workspace_id == workspace_id, Membership.role == "owner")
     )
+    # One query per owner (a workspace has few): a correlated form summed every owner's storage on the node.
+    fullest = max([await user_bytes(session, uid) for uid in owners], default=0)
     if int(fullest or 0) + incoming > settings.quota_max_user_bytes:
         raise _too_many_user_bytes(settings)
 

@@ -276,6 +276,15 @@ def test_stored_bytes_per_user_quota(make_server: Callable[..., ThreadServer], b
             ).status_code
             == 201
         )
+        # nor is another user's: someone else's full account never refuses their writes
+        stranger = register(client, "stranger")
+        theirs = create_workspace(client, stranger)
+        r = client.post(
+            f"/api/workspaces/{theirs}/tasks",
+            json={"title": "mine", "description": "s" * 12_000},
+            headers=stranger.headers,
+        )
+        assert r.status_code == 201, r.text
         # small edits, reads and deletions keep working; deleting the version makes room
         assert (
             client.patch(f"{tasks}/{big.json()['id']}", json={"status": "done"}, headers=owner.headers).status_code
