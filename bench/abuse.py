@@ -691,6 +691,8 @@ async def a3_missing_dependencies(ctx: Ctx) -> Outcome:
     owner = await register(ctx, "md-owner")
     wid = await new_workspace(ctx, owner, "missing dependencies")
     url = ctx.sync_url(wid, owner.token)
+    keeper = Peer()  # keeps the room loaded until the end (rooms unload a few seconds after their last socket)
+    await keeper.open(url)
     await ctx.mark()
     ends: Counter[str] = Counter()
     sent_bytes = 0
@@ -713,11 +715,19 @@ async def a3_missing_dependencies(ctx: Ctx) -> Outcome:
         await peer.close()
     await asyncio.sleep(1.0)
     stored = await document_bytes(ctx, wid, owner)
+    assert ctx.baseline is not None
+    held = (ctx.sampler.current() - ctx.baseline[0]) / MB
+    await keeper.close()
     outcome = (
         f"{a.md_count} updates of {a.md_mb:g} MB without their dependencies ({sent_bytes / MB:.0f} MB): "
-        f"sockets {dict(ends)}; /document {stored} bytes"
+        f"sockets {dict(ends)}; /document {stored} bytes; RSS +{held:.0f} MB while the room stays loaded"
     )
-    return outcome, {"sent_bytes": sent_bytes, "sockets": dict(ends), "document_bytes": stored}
+    return outcome, {
+        "sent_bytes": sent_bytes,
+        "sockets": dict(ends),
+        "document_bytes": stored,
+        "rss_held_while_loaded_mb": round(held, 1),
+    }
 
 
 class Receiver:
@@ -1273,9 +1283,13 @@ ATTACKS: list[tuple[str, str, Callable[[Ctx], Awaitable[Outcome]]]] = [
 # ---- the run ---------------------------------------------------------------------------------------------------------
 
 
-async def settle(ctx: Ctx, limit: float = 20.0, samples: int = 7) -> None:
-    """Wait until the node's RSS stops moving (the previous attack's frees and malloc_trim landed)."""
+async def settle(ctx: Ctx, limit: float = 20.0, samples: int = 7, rooms: bool = False) -> None:
+    """Wait until the node's RSS stops moving (the previous attack's frees and malloc_trim landed); with
+    ``rooms``, first until the previous attack's rooms are unloaded."""
     await asyncio.sleep(1.0)
+    deadline = time.monotonic() + limit
+    while rooms and time.monotonic() < deadline and await metric(ctx, "plait_rooms_loaded") > 0:
+        await asyncio.sleep(0.5)
     history = [ctx.sampler.current()]
     deadline = time.monotonic() + limit
     while time.monotonic() < deadline:
@@ -1286,7 +1300,7 @@ async def settle(ctx: Ctx, limit: float = 20.0, samples: int = 7) -> None:
 
 
 async def run_attack(ctx: Ctx, item: str, name: str, fn: Callable[[Ctx], Awaitable[Outcome]]) -> dict[str, Any]:
-    await settle(ctx)
+    await settle(ctx, rooms=True)
     await ctx.mark()
     log_at = ctx.node.log.stat().st_size
     try:
@@ -1342,7 +1356,7 @@ def git_describe(root: Path) -> str:
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="plait-abuse-"))
-    extra = dict(kv.split("=", 1) for kv in args.set)
+    extra = {"PLAIT_ROOM_IDLE_SECONDS": "4", **dict(kv.split("=", 1) for kv in args.set)}
     node = Node(args.server_root.resolve(), work, extra)
     wanted = {x.strip() for x in args.only.split(",")} if args.only else None
     started = time.time()
@@ -1374,7 +1388,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             "python": platform.python_version(),
             "platform": platform.platform(),
         },
-        "settings": {"PLAIT_WEBHOOK_ALLOW_PRIVATE": "true", **extra},
+        "settings": {"PLAIT_WEBHOOK_ALLOW_PRIVATE": "true", **extra},  # and the defaults
         "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "rss_start_mb": round(rss_start / MB, 1),
         "rss_end_mb": round(rss_end / MB, 1),
