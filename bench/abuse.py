@@ -479,10 +479,10 @@ def codes(peers: list[Peer]) -> dict[str, int]:
 # ---- the workspace with a large document (items 2 and 5) ---------------------------------------------------------
 
 
-async def big_workspace(ctx: Ctx) -> tuple[Account, str, int]:
+async def big_workspace(ctx: Ctx, fresh: bool = False) -> tuple[Account, str, int]:
     """A workspace whose document is ``--big-mb`` MB of incompressible text, written by several sockets (each
-    under the socket byte quota's burst)."""
-    if ctx.big is not None:
+    under the socket byte quota's burst); the same one for every caller unless ``fresh``."""
+    if ctx.big is not None and not fresh:
         return ctx.big
     owner = await register(ctx, "big-owner")
     wid = await new_workspace(ctx, owner, "large document")
@@ -503,6 +503,8 @@ async def big_workspace(ctx: Ctx) -> tuple[Account, str, int]:
         if size >= pieces * piece:
             break
         await asyncio.sleep(0.5)
+    if fresh:
+        return owner, wid, size
     ctx.big = (owner, wid, size)
     return ctx.big
 
@@ -900,35 +902,62 @@ async def a4_webhooks(ctx: Ctx) -> Outcome:
 async def a5_versions(ctx: Ctx) -> Outcome:
     """Named versions of the large document, as fast as they are accepted."""
     a = ctx.args
-    owner, wid, size = await big_workspace(ctx)
+    return await _versions(ctx, await big_workspace(ctx), a.versions, a.versions_concurrency)
+
+
+async def a5_versions_burst(ctx: Ctx) -> Outcome:
+    """Many named versions at once (another owner's large document): what other users see meanwhile."""
+    a = ctx.args
+    return await _versions(ctx, await big_workspace(ctx, fresh=True), a.versions_burst, a.versions_burst)
+
+
+async def _versions(ctx: Ctx, big: tuple[Account, str, int], count: int, concurrency: int) -> Outcome:
+    a = ctx.args
+    owner, wid, size = big
+    bystander = await register(ctx, "bystander")
     await asyncio.sleep(1.0)
     await ctx.mark()
-    statuses: Counter[int] = Counter()
+    statuses: Counter[int | str] = Counter()
     quota: Counter[str] = Counter()
+    probe = LatencyProbe(ctx, "/api/workspaces", pause=0.2, headers=bystander.headers).start()
     t0 = time.monotonic()
     refused_in_a_row = 0
-    todo = iter(range(a.versions))
+    todo = iter(range(count))
 
     async def worker(http: httpx.AsyncClient) -> None:
         nonlocal refused_in_a_row
         for i in todo:
             if time.monotonic() - t0 > a.versions_seconds or refused_in_a_row >= 3:
                 return
-            r = await http.post(f"/api/workspaces/{wid}/versions", json={"label": f"v{i}"}, headers=owner.headers)
+            try:
+                r = await http.post(f"/api/workspaces/{wid}/versions", json={"label": f"v{i}"}, headers=owner.headers)
+            except httpx.HTTPError as exc:
+                statuses[f"no answer ({type(exc).__name__})"] += 1
+                refused_in_a_row += 1
+                continue
             statuses[r.status_code] += 1
             if r.headers.get("x-plait-quota"):
                 quota[r.headers["x-plait-quota"]] += 1
             refused_in_a_row = 0 if r.status_code == 201 else refused_in_a_row + 1
 
     async with ctx.http() as http:
-        await asyncio.gather(*(worker(http) for _ in range(a.versions_concurrency)))
+        await asyncio.gather(*(worker(http) for _ in range(concurrency)))
     seconds = round(time.monotonic() - t0, 1)
+    await probe.stop()
+    by = probe.summary()
     outcome = (
         f"{sum(statuses.values())} named versions of a {size / MB:.0f} MB document asked in {seconds} s, "
-        f"{a.versions_concurrency} at a time: "
-        f"{dict(statuses)}" + (f", X-Plait-Quota {dict(quota)}" if quota else "")
+        f"{concurrency} at a time: "
+        f"{dict(statuses)}" + (f", X-Plait-Quota {dict(quota)}" if quota else "") + f"; another user's "
+        f"GET /api/workspaces meanwhile: max {by.get('max_s')} s, {by.get('statuses')}"
     )
-    return outcome, {"document_bytes": size, "statuses": dict(statuses), "quota": dict(quota), "seconds": seconds}
+    return outcome, {
+        "document_bytes": size,
+        "statuses": {str(k): v for k, v in statuses.items()},
+        "quota": dict(quota),
+        "seconds": seconds,
+        "bystander_list_workspaces": by,
+    }
 
 
 async def a5_workspaces(ctx: Ctx) -> Outcome:
@@ -1268,6 +1297,7 @@ ATTACKS: list[tuple[str, str, Callable[[Ctx], Awaitable[Outcome]]]] = [
     ("4", "webhook receivers: huge answer, trickling answer", a4_webhooks),
     ("5a", "named versions of a large document", a5_versions),
     ("5b", "workspace creation flood", a5_workspaces),
+    ("5c", "named versions, many at once: other users meanwhile", a5_versions_burst),
     ("6", "sync sockets and notification streams per account", a6_sockets_and_streams),
     ("7", "failed logins lock the owner out", a7_login_lockout),
     ("9", "registration flood vs a legitimate login", a9_registration_flood),
@@ -1370,7 +1400,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     disk_start = node.disk_bytes()
     try:
         for item, name, fn in ATTACKS:
-            if wanted is None or item in wanted or item.rstrip("ab") in wanted:
+            if wanted is None or item in wanted or item.rstrip("abc") in wanted:
                 rows.append(await run_attack(ctx, item, name, fn))
         rss_end = ctx.sampler.current()
         disk_end = node.disk_bytes()
@@ -1443,7 +1473,7 @@ def render(before: dict[str, Any], after: dict[str, Any]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--server-root", type=Path, default=ROOT, help="checkout whose server runs (its .venv)")
-    parser.add_argument("--only", help="comma-separated items (1,2,3,4,5,6,7,9,10,11,12,13,15; 5a, 5b)")
+    parser.add_argument("--only", help="comma-separated items (1,2,3,4,5,6,7,9,10,11,12,13,14,15; 5a, 5b, 5c)")
     parser.add_argument("--set", action="append", default=[], metavar="PLAIT_X=V", help="extra server setting")
     parser.add_argument("--out", type=Path, help="JSON report (default bench/results/abuse-<stamp>.json)")
     parser.add_argument("--keep", action="store_true", help="keep the data directory and the server's log")
@@ -1468,6 +1498,7 @@ def main() -> None:
     g.add_argument("--versions", type=int, default=80)
     g.add_argument("--versions-seconds", type=float, default=40)
     g.add_argument("--versions-concurrency", type=int, default=4)
+    g.add_argument("--versions-burst", type=int, default=16, help="5c: this many named versions at once")
     g.add_argument("--ws-flood", type=int, default=300)
     g.add_argument("--ws-flood-seconds", type=float, default=15)
     g.add_argument("--ws-flood-concurrency", type=int, default=32)
