@@ -945,11 +945,23 @@ async def _versions(ctx: Ctx, big: tuple[Account, str, int], count: int, concurr
     seconds = round(time.monotonic() - t0, 1)
     await probe.stop()
     by = probe.summary()
+    # Afterwards, the other user (who stores almost nothing) writes to a workspace of their own.
+    theirs: dict[str, int] = {}
+    async with ctx.http() as http:
+        r = await http.post("/api/workspaces", json={"name": "mine"}, headers=bystander.headers)
+        theirs["create workspace"] = r.status_code
+        if r.status_code == 201:
+            own = r.json()["id"]
+            r = await http.post(f"/api/workspaces/{own}/tasks", json={"title": "t"}, headers=bystander.headers)
+            theirs["create task"] = r.status_code
+            r = await http.post(f"/api/workspaces/{own}/versions", json={"label": "v"}, headers=bystander.headers)
+            theirs["named version"] = r.status_code
     outcome = (
         f"{sum(statuses.values())} named versions of a {size / MB:.0f} MB document asked in {seconds} s, "
         f"{concurrency} at a time: "
         f"{dict(statuses)}" + (f", X-Plait-Quota {dict(quota)}" if quota else "") + f"; another user's "
-        f"GET /api/workspaces meanwhile: max {by.get('max_s')} s, {by.get('statuses')}"
+        f"GET /api/workspaces meanwhile: max {by.get('max_s')} s, {by.get('statuses')}; then in their own "
+        f"workspace: {theirs}"
     )
     return outcome, {
         "document_bytes": size,
@@ -957,6 +969,7 @@ async def _versions(ctx: Ctx, big: tuple[Account, str, int], count: int, concurr
         "quota": dict(quota),
         "seconds": seconds,
         "bystander_list_workspaces": by,
+        "bystander_own_workspace_after": theirs,
     }
 
 
