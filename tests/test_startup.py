@@ -5,28 +5,25 @@ PostgreSQL or Redis unreachable, unsafe production settings; ``plait check`` and
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
-import shutil
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
-import redis
 import uvicorn
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from persistence.migrate import upgrade
 from persistence.settings import Settings
-from tests.support.databases import IN_CI, drop_postgres_database, fresh_database, sqlite_url
+from tests.support.databases import drop_postgres_database, fresh_database, sqlite_url
+from tests.support.redisproc import RedisProcess
 from tests.support.server import SECRET, ThreadServer, free_port, test_settings, wait_ready
 from tests.support.users import create_workspace, register
 
@@ -172,41 +169,6 @@ def test_serve_names_an_unreachable_redis_without_its_password(tmp_path: Path) -
     result = serve(env)
     assert_refused(result, f"redis://:***@127.0.0.1:{port}/0", "Redis")
     assert "hunter2" not in result.output
-
-
-@dataclass
-class RedisProcess:
-    """A private redis-server, so that stopping it disturbs nobody else."""
-
-    port: int
-    proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> RedisProcess:
-        exe = shutil.which("redis-server")
-        if exe is None:
-            if IN_CI:
-                pytest.fail("redis-server is required in CI")
-            pytest.skip("redis-server not installed")
-        self.proc = subprocess.Popen(
-            [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-            stdout=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            with contextlib.suppress(redis.RedisError):
-                if redis.Redis(port=self.port).ping():
-                    return self
-            time.sleep(0.05)
-        raise RuntimeError("redis did not start")
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
 
 
 def test_readyz_says_which_dependency_is_down(tmp_path: Path) -> None:
