@@ -644,9 +644,12 @@ class Room:
 
     def apply_remote_awareness(self, node: str, payload: bytes) -> None:
         """Awareness accepted (and identity-checked) by another node: track it and forward it here."""
+        self._apply_remote_entries(node, parse_awareness(payload))
+
+    def _apply_remote_entries(self, node: str, entries: list[AwarenessEntry]) -> None:
         now = time.monotonic()
         accepted = []
-        for entry in parse_awareness(payload):
+        for entry in entries:
             known = self._clocks.get(entry.client_id)
             if (known is not None and entry.clock < known) or entry.client_id in self._owners:
                 continue
@@ -670,7 +673,7 @@ class Room:
         entries = parse_awareness(payload)
         present = {entry.client_id for entry in entries}
         self._drop_remote([cid for cid, (owner, _) in self._remote_aw.items() if owner == node and cid not in present])
-        self.apply_remote_awareness(node, payload)
+        self._apply_remote_entries(node, entries)
 
     def expire_remote_awareness(self, max_age: float, live_nodes: set[str] | None = None) -> None:
         """Drop states of other nodes not renewed in ``max_age`` seconds or whose node is gone (crash)."""
