@@ -47,7 +47,7 @@ test: install web node-deps system-deps
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	npm test --prefix web
-	$(BIN)/python -m pytest --cov --cov-branch --cov-report=term-missing:skip-covered --cov-fail-under=92 -p no:cacheprovider $(PYTEST_ARGS)
+	$(BIN)/python -m pytest --cov --cov-branch --cov-report=term-missing:skip-covered --cov-fail-under=92 --durations=25 -p no:cacheprovider $(PYTEST_ARGS)
 
 ## test-fast: for contributors between full runs: SQLite only, no Redis, no browser, no installed wheel
 test-fast: install web node-deps

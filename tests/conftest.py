@@ -126,14 +126,25 @@ def make_server(tmp_path: Path) -> Iterator[Callable[..., ThreadServer]]:
         drop_postgres_database(url)
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Browser tests last: Playwright's sync API keeps an event loop running in the main thread for the rest of
     the session, which would break every later test that calls asyncio.run(). A test run on the PostgreSQL
-    backend (a ``postgres`` parameter) gets the ``postgres`` marker, so the fast tier can leave it out."""
+    backend (a ``postgres`` parameter) gets the ``postgres`` marker, so the fast tier can leave it out; a
+    ``db_agnostic`` test (protocol, validation, authorization: what the database does not change) runs on
+    SQLite only."""
+    kept: list[pytest.Item] = []
+    agnostic: list[pytest.Item] = []
     for item in items:
         callspec = getattr(item, "callspec", None)
         if callspec is not None and "postgres" in callspec.params.values():
+            if item.get_closest_marker("db_agnostic"):
+                agnostic.append(item)
+                continue
             item.add_marker(pytest.mark.postgres)
         if "tests/browser/" in item.nodeid.replace("\\", "/"):
             item.add_marker(pytest.mark.browser)
-    items.sort(key=lambda item: "tests/browser/" in item.nodeid.replace("\\", "/"))
+        kept.append(item)
+    if agnostic:
+        config.hook.pytest_deselected(items=agnostic)
+    kept.sort(key=lambda item: "tests/browser/" in item.nodeid.replace("\\", "/"))
+    items[:] = kept

@@ -69,18 +69,21 @@ def test_register_conflict_is_case_insensitive(client: httpx.Client) -> None:
         {"email": "a@example.com", "password": "longenough", "display_name": "A", "role": "admin"},
     ],
 )
+@pytest.mark.db_agnostic
 def test_register_rejects_invalid_input(client: httpx.Client, payload: dict[str, str]) -> None:
     r = client.post("/api/auth/register", json=payload)
     assert r.status_code == 422
     assert "detail" in r.json()
 
 
+@pytest.mark.db_agnostic
 def test_malformed_json_is_a_json_422(client: httpx.Client) -> None:
     r = client.post("/api/auth/register", content=b"{nope", headers={"Content-Type": "application/json"})
     assert r.status_code == 422
     assert "detail" in r.json()
 
 
+@pytest.mark.db_agnostic
 def test_login_issues_a_signed_token_with_the_contract_claims(client: httpx.Client, server: ThreadServer) -> None:
     acct = register(client, "login")
     r = client.post("/api/auth/login", json={"email": acct.email.upper(), "password": acct.password})
@@ -96,6 +99,7 @@ def test_login_issues_a_signed_token_with_the_contract_claims(client: httpx.Clie
     assert abs(claims["iat"] - time.time()) < 60
 
 
+@pytest.mark.db_agnostic
 def test_bad_credentials_get_one_indistinguishable_401(client: httpx.Client) -> None:
     acct = register(client, "bad")
     wrong = client.post(
@@ -157,6 +161,7 @@ def _token(claims: dict[str, object], key: str = SECRET, alg: str = "HS256") -> 
         ),
     ],
 )
+@pytest.mark.db_agnostic
 def test_invalid_tokens_are_401(client: httpx.Client, users: AccountPool, make_header: object) -> None:
     acct = users("tok")
     value = make_header(acct.id)  # type: ignore[operator]
@@ -199,6 +204,7 @@ def _login(c: httpx.Client, email: str, password: str, address: str) -> httpx.Re
     return c.post("/api/auth/login", json={"email": email, "password": password}, headers={"X-Forwarded-For": address})
 
 
+@pytest.mark.db_agnostic
 def test_failed_logins_throttle_the_address_on_that_account(throttled: httpx.Client) -> None:
     acct = register(throttled, "victim")
     for _ in range(ACCOUNT_LIMIT):
@@ -215,6 +221,7 @@ def test_failed_logins_throttle_the_address_on_that_account(throttled: httpx.Cli
     assert _login(throttled, other.email, other.password, "10.1.0.1").status_code == 200
 
 
+@pytest.mark.db_agnostic
 def test_failed_logins_throttle_the_address_across_accounts(throttled: httpx.Client) -> None:
     for _ in range(ADDRESS_LIMIT):
         assert _login(throttled, new_email("spray"), "wrong-password", "10.2.0.1").status_code == 401
@@ -225,6 +232,7 @@ def test_failed_logins_throttle_the_address_across_accounts(throttled: httpx.Cli
     assert _login(throttled, acct.email, acct.password, "10.2.0.2").status_code == 200
 
 
+@pytest.mark.db_agnostic
 def test_many_users_logging_in_from_one_address_are_never_throttled(throttled: httpx.Client) -> None:
     users = [register(throttled, f"office{i}") for i in range(3 * ADDRESS_LIMIT)]
     for _ in range(2):
@@ -232,6 +240,7 @@ def test_many_users_logging_in_from_one_address_are_never_throttled(throttled: h
             assert _login(throttled, u.email, u.password, "10.3.0.1").status_code == 200
 
 
+@pytest.mark.db_agnostic
 def test_a_success_does_not_count_and_forgets_own_mistakes(throttled: httpx.Client) -> None:
     acct = register(throttled, "typo")
     for _ in range(3):
@@ -240,6 +249,7 @@ def test_a_success_does_not_count_and_forgets_own_mistakes(throttled: httpx.Clie
         assert _login(throttled, acct.email, acct.password, "10.4.0.1").status_code == 200
 
 
+@pytest.mark.db_agnostic
 def test_throttle_lifts_after_the_window(tmp_path: Path) -> None:
     url = fresh_database("sqlite", tmp_path)
     srv = ThreadServer(

@@ -27,6 +27,8 @@ from tests.support.users import Account, add_member, create_workspace, register
 
 ACTORS = ("anonymous", "non_member", "viewer", "editor", "admin", "owner")
 
+pytestmark = pytest.mark.db_agnostic  # authorization decisions and counters: the same SQL on both backends
+
 
 @dataclass
 class World:

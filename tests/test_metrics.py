@@ -7,6 +7,7 @@ import uuid
 from typing import Any
 
 import httpx
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from pycrdt import Map, Text
 
@@ -14,6 +15,8 @@ from tests.support.node import wait_until
 from tests.support.pyclient import YClient, async_wait_until, sync_url
 from tests.support.server import ThreadServer
 from tests.support.users import register, workspace_with
+
+pytestmark = pytest.mark.db_agnostic  # what the counters count does not depend on the backend
 
 
 def test_metrics_exposes_sync_counters_to_loopback(server: ThreadServer, client: httpx.Client) -> None:
