@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from pycrdt import Doc, Map, Text
 from sqlalchemy import delete, func, select
+from sqlalchemy.exc import IntegrityError
 
 from api.schemas import as_utc
 from persistence.docstore import UnknownDocument
@@ -129,11 +130,17 @@ async def save_version(
         created_by=user_id,
         created_at=utcnow(),
     )
-    async with ctx.db.transaction() as s:
-        s.add(version)
-        await s.flush()
-        if kind == "auto":
-            await _prune_auto(s, workspace_id, ctx.settings.version_retention_count)
+    try:
+        async with ctx.db.transaction() as s:
+            s.add(version)
+            await s.flush()
+            if kind == "auto":
+                await _prune_auto(s, workspace_id, ctx.settings.version_retention_count)
+    except IntegrityError as exc:  # the workspace was deleted since its document was read
+        async with ctx.db.session() as s:
+            if await s.get(Workspace, workspace_id) is None:
+                raise UnknownDocument(workspace_id) from exc
+        raise
     return version
 
 
