@@ -368,3 +368,27 @@ async def test_two_nodes_compacting_one_workspace_lose_nothing(cluster: Cluster)
     assert doc.get("m", type=Map).to_py() == expected, "the stored document lost an update"
     await on_a.close()
     await on_b.close()
+
+
+async def test_a_killed_nodes_awareness_and_presence_expire_on_the_other_node(cluster: Cluster) -> None:
+    """kill -9 sends no awareness removal: the survivor drops the dead node's states once its heartbeat key
+    expires (PLAIT_PRESENCE_TTL_SECONDS=5 here), tells its own clients, and presence stops listing them."""
+    wid, owner, editor = _setup(cluster)
+    on_a = await _join(cluster.a, wid, owner)
+    on_b = await _join(cluster.b, wid, editor)
+    on_a.awareness.set_local_state({"cursor": 7})
+    await on_b.wait_for(lambda: (on_b.awareness.states.get(on_a.awareness.client_id) or {}).get("cursor") == 7)
+    with httpx.Client(base_url=cluster.b.base_url) as http:
+
+        def present() -> set[str]:
+            r = http.get(f"/api/workspaces/{wid}/presence", headers=editor.headers)
+            assert r.status_code == 200, r.text
+            return {p["user_id"] for p in r.json()}
+
+        await async_wait_until(lambda: present() == {owner.id, editor.id}, timeout=10, interval=0.2)
+        cluster.a.kill()
+        await on_b.wait_for(lambda: on_a.awareness.client_id not in on_b.awareness.states, timeout=25)
+        await async_wait_until(lambda: present() == {editor.id}, timeout=25, interval=0.2)
+        assert on_b.connected  # the survivor's own clients are not disturbed
+    await on_a.abort()
+    await on_b.close()
