@@ -376,3 +376,34 @@ def test_a_webhook_deleted_on_another_node_does_not_break_delivery(
         last = receiver.events("task.created")[-1]
         assert last.json()["data"]["task"]["title"] == "two"
         assert len(_deliveries(ca, wid, owner, kept["id"])) == 2
+
+
+def test_two_nodes_deliver_each_event_once_and_retry_it_once_per_failure(
+    make_server: Callable[..., ThreadServer], receiver: Receiver
+) -> None:
+    """Both nodes' senders read the same due deliveries from one PostgreSQL: the claim (a conditional update
+    that pushes the next attempt past a lease) lets exactly one of them send each attempt."""
+    receiver.fail_first = 1
+    a = make_server("postgres", webhook_allow_private=True, webhook_retry_base_seconds=0.2)
+    b = make_server(database_url=a.settings.database_url, webhook_allow_private=True, webhook_retry_base_seconds=0.2)
+    with httpx.Client(base_url=a.base_url, timeout=30) as ca, httpx.Client(base_url=b.base_url, timeout=30) as cb:
+        owner = register(ca, "owner")
+        wid = create_workspace(ca, owner)
+        hook = _hook(ca, wid, owner, receiver.url, ["task.created"])
+        titles = {f"t{i}" for i in range(30)}
+        for i, title in enumerate(sorted(titles)):
+            r = (ca if i % 2 else cb).post(f"/api/workspaces/{wid}/tasks", json={"title": title}, headers=owner.headers)
+            assert r.status_code == 201, r.text
+
+        def delivered() -> list[dict[str, Any]] | None:
+            items = _deliveries(ca, wid, owner, hook["id"], limit=100)
+            return items if len(items) == 30 and all(d["status"] == "delivered" for d in items) else None
+
+        wait_until(delivered, 30, message="not every delivery succeeded")
+        created = receiver.events("task.created")
+        per_delivery: dict[str, int] = {}
+        for req in created:
+            per_delivery[req.headers["x-plait-delivery"]] = per_delivery.get(req.headers["x-plait-delivery"], 0) + 1
+        assert len(per_delivery) == 30
+        assert set(per_delivery.values()) == {2}, "one failed attempt and one success per delivery, from one node"
+        assert {req.json()["data"]["task"]["title"] for req in created} == titles
