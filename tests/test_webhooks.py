@@ -378,6 +378,7 @@ def test_a_webhook_deleted_on_another_node_does_not_break_delivery(
         assert len(_deliveries(ca, wid, owner, kept["id"])) == 2
 
 
+@pytest.mark.postgres
 def test_two_nodes_deliver_each_event_once_and_retry_it_once_per_failure(
     make_server: Callable[..., ThreadServer], receiver: Receiver
 ) -> None:
