@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test test-fast install install-run web node-deps system-deps lint
+.PHONY: run test test-unit test-fast install install-run web node-deps system-deps lint
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -48,6 +48,10 @@ test: install web node-deps system-deps
 	$(BIN)/mypy
 	npm test --prefix web
 	$(BIN)/python -m pytest --cov --cov-branch --cov-report=term-missing:skip-covered --cov-fail-under=92 --durations=25 -p no:cacheprovider $(PYTEST_ARGS)
+
+## test-unit: the sync centre, the supervisor and the log backends in-process: no server, seconds
+test-unit: install
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests/unit $(PYTEST_ARGS)
 
 ## test-fast: for contributors between full runs: SQLite only, no Redis, no browser, no installed wheel
 test-fast: install web node-deps
