@@ -14,14 +14,14 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from pycrdt import Doc
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.errors import ApiError
 from api.security import decode_access_token
-from persistence.models import DocSnapshot, DocUpdate, DocVersion, Membership
+from persistence.models import DocSnapshot, DocUpdate, DocVersion, Membership, User, Workspace
 from persistence.settings import Settings
 from sync_server import schema
 
@@ -109,9 +109,41 @@ async def check_owner_bytes(session: AsyncSession, settings: Settings, workspace
         raise _too_many_user_bytes(settings)
 
 
+# ---- count quotas under concurrency ---------------------------------------------------------------------
+# A count quota is checked and its row inserted in one transaction that first locks the row the count belongs
+# to (the owner's user row, the workspace's row): concurrent requests for the same owner take turns, each
+# counting what the previous one committed, on every node. PostgreSQL: SELECT ... FOR NO KEY UPDATE (it does
+# not conflict with the key-share locks that inserting child rows takes). SQLite: a no-op UPDATE of the row
+# as the transaction's first write, which takes the database's write lock (waiting with the busy timeout)
+# before the count is read; a later write could not, as the transaction would read an older snapshot.
+
+
+async def _lock_row(session: AsyncSession, model: type[User] | type[Workspace], row_id: str) -> None:
+    if session.get_bind().dialect.name == "sqlite":
+        await session.execute(
+            update(model)
+            .where(model.id == row_id)
+            .values(created_at=model.created_at)
+            .execution_options(synchronize_session=False)
+        )
+    else:
+        await session.execute(select(model.id).where(model.id == row_id).with_for_update(key_share=True))
+
+
+async def lock_owner(session: AsyncSession, user_id: str) -> None:
+    """Before counting what ``user_id`` owns, in the transaction that will add to it (see above)."""
+    await _lock_row(session, User, user_id)
+
+
+async def lock_workspace(session: AsyncSession, workspace_id: str) -> None:
+    """Before counting what the workspace holds, in the transaction that will add to it (see above)."""
+    await _lock_row(session, Workspace, workspace_id)
+
+
 async def check_new_workspace(session: AsyncSession, settings: Settings, user_id: str) -> None:
     """Before ``user_id`` creates a workspace: 413 ``workspaces`` when they own ``quota_max_workspaces_per_user``
-    already, ``user_bytes`` when what they own stores ``quota_max_user_bytes`` already."""
+    already, ``user_bytes`` when what they own stores ``quota_max_user_bytes`` already. Call after
+    :func:`lock_owner`, in the transaction that creates the workspace."""
     limit = settings.quota_max_workspaces_per_user
     owned = await session.scalar(
         select(func.count()).select_from(Membership).where(Membership.user_id == user_id, Membership.role == "owner")
@@ -123,7 +155,8 @@ async def check_new_workspace(session: AsyncSession, settings: Settings, user_id
 
 
 async def check_named_versions(session: AsyncSession, settings: Settings, workspace_id: str) -> None:
-    """413 ``versions`` when the workspace already has ``quota_max_named_versions`` named versions."""
+    """413 ``versions`` when the workspace already has ``quota_max_named_versions`` named versions (exact after
+    :func:`lock_workspace` in the transaction that stores the version)."""
     limit = settings.quota_max_named_versions
     count = await session.scalar(
         select(func.count())
@@ -135,7 +168,8 @@ async def check_named_versions(session: AsyncSession, settings: Settings, worksp
 
 
 async def check_member_count(session: AsyncSession, settings: Settings, workspace_id: str) -> None:
-    """413 when the workspace already has ``quota_max_members`` members (checked before one joins)."""
+    """413 when the workspace already has ``quota_max_members`` members (checked before one joins, after
+    :func:`lock_workspace` in the transaction that adds the member)."""
     count = await session.scalar(
         select(func.count()).select_from(Membership).where(Membership.workspace_id == workspace_id)
     )

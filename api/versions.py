@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +28,7 @@ from sync_server import schema
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
+    from sqlalchemy.ext.asyncio import AsyncSession
 
     from api.context import AppContext
     from sync_server.room import Room
@@ -112,9 +114,15 @@ def restore_tasks(doc: Doc[Any], target: dict[str, dict[str, Any]], now: str | N
 
 
 async def save_version(
-    ctx: AppContext, workspace_id: str, kind: str, label: str | None, user_id: str | None
+    ctx: AppContext,
+    workspace_id: str,
+    kind: str,
+    label: str | None,
+    user_id: str | None,
+    check: Callable[[AsyncSession], Awaitable[None]] | None = None,
 ) -> DocVersion:
-    """Store the document's current state as a version (and prune old automatic ones)."""
+    """Store the document's current state as a version (and prune old automatic ones). ``check`` runs first in
+    the transaction that stores it (quotas: raising refuses the save, nothing is stored)."""
     doc = await ctx.sync.read_document(workspace_id)
     state = doc.get_update()
     count = len(schema.list_tasks(doc))
@@ -132,6 +140,8 @@ async def save_version(
     )
     try:
         async with ctx.db.transaction() as s:
+            if check is not None:
+                await check(s)
             s.add(version)
             await s.flush()
             if kind == "auto":

@@ -158,6 +158,7 @@ async def accept_invite(token: str, user: CurrentUser, ctx: Ctx, session: Sessio
         raise ApiError(410, "Invite has expired")
     if invite.max_uses is not None and invite.uses >= invite.max_uses:
         raise ApiError(410, "Invite has been used up")
+    await quotas.lock_workspace(session, wid)  # parallel accepts count one after the other
     await quotas.check_member_count(session, ctx.settings, wid)
     claimed = await session.execute(
         update(Invite)

@@ -100,11 +100,18 @@ async def save_named_version(
 
     413 ``versions`` when the workspace has ``PLAIT_QUOTA_MAX_NAMED_VERSIONS`` named versions, ``user_bytes``
     when the copy would take an owner past ``PLAIT_QUOTA_MAX_USER_BYTES``."""
-    size = await quotas.document_bytes(ctx, member.workspace.id)
-    async with ctx.db.session() as session:
-        await quotas.check_named_versions(session, ctx.settings, member.workspace.id)
-        await quotas.check_owner_bytes(session, ctx.settings, member.workspace.id, size)
-    v = await versions.save_version(ctx, member.workspace.id, "named", body.label, member.user.id)
+    wid = member.workspace.id
+    size = await quotas.document_bytes(ctx, wid)
+    async with ctx.db.session() as session:  # refused early, before copying the document
+        await quotas.check_named_versions(session, ctx.settings, wid)
+        await quotas.check_owner_bytes(session, ctx.settings, wid, size)
+
+    async def within_quotas(s: AsyncSession) -> None:  # again, exactly, where the version is stored
+        await quotas.lock_workspace(s, wid)
+        await quotas.check_named_versions(s, ctx.settings, wid)
+        await quotas.check_owner_bytes(s, ctx.settings, wid, size)
+
+    v = await versions.save_version(ctx, wid, "named", body.label, member.user.id, check=within_quotas)
     return version_json(v, member.user)
 
 

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from api import quotas
 from api.deps import Ctx, Member, Session, is_uuid, not_found, require
 from api.errors import ApiError
 from api.routes.notifications import parse_cursor
@@ -92,6 +93,7 @@ async def create_webhook(
         await resolve_allowed(body.url, ctx.settings.webhook_allow_private)
     except UnsafeUrl as exc:
         raise ApiError(422, f"Webhook URL refused: {exc}") from None
+    await quotas.lock_workspace(session, member.workspace.id)  # parallel creations count one after the other
     count = len((await session.scalars(select(Webhook.id).where(Webhook.workspace_id == member.workspace.id))).all())
     if count >= MAX_WEBHOOKS_PER_WORKSPACE:
         raise ApiError(409, f"A workspace has at most {MAX_WEBHOOKS_PER_WORKSPACE} webhooks")

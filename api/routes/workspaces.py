@@ -42,6 +42,7 @@ async def create_workspace(body: WorkspaceIn, ctx: Ctx, user: CurrentUser, sessi
 
     413 ``workspaces`` when the caller owns ``PLAIT_QUOTA_MAX_WORKSPACES_PER_USER`` workspaces already,
     ``user_bytes`` when those store ``PLAIT_QUOTA_MAX_USER_BYTES``; 429 ``rest_writes`` past the write rate."""
+    await quotas.lock_owner(session, user.id)  # parallel creations count one after the other
     await quotas.check_new_workspace(session, ctx.settings, user.id)
     workspace = Workspace(name=body.name, created_by=user.id)
     session.add(workspace)
