@@ -11,6 +11,8 @@ import math
 import re
 import time
 from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from pycrdt import Doc
@@ -175,6 +177,36 @@ async def check_member_count(session: AsyncSession, settings: Settings, workspac
     )
     if int(count or 0) >= settings.quota_max_members:
         raise quota_error("members", f"a workspace has at most {settings.quota_max_members} members")
+
+
+class InFlight:
+    """Work of one kind in flight on this node, per account and in all; past either cap the request is refused
+    at once with ``Retry-After`` (429 for the account's cap, 503 for the node's) and the quota's name."""
+
+    def __init__(self, quota: str, what: str) -> None:
+        self.quota = quota
+        self.what = what
+        self.total = 0
+        self.per_user: dict[str, int] = {}
+
+    @contextmanager
+    def slot(self, user_id: str, per_user: int, per_node: int) -> Iterator[None]:
+        """Hold one place while the block runs (0: no cap)."""
+        retry = {"Retry-After": "1"}
+        if per_user and self.per_user.get(user_id, 0) >= per_user:
+            detail = f"an account may have {per_user} {self.what} in progress at a time; retry when it is done"
+            raise quota_error(self.quota, detail, status=429, headers=retry)
+        if per_node and self.total >= per_node:
+            raise quota_error(self.quota, f"the server is busy with {per_node} {self.what}; retry", 503, retry)
+        self.total += 1
+        self.per_user[user_id] = self.per_user.get(user_id, 0) + 1
+        try:
+            yield
+        finally:
+            self.total -= 1
+            left = self.per_user.pop(user_id, 1) - 1
+            if left:
+                self.per_user[user_id] = left
 
 
 _WORKSPACE_PATH = re.compile(r"^/api/workspaces/([^/]+)(?:/|$)")

@@ -136,6 +136,14 @@ class Settings(BaseSettings):
         default=600.0, description="At most one automatic version per workspace per interval while it changes"
     )
     version_retention_count: int = Field(default=50, description="Automatic versions kept per workspace")
+    max_version_saves_per_user: int = Field(
+        default=1, ge=0, description="Version saves and restores one account may have in flight on a node (0: no cap)"
+    )
+    max_version_saves_per_node: int = Field(
+        default=4,
+        ge=0,
+        description="Version saves and restores in flight on a node; each copies the document (0: no cap)",
+    )
     # webhooks (docs/webhooks.md)
     webhook_retry_base_seconds: float = 10.0
     webhook_max_attempts: int = 8

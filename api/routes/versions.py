@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import weakref
+from contextlib import AbstractContextManager
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Response
@@ -10,10 +12,12 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api import quotas, versions
+from api.context import AppContext
 from api.deps import Ctx, Member, Session, is_uuid, not_found, require
 from api.errors import ApiError
 from api.routes.notifications import parse_cursor
 from api.schemas import NO_NUL, as_utc
+from persistence.db import Database
 from persistence.models import DocVersion, User
 from sync_server.room import RoomFailed
 
@@ -88,30 +92,49 @@ async def list_versions(
 
 
 _QUOTA: dict[int | str, dict[str, str]] = {
-    413: {"description": "Quota exceeded (X-Plait-Quota: versions, user_bytes, ...)"}
+    413: {"description": "Quota exceeded (X-Plait-Quota: versions, user_bytes, ...)"},
+    429: {"description": "Quota exceeded (X-Plait-Quota: version_saves): the caller's save is in progress"},
+    503: {"description": "Quota exceeded (X-Plait-Quota: version_saves): the server is busy saving; Retry-After"},
 }
+
+_SAVES: weakref.WeakKeyDictionary[Database, quotas.InFlight] = weakref.WeakKeyDictionary()
+
+
+def _saving(ctx: AppContext, user_id: str) -> AbstractContextManager[None]:
+    """A place among the version saves and restores in flight on this node: each copies the whole document
+    a few times, so their number bounds the memory they take (429/503 ``version_saves`` beyond)."""
+    saves = _SAVES.get(ctx.db)
+    if saves is None:
+        saves = _SAVES[ctx.db] = quotas.InFlight("version_saves", "version saves or restores")
+    return saves.slot(user_id, ctx.settings.max_version_saves_per_user, ctx.settings.max_version_saves_per_node)
 
 
 @router.post("", status_code=201, responses={**_ERRORS, **_QUOTA})
 async def save_named_version(
-    body: VersionIn, ctx: Ctx, member: Annotated[Member, Depends(require("versions.create"))]
+    body: VersionIn, ctx: Ctx, session: Session, member: Annotated[Member, Depends(require("versions.create"))]
 ) -> dict[str, Any]:
     """Save the document as it is now under a label (editors and up); kept until deleted.
 
     413 ``versions`` when the workspace has ``PLAIT_QUOTA_MAX_NAMED_VERSIONS`` named versions, ``user_bytes``
-    when the copy would take an owner past ``PLAIT_QUOTA_MAX_USER_BYTES``."""
+    when the copy would take an owner past ``PLAIT_QUOTA_MAX_USER_BYTES``; 429 ``version_saves`` while the
+    caller has ``PLAIT_MAX_VERSION_SAVES_PER_USER`` saves or restores in progress, 503 while the node has
+    ``PLAIT_MAX_VERSION_SAVES_PER_NODE``."""
+    # The request's session (authentication, membership) goes back to the pool before the document work: held
+    # across it, parallel saves held every pooled connection while each waited for a second one.
+    await session.close()
     wid = member.workspace.id
-    size = await quotas.document_bytes(ctx, wid)
-    async with ctx.db.session() as session:  # refused early, before copying the document
-        await quotas.check_named_versions(session, ctx.settings, wid)
-        await quotas.check_owner_bytes(session, ctx.settings, wid, size)
+    with _saving(ctx, member.user.id):
+        size = await quotas.document_bytes(ctx, wid)
+        async with ctx.db.session() as s:  # refused early, before copying the document
+            await quotas.check_named_versions(s, ctx.settings, wid)
+            await quotas.check_owner_bytes(s, ctx.settings, wid, size)
 
-    async def within_quotas(s: AsyncSession) -> None:  # again, exactly, where the version is stored
-        await quotas.lock_workspace(s, wid)
-        await quotas.check_named_versions(s, ctx.settings, wid)
-        await quotas.check_owner_bytes(s, ctx.settings, wid, size)
+        async def within_quotas(s: AsyncSession) -> None:  # again, exactly, where the version is stored
+            await quotas.lock_workspace(s, wid)
+            await quotas.check_named_versions(s, ctx.settings, wid)
+            await quotas.check_owner_bytes(s, ctx.settings, wid, size)
 
-    v = await versions.save_version(ctx, wid, "named", body.label, member.user.id, check=within_quotas)
+        v = await versions.save_version(ctx, wid, "named", body.label, member.user.id, check=within_quotas)
     return version_json(v, member.user)
 
 
@@ -166,14 +189,17 @@ async def restore(
     ``undo_version_id`` is the state just before; restoring it undoes this restore.
     """
     v, _ = await _load(session, member, vid)
+    await session.close()  # not held across the document work (see save_named_version)
     if v.task_count > ctx.settings.quota_max_tasks:
         raise quotas.too_many_tasks(ctx.settings)
-    await quotas.check_document_size(ctx, member.workspace.id, 0)
-    # the pre-restore version is a copy of the document as it is
-    size = await quotas.document_bytes(ctx, member.workspace.id)
-    await quotas.check_owner_bytes(session, ctx.settings, member.workspace.id, size)
-    try:
-        undo = await versions.restore_version(ctx, v, member.user.id)
-    except RoomFailed:
-        raise ApiError(503, "Storage failure, retry", headers={"Retry-After": "1"}) from None
+    with _saving(ctx, member.user.id):
+        await quotas.check_document_size(ctx, member.workspace.id, 0)
+        # the pre-restore version is a copy of the document as it is
+        size = await quotas.document_bytes(ctx, member.workspace.id)
+        async with ctx.db.session() as s:
+            await quotas.check_owner_bytes(s, ctx.settings, member.workspace.id, size)
+        try:
+            undo = await versions.restore_version(ctx, v, member.user.id)
+        except RoomFailed:
+            raise ApiError(503, "Storage failure, retry", headers={"Retry-After": "1"}) from None
     return {"restored_from": v.id, "undo_version_id": undo.id}
