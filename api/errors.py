@@ -131,12 +131,17 @@ class JsonBodyGuard:
 
 
 def install_error_handlers(app: FastAPI) -> None:
+    from api.routes.web import API_CSP, SECURITY_HEADERS  # (api.routes imports this module)
+
     app.add_middleware(JsonBodyGuard)
+    # Starlette answers an unhandled exception outside every middleware, SecurityHeaders included: the 500 gets
+    # the headers every other response has here (a JSON body: the API's policy).
+    unexpected_headers = {**SECURITY_HEADERS, "Content-Security-Policy": API_CSP}
 
     @app.exception_handler(Exception)
     async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error", exc_info=exc)
-        return JSONResponse({"detail": "Internal server error"}, status_code=500)
+        return JSONResponse({"detail": "Internal server error"}, status_code=500, headers=unexpected_headers)
 
     @app.exception_handler(ApiError)
     async def _api_error(_request: Request, exc: ApiError) -> JSONResponse:
