@@ -13,13 +13,13 @@ from fastapi import FastAPI
 from starlette.types import Receive, Scope, Send
 
 from api.context import AppContext
+from api.domain.notifications.worker import install_notifications
+from api.domain.versions import install_versions
+from api.domain.webhooks.outbox import install_webhooks
 from api.log_redaction import install_log_redaction
-from api.notifications import install_notifications
 from api.quotas import RestWriteRateLimit
 from api.security import configure_password_hashing
 from api.startup import check_dependencies, check_settings
-from api.versions import install_versions
-from api.webhooks import install_webhooks
 from persistence.db import Database
 from persistence.settings import Settings, StartupError, get_settings
 from sync_server.service import SyncService

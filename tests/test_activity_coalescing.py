@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from api.activity_coalescing import TEXT_EDIT_WINDOW, ActivityCoalescer
-from api.notifications import NotificationService, activity_rows, insert_ignoring_conflicts
+from api.domain.activity_coalescing import TEXT_EDIT_WINDOW, ActivityCoalescer
+from api.domain.notifications.worker import NotificationService, activity_rows, insert_ignoring_conflicts
 from persistence.db import Database
 from persistence.docstore import DocumentStore
 from persistence.models import Activity, Workspace, utcnow

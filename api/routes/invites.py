@@ -10,10 +10,11 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api import quotas, webhooks
+from api import quotas
 from api.deps import Ctx, CurrentUser, Member, Session, is_uuid, not_found, require
+from api.domain.notifications.worker import notify_member_joined
+from api.domain.webhooks import outbox as webhooks
 from api.errors import ApiError
-from api.notifications import notify_member_joined
 from api.permissions import allowed, role_at_least
 from api.schemas import AcceptOut, InviteIn, InviteInfo, InviteOut, as_utc
 from api.security import hash_invite_token, new_invite_token

@@ -8,8 +8,8 @@ from fastapi import APIRouter, Depends, Response
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api import webhooks
 from api.deps import Ctx, Member, Session, is_uuid, not_found, require, workspace_member
+from api.domain.webhooks import outbox as webhooks
 from api.errors import ApiError
 from api.permissions import allowed
 from api.schemas import MemberOut, RoleIn

@@ -17,8 +17,8 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.types import Receive, Scope, Send
 
 from api.deps import Ctx, CurrentUser, Session, is_uuid, not_found, unauthorized
+from api.domain.notifications.worker import NOTIFICATION_TYPES, hub_for, notification_json
 from api.errors import ApiError
-from api.notifications import NOTIFICATION_TYPES, hub_for, notification_json
 from persistence.db import Database
 from persistence.models import Notification, NotificationPreference, User, utcnow
 

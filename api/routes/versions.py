@@ -9,8 +9,9 @@ from pydantic import BaseModel, ConfigDict, StringConstraints
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api import quotas, versions
+from api import quotas
 from api.deps import Ctx, Member, Session, is_uuid, not_found, require
+from api.domain import versions
 from api.errors import ApiError
 from api.routes.notifications import parse_cursor
 from api.schemas import NO_NUL, as_utc

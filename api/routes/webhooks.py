@@ -12,10 +12,10 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.deps import Ctx, Member, Session, is_uuid, not_found, require
+from api.domain.webhooks.outbox import EVENTS, UnsafeUrl, WebhookEvent, WebhookService, resolve_allowed
 from api.errors import ApiError
 from api.routes.notifications import parse_cursor
 from api.schemas import as_utc
-from api.webhooks import EVENTS, UnsafeUrl, WebhookEvent, WebhookService, resolve_allowed
 from persistence.models import Webhook, WebhookDelivery, new_id, utcnow
 
 router = APIRouter(prefix="/api/workspaces/{wid}/webhooks", tags=["webhooks"])

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Insert, Table, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.activity_coalescing import ActivityCoalescer
+from api.domain.activity_coalescing import ActivityCoalescer
 from api.schemas import as_utc
 from persistence.db import Database
 from persistence.docstore import DocumentStore

@@ -31,7 +31,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.notifications import insert_ignoring_conflicts
+from api.domain.notifications.worker import insert_ignoring_conflicts
 from api.schemas import as_utc
 from persistence.db import Database
 from persistence.models import User, Webhook, WebhookDelivery, new_id, utcnow
