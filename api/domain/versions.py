@@ -14,7 +14,7 @@ import contextlib
 import logging
 import time
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pycrdt import Doc, Map, Text
 from sqlalchemy import delete, func, select
@@ -26,15 +26,30 @@ from persistence.models import Activity, DocVersion, Workspace, new_id, utcnow
 from sync_server import schema
 
 if TYPE_CHECKING:
-    from fastapi import FastAPI
-
-    from api.context import AppContext
+    from persistence.db import Database
+    from persistence.settings import Settings
     from sync_server.room import Room
+    from sync_server.service import SyncService
+    from sync_server.supervisor import Supervisor
     from sync_server.writer import WriteRequest
 
 log = logging.getLogger("plait.versions")
 
 KINDS = ("named", "auto", "pre-restore")
+
+
+class Node(Protocol):
+    """What versions need of the node: the document (through the sync service), the database, the settings.
+    The application context satisfies it; the version worker gets it before that context exists."""
+
+    @property
+    def sync(self) -> SyncService: ...
+    @property
+    def db(self) -> Database: ...
+    @property
+    def settings(self) -> Settings: ...
+
+
 # Fields compared by diffs and restored (``updated_at`` is bookkeeping: a restore sets it to now).
 DIFF_FIELDS = ("title", "description", "status", "assignee_id", "due_date", "completed_at", "created_by", "created_at")
 
@@ -111,9 +126,7 @@ def restore_tasks(doc: Doc[Any], target: dict[str, dict[str, Any]], now: str | N
     return touched
 
 
-async def save_version(
-    ctx: AppContext, workspace_id: str, kind: str, label: str | None, user_id: str | None
-) -> DocVersion:
+async def save_version(ctx: Node, workspace_id: str, kind: str, label: str | None, user_id: str | None) -> DocVersion:
     """Store the document's current state as a version (and prune old automatic ones)."""
     doc = await ctx.sync.read_document(workspace_id)
     state = doc.get_update()
@@ -160,7 +173,7 @@ async def _prune_auto(session: Any, workspace_id: str, keep: int) -> None:
     await session.execute(delete(DocVersion).where(*cond))
 
 
-async def restore_version(ctx: AppContext, version: DocVersion, user_id: str) -> DocVersion:
+async def restore_version(ctx: Node, version: DocVersion, user_id: str) -> DocVersion:
     """Save the current state as "pre-restore", then bring the document back to ``version`` as a forward
     change by ``user_id``. Returns the pre-restore version (restoring it is the undo).
 
@@ -201,7 +214,7 @@ class VersionService:
     since the last automatic version has passed, so the last state of a burst of edits is always captured.
     """
 
-    def __init__(self, ctx: AppContext) -> None:
+    def __init__(self, ctx: Node) -> None:
         self.ctx = ctx
         self.interval = ctx.settings.version_auto_interval_seconds
         self._dirty: set[str] = set()
@@ -210,14 +223,14 @@ class VersionService:
         self._task: asyncio.Task[None] | None = None
         self.saved = 0
 
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="plait-versions")
+    def start(self, sup: Supervisor) -> None:
+        self._task = sup.spawn("versions", self._run())
 
     async def stop(self) -> None:
+        """Stop the worker (a workspace still dirty gets its automatic version at the next change)."""
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await asyncio.wait([self._task])
 
     def on_durable(self, room: Room, requests: list[WriteRequest]) -> None:
         # Only a workspace that was not dirty yet needs the worker: waking it per commit costs a task switch
@@ -265,12 +278,3 @@ class VersionService:
                     log.exception("automatic version of %s failed", wid)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
-
-
-def install_versions(app: FastAPI, ctx: AppContext) -> VersionService:
-    """Wire automatic versions into the sync service (call in the lifespan, after ``ctx.sync`` exists)."""
-    service = VersionService(ctx)
-    ctx.sync.on_durable(service.on_durable)
-    service.start()
-    app.state.versions = service
-    return service

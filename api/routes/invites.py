@@ -190,6 +190,6 @@ async def accept_invite(token: str, user: CurrentUser, ctx: Ctx, session: Sessio
             raise not_found("Invite") from None
         return AcceptOut.model_validate({"workspace_id": wid, "role": existing.role})
     await ctx.sync.membership_changed(wid, user_id, role)
-    await notify_member_joined(ctx.db, wid, user_id)
-    await webhooks.member_event(ctx.db, wid, "member.joined", user_id, role, actor_id=user_id)
+    await notify_member_joined(ctx.db, ctx.hub, wid, user_id)
+    await webhooks.member_event(ctx.webhooks, wid, "member.joined", user_id, role, actor_id=user_id)
     return AcceptOut.model_validate({"workspace_id": wid, "role": role})
