@@ -15,8 +15,8 @@ import pytest
 from sqlalchemy import select
 
 from api.domain.activity_coalescing import TEXT_EDIT_WINDOW, ActivityCoalescer
-from api.domain.notifications.worker import NotificationService, activity_rows, insert_ignoring_conflicts
-from persistence.db import Database
+from api.domain.notifications.worker import NotificationService, activity_rows
+from persistence.db import Database, insert_ignoring_conflicts
 from persistence.docstore import DocumentStore
 from persistence.models import Activity, Workspace, utcnow
 from sync_server.schema import TaskChange

@@ -20,9 +20,8 @@ from pycrdt import Doc, Map, Text
 from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 
-from api.schemas import as_utc
 from persistence.docstore import UnknownDocument
-from persistence.models import Activity, DocVersion, Workspace, new_id, utcnow
+from persistence.models import Activity, DocVersion, Workspace, as_utc, new_id, utcnow
 from sync_server import schema
 
 if TYPE_CHECKING:

@@ -16,9 +16,9 @@ from api.domain.notifications.worker import notify_member_joined
 from api.domain.webhooks import outbox as webhooks
 from api.errors import ApiError
 from api.permissions import allowed, role_at_least
-from api.schemas import AcceptOut, InviteIn, InviteInfo, InviteOut, as_utc
+from api.schemas import AcceptOut, InviteIn, InviteInfo, InviteOut
 from api.security import hash_invite_token, new_invite_token
-from persistence.models import Invite, Membership, utcnow
+from persistence.models import Invite, Membership, as_utc, utcnow
 
 router = APIRouter(prefix="/api", tags=["invites"])
 

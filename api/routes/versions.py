@@ -14,8 +14,8 @@ from api.deps import Ctx, Member, Session, is_uuid, not_found, require
 from api.domain import versions
 from api.errors import ApiError
 from api.routes.notifications import parse_cursor
-from api.schemas import NO_NUL, as_utc
-from persistence.models import DocVersion, User
+from api.schemas import NO_NUL
+from persistence.models import DocVersion, User, as_utc
 from sync_server.room import RoomFailed
 
 router = APIRouter(prefix="/api/workspaces/{wid}/versions", tags=["versions"])

@@ -15,8 +15,7 @@ from api.deps import Ctx, Member, Session, is_uuid, not_found, require
 from api.domain.webhooks.outbox import EVENTS, UnsafeUrl, WebhookEvent, resolve_allowed
 from api.errors import ApiError
 from api.routes.notifications import parse_cursor
-from api.schemas import as_utc
-from persistence.models import Webhook, WebhookDelivery, new_id, utcnow
+from persistence.models import Webhook, WebhookDelivery, iso_z, new_id, utcnow
 
 router = APIRouter(prefix="/api/workspaces/{wid}/webhooks", tags=["webhooks"])
 
@@ -40,7 +39,7 @@ class WebhookIn(BaseModel):
 
 
 def _ts(value: Any) -> str | None:
-    return None if value is None else str(as_utc(value).isoformat().replace("+00:00", "Z"))
+    return None if value is None else iso_z(value)
 
 
 def webhook_json(h: Webhook) -> dict[str, Any]:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import json
 import logging
 from collections.abc import Callable, Iterable, Sequence
@@ -23,12 +22,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Insert, Table, bindparam, select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.domain.activity_coalescing import ActivityCoalescer
-from api.schemas import as_utc
-from persistence.db import Database
+from persistence.db import Database, insert_ignoring_conflicts
 from persistence.docstore import DocumentStore
 from persistence.models import (
     Activity,
@@ -37,6 +35,7 @@ from persistence.models import (
     NotificationPreference,
     User,
     Workspace,
+    iso_z,
     new_id,
     utcnow,
 )
@@ -163,26 +162,6 @@ _MEMBERS_AMONG = select(Membership.user_id).where(
 )
 
 
-@functools.cache
-def _insert_ignoring(dialect: str, table: Table, conflict: tuple[str, ...]) -> Insert:
-    if dialect == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-        return sqlite_insert(table).on_conflict_do_nothing(index_elements=conflict)
-    from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-    return pg_insert(table).on_conflict_do_nothing(index_elements=conflict)
-
-
-async def insert_ignoring_conflicts(
-    session: AsyncSession, db: Database, table: Table, rows: list[dict[str, Any]], conflict: list[str]
-) -> None:
-    """``INSERT ... ON CONFLICT (conflict) DO NOTHING``: the unique key makes derivation idempotent."""
-    if rows:
-        statement = _insert_ignoring("sqlite" if db.is_sqlite else "postgresql", table, tuple(conflict))
-        await session.execute(statement, rows)
-
-
 async def disabled_types(session: AsyncSession, user_ids: Iterable[str]) -> set[tuple[str, str]]:
     """(user_id, type) pairs switched off; everything else is on (the default)."""
     ids = sorted(set(user_ids))
@@ -256,8 +235,8 @@ def notification_json(n: Notification, actor: User | None) -> dict[str, Any]:
         "task_id": n.task_id,
         "actor": {"id": actor.id, "display_name": actor.display_name} if actor is not None else None,
         "data": n.data or {},
-        "created_at": _iso(n.created_at),
-        "read_at": _iso(n.read_at) if n.read_at is not None else None,
+        "created_at": iso_z(n.created_at),
+        "read_at": iso_z(n.read_at) if n.read_at is not None else None,
     }
 
 
@@ -272,12 +251,8 @@ def activity_json(a: Activity, actor: User | None) -> dict[str, Any]:
         "new_value": a.new_value,
         "summary": a.summary,
         "actor": {"id": actor.id, "display_name": actor.display_name} if actor is not None else None,
-        "created_at": _iso(a.created_at),
+        "created_at": iso_z(a.created_at),
     }
-
-
-def _iso(value: datetime) -> str:
-    return as_utc(value).isoformat().replace("+00:00", "Z")
 
 
 # ---- live push ---------------------------------------------------------------------------------------------
@@ -536,7 +511,7 @@ async def notify_member_joined(db: Database, hub: NotificationHub, workspace_id:
                 Membership.workspace_id == workspace_id, Membership.role.in_(("owner", "admin"))
             )
         )
-        key = f"{workspace_id}:member_joined:{user_id}:{_iso(membership.joined_at)}"
+        key = f"{workspace_id}:member_joined:{user_id}:{iso_z(membership.joined_at)}"
         data = {"user": {"id": user.id, "display_name": user.display_name}, "role": membership.role}
         planned = [
             Planned(uid, "member_joined", workspace_id, None, user_id, data, key) for uid in admins if uid != user_id

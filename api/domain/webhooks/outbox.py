@@ -30,10 +30,8 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.domain.notifications.worker import insert_ignoring_conflicts
-from api.schemas import as_utc
-from persistence.db import Database
-from persistence.models import User, Webhook, WebhookDelivery, new_id, utcnow
+from persistence.db import Database, insert_ignoring_conflicts
+from persistence.models import User, Webhook, WebhookDelivery, as_utc, iso_z, new_id, utcnow
 from sync_server.schema import TaskChange
 
 if TYPE_CHECKING:
@@ -238,10 +236,6 @@ def _merged(payload: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
     return {**payload, "data": {"task": data.get("task"), "changes": {"description": {"edit": edit}}}}
 
 
-def _iso(value: Any) -> str:
-    return str(as_utc(value).isoformat().replace("+00:00", "Z"))
-
-
 @dataclass(frozen=True)
 class HookInfo:
     id: str
@@ -388,7 +382,7 @@ class WebhookService:
                         "id": delivery_id,
                         "event": event,
                         "workspace_id": workspace_id,
-                        "occurred_at": _iso(now),
+                        "occurred_at": iso_z(now),
                         "actor": actors.get(actor) if actor else None,
                         "data": data,
                     }
