@@ -12,17 +12,12 @@ from typing import Any
 from fastapi import FastAPI
 from starlette.types import Receive, Scope, Send
 
-from api.context import AppContext
+from api.composition import running_node
 from api.log_redaction import install_log_redaction
-from api.notifications import install_notifications
 from api.quotas import RestWriteRateLimit
 from api.security import configure_password_hashing
 from api.startup import check_dependencies, check_settings
-from api.versions import install_versions
-from api.webhooks import install_webhooks
-from persistence.db import Database
 from persistence.settings import Settings, StartupError, get_settings
-from sync_server.service import SyncService
 
 log = logging.getLogger("plait")
 SYNC_PATH = re.compile(r"/sync/([^/]+)")
@@ -77,33 +72,16 @@ def create_app(settings: Settings | None = None, *, startup_checks: bool = True)
     configure_password_hashing(
         settings.password_hash_time_cost, settings.password_hash_memory_kib, settings.password_hash_parallelism
     )
-    url = settings.resolved_database_url()
+    url = settings.resolved_database_url()  # resolved once: a relative data directory is the creator's
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         install_log_redaction()  # (idempotent) in case the logging configuration was replaced since create_app
         if startup_checks:
             await check_dependencies(settings)  # StartupError: see _clear_startup_failure
-        db = Database(url, sqlite_synchronous=settings.sqlite_synchronous)
-        ctx = AppContext(settings=settings, db=db, secret_key=secret)
-        sync = SyncService(db, settings, authenticate=ctx.token_user)
-        ctx.sync = sync
-        install_notifications(app, ctx)
-        install_versions(app, ctx)
-        install_webhooks(app, ctx)
-        app.state.ctx = ctx
-        await sync.start()
-        try:
+        async with running_node(settings, secret, url) as ctx:
+            app.state.ctx = ctx  # for the sync endpoint, which bypasses the router (routes use deps.Ctx)
             yield
-        finally:
-            # Stop taking changes, then let what derives from committed ones finish (the notification worker
-            # writes its held activity summaries through the document store), then close the store.
-            await sync.stop()
-            await app.state.notifications.stop()
-            await app.state.versions.stop()
-            await app.state.webhooks.stop()
-            await sync.close()
-            await db.dispose()
 
     app = PlaitApp(title="Plait", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None)
     from api.errors import install_error_handlers

@@ -1,31 +1,49 @@
-"""Per-process state shared by the routes: settings, database, sync service."""
+"""Per-process state shared by the routes: settings, database, sync service and the domain services.
+
+Built in one step by :func:`api.composition.running_node` and frozen: nothing is filled in later, and no
+route finds a service anywhere else (``app.state`` holds only this object, for the sync endpoint)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
+from api.domain.notifications.worker import NotificationHub, NotificationService
+from api.domain.versions import VersionService
+from api.domain.webhooks.outbox import WebhookService
+from api.quotas import InFlight
 from api.security import decode_access_token
 from persistence.db import Database
 from persistence.membership import user_exists
 from persistence.settings import Settings
 from sync_server.service import SyncService
+from sync_server.supervisor import Supervisor
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
+class Core:
+    """The node's base services, which the domain services are built on (see ``versions.Node``)."""
+
+    settings: Settings
+    db: Database
+    sync: SyncService
+
+
+@dataclass(frozen=True, slots=True)
 class AppContext:
     settings: Settings
     db: Database
     secret_key: str
-    sync: SyncService = field(init=False)
-
-    def token_user(self, token: str) -> str | None:
-        """The user id a valid token (signature, expiry) speaks for; whether the account still exists is the
-        caller's check (the sync endpoint's membership lookup joins the account)."""
-        return decode_access_token(token, self.secret_key)
+    supervisor: Supervisor
+    sync: SyncService
+    hub: NotificationHub
+    notifications: NotificationService
+    versions: VersionService
+    webhooks: WebhookService
+    version_saves: InFlight  # saves and restores in progress on this node (a quota)
 
     async def authenticate_token(self, token: str) -> str | None:
-        """User id for a valid token of an existing account (used by the sync endpoint too)."""
-        user_id = self.token_user(token)
+        """User id for a valid token of an existing account."""
+        user_id = decode_access_token(token, self.secret_key)
         if user_id is None:
             return None
         return user_id if await user_exists(self.db, user_id) else None

@@ -22,7 +22,7 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.errors import ApiError
-from api.security import decode_access_token
+from api.security import bearer_token, decode_access_token
 from persistence.models import DocSnapshot, DocUpdate, DocVersion, Membership, User, Workspace
 from persistence.settings import Settings
 from sync_server import schema
@@ -272,7 +272,7 @@ class RestWriteRateLimit:
             return None
         for name, value in scope["headers"]:
             if name == b"authorization":
-                auth = value.decode("latin-1")
-                if auth.lower().startswith("bearer "):
-                    return decode_access_token(auth[7:].strip(), ctx.secret_key)
+                token = bearer_token(value.decode("latin-1"))
+                if token is not None:
+                    return decode_access_token(token, ctx.secret_key)
         return None

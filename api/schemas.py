@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, StringConstraints
 
+from persistence.models import as_utc
+
 Role = Literal["owner", "admin", "editor", "viewer"]
 InviteRole = Literal["admin", "editor", "viewer"]
-
-
-def as_utc(value: datetime) -> datetime:
-    """SQLite hands back naive datetimes; everything Plait stores is UTC, so say so on the wire."""
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 Timestamp = Annotated[datetime, AfterValidator(as_utc)]

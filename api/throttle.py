@@ -21,8 +21,7 @@ from sqlalchemy import ColumnElement, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.errors import ApiError
-from api.schemas import as_utc
-from persistence.models import LoginFailure, utcnow
+from persistence.models import LoginFailure, as_utc, utcnow
 from persistence.settings import Settings
 
 ADDRESS_CHARS = 64  # the column's width

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, cast
 
-from sqlalchemy import event
+from sqlalchemy import Insert, Table, event
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -123,3 +126,19 @@ async def execute_many(
     conn = await session.connection()
     sql, order = compiled(statement, conn.dialect)
     await conn.exec_driver_sql(sql, driver_rows(order, rows, json_params))
+
+
+@functools.cache
+def _insert_ignoring(dialect: str, table: Table, conflict: tuple[str, ...]) -> Insert:
+    if dialect == "sqlite":
+        return sqlite_insert(table).on_conflict_do_nothing(index_elements=conflict)
+    return pg_insert(table).on_conflict_do_nothing(index_elements=conflict)
+
+
+async def insert_ignoring_conflicts(
+    session: AsyncSession, db: Database, table: Table, rows: list[dict[str, Any]], conflict: list[str]
+) -> None:
+    """``INSERT ... ON CONFLICT (conflict) DO NOTHING``: the unique key makes derivation idempotent."""
+    if rows:
+        statement = _insert_ignoring("sqlite" if db.is_sqlite else "postgresql", table, tuple(conflict))
+        await session.execute(statement, rows)

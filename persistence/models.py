@@ -40,6 +40,16 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def as_utc(value: datetime) -> datetime:
+    """SQLite hands back naive datetimes; everything Plait stores is UTC, so say so on the wire."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def iso_z(value: datetime) -> str:
+    """A stored time as ISO 8601 with a ``Z``, the one form the API and webhooks send."""
+    return as_utc(value).isoformat().replace("+00:00", "Z")
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
 

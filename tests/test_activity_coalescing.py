@@ -14,12 +14,13 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from api.activity_coalescing import TEXT_EDIT_WINDOW, ActivityCoalescer
-from api.notifications import NotificationService, activity_rows, insert_ignoring_conflicts
-from persistence.db import Database
+from api.domain.activity_coalescing import TEXT_EDIT_WINDOW, ActivityCoalescer
+from api.domain.notifications.worker import NotificationService, activity_rows
+from persistence.db import Database, insert_ignoring_conflicts
 from persistence.docstore import DocumentStore
 from persistence.models import Activity, Workspace, utcnow
 from sync_server.schema import TaskChange
+from sync_server.supervisor import Supervisor
 from tests.support.databases import migrated_database
 
 TASK = "t-1"
@@ -178,32 +179,33 @@ async def test_a_held_back_summary_survives_its_task_being_forgotten(db: Databas
 
 
 async def test_the_worker_writes_held_back_summaries_when_due_and_when_it_stops(db: Database) -> None:
-    wid = await _workspace(db)
-    service = _service(db)
-    service.coalescer = _node(db, summary_interval=0.2)
-    service.start()
-    try:
-        service.submit(wid, [(1, None, [_edit(1)])])
-        await service.drain()
-        service.submit(wid, [(2, None, [_edit(2)])])
-        await service.drain()
-        assert await _rows(db, wid) == [("description", 1, {"inserted": 1, "deleted": 0})]
-        for _ in range(100):  # no more updates: the idle worker writes it once due (0.2 s)
-            await asyncio.sleep(0.05)
-            if await _rows(db, wid) != [("description", 1, {"inserted": 1, "deleted": 0})]:
-                break
-        assert await _rows(db, wid) == [("description", 2, {"inserted": 3, "deleted": 0})]
-    finally:
-        await service.stop()
-    service = _service(db)
-    service.coalescer = _node(db, summary_interval=3600)
-    service.start()
-    for seq, inserted in ((3, 4), (4, 1)):
-        service.submit(wid, [(seq, None, [_edit(inserted)])])
-        await service.drain()
-    assert await _rows(db, wid) == [("description", 2, {"inserted": 3, "deleted": 0})]  # both held back
-    await service.stop()  # a clean shutdown writes what was held back
-    assert await _rows(db, wid) == [("description", 4, {"inserted": 8, "deleted": 0})]
+    async with Supervisor() as sup:
+        wid = await _workspace(db)
+        service = _service(db)
+        service.coalescer = _node(db, summary_interval=0.2)
+        service.start(sup)
+        try:
+            service.submit(wid, [(1, None, [_edit(1)])])
+            await service.drain()
+            service.submit(wid, [(2, None, [_edit(2)])])
+            await service.drain()
+            assert await _rows(db, wid) == [("description", 1, {"inserted": 1, "deleted": 0})]
+            for _ in range(100):  # no more updates: the idle worker writes it once due (0.2 s)
+                await asyncio.sleep(0.05)
+                if await _rows(db, wid) != [("description", 1, {"inserted": 1, "deleted": 0})]:
+                    break
+            assert await _rows(db, wid) == [("description", 2, {"inserted": 3, "deleted": 0})]
+        finally:
+            await service.stop()
+        service = _service(db)
+        service.coalescer = _node(db, summary_interval=3600)
+        service.start(sup)
+        for seq, inserted in ((3, 4), (4, 1)):
+            service.submit(wid, [(seq, None, [_edit(inserted)])])
+            await service.drain()
+        assert await _rows(db, wid) == [("description", 2, {"inserted": 3, "deleted": 0})]  # both held back
+        await service.stop()  # a clean shutdown writes what was held back
+        assert await _rows(db, wid) == [("description", 4, {"inserted": 8, "deleted": 0})]
 
 
 async def test_one_window_is_one_transaction_and_a_deleted_workspace_does_not_block_the_others(db: Database) -> None:

@@ -157,7 +157,7 @@ async def test_a_writer_waits_once_its_room_has_pending_limit_updates_uncommitte
     from sync_server.room import PENDING_LIMIT
 
     server = make_server("sqlite")
-    rooms = server._server.config.app.state.ctx.sync.rooms  # type: ignore[union-attr]
+    rooms = server.ctx.sync.rooms
     with httpx.Client(base_url=server.base_url, timeout=30) as http:
         wid, owner, (editor,) = workspace_with(http, "editor")
     w, o = YClient(), YClient()

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 import api.routes.notifications as notification_routes
-from api.notifications import NotificationService
+from api.domain.notifications.worker import NotificationService
 from persistence.db import Database
 from sync_server.schema import TaskChange
 from tests.support.node import NodeClient, start_clients, wait_until

@@ -28,7 +28,7 @@ async def _client(server: ThreadServer, wid: str, acct: Account, doc: Doc[Any] |
 
 
 def _rooms(server: ThreadServer) -> dict[str, Room]:
-    rooms: dict[str, Room] = server._server.config.app.state.ctx.sync.rooms  # type: ignore[union-attr]
+    rooms: dict[str, Room] = server.ctx.sync.rooms
     return rooms
 
 

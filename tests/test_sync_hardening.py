@@ -290,7 +290,7 @@ async def test_sockets_per_account_and_per_node_are_capped_4503(make_server: Any
         assert await full.wait_closed() == 4503
         assert "server" in full.close_reason
         await mine[0].close()
-        await async_wait_until(lambda: srv._server.config.app.state.ctx.sync._sockets == 4)
+        await async_wait_until(lambda: srv.ctx.sync._sockets == 4)
         again = await _client(srv, wid, owner)  # a place was given back
         for c in (*mine[1:], *theirs, again):
             assert c.connected
@@ -354,7 +354,7 @@ def _execute(url: str, sql: str, **params: Any) -> None:
 
 async def _close_user(srv: ThreadServer, user_id: str) -> int:
     """``SyncService.close_user`` on the server's own event loop (it runs in another thread)."""
-    sync = srv._server.config.app.state.ctx.sync  # type: ignore[union-attr]
+    sync = srv.ctx.sync
     loop = sync._janitor.get_loop()
     return int(await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(sync.close_user(user_id), loop)))
 

@@ -589,7 +589,7 @@ async def test_idle_room_unloads_and_reloads_from_storage(make_server: object) -
         await a.close()
         from api.app import create_app  # noqa: F401  (the app object is inside the server thread)
 
-        app_ctx = srv._server.config.app.state.ctx  # type: ignore[union-attr]
+        app_ctx = srv.ctx
         deadline = time.monotonic() + 5
         while wid in app_ctx.sync.rooms and time.monotonic() < deadline:
             await asyncio.sleep(0.05)

@@ -9,17 +9,10 @@ from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI
 
 from tests.support.node import NodeClient, start_clients, wait_until
 from tests.support.server import ThreadServer
 from tests.support.users import Account, register, workspace_with
-
-
-def _app(server: ThreadServer) -> FastAPI:
-    assert server._server is not None
-    app: FastAPI = server._server.config.app
-    return app
 
 
 def _url(wid: str) -> str:
@@ -141,7 +134,7 @@ def test_reading_an_unloaded_workspace_does_not_load_a_room(make_server: Callabl
     with httpx.Client(base_url=srv.base_url, timeout=30) as client:
         wid, owner, _ = workspace_with(client)
         client.post(_url(wid), json={"title": "stored"}, headers=owner.headers)
-        rooms = _app(srv).state.ctx.sync.rooms
+        rooms = srv.ctx.sync.rooms
         wait_until(lambda: wid not in rooms, 10, message="idle room unloaded")
         r = client.get(_url(wid), headers=owner.headers)
         assert [t["title"] for t in r.json()] == ["stored"]

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Query
 from sqlalchemy import select
 
 from api.deps import Member, Session, require
-from api.notifications import activity_json
+from api.domain.notifications.worker import activity_json
 from api.routes.notifications import parse_cursor
 from persistence.models import Activity, User
 

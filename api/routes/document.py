@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends
 
-from api.deps import Member, require
+from api.deps import Ctx, Member, require
 
 router = APIRouter(prefix="/api/workspaces/{wid}", tags=["document"])
 
@@ -19,6 +19,6 @@ Reader = Annotated[Member, Depends(require("task.read"))]
     summary="Epoch, log head and storage size of the workspace document",
     responses={401: {"description": "Not authenticated"}, 404: {"description": "No such workspace"}},
 )
-async def document_info(request: Request, member: Reader) -> dict[str, Any]:
-    info: dict[str, Any] = await request.app.state.ctx.sync.store.info(member.workspace.id)
+async def document_info(ctx: Ctx, member: Reader) -> dict[str, Any]:
+    info: dict[str, Any] = await ctx.sync.store.info(member.workspace.id)
     return info

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
+
+from api.deps import Ctx
 
 router = APIRouter(tags=["health"])
 PROBE_TIMEOUT = 5.0
@@ -18,10 +20,10 @@ async def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz")
-async def readyz(request: Request) -> JSONResponse:
-    """Ready when every dependency answers: the database, and Redis when PLAIT_REDIS_URL is set. 503 with the
-    failing one's check (``"error: ..."``) otherwise."""
-    ctx = request.app.state.ctx
+async def readyz(ctx: Ctx) -> JSONResponse:
+    """Ready when every dependency answers (the database, and Redis when PLAIT_REDIS_URL is set) and every
+    background loop of the node still runs. 503 otherwise, naming the failing check (``"error: ..."``); a
+    crashed loop appears as ``"loop <name>"``."""
     checks: dict[str, str] = {}
     try:
         async with ctx.db.session() as s:
@@ -36,6 +38,8 @@ async def readyz(request: Request) -> JSONResponse:
             checks["redis"] = "ok" if reachable else "error: not reachable"
         except TimeoutError:
             checks["redis"] = "error: no answer"
+    for name, failure in ctx.supervisor.failures.items():
+        checks[f"loop {name}"] = f"error: {failure}"
     ready = all(v == "ok" for v in checks.values())
     return JSONResponse(
         {"status": "ok" if ready else "unavailable", "checks": checks}, status_code=200 if ready else 503

@@ -10,14 +10,15 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api import quotas, webhooks
+from api import quotas
 from api.deps import Ctx, CurrentUser, Member, Session, is_uuid, not_found, require
+from api.domain.notifications.worker import notify_member_joined
+from api.domain.webhooks import outbox as webhooks
 from api.errors import ApiError
-from api.notifications import notify_member_joined
 from api.permissions import allowed, role_at_least
-from api.schemas import AcceptOut, InviteIn, InviteInfo, InviteOut, as_utc
+from api.schemas import AcceptOut, InviteIn, InviteInfo, InviteOut
 from api.security import hash_invite_token, new_invite_token
-from persistence.models import Invite, Membership, utcnow
+from persistence.models import Invite, Membership, as_utc, utcnow
 
 router = APIRouter(prefix="/api", tags=["invites"])
 
@@ -190,6 +191,6 @@ async def accept_invite(token: str, user: CurrentUser, ctx: Ctx, session: Sessio
             raise not_found("Invite") from None
         return AcceptOut.model_validate({"workspace_id": wid, "role": existing.role})
     await ctx.sync.membership_changed(wid, user_id, role)
-    await notify_member_joined(ctx.db, wid, user_id)
-    await webhooks.member_event(ctx.db, wid, "member.joined", user_id, role, actor_id=user_id)
+    await notify_member_joined(ctx.db, ctx.hub, wid, user_id)
+    await webhooks.member_event(ctx.webhooks, wid, "member.joined", user_id, role, actor_id=user_id)
     return AcceptOut.model_validate({"workspace_id": wid, "role": role})

@@ -8,8 +8,8 @@ from fastapi import APIRouter, Depends, Response
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api import webhooks
 from api.deps import Ctx, Member, Session, is_uuid, not_found, require, workspace_member
+from api.domain.webhooks import outbox as webhooks
 from api.errors import ApiError
 from api.permissions import allowed
 from api.schemas import MemberOut, RoleIn
@@ -158,5 +158,5 @@ async def remove_member(
     await revoke_invites_beyond(session, wid, user_id, None)
     await session.commit()
     await ctx.sync.membership_changed(wid, user_id, None)
-    await webhooks.member_event(ctx.db, wid, "member.left", user_id, target.role, actor_id=member.user.id)
+    await webhooks.member_event(ctx.webhooks, wid, "member.left", user_id, target.role, actor_id=member.user.id)
     return Response(status_code=204)

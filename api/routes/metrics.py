@@ -8,6 +8,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from api.deps import Ctx
 from api.errors import ApiError
 
 router = APIRouter(tags=["operations"])
@@ -16,8 +17,8 @@ _LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 
 
 @router.get("/metrics", response_class=Response, summary="Prometheus metrics (see docs/operations.md)")
-async def metrics(request: Request) -> Response:
-    token = request.app.state.ctx.settings.metrics_token
+async def metrics(request: Request, ctx: Ctx) -> Response:
+    token = ctx.settings.metrics_token
     supplied = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
     if token:
         if not hmac.compare_digest(supplied.encode(), token.encode()):

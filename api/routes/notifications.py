@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import weakref
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -17,15 +16,16 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.types import Receive, Scope, Send
 
 from api.deps import Ctx, CurrentUser, Session, is_uuid, not_found, unauthorized
+from api.domain.notifications.worker import NOTIFICATION_TYPES, StreamCounts, notification_json
 from api.errors import ApiError
-from api.notifications import NOTIFICATION_TYPES, hub_for, notification_json
+from api.security import bearer_token
 from persistence.db import Database
 from persistence.models import Notification, NotificationPreference, User, utcnow
 
 log = logging.getLogger("plait.notifications")
 router = APIRouter(prefix="/api/notifications", tags=["notifications"])
 
-# Overridable per app through settings (``sse_heartbeat_seconds``, ``sse_poll_seconds``) when present.
+# Module constants (tests shorten them by patching the module).
 HEARTBEAT_SECONDS = 15.0
 POLL_SECONDS = 5.0
 STREAM_BATCH = 100
@@ -150,38 +150,13 @@ async def _latest_seq(db: Database, user_id: str) -> int:
     return int(value or 0)
 
 
-class _StreamCounts:
-    """Open streams on this node, in total and per account (``PLAIT_MAX_SSE_STREAMS_PER_USER`` / ``_NODE``)."""
-
-    def __init__(self) -> None:
-        self.total = 0
-        self.per_user: dict[str, int] = {}
-
-    def take(self, user_id: str, per_user: int, per_node: int) -> str | None:
-        """Count a new stream, or say which cap refuses it."""
-        if per_node and self.total >= per_node:
-            return "server"
-        if per_user and self.per_user.get(user_id, 0) >= per_user:
-            return "account"
-        self.total += 1
-        self.per_user[user_id] = self.per_user.get(user_id, 0) + 1
-        return None
-
-    def give_back(self, user_id: str) -> None:
-        self.total -= 1
-        left = self.per_user.pop(user_id, 1) - 1
-        if left:
-            self.per_user[user_id] = left
-
-
-_STREAMS: weakref.WeakKeyDictionary[Database, _StreamCounts] = weakref.WeakKeyDictionary()
 STREAM_RETRY_AFTER_SECONDS = 30
 
 
 class _CountedStream(EventSourceResponse):
     """Gives its stream's place back however the response ends (a generator never started has no finally)."""
 
-    counts: _StreamCounts | None = None
+    counts: StreamCounts | None = None
     user_id = ""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -194,10 +169,7 @@ class _CountedStream(EventSourceResponse):
 
 
 def _bearer(request: Request) -> str | None:
-    auth = request.headers.get("authorization", "")
-    if auth.lower().startswith("bearer "):
-        return auth[7:].strip() or None
-    return request.query_params.get("token") or None
+    return bearer_token(request.headers.get("authorization")) or request.query_params.get("token") or None
 
 
 @router.get(
@@ -218,12 +190,9 @@ async def stream(request: Request, ctx: Ctx) -> EventSourceResponse:
         raise unauthorized("Invalid or expired token" if token else "Not authenticated")
     raw_last = request.headers.get("last-event-id") or request.query_params.get("last_event_id")
     last = parse_cursor(raw_last)
-    heartbeat = float(getattr(ctx.settings, "sse_heartbeat_seconds", HEARTBEAT_SECONDS))
-    poll = float(getattr(ctx.settings, "sse_poll_seconds", POLL_SECONDS))
-    hub = hub_for(ctx.db)
-    counts = _STREAMS.get(ctx.db)
-    if counts is None:
-        counts = _STREAMS[ctx.db] = _StreamCounts()
+    heartbeat, poll = HEARTBEAT_SECONDS, POLL_SECONDS
+    hub = ctx.hub
+    counts = hub.streams
     refused = counts.take(user_id, ctx.settings.max_sse_streams_per_user, ctx.settings.max_sse_streams_per_node)
     if refused is not None:
         detail = "Too many notification streams " + ("for this account" if refused == "account" else "on this server")

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends
 
-from api.deps import Member, require
+from api.deps import Ctx, Member, require
 
 router = APIRouter(prefix="/api/workspaces/{wid}", tags=["presence"])
 
@@ -23,8 +23,8 @@ def _iso(ts: float) -> str:
     summary="Users connected to the workspace now (all nodes)",
     responses={401: {"description": "Not authenticated"}, 404: {"description": "No such workspace"}},
 )
-async def presence(request: Request, member: Reader) -> list[dict[str, Any]]:
-    entries = await request.app.state.ctx.sync.presence(member.workspace.id)
+async def presence(ctx: Ctx, member: Reader) -> list[dict[str, Any]]:
+    entries = await ctx.sync.presence(member.workspace.id)
     return [
         {
             "user_id": e["user_id"],

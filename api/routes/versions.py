@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import weakref
 from contextlib import AbstractContextManager
 from typing import Annotated, Any
 
@@ -11,14 +10,14 @@ from pydantic import BaseModel, ConfigDict, StringConstraints
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api import quotas, versions
+from api import quotas
 from api.context import AppContext
 from api.deps import Ctx, Member, Session, is_uuid, not_found, require
+from api.domain import versions
 from api.errors import ApiError
 from api.routes.notifications import parse_cursor
-from api.schemas import NO_NUL, as_utc
-from persistence.db import Database
-from persistence.models import DocVersion, User
+from api.schemas import NO_NUL
+from persistence.models import DocVersion, User, as_utc
 from sync_server.room import RoomFailed
 
 router = APIRouter(prefix="/api/workspaces/{wid}/versions", tags=["versions"])
@@ -97,16 +96,13 @@ _QUOTA: dict[int | str, dict[str, str]] = {
     503: {"description": "Quota exceeded (X-Plait-Quota: version_saves): the server is busy saving; Retry-After"},
 }
 
-_SAVES: weakref.WeakKeyDictionary[Database, quotas.InFlight] = weakref.WeakKeyDictionary()
-
 
 def _saving(ctx: AppContext, user_id: str) -> AbstractContextManager[None]:
     """A place among the version saves and restores in flight on this node: each copies the whole document
     a few times, so their number bounds the memory they take (429/503 ``version_saves`` beyond)."""
-    saves = _SAVES.get(ctx.db)
-    if saves is None:
-        saves = _SAVES[ctx.db] = quotas.InFlight("version_saves", "version saves or restores")
-    return saves.slot(user_id, ctx.settings.max_version_saves_per_user, ctx.settings.max_version_saves_per_node)
+    return ctx.version_saves.slot(
+        user_id, ctx.settings.max_version_saves_per_user, ctx.settings.max_version_saves_per_node
+    )
 
 
 @router.post("", status_code=201, responses={**_ERRORS, **_QUOTA})

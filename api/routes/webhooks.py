@@ -6,18 +6,17 @@ from __future__ import annotations
 import secrets
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api import quotas
 from api.deps import Ctx, Member, Session, is_uuid, not_found, require
+from api.domain.webhooks.outbox import EVENTS, UnsafeUrl, WebhookEvent, resolve_allowed
 from api.errors import ApiError
 from api.routes.notifications import parse_cursor
-from api.schemas import as_utc
-from api.webhooks import EVENTS, UnsafeUrl, WebhookEvent, WebhookService, resolve_allowed
-from persistence.models import Webhook, WebhookDelivery, new_id, utcnow
+from persistence.models import Webhook, WebhookDelivery, iso_z, new_id, utcnow
 
 router = APIRouter(prefix="/api/workspaces/{wid}/webhooks", tags=["webhooks"])
 
@@ -41,7 +40,7 @@ class WebhookIn(BaseModel):
 
 
 def _ts(value: Any) -> str | None:
-    return None if value is None else str(as_utc(value).isoformat().replace("+00:00", "Z"))
+    return None if value is None else iso_z(value)
 
 
 def webhook_json(h: Webhook) -> dict[str, Any]:
@@ -72,10 +71,6 @@ def delivery_json(d: WebhookDelivery) -> dict[str, Any]:
     }
 
 
-def _service(request: Request) -> WebhookService | None:
-    return getattr(request.app.state, "webhooks", None)
-
-
 async def _load(session: AsyncSession, member: Member, hook_id: str) -> Webhook:
     hook = await session.get(Webhook, hook_id) if is_uuid(hook_id) else None
     if hook is None or hook.workspace_id != member.workspace.id:
@@ -84,9 +79,7 @@ async def _load(session: AsyncSession, member: Member, hook_id: str) -> Webhook:
 
 
 @router.post("", status_code=201, responses=_ERRORS)
-async def create_webhook(
-    body: WebhookIn, request: Request, ctx: Ctx, session: Session, member: Manager
-) -> dict[str, Any]:
+async def create_webhook(body: WebhookIn, ctx: Ctx, session: Session, member: Manager) -> dict[str, Any]:
     """Register an endpoint for the given events. The response carries ``secret`` — the only time it is shown;
     every delivery is signed with it (``X-Plait-Signature``)."""
     try:
@@ -110,9 +103,7 @@ async def create_webhook(
     )
     session.add(hook)
     await session.commit()
-    service = _service(request)
-    if service is not None:
-        service.invalidate(member.workspace.id)
+    ctx.webhooks.invalidate(member.workspace.id)
     return {**webhook_json(hook), "secret": hook.secret}
 
 
@@ -126,14 +117,12 @@ async def list_webhooks(session: Session, member: Manager) -> list[dict[str, Any
 
 
 @router.delete("/{hook_id}", status_code=204, responses=_ERRORS)
-async def delete_webhook(hook_id: str, request: Request, session: Session, member: Manager) -> Response:
+async def delete_webhook(hook_id: str, ctx: Ctx, session: Session, member: Manager) -> Response:
     """Remove the webhook and its delivery log; pending deliveries are dropped."""
     hook = await _load(session, member, hook_id)
     await session.delete(hook)
     await session.commit()
-    service = _service(request)
-    if service is not None:
-        service.invalidate(member.workspace.id)
+    ctx.webhooks.invalidate(member.workspace.id)
     return Response(status_code=204)
 
 

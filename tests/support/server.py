@@ -13,12 +13,15 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import uvicorn
 
 from persistence.settings import Settings
+
+if TYPE_CHECKING:
+    from api.context import AppContext
 
 # plait serve's log format (api/cli.py): "<asctime> <LEVEL> <logger>: <message>"
 LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \S+ [A-Z]+ ")
@@ -82,6 +85,13 @@ class ThreadServer:
     @property
     def ws_url(self) -> str:
         return f"ws://127.0.0.1:{self.port}"
+
+    @property
+    def ctx(self) -> AppContext:
+        """The running app's context (its services), for tests that look inside a node."""
+        assert self._server is not None, "start() first"
+        ctx: AppContext = self._server.config.app.state.ctx  # type: ignore[union-attr]
+        return ctx
 
     def start(self) -> ThreadServer:
         from api.app import create_app

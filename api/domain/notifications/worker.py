@@ -6,30 +6,27 @@ on this node (live clients, REST, reconnecting offline clients). A single worker
 tables have a unique key derived from the update's log sequence number, and inserts ignore conflicts, so a
 change is recorded exactly once per recipient however often it is derived (retries, several nodes).
 
-Live push: :func:`publish` is the one place that tells SSE streams "look again"; the stream reads the
-database (the single truth), so a wake-up is never a lost message. The presence/Redis issue extends
-:func:`publish` to other nodes.
+Live push: :meth:`NotificationHub.publish` is the one place that tells SSE streams "look again"; the stream
+reads the database (the single truth), so a wake-up is never a lost message. With Redis it also wakes the
+streams of other nodes (:meth:`NotificationHub.bridge`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import json
 import logging
-import weakref
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Insert, Table, bindparam, select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.activity_coalescing import ActivityCoalescer
-from api.schemas import as_utc
-from persistence.db import Database
+from api.domain.activity_coalescing import ActivityCoalescer
+from persistence.db import Database, insert_ignoring_conflicts
 from persistence.docstore import DocumentStore
 from persistence.models import (
     Activity,
@@ -38,6 +35,7 @@ from persistence.models import (
     NotificationPreference,
     User,
     Workspace,
+    iso_z,
     new_id,
     utcnow,
 )
@@ -45,10 +43,9 @@ from sync_server import metrics
 from sync_server.schema import TaskChange
 
 if TYPE_CHECKING:
-    from fastapi import FastAPI
-
-    from api.context import AppContext
+    from sync_server.fanout import RedisFanout
     from sync_server.room import Room
+    from sync_server.supervisor import Supervisor
     from sync_server.writer import WriteRequest
 
 log = logging.getLogger("plait.notifications")
@@ -65,6 +62,7 @@ MAX_ACTIVITY_TASK_ID = 64  # activity.task_id column width
 # A window's preparation gives the event loop back after this many workspaces: 500 workspaces typing made one
 # window a 9 ms step, and every socket's updates waited behind it (s6's p95).
 WORKSPACES_PER_STEP = 50
+DRAIN_SECONDS = 5.0  # at shutdown: how long the queue's derivation, then the held summaries, may take
 
 
 # ---- derivation (pure) -----------------------------------------------------------------------------------
@@ -164,26 +162,6 @@ _MEMBERS_AMONG = select(Membership.user_id).where(
 )
 
 
-@functools.cache
-def _insert_ignoring(dialect: str, table: Table, conflict: tuple[str, ...]) -> Insert:
-    if dialect == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-        return sqlite_insert(table).on_conflict_do_nothing(index_elements=conflict)
-    from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-    return pg_insert(table).on_conflict_do_nothing(index_elements=conflict)
-
-
-async def insert_ignoring_conflicts(
-    session: AsyncSession, db: Database, table: Table, rows: list[dict[str, Any]], conflict: list[str]
-) -> None:
-    """``INSERT ... ON CONFLICT (conflict) DO NOTHING``: the unique key makes derivation idempotent."""
-    if rows:
-        statement = _insert_ignoring("sqlite" if db.is_sqlite else "postgresql", table, tuple(conflict))
-        await session.execute(statement, rows)
-
-
 async def disabled_types(session: AsyncSession, user_ids: Iterable[str]) -> set[tuple[str, str]]:
     """(user_id, type) pairs switched off; everything else is on (the default)."""
     ids = sorted(set(user_ids))
@@ -257,8 +235,8 @@ def notification_json(n: Notification, actor: User | None) -> dict[str, Any]:
         "task_id": n.task_id,
         "actor": {"id": actor.id, "display_name": actor.display_name} if actor is not None else None,
         "data": n.data or {},
-        "created_at": _iso(n.created_at),
-        "read_at": _iso(n.read_at) if n.read_at is not None else None,
+        "created_at": iso_z(n.created_at),
+        "read_at": iso_z(n.read_at) if n.read_at is not None else None,
     }
 
 
@@ -273,15 +251,35 @@ def activity_json(a: Activity, actor: User | None) -> dict[str, Any]:
         "new_value": a.new_value,
         "summary": a.summary,
         "actor": {"id": actor.id, "display_name": actor.display_name} if actor is not None else None,
-        "created_at": _iso(a.created_at),
+        "created_at": iso_z(a.created_at),
     }
 
 
-def _iso(value: datetime) -> str:
-    return as_utc(value).isoformat().replace("+00:00", "Z")
-
-
 # ---- live push ---------------------------------------------------------------------------------------------
+
+
+class StreamCounts:
+    """Open streams on this node, in total and per account (``PLAIT_MAX_SSE_STREAMS_PER_USER`` / ``_NODE``)."""
+
+    def __init__(self) -> None:
+        self.total = 0
+        self.per_user: dict[str, int] = {}
+
+    def take(self, user_id: str, per_user: int, per_node: int) -> str | None:
+        """Count a new stream, or say which cap refuses it."""
+        if per_node and self.total >= per_node:
+            return "server"
+        if per_user and self.per_user.get(user_id, 0) >= per_user:
+            return "account"
+        self.total += 1
+        self.per_user[user_id] = self.per_user.get(user_id, 0) + 1
+        return None
+
+    def give_back(self, user_id: str) -> None:
+        self.total -= 1
+        left = self.per_user.pop(user_id, 1) - 1
+        if left:
+            self.per_user[user_id] = left
 
 
 class NotificationHub:
@@ -289,6 +287,8 @@ class NotificationHub:
 
     def __init__(self) -> None:
         self._subs: dict[str, set[asyncio.Event]] = {}
+        self._remote: Callable[[set[str]], None] | None = None
+        self.streams = StreamCounts()  # the SSE streams open on this node, for their caps
 
     def subscribe(self, user_id: str) -> asyncio.Event:
         event = asyncio.Event()
@@ -311,30 +311,30 @@ class NotificationHub:
     def subscribers(self) -> int:
         return sum(len(s) for s in self._subs.values())
 
+    def publish(self, user_ids: Iterable[str]) -> None:
+        """The single publish point: new notifications are committed for these users. Wakes this node's
+        streams and, with Redis, every other node's; a missed wake-up only delays delivery until the stream's
+        next poll."""
+        ids = set(user_ids)
+        if ids:
+            self.wake(ids)
+            if self._remote is not None:
+                self._remote(ids)
 
-_HUBS: weakref.WeakKeyDictionary[Database, NotificationHub] = weakref.WeakKeyDictionary()
+    def bridge(self, fanout: RedisFanout) -> None:
+        """Wake-ups cross nodes through the cluster's ``notify`` channel (register before the fan-out starts)."""
+        node = fanout.node_id.encode()
 
+        def send(ids: set[str]) -> None:
+            fanout.publish("notify", "users", node + b"|" + json.dumps(sorted(ids)).encode())
 
-def hub_for(db: Database) -> NotificationHub:
-    """One hub per database handle, i.e. per app instance (tests run several servers in one process)."""
-    hub = _HUBS.get(db)
-    if hub is None:
-        hub = _HUBS[db] = NotificationHub()
-    return hub
+        def receive(_key: str, data: bytes) -> None:
+            origin, body = data.split(b"|", 1)
+            if origin != node:
+                self.wake(json.loads(body))
 
-
-_REMOTE: weakref.WeakKeyDictionary[Database, Callable[[set[str]], None]] = weakref.WeakKeyDictionary()
-
-
-def publish(db: Database, user_ids: Iterable[str]) -> None:
-    """The single publish point: new notifications are committed for these users. Wakes this node's streams
-    and, with Redis, every other node's; a missed wake-up only delays delivery until the stream's next poll."""
-    ids = set(user_ids)
-    if ids:
-        hub_for(db).wake(ids)
-        remote = _REMOTE.get(db)
-        if remote is not None:
-            remote(ids)
+        self._remote = send
+        fanout.on("notify", receive)
 
 
 # ---- the worker ----------------------------------------------------------------------------------------------
@@ -343,8 +343,16 @@ def publish(db: Database, user_ids: Iterable[str]) -> None:
 class NotificationService:
     """Derives activity and notifications from durable updates, in log order, off the broadcast path."""
 
-    def __init__(self, db: Database, *, batch_window: float = 0.0, store: DocumentStore | None = None) -> None:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        batch_window: float = 0.0,
+        store: DocumentStore | None = None,
+        hub: NotificationHub | None = None,
+    ) -> None:
         self.db = db
+        self.hub = hub if hub is not None else NotificationHub()
         self.batch_window = batch_window
         self.coalescer = ActivityCoalescer(log=store)
         self._queue: asyncio.Queue[tuple[str, list[tuple[int, str | None, list[TaskChange]]]]] = asyncio.Queue()
@@ -353,19 +361,23 @@ class NotificationService:
         self.failures = 0
         self.dropped = 0  # windows of workspaces deleted before they were recorded
 
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="plait-notifications")
+    def start(self, sup: Supervisor) -> None:
+        self._task = sup.spawn("notifications", self._run())
 
     async def stop(self) -> None:
-        """Finish what is queued (at most 5 s) and write the summaries still waiting, then stop."""
+        """Finish what is queued (at most 5 s) and write the summaries still waiting (at most 5 s), then stop.
+        Runs before the document store closes: the summaries are written through it on SQLite."""
         if self._task is None:
             return
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._queue.join(), timeout=5.0)
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
-        await self.write_summaries()
+        if not self._task.done():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._queue.join(), timeout=DRAIN_SECONDS)
+            self._task.cancel()
+            await asyncio.wait([self._task])
+        try:
+            await asyncio.wait_for(self.write_summaries(), timeout=DRAIN_SECONDS)
+        except TimeoutError:
+            log.error("writing the held activity summaries took more than %.0f s: dropped", DRAIN_SECONDS)
 
     async def write_summaries(self) -> None:
         """Write the activity summaries the coalescer holds back (typing), due or not."""
@@ -421,7 +433,7 @@ class NotificationService:
         try:
             recipients = await self._record(merged)
             self.processed += len(merged)
-            publish(self.db, recipients)
+            self.hub.publish(recipients)
             return
         except Exception:
             self.coalescer.forget()
@@ -449,7 +461,7 @@ class NotificationService:
         log.exception("recording activity/notifications for %s failed", workspace_id)
 
     async def record(self, workspace_id: str, items: list[tuple[int, str | None, list[TaskChange]]]) -> None:
-        publish(self.db, await self._record({workspace_id: items}))
+        self.hub.publish(await self._record({workspace_id: items}))
 
     async def _record(
         self, merged: dict[str, list[tuple[int, str | None, list[TaskChange]]]], *, write_summaries: bool = False
@@ -487,7 +499,7 @@ class NotificationService:
         return stored.committed()
 
 
-async def notify_member_joined(db: Database, workspace_id: str, user_id: str) -> None:
+async def notify_member_joined(db: Database, hub: NotificationHub, workspace_id: str, user_id: str) -> None:
     """``member_joined`` to the workspace's owners and admins (not the newcomer); once per membership."""
     async with db.transaction() as s:
         membership = await s.get(Membership, (workspace_id, user_id))
@@ -499,34 +511,10 @@ async def notify_member_joined(db: Database, workspace_id: str, user_id: str) ->
                 Membership.workspace_id == workspace_id, Membership.role.in_(("owner", "admin"))
             )
         )
-        key = f"{workspace_id}:member_joined:{user_id}:{_iso(membership.joined_at)}"
+        key = f"{workspace_id}:member_joined:{user_id}:{iso_z(membership.joined_at)}"
         data = {"user": {"id": user.id, "display_name": user.display_name}, "role": membership.role}
         planned = [
             Planned(uid, "member_joined", workspace_id, None, user_id, data, key) for uid in admins if uid != user_id
         ]
         stored = await store_notifications(s, db, planned)
-    publish(db, stored.committed())
-
-
-def install_notifications(app: FastAPI, ctx: AppContext) -> NotificationService:
-    """Wire the derivation into the sync service (call in the lifespan, after ``ctx.sync`` exists)."""
-    service = NotificationService(ctx.db, batch_window=ctx.settings.derive_batch_ms / 1000, store=ctx.sync.store)
-    ctx.sync.on_durable(service.on_durable)
-    fanout = ctx.sync.fanout
-    if fanout is not None:
-        hub = hub_for(ctx.db)
-        node = fanout.node_id.encode()
-
-        def send(ids: set[str]) -> None:
-            fanout.publish("notify", "users", node + b"|" + json.dumps(sorted(ids)).encode())
-
-        def receive(_key: str, data: bytes) -> None:
-            origin, body = data.split(b"|", 1)
-            if origin != node:
-                hub.wake(json.loads(body))
-
-        _REMOTE[ctx.db] = send
-        fanout.on("notify", receive)
-    service.start()
-    app.state.notifications = service
-    return service
+    hub.publish(stored.committed())

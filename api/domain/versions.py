@@ -15,28 +15,43 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pycrdt import Doc, Map, Text
 from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 
-from api.schemas import as_utc
 from persistence.docstore import UnknownDocument
-from persistence.models import Activity, DocVersion, Workspace, new_id, utcnow
+from persistence.models import Activity, DocVersion, Workspace, as_utc, new_id, utcnow
 from sync_server import schema
 
 if TYPE_CHECKING:
-    from fastapi import FastAPI
     from sqlalchemy.ext.asyncio import AsyncSession
 
-    from api.context import AppContext
+    from persistence.db import Database
+    from persistence.settings import Settings
     from sync_server.room import Room
+    from sync_server.service import SyncService
+    from sync_server.supervisor import Supervisor
     from sync_server.writer import WriteRequest
 
 log = logging.getLogger("plait.versions")
 
 KINDS = ("named", "auto", "pre-restore")
+
+
+class Node(Protocol):
+    """What versions need of the node: the document (through the sync service), the database, the settings.
+    The application context satisfies it; the version worker gets it before that context exists."""
+
+    @property
+    def sync(self) -> SyncService: ...
+    @property
+    def db(self) -> Database: ...
+    @property
+    def settings(self) -> Settings: ...
+
+
 # Fields compared by diffs and restored (``updated_at`` is bookkeeping: a restore sets it to now).
 DIFF_FIELDS = ("title", "description", "status", "assignee_id", "due_date", "completed_at", "created_by", "created_at")
 
@@ -114,7 +129,7 @@ def restore_tasks(doc: Doc[Any], target: dict[str, dict[str, Any]], now: str | N
 
 
 async def save_version(
-    ctx: AppContext,
+    ctx: Node,
     workspace_id: str,
     kind: str,
     label: str | None,
@@ -170,7 +185,7 @@ async def _prune_auto(session: Any, workspace_id: str, keep: int) -> None:
     await session.execute(delete(DocVersion).where(*cond))
 
 
-async def restore_version(ctx: AppContext, version: DocVersion, user_id: str) -> DocVersion:
+async def restore_version(ctx: Node, version: DocVersion, user_id: str) -> DocVersion:
     """Save the current state as "pre-restore", then bring the document back to ``version`` as a forward
     change by ``user_id``. Returns the pre-restore version (restoring it is the undo).
 
@@ -211,7 +226,7 @@ class VersionService:
     since the last automatic version has passed, so the last state of a burst of edits is always captured.
     """
 
-    def __init__(self, ctx: AppContext) -> None:
+    def __init__(self, ctx: Node) -> None:
         self.ctx = ctx
         self.interval = ctx.settings.version_auto_interval_seconds
         self._dirty: set[str] = set()
@@ -220,14 +235,14 @@ class VersionService:
         self._task: asyncio.Task[None] | None = None
         self.saved = 0
 
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="plait-versions")
+    def start(self, sup: Supervisor) -> None:
+        self._task = sup.spawn("versions", self._run())
 
     async def stop(self) -> None:
+        """Stop the worker (a workspace still dirty gets its automatic version at the next change)."""
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await asyncio.wait([self._task])
 
     def on_durable(self, room: Room, requests: list[WriteRequest]) -> None:
         # Only a workspace that was not dirty yet needs the worker: waking it per commit costs a task switch
@@ -275,12 +290,3 @@ class VersionService:
                     log.exception("automatic version of %s failed", wid)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
-
-
-def install_versions(app: FastAPI, ctx: AppContext) -> VersionService:
-    """Wire automatic versions into the sync service (call in the lifespan, after ``ctx.sync`` exists)."""
-    service = VersionService(ctx)
-    ctx.sync.on_durable(service.on_durable)
-    service.start()
-    app.state.versions = service
-    return service

@@ -28,10 +28,9 @@ from typing import Any
 from sqlalchemy import Table, bindparam, exists, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.schemas import as_utc
 from persistence.db import compiled, driver_rows, execute_many
 from persistence.docstore import DocumentStore
-from persistence.models import Activity, new_id
+from persistence.models import Activity, as_utc, new_id
 
 TEXT_EDIT_WINDOW = timedelta(seconds=60)
 REMEMBERED_TASKS = 10_000

@@ -19,7 +19,6 @@ import json
 import logging
 import socket
 import time
-import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -31,17 +30,14 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.notifications import insert_ignoring_conflicts
-from api.schemas import as_utc
-from persistence.db import Database
-from persistence.models import User, Webhook, WebhookDelivery, new_id, utcnow
+from persistence.db import Database, insert_ignoring_conflicts
+from persistence.models import User, Webhook, WebhookDelivery, as_utc, iso_z, new_id, utcnow
 from sync_server.schema import TaskChange
 
 if TYPE_CHECKING:
-    from fastapi import FastAPI
-
-    from api.context import AppContext
+    from persistence.settings import Settings
     from sync_server.room import Room
+    from sync_server.supervisor import Supervisor
     from sync_server.writer import WriteRequest
 
 log = logging.getLogger("plait.webhooks")
@@ -240,10 +236,6 @@ def _merged(payload: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
     return {**payload, "data": {"task": data.get("task"), "changes": {"description": {"edit": edit}}}}
 
 
-def _iso(value: Any) -> str:
-    return str(as_utc(value).isoformat().replace("+00:00", "Z"))
-
-
 @dataclass(frozen=True)
 class HookInfo:
     id: str
@@ -256,10 +248,8 @@ class HookInfo:
 class WebhookService:
     """Derives deliveries from durable updates (one worker) and sends due deliveries (another)."""
 
-    def __init__(self, ctx: AppContext) -> None:
-        self.ctx = ctx
-        self.db = ctx.db
-        s = ctx.settings
+    def __init__(self, db: Database, s: Settings) -> None:
+        self.db = db
         self.allow_private = s.webhook_allow_private
         self.base = s.webhook_retry_base_seconds
         self.max_attempts = s.webhook_max_attempts
@@ -272,25 +262,29 @@ class WebhookService:
         self._hooked_at: float | None = None
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._sup: Supervisor | None = None
         self._inflight: dict[str, asyncio.Task[None]] = {}  # webhook id -> the task sending its deliveries
         self._client = httpx.AsyncClient(timeout=s.webhook_timeout_seconds, follow_redirects=False)
         self.sent = 0
 
-    def start(self) -> None:
+    def start(self, sup: Supervisor) -> None:
+        self._sup = sup
         self._tasks = [
-            asyncio.create_task(self._derive_loop(), name="plait-webhooks-derive"),
-            asyncio.create_task(self._send_loop(), name="plait-webhooks-send"),
+            sup.spawn("webhooks-derive", self._derive_loop()),
+            sup.spawn("webhooks-send", self._send_loop()),
         ]
 
     async def stop(self) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._queue.join(), timeout=5.0)
+        """Derive what is queued (at most 5 s), then stop sending: a delivery cut short is retried after a
+        restart (it is stored, and its lease runs out)."""
+        if self._tasks and not self._tasks[0].done():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._queue.join(), timeout=5.0)
         tasks = [*self._tasks, *self._inflight.values()]
         for task in tasks:
             task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if tasks:
+            await asyncio.wait(tasks)
         await self._client.aclose()
 
     def invalidate(self, workspace_id: str) -> None:
@@ -388,7 +382,7 @@ class WebhookService:
                         "id": delivery_id,
                         "event": event,
                         "workspace_id": workspace_id,
-                        "occurred_at": _iso(now),
+                        "occurred_at": iso_z(now),
                         "actor": actors.get(actor) if actor else None,
                         "data": data,
                     }
@@ -502,7 +496,8 @@ class WebhookService:
                 await asyncio.wait_for(self._wake.wait(), max(0.01, delay))
 
     def _start(self, hook_id: str, items: list[tuple[WebhookDelivery, Webhook]]) -> None:
-        task = asyncio.create_task(self._attempt_in_order(items), name=f"plait-webhook-{hook_id}")
+        assert self._sup is not None, "start() first"
+        task = self._sup.run_soon(f"webhook-{hook_id}", self._attempt_in_order(items))
         self._inflight[hook_id] = task
 
         def done(_: asyncio.Task[None]) -> None:
@@ -691,27 +686,12 @@ class WebhookService:
                 self.invalidate(hook.workspace_id)
 
 
-_SERVICES: weakref.WeakKeyDictionary[Database, WebhookService] = weakref.WeakKeyDictionary()
-
-
 async def member_event(
-    db: Database, workspace_id: str, event: str, user_id: str, role: str | None, actor_id: str | None
+    service: WebhookService, workspace_id: str, event: str, user_id: str, role: str | None, actor_id: str | None
 ) -> None:
-    """Hook for the member and invite routes: emit ``member.joined`` / ``member.left``. Never fails the request."""
-    service = _SERVICES.get(db)
-    if service is None:
-        return
+    """Emit ``member.joined`` / ``member.left`` after a membership change. Never fails the caller: the change
+    is committed already."""
     try:
         await service.member_event(workspace_id, event, user_id, role, actor_id)
     except Exception:
         log.exception("webhook %s event for %s failed", event, workspace_id)
-
-
-def install_webhooks(app: FastAPI, ctx: AppContext) -> WebhookService:
-    """Wire webhook derivation and delivery into the sync service (call in the lifespan)."""
-    service = WebhookService(ctx)
-    ctx.sync.on_durable(service.on_durable)
-    _SERVICES[ctx.db] = service
-    service.start()
-    app.state.webhooks = service
-    return service

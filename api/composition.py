@@ -1,0 +1,63 @@
+"""The composition root: builds a node's parts in dependency order and stops them in the reverse order.
+
+Read top to bottom, this is the node: the database; the sync service on it (the document store and, with
+Redis, the cluster); the workers that derive from committed changes (notifications, versions, webhooks);
+then the sync service starts taking changes. The supervisor runs the stop steps backwards: the sync service
+stops taking changes (sockets closed with 1012, writer drained, logs folded) before the derived workers flush
+what they hold (the notification worker writes its summaries through the document store), and the store and
+the database close last.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from api.context import AppContext, Core
+from api.domain.notifications.worker import NotificationHub, NotificationService
+from api.domain.versions import VersionService
+from api.domain.webhooks.outbox import WebhookService
+from api.quotas import InFlight
+from api.security import decode_access_token
+from persistence.db import Database
+from persistence.settings import Settings
+from sync_server.service import SyncService
+from sync_server.supervisor import Supervisor
+
+
+@asynccontextmanager
+async def running_node(settings: Settings, secret_key: str, database_url: str) -> AsyncIterator[AppContext]:
+    """The node's context while it runs; leaving the block stops everything, each step bounded in time."""
+    async with Supervisor() as sup:
+        db = Database(database_url, sqlite_synchronous=settings.sqlite_synchronous)
+        sup.on_stop("database", db.dispose)
+
+        sync = SyncService(db, settings, authenticate=functools.partial(decode_access_token, key=secret_key))
+        sup.on_stop("document store and cluster", sync.close)
+
+        hub = NotificationHub()
+        if sync.fanout is not None:
+            hub.bridge(sync.fanout)  # before the fan-out starts: it subscribes to the channels registered
+        notifications = NotificationService(db, batch_window=settings.derive_batch_ms / 1000, store=sync.store, hub=hub)
+        versions = VersionService(Core(settings=settings, db=db, sync=sync))
+        webhooks = WebhookService(db, settings)
+        for name, worker in (("notifications", notifications), ("versions", versions), ("webhooks", webhooks)):
+            sync.on_durable(worker.on_durable)
+            worker.start(sup)
+            sup.on_stop(name, worker.stop)
+
+        sup.on_stop("sync", sync.stop)
+        await sync.start()
+        yield AppContext(
+            settings=settings,
+            db=db,
+            secret_key=secret_key,
+            supervisor=sup,
+            sync=sync,
+            hub=hub,
+            notifications=notifications,
+            versions=versions,
+            webhooks=webhooks,
+            version_saves=InFlight("version_saves", "version saves or restores"),
+        )

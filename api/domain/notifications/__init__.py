@@ -1,0 +1,1 @@
+"""Notifications and activity derived from committed document changes."""
