@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +36,10 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
+# The web client's own coverage: with PLAIT_WEB_COVERAGE=<dir> (`make test` sets it) every page the fixtures open
+# records V8 precise coverage until the test ends; its app scripts go to <dir> as one JSON file per page, which
+# web/scripts/coverage-report.mjs maps to web/src through the build's source maps.
+WEB_COVERAGE = os.environ.get("PLAIT_WEB_COVERAGE", "")
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
 
@@ -163,6 +169,67 @@ def _watch(page: Any, label: str, log: list[str]) -> None:
     page.on("pageerror", lambda e: log.append(f"[{label}] pageerror: {e}"))
 
 
+class _PageCoverage:
+    """V8 precise coverage (block counts) of one page's app scripts, through its own CDP session.
+
+    A page reports only what its current document ran (after a reload script ids start afresh), so goto and
+    reload take the coverage before they navigate, and the fixture takes it once more before the context closes.
+    Each take (counts since the previous one) is written as one V8 coverage file: {"result": [scripts]}.
+    """
+
+    def __init__(self, page: Any, label: str, base_url: str) -> None:
+        self.label = label
+        self.assets = base_url + "/assets/"
+        self.takes: list[list[dict[str, Any]]] = []
+        self.cdp = page.context.new_cdp_session(page)
+        self.cdp.send("Profiler.enable")
+        self.cdp.send("Profiler.startPreciseCoverage", {"callCount": True, "detailed": True})
+        for name in ("goto", "reload"):
+            setattr(page, name, self._taking_first(getattr(page, name)))
+        context = page.context
+        context.set_offline = self._mirroring_offline(context.set_offline)
+
+    def _taking_first(self, navigate: Callable[..., Any]) -> Callable[..., Any]:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            self.take()
+            return navigate(*args, **kwargs)
+
+        return wrapper
+
+    def _mirroring_offline(self, set_offline: Callable[[bool], None]) -> Callable[[bool], None]:
+        """With a second CDP session on a page, a document loaded while the context is offline sees
+        navigator.onLine true (the network itself stays off): Chromium gives the new document that session's
+        network conditions, none. So this session repeats set_offline (else the offline-reload test fails)."""
+
+        def both(offline: bool) -> None:
+            set_offline(offline)
+            conditions = {"offline": offline, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1}
+            self.cdp.send("Network.emulateNetworkConditions", conditions)
+
+        return both
+
+    def take(self) -> None:
+        scripts = self.cdp.send("Profiler.takePreciseCoverage")["result"]
+        if app := [s for s in scripts if s["url"].startswith(self.assets)]:
+            self.takes.append(app)
+
+    def save(self, test: str) -> None:
+        try:
+            self.take()
+        except Exception as exc:  # a crashed page: say so, the report will be lower
+            warnings.warn(f"no web coverage from the last document of {test} [{self.label}]: {exc}", stacklevel=1)
+        out = Path(WEB_COVERAGE)
+        out.mkdir(parents=True, exist_ok=True)
+        for i, scripts in enumerate(self.takes):
+            (out / f"{test}-{self.label}-{i}.json").write_text(json.dumps({"result": scripts}))
+
+
+def _save_coverage(request: pytest.FixtureRequest, pages: list[_PageCoverage]) -> None:
+    test = re.sub(r"[^\w.-]+", "_", request.node.name)
+    for page in pages:
+        page.save(test)
+
+
 def _finish(request: pytest.FixtureRequest, pages: list[tuple[str, Any]], log: list[str]) -> None:
     """On failure keep a screenshot of every page and print the browser console: the test's evidence."""
     if not request.node.stash.get(FAILED, False):
@@ -183,6 +250,7 @@ def person(
     """Factory: a registered user signed in (token in localStorage, as the app keeps it) in a new context."""
     contexts: list[Any] = []
     pages: list[tuple[str, Any]] = []
+    coverage: list[_PageCoverage] = []
     log: list[str] = []
 
     def make(name: str, account: Account | None = None, viewport: dict[str, int] | None = None) -> Person:
@@ -193,12 +261,15 @@ def person(
         page.set_default_timeout(15_000)
         pages.append((name, page))
         _watch(page, name, log)
+        if WEB_COVERAGE:
+            coverage.append(_PageCoverage(page, f"{name}{len(pages)}", live_server.base_url))
         page.goto(live_server.base_url + "/signin")
         page.evaluate(f"localStorage.setItem('plait.token', {json.dumps(acc.token)})")
         return Person(acc, ctx, page, live_server.base_url)
 
     yield make
     _finish(request, pages, log)
+    _save_coverage(request, coverage)
     for ctx in contexts:
         ctx.close()
     assert not csp_violations(log), csp_violations(log)
@@ -209,6 +280,7 @@ def anonymous(browser: Any, live_server: ThreadServer, request: pytest.FixtureRe
     """Factory: a page in a fresh context with nobody signed in."""
     contexts: list[Any] = []
     pages: list[tuple[str, Any]] = []
+    coverage: list[_PageCoverage] = []
     log: list[str] = []
 
     def make(viewport: dict[str, int] | None = None) -> Any:
@@ -219,10 +291,13 @@ def anonymous(browser: Any, live_server: ThreadServer, request: pytest.FixtureRe
         label = f"anonymous{len(pages)}"
         pages.append((label, page))
         _watch(page, label, log)
+        if WEB_COVERAGE:
+            coverage.append(_PageCoverage(page, label, live_server.base_url))
         return page
 
     yield make
     _finish(request, pages, log)
+    _save_coverage(request, coverage)
     for ctx in contexts:
         ctx.close()
     assert not csp_violations(log), csp_violations(log)
