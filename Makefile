@@ -42,12 +42,15 @@ system-deps:
 run: install-run web
 	$(BIN)/plait serve
 
-## test: install everything the suite needs, then run it with coverage
+## test: install everything the suite needs, then run it with coverage (the Python code's, then the web client's
+## TypeScript as the browser tests ran it: PLAIT_WEB_COVERAGE has every page write its V8 coverage)
 test: install web node-deps system-deps
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	npm test --prefix web
-	$(BIN)/python -m pytest --cov --cov-branch --cov-report=term-missing:skip-covered --cov-fail-under=92 --durations=25 -p no:cacheprovider $(PYTEST_ARGS)
+	rm -rf .coverage-web
+	PLAIT_WEB_COVERAGE=$(CURDIR)/.coverage-web $(BIN)/python -m pytest --cov --cov-branch --cov-report=term-missing:skip-covered --cov-fail-under=92 --durations=25 -p no:cacheprovider $(PYTEST_ARGS)
+	node web/scripts/coverage-report.mjs .coverage-web --fail-under-lines 94
 
 ## test-unit: the sync centre, the supervisor and the log backends in-process: no server, seconds
 test-unit: install
