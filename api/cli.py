@@ -131,13 +131,15 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.command == "reset-epoch":
         from persistence.db import Database
-        from persistence.docstore import DocumentStore
+        from persistence.doclog import open_document_log
 
         async def _reset() -> int:
             db = Database(settings.resolved_database_url())
+            store = open_document_log(db)
             try:
-                return await DocumentStore(db).reset_epoch(args.workspace)
+                return await store.reset_epoch(args.workspace)
             finally:
+                await store.close()
                 await db.dispose()
 
         n = asyncio.run(_reset())

@@ -42,7 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from persistence.db import Database  # noqa: E402
-from persistence.docstore import DocumentStore  # noqa: E402
+from persistence.doclog import DocumentLog, open_document_log  # noqa: E402
 from tests.support.fuzz import (  # noqa: E402
     KINDS,
     FrameContext,
@@ -83,7 +83,7 @@ def _mutating(rng: random.Random, ctx: FrameContext) -> bytes:
 
 
 async def worker(
-    n: int, url: str, store: DocumentStore | None, wid: str, stats: Stats, quota: list[int], max_message: int, seed: int
+    n: int, url: str, store: DocumentLog | None, wid: str, stats: Stats, quota: list[int], max_message: int, seed: int
 ) -> None:
     rng = random.Random(seed * 1000 + n)
     ctx = FrameContext(max_message, doc=Doc(client_id=rng.randrange(1, 2**32)))
@@ -240,7 +240,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             r.raise_for_status()
             wids.append(r.json()["id"])
     db = Database(db_url) if db_url else None
-    store = DocumentStore(db) if db is not None else None
+    store = open_document_log(db) if db is not None else None
     stats = Stats()
     quota = [args.frames]
     stop = asyncio.Event()

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from pycrdt import Doc, create_awareness_message, create_update_message, merge_updates
 from pycrdt._sync import create_sync_step1_message
 
-from persistence.docstore import StoredDocument, UnknownDocument
+from persistence.doclog import StoredDocument, UnknownDocument, doc_from_chunks
 
 from . import metrics
 from .connection import CLOSE_INTERNAL, CLOSE_NOT_FOUND, Connection, Principal, binary_frame
@@ -232,9 +232,7 @@ class Room:
         """Apply the stored document (5 MB: ~80 ms); then send the sync step 1 owed to sockets that joined
         before, so they send back what they have that the server lacks."""
         started = time.perf_counter()
-        doc: Doc[Any] = Doc()
-        for chunk in chunks:
-            doc.apply_update(chunk)
+        doc = doc_from_chunks(chunks)
         self._doc, self._cold = doc, None
         self._sv = None
         if chunks:

@@ -20,7 +20,7 @@ from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocketDisconnect
 
 from persistence.db import Database
-from persistence.docstore import DocumentStore, UnknownDocument
+from persistence.doclog import UnknownDocument, open_document_log
 from persistence.membership import find_member, member_ids, user_exists
 from persistence.settings import Settings
 
@@ -62,7 +62,7 @@ class SyncService:
         self.db = db
         self.settings = settings
         self.authenticate = authenticate
-        self.store = DocumentStore(db)
+        self.store = open_document_log(db)
         self.writer = GroupCommitWriter(
             self.store, max_batch=settings.group_commit_max_batch, max_wait_ms=settings.group_commit_max_wait_ms
         )
@@ -355,11 +355,7 @@ class SyncService:
         room = self.rooms.get(workspace_id)
         if room is not None and not room.broken:
             return room.doc
-        stored = await self.store.load(workspace_id)
-        doc: Doc[Any] = Doc()
-        for chunk in stored.chunks():
-            doc.apply_update(chunk)
-        return doc
+        return (await self.store.load(workspace_id)).to_doc()
 
     async def membership_changed(self, workspace_id: str, user_id: str, role: str | None) -> None:
         """Apply a role change (None: removed) to the user's open sockets in that workspace, at once — on

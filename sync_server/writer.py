@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from persistence.docstore import DocumentStore, PendingUpdate, UnknownDocument
+from persistence.doclog import DocumentLog, PendingUpdate, UnknownDocument
 
 from . import metrics
 from .schema import TaskChange
@@ -37,7 +37,7 @@ class WriteRequest:
 
 
 class GroupCommitWriter:
-    def __init__(self, store: DocumentStore, *, max_batch: int = 512, max_wait_ms: float = 0.0) -> None:
+    def __init__(self, store: DocumentLog, *, max_batch: int = 512, max_wait_ms: float = 0.0) -> None:
         self.store = store
         self.max_batch = max_batch
         self.max_wait = max_wait_ms / 1000

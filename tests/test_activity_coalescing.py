@@ -17,7 +17,7 @@ from sqlalchemy import select
 from api.domain.activity_coalescing import TEXT_EDIT_WINDOW, ActivityCoalescer
 from api.domain.notifications.worker import NotificationService, activity_rows
 from persistence.db import Database, insert_ignoring_conflicts
-from persistence.docstore import DocumentStore
+from persistence.doclog import DocumentLog, open_document_log
 from persistence.models import Activity, Workspace, utcnow
 from sync_server.schema import TaskChange
 from sync_server.supervisor import Supervisor
@@ -28,13 +28,13 @@ TASK = "t-1"
 
 # The update log's store of each test database: on SQLite the summaries are written on its connection, as in
 # the server (NotificationService gets the sync service's store).
-_STORES: dict[int, DocumentStore] = {}
+_STORES: dict[int, DocumentLog] = {}
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
 async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
     async with migrated_database(str(request.param), tmp_path) as database:
-        store = _STORES[id(database)] = DocumentStore(database)
+        store = _STORES[id(database)] = open_document_log(database)
         try:
             yield database
         finally:

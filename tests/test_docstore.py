@@ -18,21 +18,21 @@ from pycrdt import Doc, Map
 from sqlalchemy import select, text
 
 from persistence import snapshot_codec
-from persistence.docstore import DocumentStore, PendingUpdate, UnknownDocument
-from persistence.models import Document, DocUpdate
+from persistence.doclog import DocumentLog, PendingUpdate, UnknownDocument, open_document_log
+from persistence.models import Activity, Document, DocUpdate
 from tests.support.databases import migrated_database, new_document
 
 
 @asynccontextmanager
-async def _open_store(backend: str, tmp_path: Path) -> AsyncIterator[DocumentStore]:
+async def _open_store(backend: str, tmp_path: Path) -> AsyncIterator[DocumentLog]:
     async with migrated_database(backend, tmp_path) as db:
-        store = DocumentStore(db)
+        store = open_document_log(db)
         yield store
         await store.close()
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[DocumentStore]:
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[DocumentLog]:
     async with _open_store(str(request.param), tmp_path) as store:
         yield store
 
@@ -55,7 +55,7 @@ def _rebuild(chunks: list[bytes]) -> dict[str, object]:
     return dict(doc.get("m", type=Map).to_py() or {})
 
 
-async def test_group_commit_assigns_contiguous_sequence_numbers(store: DocumentStore) -> None:
+async def test_group_commit_assigns_contiguous_sequence_numbers(store: DocumentLog) -> None:
     a, b = await new_document(store.db), await new_document(store.db)
     ua, ub = _updates(3, "a"), _updates(2, "b")
     batch = [
@@ -72,7 +72,7 @@ async def test_group_commit_assigns_contiguous_sequence_numbers(store: DocumentS
     assert _rebuild(loaded.chunks()) == {"a0": 0, "a1": 1, "a2": 2}
 
 
-async def _terminate(store: DocumentStore, where: str) -> int:
+async def _terminate(store: DocumentLog, where: str) -> int:
     async with store.db.session() as s:
         ended = await s.scalar(
             text(
@@ -84,12 +84,12 @@ async def _terminate(store: DocumentStore, where: str) -> int:
 
 
 @pytest.fixture
-async def pg_store(tmp_path: Path) -> AsyncIterator[DocumentStore]:
+async def pg_store(tmp_path: Path) -> AsyncIterator[DocumentLog]:
     async with _open_store("postgres", tmp_path) as store:
         yield store
 
 
-async def test_appends_outlive_a_terminated_postgres_connection(pg_store: DocumentStore) -> None:
+async def test_appends_outlive_a_terminated_postgres_connection(pg_store: DocumentLog) -> None:
     """The appends keep one connection without pre-pinging it. One the server ended (what a restart does) is
     replaced before the next batch; one lost in the middle of a statement fails that batch only. No batch is
     counted twice, and none is lost without an error (its rooms then reload from the database)."""
@@ -116,7 +116,7 @@ async def test_appends_outlive_a_terminated_postgres_connection(pg_store: Docume
     assert [seq for seq, _ in loaded.updates] == [1, 2, 3, 4]
 
 
-async def test_loads_outlive_a_terminated_postgres_connection(pg_store: DocumentStore) -> None:
+async def test_loads_outlive_a_terminated_postgres_connection(pg_store: DocumentLog) -> None:
     """The loads keep their own connection, without pre-pinging it either: one the server ended is replaced,
     noticed or not, and the load runs once more on the new one instead of failing the join."""
     store = pg_store
@@ -133,7 +133,7 @@ async def test_loads_outlive_a_terminated_postgres_connection(pg_store: Document
         await store.load("00000000-0000-4000-8000-000000000000")
 
 
-async def test_snapshots_are_compressed_by_plait_on_postgres(pg_store: DocumentStore) -> None:
+async def test_snapshots_are_compressed_by_plait_on_postgres(pg_store: DocumentLog) -> None:
     """A cold join reads the snapshot: compressed by Plait it crosses the socket at a quarter of its size, and
     PostgreSQL stores it as it is (no second compression); the quota still counts the document's own size."""
     store = pg_store
@@ -161,7 +161,7 @@ async def test_snapshots_are_compressed_by_plait_on_postgres(pg_store: DocumentS
     assert _rebuild(loaded.chunks()) == {str(i): "text that compresses " * 4 for i in range(3000)}
 
 
-async def test_snapshots_written_before_compression_still_load(store: DocumentStore) -> None:
+async def test_snapshots_written_before_compression_still_load(store: DocumentLog) -> None:
     """Rows from before migration 0005 hold the document as it is (codec NULL) until compaction rewrites them;
     SQLite keeps writing them so (it reads snapshots from a memory map, where expanding only costs)."""
     wid = await new_document(store.db)
@@ -191,7 +191,7 @@ def test_an_unknown_codec_is_refused_not_misread() -> None:
     assert snapshot_codec.pack(b"x") == (b"x", None)  # lz4 would not make it smaller
 
 
-async def test_unknown_document(store: DocumentStore) -> None:
+async def test_unknown_document(store: DocumentLog) -> None:
     with pytest.raises(UnknownDocument):
         await store.load("00000000-0000-4000-8000-000000000000")
     with pytest.raises(UnknownDocument):
@@ -206,7 +206,7 @@ def _state(chunks: list[bytes]) -> bytes:
     return doc.get_update()
 
 
-async def test_snapshot_folds_the_rows_it_covers(store: DocumentStore) -> None:
+async def test_snapshot_folds_the_rows_it_covers(store: DocumentLog) -> None:
     wid = await new_document(store.db)
     ups = _updates(30)
     await store.append_batch([PendingUpdate(wid, u, None) for u in ups[:20]])
@@ -229,7 +229,7 @@ async def test_snapshot_folds_the_rows_it_covers(store: DocumentStore) -> None:
     assert _rebuild((await store.load(wid)).chunks()) == {f"k{i}": i for i in range(30)}
 
 
-async def test_snapshot_may_cover_more_than_its_seq(store: DocumentStore) -> None:
+async def test_snapshot_may_cover_more_than_its_seq(store: DocumentLog) -> None:
     """A node's memory can hold rows above the seq it has contiguously (multi-node): those rows stay in the
     log, and applying them again on load is harmless."""
     wid = await new_document(store.db)
@@ -241,7 +241,7 @@ async def test_snapshot_may_cover_more_than_its_seq(store: DocumentStore) -> Non
     assert _rebuild(loaded.chunks()) == {f"k{i}": i for i in range(10)}
 
 
-async def test_snapshots_concurrent_with_appends_lose_nothing(store: DocumentStore) -> None:
+async def test_snapshots_concurrent_with_appends_lose_nothing(store: DocumentLog) -> None:
     wid = await new_document(store.db)
     ups = _updates(200)
     done = 0
@@ -266,12 +266,12 @@ async def test_snapshots_concurrent_with_appends_lose_nothing(store: DocumentSto
     assert _rebuild(loaded.chunks()) == {f"k{i}": i for i in range(200)}
 
 
-async def test_snapshot_of_an_unknown_document(store: DocumentStore) -> None:
+async def test_snapshot_of_an_unknown_document(store: DocumentLog) -> None:
     with pytest.raises(UnknownDocument):
         await store.save_snapshot("00000000-0000-4000-8000-000000000000", b"\x00\x00", 1)
 
 
-async def test_reset_epoch_changes_every_or_one_document(store: DocumentStore) -> None:
+async def test_reset_epoch_changes_every_or_one_document(store: DocumentLog) -> None:
     a, b = await new_document(store.db), await new_document(store.db)
     ea, eb = (await store.load(a)).epoch, (await store.load(b)).epoch
     assert await store.reset_epoch(a) == 1
@@ -295,7 +295,7 @@ def _expected_seqs(batches: list[list[PendingUpdate]]) -> list[list[int]]:
     return out
 
 
-async def test_many_workspaces_per_batch_get_contiguous_seqs_in_batch_order(store: DocumentStore) -> None:
+async def test_many_workspaces_per_batch_get_contiguous_seqs_in_batch_order(store: DocumentLog) -> None:
     wids = [await new_document(store.db) for _ in range(5)]
     rng = random.Random(7)
     batches: list[list[PendingUpdate]] = []
@@ -317,7 +317,7 @@ async def test_many_workspaces_per_batch_get_contiguous_seqs_in_batch_order(stor
     assert await store.heads(wids) == {w: sum(i.workspace_id == w for b in batches for i in b) for w in wids}
 
 
-async def test_unknown_workspace_in_a_batch_writes_nothing_for_the_others(store: DocumentStore) -> None:
+async def test_unknown_workspace_in_a_batch_writes_nothing_for_the_others(store: DocumentLog) -> None:
     a, b = await new_document(store.db), await new_document(store.db)
     await store.append_batch([PendingUpdate(a, b"a1", None), PendingUpdate(b, b"b1", None)])
     missing, also_missing = str(uuid.uuid4()), str(uuid.uuid4())
@@ -339,12 +339,12 @@ async def test_unknown_workspace_in_a_batch_writes_nothing_for_the_others(store:
     assert (await store.load(b)).updates == [(1, b"b1"), (2, b"b2")]
 
 
-async def test_concurrent_batches_from_many_tasks_never_duplicate_or_skip_a_seq(store: DocumentStore) -> None:
+async def test_concurrent_batches_from_many_tasks_never_duplicate_or_skip_a_seq(store: DocumentLog) -> None:
     """Many tasks append batches over overlapping workspaces, in different orders, through six stores (six
     nodes, each with its own connection on PostgreSQL): every seq 1..n is given exactly once per workspace, to
     the update stored there."""
     wids = [await new_document(store.db) for _ in range(6)]
-    nodes = [store, *(DocumentStore(store.db) for _ in range(5))]
+    nodes = [store, *(open_document_log(store.db) for _ in range(5))]
     got: dict[str, dict[int, bytes]] = {w: {} for w in wids}
 
     async def task(t: int) -> None:
@@ -376,7 +376,7 @@ async def test_concurrent_batches_from_many_tasks_never_duplicate_or_skip_a_seq(
         assert (await store.load(w)).updates == sorted(got[w].items())
 
 
-async def test_update_bytes_and_actor_round_trip_exactly(store: DocumentStore) -> None:
+async def test_update_bytes_and_actor_round_trip_exactly(store: DocumentLog) -> None:
     a, b, c = await new_document(store.db), await new_document(store.db), await new_document(store.db)
     rng = random.Random(3)
     blobs = [b"", b"\x00", b"\x00\xff\x00", bytes(range(256)), b"\\x00'\"", rng.randbytes(1 << 20), *_updates(3)]
@@ -396,40 +396,59 @@ async def test_update_bytes_and_actor_round_trip_exactly(store: DocumentStore) -
         assert sorted((int(q), actor) for q, actor in rows) == [(i, u.actor_id) for i, u in enumerate(mine, start=1)]
 
 
-async def test_a_job_in_log_order_commits_or_leaves_nothing_and_queues_with_the_appends(store: DocumentStore) -> None:
-    """SQLite: other writers' short jobs run on the update log's connection, one transaction each, queued
-    with the appends (no lock held across event-loop turns); PostgreSQL writes through sessions."""
+async def test_activity_summaries_queue_with_the_appends_and_commit_or_leave_nothing(store: DocumentLog) -> None:
+    """SQLite: the grown activity summaries are written on the update log's connection, one transaction per
+    job, queued with the appends in submission order (no lock held across event-loop turns); PostgreSQL
+    writes them through the derivation's session."""
     wid = await new_document(store.db)
     if not store.db.is_sqlite:
         assert not store.writes_in_log_order
         with pytest.raises(RuntimeError, match="SQLite"):
-            await store.write_in_log_order(lambda conn: None)
+            await store.store_activity_summaries([])
         return
     assert store.writes_in_log_order
+    async with store.db.transaction() as s:
+        rows = [
+            Activity(workspace_id=wid, task_id=t, kind="updated", field="description", doc_seq=1, dedup_key=t)
+            for t in ("t1", "t2")
+        ]
+        s.add_all(rows)
+    ids = [r.id for r in rows]
 
-    def bump(conn: sqlite3.Connection) -> int:
-        conn.execute("UPDATE documents SET last_seq = last_seq + 5 WHERE workspace_id = ?", (wid,))
-        return int(conn.execute("SELECT last_seq FROM documents WHERE workspace_id = ?", (wid,)).fetchone()[0])
+    def grown(i: int, doc_seq: int | None) -> dict[str, object]:
+        summary = {"inserted": doc_seq}
+        return {"row_id": ids[i], "wid": wid, "tid": f"t{i + 1}", "stored_seq": 1, "new_summary": summary,
+                "new_doc_seq": doc_seq}  # fmt: skip
 
-    def bump_then_fail(conn: sqlite3.Connection) -> None:
-        bump(conn)
-        raise ValueError("job failed")
+    # Another connection holds the write lock: an append, the summaries and another append queue behind it on
+    # the log's thread and finish in that order once it is released.
+    blocker = sqlite3.connect(store.db.sqlite_path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    finished: list[str] = []
+    jobs = {
+        "append 1": store.append_batch([PendingUpdate(wid, b"\x00\x00", None)]),
+        "summaries": store.store_activity_summaries([grown(0, 5), grown(1, 6)]),
+        "append 2": store.append_batch([PendingUpdate(wid, b"\x00\x00", None)]),
+    }
+    tasks = [asyncio.ensure_future(job) for job in jobs.values()]
+    for name, task in zip(jobs, tasks, strict=True):
+        task.add_done_callback(lambda _, name=name: finished.append(name))
+    await asyncio.sleep(0.1)
+    assert not finished
+    blocker.execute("COMMIT")
+    blocker.close()
+    assert await asyncio.gather(*tasks) == [[1], {ids[0]: 5, ids[1]: 6}, [2]]
+    assert finished == list(jobs)
 
-    # Queued in order with appends submitted around it: seqs 1, then the job's 5, then 7.
-    first, bumped, last = await asyncio.gather(
-        store.append_batch([PendingUpdate(wid, b"\x00\x00", None)]),
-        store.write_in_log_order(bump),
-        store.append_batch([PendingUpdate(wid, b"\x00\x00", None)]),
-    )
-    assert (first, bumped, last) == ([1], 6, [7])
-    with pytest.raises(ValueError, match="job failed"):
-        await store.write_in_log_order(bump_then_fail)
-    async with store.db.session() as s:  # rolled back: the head is where the last append left it
-        head = await s.scalar(select(Document.last_seq).where(Document.workspace_id == wid))
-    assert head == 7
+    # A job that fails is rolled back whole: the valid row of it keeps its summary.
+    with pytest.raises(sqlite3.IntegrityError):
+        await store.store_activity_summaries([grown(0, 7), grown(1, None)])
+    async with store.db.session() as s:
+        stored = dict((await s.execute(select(Activity.id, Activity.doc_seq).where(Activity.id.in_(ids)))).all())
+    assert stored == {ids[0]: 5, ids[1]: 6}
 
 
-async def test_a_deleted_workspace_in_a_group_commit_fails_alone(store: DocumentStore) -> None:
+async def test_a_deleted_workspace_in_a_group_commit_fails_alone(store: DocumentLog) -> None:
     """A workspace deleted while an update of it waited for the commit must not fail the batch's other
     workspaces (their rooms would be closed 1011 and rebuilt): only its own requests fail, without an error."""
     from sync_server.writer import GroupCommitWriter, WriteRequest

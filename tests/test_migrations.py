@@ -124,7 +124,7 @@ def test_downgrading_0005_expands_compressed_snapshots(tmp_path: Path) -> None:
     from sqlalchemy import text
 
     from persistence.db import Database
-    from persistence.docstore import DocumentStore, PendingUpdate
+    from persistence.doclog import PendingUpdate, open_document_log
     from tests.support.databases import new_document
 
     url = fresh_database("postgres", tmp_path)
@@ -136,7 +136,7 @@ def test_downgrading_0005_expands_compressed_snapshots(tmp_path: Path) -> None:
 
         async def write() -> str:
             db = Database(url)
-            store = DocumentStore(db)
+            store = open_document_log(db)
             try:
                 wid = await new_document(db)
                 await store.append_batch([PendingUpdate(wid, update, None)])

@@ -17,7 +17,7 @@ from pycrdt import Awareness, Doc, Map, read_message
 from websockets.asyncio.client import connect as ws_connect
 
 from persistence.db import Database
-from persistence.docstore import DocumentStore, PendingUpdate
+from persistence.doclog import PendingUpdate, open_document_log
 from persistence.migrate import upgrade
 from tests.support.databases import drop_postgres_database, fresh_database, stored_document
 from tests.support.metrics import async_wait_moved, delta, scrape
@@ -294,7 +294,7 @@ async def _orphan_commit(cluster: Cluster, wid: str, key: str) -> None:
     doc: Doc = Doc()
     doc.get("m", type=Map)[key] = True
     db = Database(cluster.env["PLAIT_DATABASE_URL"])
-    store = DocumentStore(db)
+    store = open_document_log(db)
     try:
         await store.append_batch([PendingUpdate(wid, doc.get_update(), None)])
     finally:

@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 from pycrdt import Doc, Map
 
 from persistence.db import Database
-from persistence.docstore import DocumentStore
+from persistence.doclog import open_document_log
 from tests.support.databases import fresh_database, stored_document
 from tests.support.fuzz import KINDS, FrameContext, Observer, Prober, make_frame, verdict
 from tests.support.metrics import scrape, value
@@ -90,7 +90,7 @@ def test_fuzzed_frames_close_with_documented_codes_and_never_change_the_document
         return observer, a, b, Database(db_url)
 
     observer, writer, reader, db = run(setup())
-    store = DocumentStore(db)
+    store = open_document_log(db)
 
     async def head() -> int:
         return (await store.heads([wid])).get(wid, 0)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from persistence.docstore import DocumentStore, PendingUpdate
+from persistence.doclog import PendingUpdate, open_document_log
 from tests.support.databases import migrated_database, new_document
 
 BLOB = 8 * 1024 * 1024
@@ -44,7 +44,7 @@ def _glibc() -> None:
 
 async def test_a_stored_snapshot_leaves_no_copy_behind(tmp_path: Path) -> None:
     async with migrated_database("sqlite", tmp_path) as db:
-        store = DocumentStore(db)
+        store = open_document_log(db)
         try:
             wid = await new_document(db)
             await store.append_batch([PendingUpdate(wid, b"\x00\x00", None)])

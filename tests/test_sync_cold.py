@@ -12,7 +12,7 @@ import httpx
 from pycrdt import Doc, Map, Text
 
 from persistence.db import Database
-from persistence.docstore import StoredDocument
+from persistence.doclog import StoredDocument
 from sync_server.room import Room
 from tests.support.databases import stored_document
 from tests.support.pyclient import YClient, sync_url

@@ -25,7 +25,7 @@ from pycrdt import (
 )
 
 from persistence.db import Database
-from persistence.docstore import DocumentStore
+from persistence.doclog import DocumentLog, open_document_log
 from sync_server.protocol import AwarenessEntry, encode_awareness
 from tests.support.databases import stored_document
 from tests.support.metrics import Samples, async_wait_moved, delta, scrape
@@ -401,7 +401,7 @@ async def test_duplicate_updates_are_not_logged_again(server: ThreadServer, clie
     a = await _client(server, wid, owner)
     a.text("t").insert(0, "once")
     db = Database(server.settings.resolved_database_url())
-    store = DocumentStore(db)
+    store = open_document_log(db)
     rows_before = await async_wait_until(lambda: _rows(store, wid))  # the insert is logged
     full = a.doc.get_update()
     for _ in range(5):
@@ -417,7 +417,7 @@ async def test_duplicate_updates_are_not_logged_again(server: ThreadServer, clie
     await b.close()
 
 
-async def _rows(store: DocumentStore, wid: str) -> int:
+async def _rows(store: DocumentLog, wid: str) -> int:
     return (await store.log_size(wid))[0]
 
 
@@ -616,7 +616,7 @@ async def test_compaction_under_concurrent_writes_loses_nothing(make_server: obj
         # compactions ran during the writes (>=: in-process servers share the registry; 300 rows, 20 a fold)
         await async_wait_moved(http, before, "plait_compactions_total", at_least=2)
         db = Database(srv.settings.resolved_database_url())
-        stored_rows, _ = await DocumentStore(db).log_size(wid)
+        stored_rows, _ = await open_document_log(db).log_size(wid)
         snapshot = await stored_document(db, wid)
         await db.dispose()
         assert snapshot.snapshot is not None, "compaction produced a snapshot"

@@ -5,7 +5,8 @@ newest row's summary. The newest row of each task is remembered here, so steady 
 ``UPDATE`` per task at most every ``SUMMARY_INTERVAL`` instead of a query and an ORM flush per keystroke.
 The summaries wait because on SQLite each write takes the database's one write lock, which the update log's
 appends (and so every peer's fan-out) then wait for: written every derivation window (four a second), they
-were most of s6's p95. A new row of a task whose summary is waiting writes it first, so rows stay in order.
+held the appends up (docs/performance.md#log-summaries). A new row of a task whose summary is waiting writes
+it first, so rows stay in order.
 
 Several nodes may write activity for one workspace. The update is guarded: it only applies while no newer
 row exists for the task. When the guard fails, another node wrote in between; the edits then start a row of
@@ -17,25 +18,22 @@ it is already counted.
 
 from __future__ import annotations
 
-import functools
-import sqlite3
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Table, bindparam, exists, func, select, update
+from sqlalchemy import Table, bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from persistence.db import compiled, driver_rows, execute_many
-from persistence.docstore import DocumentStore
+from persistence import activity_summaries
+from persistence.doclog import DocumentLog
 from persistence.models import Activity, as_utc, new_id
 
 TEXT_EDIT_WINDOW = timedelta(seconds=60)
 REMEMBERED_TASKS = 10_000
 SUMMARY_INTERVAL = 2.0  # seconds a grown summary may wait in memory (the activity feed's lag while typing)
-SUMMARIES_PER_JOB = 100  # summaries written per job on SQLite's update-log connection (the appends wait for one)
 
 
 @dataclass(eq=False)
@@ -60,7 +58,7 @@ class ActivityCoalescer:
         self,
         remembered: int = REMEMBERED_TASKS,
         summary_interval: float = SUMMARY_INTERVAL,
-        log: DocumentStore | None = None,
+        log: DocumentLog | None = None,
     ) -> None:
         self._log = log if log is not None and log.writes_in_log_order else None  # SQLite: summaries in log order
         self._newest: OrderedDict[tuple[str, str], _Newest] = OrderedDict()
@@ -187,9 +185,9 @@ class ActivityCoalescer:
             for wid, tid, e in grown
         ]
         if self._log is not None:
-            stored = await self._store_in_log_order(self._log, rows)
+            stored = await self._log.store_activity_summaries(rows)
         else:
-            stored = await self._store_in_session(session, rows)
+            stored = await activity_summaries.store_in_session(session, rows)
         fallback: list[dict[str, Any]] = []
         for wid, tid, entry in grown:
             assert entry.first_edit is not None
@@ -200,40 +198,6 @@ class ActivityCoalescer:
                 fallback.append({**entry.first_edit, "id": new_id()})
             entry.first_edit = None
         return fallback
-
-    @staticmethod
-    async def _store_in_session(session: AsyncSession, rows: list[dict[str, Any]]) -> dict[str, int]:
-        await execute_many(session, _STORE, rows, json_params=("new_summary",))
-        stored: dict[str, int] = {}
-        for i in range(0, len(rows), 500):
-            result = await session.execute(_STORED_SEQS, {"ids": [r["row_id"] for r in rows[i : i + 500]]})
-            stored.update((str(row_id), int(seq)) for row_id, seq in result)
-        return stored
-
-    @staticmethod
-    async def _store_in_log_order(log: DocumentStore, rows: list[dict[str, Any]]) -> dict[str, int]:
-        """SQLite: the summaries as short jobs on the update log's connection (see
-        ``DocumentStore.write_in_log_order``), ``SUMMARIES_PER_JOB`` rows each so the appends queued meanwhile
-        go in between."""
-        sql, order = compiled(_STORE, log.db.engine.dialect)
-        stored: dict[str, int] = {}
-        for i in range(0, len(rows), SUMMARIES_PER_JOB):
-            chunk = rows[i : i + SUMMARIES_PER_JOB]
-            job = functools.partial(
-                _write_summaries, sql, driver_rows(order, chunk, ("new_summary",)), [r["row_id"] for r in chunk]
-            )
-            stored.update(await log.write_in_log_order(job))
-        return stored
-
-
-def _write_summaries(
-    sql: str, params: list[tuple[Any, ...]], ids: list[str], conn: sqlite3.Connection
-) -> dict[str, int]:
-    """The guarded summary ``UPDATE``s, then the ``doc_seq`` each row holds (ours where the guard passed)."""
-    conn.executemany(sql, params)
-    marks = ",".join("?" * len(ids))
-    query = f"SELECT id, doc_seq FROM {Activity.__tablename__} WHERE id IN ({marks})"  # noqa: S608 (placeholders only)
-    return {str(row_id): int(seq) for row_id, seq in conn.execute(query, ids)}
 
 
 _rows: Table = Activity.__table__  # type: ignore[assignment]
@@ -257,29 +221,8 @@ _NEWEST = select(
     _rows.c.workspace_id.in_(bindparam("wids", expanding=True)),
     _rows.c.task_id.in_(bindparam("tids", expanding=True)),
 )
-_STORED_SEQS = select(_rows.c.id, _rows.c.doc_seq).where(_rows.c.id.in_(bindparam("ids", expanding=True)))
 
 
 def _no_row() -> _Newest:
     """Remembered for a task without activity rows: never coalesced into (its field is not a description)."""
     return _Newest("", None, None, -1, datetime.min.replace(tzinfo=UTC), None)
-
-
-# Statement construction (and a fresh alias per call, which misses the compiled cache) also cost more than
-# the database work.
-_STORE = (
-    update(_rows)
-    .where(
-        _rows.c.id == bindparam("row_id"),
-        ~exists().where(
-            _newer.c.workspace_id == bindparam("wid"),
-            _newer.c.task_id == bindparam("tid"),
-            _newer.c.doc_seq > bindparam("stored_seq"),
-            _newer.c.id != bindparam("row_id"),
-        ),
-    )
-    .values(
-        summary=bindparam("new_summary", type_=_rows.c.summary.type),
-        doc_seq=bindparam("new_doc_seq", type_=_rows.c.doc_seq.type),
-    )
-)

@@ -21,7 +21,7 @@ from pycrdt import Doc, Map, Text
 from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 
-from persistence.docstore import UnknownDocument
+from persistence.doclog import UnknownDocument, doc_from_chunks
 from persistence.models import Activity, DocVersion, Workspace, as_utc, new_id, utcnow
 from sync_server import schema
 
@@ -57,10 +57,7 @@ DIFF_FIELDS = ("title", "description", "status", "assignee_id", "due_date", "com
 
 
 def doc_from_state(state: bytes) -> Doc[Any]:
-    doc: Doc[Any] = Doc()
-    if state:
-        doc.apply_update(state)
-    return doc
+    return doc_from_chunks([state])
 
 
 def tasks_by_id(doc: Doc[Any]) -> dict[str, dict[str, Any]]:

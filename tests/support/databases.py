@@ -16,7 +16,7 @@ import pytest
 
 if TYPE_CHECKING:
     from persistence.db import Database
-    from persistence.docstore import StoredDocument
+    from persistence.doclog import StoredDocument
 
 PG_URL = os.environ.get("PLAIT_TEST_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
 T = TypeVar("T")
@@ -117,9 +117,9 @@ async def migrated_database(kind: str, tmp: Path) -> AsyncIterator[Database]:
 async def stored_document(db: Database, workspace_id: str) -> StoredDocument:
     """What the database holds of a document, read through a store of its own that is closed afterwards (on
     PostgreSQL a store keeps connections checked out)."""
-    from persistence.docstore import DocumentStore
+    from persistence.doclog import open_document_log
 
-    store = DocumentStore(db)
+    store = open_document_log(db)
     try:
         return await store.load(workspace_id)
     finally:

@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.domain.activity_coalescing import ActivityCoalescer
 from persistence.db import Database, insert_ignoring_conflicts
-from persistence.docstore import DocumentStore
+from persistence.doclog import DocumentLog
 from persistence.models import (
     Activity,
     Membership,
@@ -348,7 +348,7 @@ class NotificationService:
         db: Database,
         *,
         batch_window: float = 0.0,
-        store: DocumentStore | None = None,
+        store: DocumentLog | None = None,
         hub: NotificationHub | None = None,
     ) -> None:
         self.db = db

@@ -1,12 +1,9 @@
-"""The document store's hot statements on PostgreSQL, each ONE statement on an asyncpg connection kept
-checked out of the engine's pool: the group commit's append (``PgAppender``) and the load of a document
-(``PgLoader``), each on a connection of its own, so a 5 MB load never holds up the update log.
+"""The update log on PostgreSQL: the hot statements each ONE statement on an asyncpg connection kept checked
+out of the engine's pool, the appends (``PgAppender``) and the loads (``PgLoader``) each on a connection of
+their own, so a large load never holds up the update log.
 
-The append.
-
-Through SQLAlchemy a batch cost one ``UPDATE documents ... RETURNING`` per workspace, an executemany insert and
-BEGIN/COMMIT, each a round trip with its share of Python. Here one statement does it all, with the invariants
-documented in persistence/docstore.py:
+The append. One statement does what SQLAlchemy did in a round trip per workspace plus an insert and
+BEGIN/COMMIT (docs/performance.md#log-pg-append):
 
 - the head update bumps ``last_seq`` by the number of updates of that workspace in the batch and returns
   ``base`` (the head before); the insert, in the same statement, gives the k-th update of the workspace in the
@@ -16,44 +13,44 @@ documented in persistence/docstore.py:
   otherwise the statement returns the heads it found (``base`` NULL) so the caller can name the missing one;
 - with several workspaces the heads are first locked in ``workspace_id`` order (``FOR UPDATE``), so two
   batches sharing workspaces (two nodes, or a batch and ``reset_epoch``) cannot deadlock. One workspace needs
-  no such pass: it is one row lock. That is the common batch, and skipping the pass halves its database CPU.
+  no such pass: it is one row lock, and the common batch.
 
 The statement runs outside an explicit transaction: PostgreSQL runs a single statement atomically (all its
 CTEs or nothing), which saves the BEGIN and COMMIT round trips. Under READ COMMITTED a head changed by a
 concurrent commit is re-read once its lock is free (EvalPlanQual), so the bump applies to the newest
 ``last_seq``.
 
-The appends keep one connection of the engine's pool checked out: a checkout per batch cost
-its pre-ping and its reset on return, two more round trips, and about 300 µs of the event loop's CPU against
-35 µs for the statement itself (s1's CPU on PostgreSQL). Without a pre-ping, a connection PostgreSQL closed
-(a restart, a terminated backend) is noticed locally: asyncpg marks it closed when the server's FATAL message
-or the socket's end arrives, and the next batch checks out a fresh one. A connection lost mid-statement fails
-that batch (and its rooms, which reload from what is durable) and is never used again. asyncpg's
-per-connection statement cache prepares each statement once (outside a transaction asyncpg re-prepares by
-itself if DDL made a cached statement stale; with ``statement_cache_size=0``, e.g. behind pgbouncer in
-transaction mode, it uses unnamed statements instead).
+The kept connections. A checkout per statement would cost its pre-ping and its reset on return, two more
+round trips and several times the statement's own CPU (docs/performance.md#log-pg-append). Without a
+pre-ping, a connection PostgreSQL closed (a restart, a terminated backend) is noticed locally: asyncpg marks
+it closed when the server's FATAL message or the socket's end arrives, and the next statement checks out a
+fresh one. A connection lost mid-statement fails that batch (and its rooms, which reload from what is
+durable) and is never used again. asyncpg's per-connection statement cache prepares each statement once
+(outside a transaction asyncpg re-prepares by itself if DDL made a cached statement stale; with
+``statement_cache_size=0``, e.g. behind pgbouncer in transaction mode, it uses unnamed statements instead).
 
-The load. Through SQLAlchemy it was a checkout (pre-ping), a ``REPEATABLE READ`` transaction of three reads
-(head, snapshot, log) and a reset on return: 7.3 ms for s4's 5.5 MB document in an idle process, against 5.0
-ms for one statement on a kept connection (and 20 ms in the server under the join, most of s4's unloaded and
-after-restart joins on PostgreSQL). One statement is one snapshot of the database, even under READ COMMITTED,
-so a compaction cannot slip between the snapshot and the log rows it read.
+The load. One statement is one snapshot of the database, even under READ COMMITTED, so a compaction cannot
+slip between the snapshot and the log rows it read (docs/performance.md#log-pg-load).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import asyncpg
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.sql.elements import ColumnElement
 
-from persistence.models import utcnow
-
-if TYPE_CHECKING:
-    from persistence.docstore import PendingUpdate
+from persistence import snapshot_codec
+from persistence.db import Database
+from persistence.doclog.common import SessionReads
+from persistence.doclog.types import LogClosed, PendingUpdate, StoredDocument, UnknownDocument
+from persistence.models import DocSnapshot, Document, DocUpdate, utcnow
 
 # $1 workspace, $2 number of updates, $3 data, $4 actors (in batch order), $5 now. Returns base, or no row.
 ONE_WORKSPACE_SQL = """
@@ -109,12 +106,6 @@ WHERE u.workspace_id = $1::varchar
 """
 
 
-def _unknown(workspace_id: str) -> Exception:
-    from persistence.docstore import UnknownDocument  # docstore imports this module
-
-    return UnknownDocument(workspace_id)
-
-
 class KeptConnection:
     """A connection of the engine's pool, kept checked out and replaced when it is lost. Concurrent callers
     take turns."""
@@ -124,8 +115,11 @@ class KeptConnection:
         self._conn: AsyncConnection | None = None
         self._driver: asyncpg.Connection | None = None
         self._turn = asyncio.Lock()
+        self._closed = False
 
     async def _connection(self) -> asyncpg.Connection:
+        if self._closed:  # a fresh checkout after close would outlive the log (and the engine's disposal)
+            raise LogClosed("the document log is closed")
         if self._driver is not None and not self._driver.is_closed():
             return self._driver
         await self._drop()
@@ -145,6 +139,7 @@ class KeptConnection:
                 await conn.close()
 
     async def close(self) -> None:
+        self._closed = True
         conn, self._conn, self._driver = self._conn, None, None
         if conn is not None:
             await conn.close()
@@ -184,7 +179,7 @@ class PgAppender(KeptConnection):
             (wid,) = counts
             rows = await self._fetch(ONE_WORKSPACE_SQL, wid, len(batch), data, actors, utcnow())
             if not rows:
-                raise _unknown(wid)
+                raise UnknownDocument(wid)
             first = int(rows[0][0]) + 1
             return list(range(first, first + len(batch)))
         wids = [item.workspace_id for item in batch]
@@ -198,13 +193,13 @@ class PgAppender(KeptConnection):
         )
         base: dict[str, int] = {w: b for w, b in rows}
         if len(base) < len(counts):  # the rows are the heads that exist, base NULL: nothing was written
-            raise _unknown(next(w for w in counts if w not in base))
+            raise UnknownDocument(next(w for w in counts if w not in base))
         return [base[w] + k for w, k in zip(wids, ks, strict=True)]
 
 
 class PgLoader(KeptConnection):
-    """Loads of documents. Loads of different rooms take turns on the connection: a 5 MB document takes a few
-    ms, most rooms' well under one. A load is a read, so one that lost its connection (PostgreSQL restarted)
+    """Loads of documents. Loads of different rooms take turns on the connection: most take well under a ms,
+    a document of megabytes a few. A load is a read, so one that lost its connection (PostgreSQL restarted)
     is tried once more on a fresh one instead of failing the join."""
 
     async def load(self, workspace_id: str) -> tuple[str, int, bytes | None, str | None, list[tuple[int, bytes]]]:
@@ -218,6 +213,89 @@ class PgLoader(KeptConnection):
             else:
                 updates.append((int(seq), data))
         if head is None:
-            raise _unknown(workspace_id)
+            raise UnknownDocument(workspace_id)
         updates.sort()
         return *head, updates
+
+
+class PostgresDocumentLog(SessionReads):
+    """The update log in PostgreSQL, shared by every node: appends and loads on kept connections, snapshots
+    through a session (several nodes may compact one document: the checks are optimistic)."""
+
+    writes_in_log_order = False  # PostgreSQL's other writers do not block the appends
+
+    def __init__(self, db: Database) -> None:
+        super().__init__(db)
+        self._appends = PgAppender(db.engine)
+        self._loads = PgLoader(db.engine)
+
+    def _new_epoch(self) -> ColumnElement[str]:
+        return func.gen_random_uuid().cast(Document.epoch.type)
+
+    async def close(self) -> None:
+        self._closed = True
+        await self._appends.close()
+        await self._loads.close()
+
+    async def load(self, workspace_id: str) -> StoredDocument:
+        epoch, since, stored, codec, updates = await self._loads.load(workspace_id)
+        snapshot = None if stored is None else await snapshot_codec.decompress(stored, codec)
+        return StoredDocument(epoch=epoch, snapshot=snapshot, snapshot_seq=since, updates=updates)
+
+    async def warm_up(self) -> None:
+        """Open the loads' connection and prepare its statement before the first join waits for them."""
+        with contextlib.suppress(UnknownDocument):
+            await self.load("00000000-0000-0000-0000-000000000000")
+
+    async def append_batch(self, batch: Sequence[PendingUpdate]) -> list[int]:
+        counts: dict[str, int] = {}
+        for item in batch:
+            counts[item.workspace_id] = counts.get(item.workspace_id, 0) + 1
+        return await self._appends.append_batch(batch, counts)
+
+    async def save_snapshot(self, workspace_id: str, data: bytes, upto: int) -> tuple[int, int] | None:
+        """Compressed by Plait (``snapshot_codec``), then written and the rows it covers deleted in one
+        transaction; a concurrent snapshot of another node that got there first wins (None)."""
+        self._check_open()
+        raw_bytes = len(data)
+        data, codec = await snapshot_codec.compress(data)
+        async with self.db.transaction() as s:
+            head = await s.scalar(select(Document.last_seq).where(Document.workspace_id == workspace_id))
+            if head is None:
+                raise UnknownDocument(workspace_id)
+            since = await s.scalar(select(DocSnapshot.upto_seq).where(DocSnapshot.workspace_id == workspace_id))
+            if upto > head:
+                raise ValueError(f"snapshot of {workspace_id} at seq {upto} is past the log head {head}")
+            if upto <= (since or 0):
+                return None
+            if since is None:
+                try:
+                    async with s.begin_nested():
+                        s.add(
+                            DocSnapshot(
+                                workspace_id=workspace_id,
+                                upto_seq=upto,
+                                data=data,
+                                codec=codec,
+                                raw_bytes=raw_bytes,
+                                created_at=utcnow(),
+                            )
+                        )
+                except IntegrityError:
+                    return None  # another snapshot got there first
+            else:
+                result = await s.execute(
+                    update(DocSnapshot)
+                    .where(DocSnapshot.workspace_id == workspace_id, DocSnapshot.upto_seq == since)
+                    .values(upto_seq=upto, data=data, codec=codec, raw_bytes=raw_bytes, created_at=utcnow())
+                )
+                if getattr(result, "rowcount", 0) != 1:
+                    return None
+            removed = await s.execute(
+                delete(DocUpdate).where(DocUpdate.workspace_id == workspace_id, DocUpdate.seq <= upto)
+            )
+            return upto, int(getattr(removed, "rowcount", 0))
+
+    async def store_activity_summaries(self, rows: Sequence[Mapping[str, Any]]) -> dict[str, int]:
+        """Not here: on PostgreSQL the summaries are written in the derivation's own transaction."""
+        raise RuntimeError("activity summaries go through the log on SQLite; write them in a session on PostgreSQL")
