@@ -24,11 +24,11 @@ import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pycrdt import Doc, Map
+from pycrdt import Map
 
 from persistence.db import Database
 from persistence.doclog import open_document_log
-from tests.support.databases import fresh_database, stored_document
+from tests.support.databases import fresh_database, stored_doc
 from tests.support.fuzz import KINDS, FrameContext, Observer, Prober, make_frame, verdict
 from tests.support.metrics import scrape, value
 from tests.support.pyclient import YClient, sync_url
@@ -162,14 +162,7 @@ def _keys(c: YClient) -> set[str]:
 
 
 async def _stored_keys(url: str, wid: str) -> set[str]:
-    db = Database(url)
-    try:
-        stored = await stored_document(db, wid)
-    finally:
-        await db.dispose()
-    doc: Doc[Any] = Doc()
-    for chunk in stored.chunks():
-        doc.apply_update(chunk)
+    doc = await stored_doc(url, wid)
     return set((doc.get("m", type=Map).to_py() or {}).keys())
 
 

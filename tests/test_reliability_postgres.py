@@ -15,13 +15,11 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
-from persistence.db import Database
-from tests.support.databases import stored_document
+from tests.support.databases import stored_doc
 from tests.support.pgserver import PgServer
 from tests.support.pyclient import YClient, sync_url
 from tests.support.server import SECRET, ProcessServer
@@ -116,16 +114,9 @@ class Peer:
 
 
 async def _stored_keys(url: str, wid: str) -> set[str]:
-    from pycrdt import Doc, Map
+    from pycrdt import Map
 
-    db = Database(url)
-    try:
-        stored = await stored_document(db, wid)
-    finally:
-        await db.dispose()
-    doc: Doc[Any] = Doc()
-    for chunk in stored.chunks():
-        doc.apply_update(chunk)
+    doc = await stored_doc(url, wid)
     return set((doc.get("m", type=Map).to_py() or {}).keys())
 
 

@@ -11,10 +11,9 @@ from typing import Any
 import httpx
 from pycrdt import Doc, Map, Text
 
-from persistence.db import Database
 from persistence.doclog import StoredDocument
 from sync_server.room import Room
-from tests.support.databases import stored_document
+from tests.support.databases import stored_at
 from tests.support.pyclient import YClient, sync_url
 from tests.support.server import ThreadServer
 from tests.support.users import Account, workspace_with
@@ -40,11 +39,7 @@ async def _unloaded(server: ThreadServer, wid: str) -> None:
 
 
 async def _stored(server: ThreadServer, wid: str) -> StoredDocument:
-    db = Database(server.settings.resolved_database_url())
-    try:
-        return await stored_document(db, wid)
-    finally:
-        await db.dispose()
+    return await stored_at(server.settings.resolved_database_url(), wid)
 
 
 def _content(doc: Doc[Any]) -> tuple[str, dict[str, Any]]:
@@ -70,7 +65,7 @@ async def test_unload_folds_the_log_and_a_fresh_client_is_answered_from_the_stor
 
         stored = await _stored(srv, wid)
         assert stored.snapshot is not None and stored.updates == [], "unloading left the log unfolded"
-        assert _content(_doc_of(stored)) == want
+        assert _content(stored.to_doc()) == want
 
         fresh = await _client(srv, wid, editor)
         assert _content(fresh.doc) == want
@@ -78,11 +73,11 @@ async def test_unload_folds_the_log_and_a_fresh_client_is_answered_from_the_stor
         assert not room.built, "a fresh client's join built the Doc; the stored chunk should have answered it"
 
         # The first write builds it; everyone connected gets the write, and it is durable.
-        writer = await _client(srv, wid, owner, _doc_of(stored))
+        writer = await _client(srv, wid, owner, stored.to_doc())
         writer.map("m")["after"] = "cold"
         await fresh.wait_for(lambda: fresh.map("m").get("after") == "cold")
         assert room.built
-        assert _doc_of(await _stored(srv, wid)).get("m", type=Map).get("after") == "cold"
+        assert (await _stored(srv, wid)).to_doc().get("m", type=Map).get("after") == "cold"
         for c in (fresh, writer):
             await c.close()
 
@@ -129,7 +124,7 @@ async def test_many_fresh_clients_join_a_cold_room_at_once_then_all_write(make_s
         want = {f"c{n}": n for n in range(10)}
         for c in clients:
             await c.wait_for(lambda c=c: c.map("m").to_py() == want)
-        stored = _doc_of(await _stored(srv, wid))
+        stored = (await _stored(srv, wid)).to_doc()
         assert stored.get("m", type=Map).to_py() == want and len(str(stored.get("t", type=Text))) == 50_000
         for c in clients:
             await c.close()
@@ -147,7 +142,7 @@ async def test_shutdown_folds_the_log_of_loaded_rooms(make_server: Any, backend:
         assert await a.wait_closed() == 1012  # told to reconnect (to another node)
     stored = await _stored(srv, wid)
     assert stored.snapshot is not None and stored.updates == [] and stored.snapshot_seq == 30
-    assert _doc_of(stored).get("m", type=Map).to_py() == {f"k{i}": i for i in range(30)}
+    assert stored.to_doc().get("m", type=Map).to_py() == {f"k{i}": i for i in range(30)}
 
 
 async def test_shutdown_closes_sockets_1012_as_documented(make_server: Any) -> None:
@@ -158,10 +153,3 @@ async def test_shutdown_closes_sockets_1012_as_documented(make_server: Any) -> N
         srv.stop()
         code = await a.wait_closed()
     assert code == 1012, "docs/protocol.md: a stopping node closes its sockets with 1012"
-
-
-def _doc_of(stored: StoredDocument) -> Doc[Any]:
-    doc: Doc[Any] = Doc()
-    for chunk in stored.chunks():
-        doc.apply_update(chunk)
-    return doc

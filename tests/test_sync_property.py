@@ -10,8 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pycrdt import Doc, Map, Text
 
-from persistence.db import Database
-from tests.support.databases import stored_document
+from tests.support.databases import stored_doc
 from tests.support.pyclient import YClient, sync_url
 from tests.support.server import ThreadServer
 from tests.support.users import create_workspace, register
@@ -65,14 +64,7 @@ def test_random_interleavings_converge_and_persist(server: ThreadServer, ops: li
             lambda: _snapshot(clients[0].doc) == _snapshot(clients[1].doc) == _snapshot(clients[2].doc), timeout=15
         )
         await asyncio.sleep(0.1)
-        db = Database(server.settings.resolved_database_url())
-        try:
-            stored = await stored_document(db, wid)
-        finally:
-            await db.dispose()
-        doc: Doc = Doc()
-        for chunk in stored.chunks():
-            doc.apply_update(chunk)
+        doc = await stored_doc(server.settings.resolved_database_url(), wid)
         assert _snapshot(doc) == _snapshot(clients[0].doc)
         for c in clients:
             await c.close()

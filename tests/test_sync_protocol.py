@@ -27,7 +27,7 @@ from pycrdt import (
 from persistence.db import Database
 from persistence.doclog import DocumentLog, open_document_log
 from sync_server.protocol import AwarenessEntry, encode_awareness
-from tests.support.databases import stored_document
+from tests.support.databases import stored_doc, stored_document
 from tests.support.metrics import Samples, async_wait_moved, delta, scrape
 from tests.support.pyclient import YClient, async_wait_until, pycrdt_provider, sync_url
 from tests.support.server import ThreadServer
@@ -42,15 +42,7 @@ async def _client(server: ThreadServer, wid: str, acct: Account, **kw: object) -
 
 
 async def _stored_doc(server: ThreadServer, wid: str) -> Doc:
-    db = Database(server.settings.resolved_database_url())
-    try:
-        stored = await stored_document(db, wid)
-    finally:
-        await db.dispose()
-    doc: Doc = Doc()
-    for chunk in stored.chunks():
-        doc.apply_update(chunk)
-    return doc
+    return await stored_doc(server.settings.resolved_database_url(), wid)
 
 
 async def test_two_clients_converge_and_text_edits_merge(server: ThreadServer, client: httpx.Client) -> None:
@@ -84,7 +76,6 @@ async def test_update_is_durable_before_any_peer_receives_it(server: ThreadServe
     await b.close()
 
 
-@pytest.mark.db_agnostic
 async def test_a_writer_is_not_sent_its_own_update_back(server: ThreadServer, client: httpx.Client) -> None:
     """An update goes to the room's other sockets only: its writer has it already (with two clients a room,
     the echo was half of every broadcast). A server-made change, here a schema repair, reaches the writer."""
@@ -106,7 +97,6 @@ async def test_a_writer_is_not_sent_its_own_update_back(server: ThreadServer, cl
     await b.close()
 
 
-@pytest.mark.db_agnostic
 async def test_python_provider_of_pycrdt_websocket_works_unchanged(server: ThreadServer, client: httpx.Client) -> None:
     wid, owner, _ = workspace_with(client)
     a = await _client(server, wid, owner)
@@ -144,7 +134,6 @@ async def test_offline_edits_merge_on_reconnect(server: ThreadServer, client: ht
     ("token", "code"),
     [(None, 4401), ("garbage", 4401)],
 )
-@pytest.mark.db_agnostic
 async def test_missing_or_invalid_token_closes_4401(
     server: ThreadServer, client: httpx.Client, token: str | None, code: int
 ) -> None:
@@ -154,7 +143,6 @@ async def test_missing_or_invalid_token_closes_4401(
     assert await c.wait_closed() == code
 
 
-@pytest.mark.db_agnostic
 async def test_expired_and_forged_tokens_close_4401(server: ThreadServer, client: httpx.Client) -> None:
     import jwt
 
@@ -189,7 +177,6 @@ async def test_valid_token_of_an_account_that_does_not_exist_closes_4401(
         assert await c.wait_closed() == 4401
 
 
-@pytest.mark.db_agnostic
 async def test_bearer_header_is_accepted(server: ThreadServer, client: httpx.Client) -> None:
     wid, owner, _ = workspace_with(client)
     c = YClient()
@@ -207,7 +194,6 @@ async def test_unknown_workspace_and_non_member_both_close_4404(server: ThreadSe
         assert await c.wait_closed() == 4404
 
 
-@pytest.mark.db_agnostic
 async def test_foreign_origin_is_refused_same_origin_allowed(server: ThreadServer, client: httpx.Client) -> None:
     wid, owner, _ = workspace_with(client)
     evil = YClient()
@@ -262,7 +248,6 @@ async def test_member_removal_closes_4403_and_demotion_makes_read_only(
     await d.close()
 
 
-@pytest.mark.db_agnostic
 async def test_malformed_frames_close_only_that_socket(server: ThreadServer, client: httpx.Client) -> None:
     wid, owner, (editor,) = workspace_with(client, "editor")
     a = await _client(server, wid, owner)
@@ -294,7 +279,6 @@ async def test_malformed_frames_close_only_that_socket(server: ThreadServer, cli
     await b.close()
 
 
-@pytest.mark.db_agnostic
 async def test_oversize_frame_closes_1009(make_server: object, client: httpx.Client) -> None:
     srv = make_server(max_message_bytes=64 * 1024)  # type: ignore[operator]
     with httpx.Client(base_url=srv.base_url) as http:
@@ -310,7 +294,6 @@ async def test_oversize_frame_closes_1009(make_server: object, client: httpx.Cli
         await a.close()
 
 
-@pytest.mark.db_agnostic
 async def test_awareness_newcomer_removal_query_and_identity(server: ThreadServer, client: httpx.Client) -> None:
     wid, owner, (editor,) = workspace_with(client, "editor")
     a = await _client(server, wid, owner, user_state={"user": {"id": "someone-else", "name": "Mallory"}, "cursor": 3})
@@ -337,7 +320,6 @@ async def test_awareness_newcomer_removal_query_and_identity(server: ThreadServe
     await a.close()
 
 
-@pytest.mark.db_agnostic
 async def test_awareness_cannot_hijack_another_connections_client_id(
     server: ThreadServer, client: httpx.Client
 ) -> None:
@@ -369,7 +351,6 @@ async def test_concurrent_first_join_of_never_used_rooms(server: ThreadServer, c
     await asyncio.gather(*(c.close() for c in clients))
 
 
-@pytest.mark.db_agnostic
 async def test_disconnect_during_broadcast_does_not_stop_broadcasting(
     server: ThreadServer, client: httpx.Client
 ) -> None:
@@ -484,7 +465,6 @@ def _frames(sock: socket.socket, timeout: float) -> Iterator[tuple[int, bytes]]:
         yield b0 & 0x0F, need(length)
 
 
-@pytest.mark.db_agnostic
 async def test_slow_reader_is_closed_1013_without_stalling_others(make_server: object) -> None:
     srv = make_server(send_queue_max_bytes=2 * 1024 * 1024)  # type: ignore[operator]
     with httpx.Client(base_url=srv.base_url) as http:
@@ -508,7 +488,6 @@ async def test_slow_reader_is_closed_1013_without_stalling_others(make_server: o
         await reader.close()
 
 
-@pytest.mark.db_agnostic
 async def test_a_slow_reader_close_is_counted_among_socket_closes(make_server: object) -> None:
     srv = make_server(send_queue_max_bytes=512 * 1024)  # type: ignore[operator]
     with httpx.Client(base_url=srv.base_url) as http:
@@ -530,7 +509,6 @@ async def test_a_slow_reader_close_is_counted_among_socket_closes(make_server: o
         assert delta(before, after, "plait_socket_closes_total", code="1013") >= 1
 
 
-@pytest.mark.db_agnostic
 async def test_a_reader_that_falls_behind_and_recovers_gets_every_update_in_order(make_server: object) -> None:
     """The other side of the send queue: a socket that backs up is not closed below the limit, and once it
     reads again it receives everything, in order (its writer task drains the queue)."""
@@ -654,7 +632,6 @@ async def test_compaction_waits_until_the_tail_is_worth_encoding_the_document(ma
             await client.close()
 
 
-@pytest.mark.db_agnostic
 def test_sizes_of_awareness_messages_are_capped(server: ThreadServer, client: httpx.Client) -> None:
     async def run() -> None:
         wid, owner, (editor,) = workspace_with(client, "editor")
@@ -672,7 +649,6 @@ def test_sizes_of_awareness_messages_are_capped(server: ThreadServer, client: ht
     asyncio.run(run())
 
 
-@pytest.mark.db_agnostic
 @pytest.mark.parametrize("deflate", [False, True])
 async def test_broadcasts_reach_sockets_with_and_without_compression(make_server: object, deflate: bool) -> None:
     """A broadcast is encoded once and written as it is to sockets without an extension; with

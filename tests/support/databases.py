@@ -15,6 +15,8 @@ import asyncpg
 import pytest
 
 if TYPE_CHECKING:
+    from pycrdt import Doc
+
     from persistence.db import Database
     from persistence.doclog import StoredDocument
 
@@ -124,6 +126,22 @@ async def stored_document(db: Database, workspace_id: str) -> StoredDocument:
         return await store.load(workspace_id)
     finally:
         await store.close()
+
+
+async def stored_at(url: str, workspace_id: str) -> StoredDocument:
+    """What the database at ``url`` holds of a document, through an engine of its own (disposed here)."""
+    from persistence.db import Database
+
+    db = Database(url)
+    try:
+        return await stored_document(db, workspace_id)
+    finally:
+        await db.dispose()
+
+
+async def stored_doc(url: str, workspace_id: str) -> Doc[Any]:
+    """The document the database at ``url`` holds, rebuilt (what a room loading it would start from)."""
+    return (await stored_at(url, workspace_id)).to_doc()
 
 
 async def new_document(db: Database) -> str:
