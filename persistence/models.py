@@ -29,8 +29,6 @@ NAMING = {
     "pk": "pk_%(table_name)s",
 }
 
-ROLES = ("owner", "admin", "editor", "viewer")
-
 
 def new_id() -> str:
     return str(uuid.uuid4())
