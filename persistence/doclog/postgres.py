@@ -298,4 +298,5 @@ class PostgresDocumentLog(SessionReads):
 
     async def store_activity_summaries(self, rows: Sequence[Mapping[str, Any]]) -> dict[str, int]:
         """Not here: on PostgreSQL the summaries are written in the derivation's own transaction."""
+        self._check_open()
         raise RuntimeError("activity summaries go through the log on SQLite; write them in a session on PostgreSQL")

@@ -277,6 +277,7 @@ class SqliteDocumentLog(SessionReads):
         """Jobs of ``SUMMARIES_PER_JOB`` rows on the append thread, one transaction each, queued among the
         appends: through an aiosqlite session the ``UPDATE`` would hold the write lock across an event-loop
         turn per statement while every append polled for it (docs/performance.md#log-summaries)."""
+        self._check_open()
         sql, order = compiled(activity_summaries.SUMMARY_UPDATE, self.db.engine.dialect)
         stored: dict[str, int] = {}
         for i in range(0, len(rows), SUMMARIES_PER_JOB):
