@@ -416,9 +416,9 @@ async def test_activity_summaries_queue_with_the_appends_and_commit_or_leave_not
     ids = [r.id for r in rows]
 
     def grown(i: int, doc_seq: int | None) -> dict[str, object]:
-        summary = {"inserted": doc_seq}
-        return {"row_id": ids[i], "wid": wid, "tid": f"t{i + 1}", "stored_seq": 1, "new_summary": summary,
-                "new_doc_seq": doc_seq}  # fmt: skip
+        """Row ``i``'s summary grown up to ``doc_seq`` (None: a row the database refuses)."""
+        row = {"row_id": ids[i], "wid": wid, "tid": f"t{i + 1}", "stored_seq": 1}
+        return {**row, "new_summary": {"inserted": doc_seq}, "new_doc_seq": doc_seq}
 
     # Another connection holds the write lock: an append, the summaries and another append queue behind it on
     # the log's thread and finish in that order once it is released.
