@@ -21,8 +21,10 @@ from api.startup import check_dependencies, check_settings
 from api.versions import install_versions
 from api.webhooks import install_webhooks
 from persistence.db import Database
+from persistence.docstore import DocumentStore
 from persistence.settings import Settings, StartupError, get_settings
 from sync_server.service import SyncService
+from sync_server.supervisor import Supervisor
 
 log = logging.getLogger("plait")
 SYNC_PATH = re.compile(r"/sync/([^/]+)")
@@ -85,25 +87,29 @@ def create_app(settings: Settings | None = None, *, startup_checks: bool = True)
         if startup_checks:
             await check_dependencies(settings)  # StartupError: see _clear_startup_failure
         db = Database(url, sqlite_synchronous=settings.sqlite_synchronous)
+        store = DocumentStore(db)
         ctx = AppContext(settings=settings, db=db, secret_key=secret)
-        sync = SyncService(db, settings, authenticate=ctx.token_user)
+        sync = SyncService(db, settings, authenticate=ctx.token_user, store=store)
         ctx.sync = sync
-        install_notifications(app, ctx)
+        install_notifications(app, ctx, store)
         install_versions(app, ctx)
         install_webhooks(app, ctx)
         app.state.ctx = ctx
-        await sync.start()
-        try:
-            yield
-        finally:
-            # Stop taking changes, then let what derives from committed ones finish (the notification worker
-            # writes its held activity summaries through the document store), then close the store.
-            await sync.stop()
-            await app.state.notifications.stop()
-            await app.state.versions.stop()
-            await app.state.webhooks.stop()
-            await sync.close()
-            await db.dispose()
+        async with Supervisor() as sup:
+            await sync.start(sup)
+            try:
+                yield
+            finally:
+                # Stop taking changes, then let what derives from committed ones finish (the notification worker
+                # writes its held activity summaries through the document store), then close the cluster
+                # connections and the store.
+                await sync.stop()
+                await app.state.notifications.stop()
+                await app.state.versions.stop()
+                await app.state.webhooks.stop()
+                await sync.close_cluster()
+                await store.close()
+                await db.dispose()
 
     app = PlaitApp(title="Plait", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None)
     from api.errors import install_error_handlers

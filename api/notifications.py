@@ -22,7 +22,7 @@ import weakref
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import Insert, Table, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -48,8 +48,7 @@ if TYPE_CHECKING:
     from fastapi import FastAPI
 
     from api.context import AppContext
-    from sync_server.room import Room
-    from sync_server.writer import WriteRequest
+    from sync_server.events import Committed
 
 log = logging.getLogger("plait.notifications")
 
@@ -381,11 +380,11 @@ class NotificationService:
     async def drain(self) -> None:
         await self._queue.join()
 
-    def on_durable(self, room: Room, requests: list[WriteRequest]) -> None:
+    def on_durable(self, commits: Sequence[Committed]) -> None:
         """SyncService listener: synchronous and cheap; the database work happens in the worker."""
-        items = [(r.seq, r.actor_id, list(r.changes)) for r in requests if r.seq is not None and r.changes]
+        items = [(c.seq, c.actor_id, cast("list[TaskChange]", list(c.changes))) for c in commits if c.changes]
         if items:
-            self.submit(room.workspace_id, items)
+            self.submit(commits[0].workspace_id, items)
 
     def submit(self, workspace_id: str, items: list[tuple[int, str | None, list[TaskChange]]]) -> None:
         """Queue durable changes (log seq, actor, changes) of one workspace for the worker."""
@@ -508,25 +507,22 @@ async def notify_member_joined(db: Database, workspace_id: str, user_id: str) ->
     publish(db, stored.committed())
 
 
-def install_notifications(app: FastAPI, ctx: AppContext) -> NotificationService:
+def install_notifications(app: FastAPI, ctx: AppContext, store: DocumentStore) -> NotificationService:
     """Wire the derivation into the sync service (call in the lifespan, after ``ctx.sync`` exists)."""
-    service = NotificationService(ctx.db, batch_window=ctx.settings.derive_batch_ms / 1000, store=ctx.sync.store)
-    ctx.sync.on_durable(service.on_durable)
-    fanout = ctx.sync.fanout
-    if fanout is not None:
+    service = NotificationService(ctx.db, batch_window=ctx.settings.derive_batch_ms / 1000, store=store)
+    ctx.sync.subscribe(service.on_durable)
+    sync = ctx.sync
+    if sync.clustered:
         hub = hub_for(ctx.db)
-        node = fanout.node_id.encode()
 
         def send(ids: set[str]) -> None:
-            fanout.publish("notify", "users", node + b"|" + json.dumps(sorted(ids)).encode())
+            sync.publish_to_nodes("notify", "users", json.dumps(sorted(ids)).encode())
 
-        def receive(_key: str, data: bytes) -> None:
-            origin, body = data.split(b"|", 1)
-            if origin != node:
-                hub.wake(json.loads(body))
+        def receive(_key: str, body: bytes) -> None:
+            hub.wake(json.loads(body))
 
         _REMOTE[ctx.db] = send
-        fanout.on("notify", receive)
+        sync.on_node_message("notify", receive)
     service.start()
     app.state.notifications = service
     return service

@@ -23,7 +23,7 @@ import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, cast, get_args
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
@@ -41,8 +41,7 @@ if TYPE_CHECKING:
     from fastapi import FastAPI
 
     from api.context import AppContext
-    from sync_server.room import Room
-    from sync_server.writer import WriteRequest
+    from sync_server.events import Committed
 
 log = logging.getLogger("plait.webhooks")
 
@@ -300,13 +299,16 @@ class WebhookService:
 
     # -- deriving deliveries --------------------------------------------------------------------------------
 
-    def on_durable(self, room: Room, requests: list[WriteRequest]) -> None:
+    def on_durable(self, commits: Sequence[Committed]) -> None:
+        if not commits:
+            return
+        wid = commits[0].workspace_id  # one flush: one workspace
         hooked, at = self._hooked, self._hooked_at
-        if at is not None and room.workspace_id not in hooked and time.monotonic() - at < HOOK_CACHE_SECONDS:
+        if at is not None and wid not in hooked and time.monotonic() - at < HOOK_CACHE_SECONDS:
             return  # no webhook in this workspace: nothing to derive (the common case, on the typing hot path)
-        items = [(r.seq, r.actor_id, list(r.changes)) for r in requests if r.seq is not None and r.changes]
+        items = [(c.seq, c.actor_id, cast("list[TaskChange]", list(c.changes))) for c in commits if c.changes]
         if items:
-            self._queue.put_nowait((room.workspace_id, items))
+            self._queue.put_nowait((wid, items))
 
     async def _refresh_hooked(self) -> None:
         """Which workspaces have an active webhook at all: one query per HOOK_CACHE_SECONDS for the node,
@@ -710,7 +712,7 @@ async def member_event(
 def install_webhooks(app: FastAPI, ctx: AppContext) -> WebhookService:
     """Wire webhook derivation and delivery into the sync service (call in the lifespan)."""
     service = WebhookService(ctx)
-    ctx.sync.on_durable(service.on_durable)
+    ctx.sync.subscribe(service.on_durable)
     _SERVICES[ctx.db] = service
     service.start()
     app.state.webhooks = service

@@ -1,9 +1,9 @@
-"""One client socket: a pycrdt ``Channel`` over ASGI's websocket interface, and a bounded outbound queue
-with one writer task.
+"""One client socket: a pycrdt ``Channel`` over ASGI's websocket interface, and its outbound path.
 
-The queue is why a slow reader cannot stall a room or grow memory without bound: the room only appends to it
-(never awaits a send), and a client whose backlog passes the limit is closed with 1013 and resyncs on
-reconnect.
+A broadcast frame is written straight to the socket's transport while it keeps up; only a socket whose
+transport pushes back gets a writer task and a bounded queue, and one whose backlog passes the limit (or that
+stops reading) is closed with 1013 and resyncs on reconnect. So a slow reader can neither stall a room nor grow
+memory without bound: the room never awaits a send.
 """
 
 from __future__ import annotations
@@ -24,26 +24,11 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 from websockets.frames import Frame, Opcode
 from websockets.protocol import State
 
-from . import metrics
+from . import close_codes, metrics
+from .close_codes import ABNORMAL, GOING_AWAY, NORMAL, CloseEvent
 
 log = logging.getLogger("plait.sync")
 
-CLOSE_NORMAL = 1000
-CLOSE_GOING_AWAY = 1001
-CLOSE_PROTOCOL_ERROR = 1002
-CLOSE_UNSUPPORTED = 1003
-CLOSE_ABNORMAL = 1006  # never sent: what a socket that dropped without a close frame reports
-CLOSE_TOO_BIG = 1009
-CLOSE_INTERNAL = 1011
-CLOSE_SERVICE_RESTART = 1012  # a node stopping: what uvicorn sends its sockets, and what the service sends
-CLOSE_TRY_AGAIN = 1013
-CLOSE_UNAUTHENTICATED = 4401
-CLOSE_FORBIDDEN = 4403
-CLOSE_NOT_FOUND = 4404
-CLOSE_EPOCH_CHANGED = 4409  # permanent: the stored document was reset or restored; reload
-CLOSE_DOCUMENT_TOO_LARGE = 4413  # permanent: the workspace document reached its size quota
-CLOSE_RATE_LIMITED = 4529  # transient: the socket sent faster than its quota; reconnect later
-CLOSE_TOO_MANY_SOCKETS = 4503  # transient: the account (or the node) has as many sockets open as allowed
 # A message larger than this is sent as a fragmented WebSocket message, one fragment at a time as the socket drains:
 # a client that stops reading holds one fragment in the server's memory, not a 60 MB sync step 2, and a close
 # frame can still go out between two fragments (RFC 6455 5.4).
@@ -97,7 +82,7 @@ class WebSocketChannel:
         """Complete the upgrade (the server's first message is ``websocket.connect``)."""
         msg = await self._receive()
         if msg["type"] != "websocket.connect":
-            raise WebSocketDisconnect(msg.get("code", CLOSE_ABNORMAL))
+            raise WebSocketDisconnect(msg.get("code", ABNORMAL))
         await self._send({"type": "websocket.accept"})
         # ASGI's send is uvicorn's protocol method when nothing wraps it. Without an extension (compression)
         # every socket's frame of a message is the same bytes, so a broadcast can encode it once and write it.
@@ -147,7 +132,7 @@ class WebSocketChannel:
         for start in range(0, len(message), FRAGMENT_BYTES):
             await asyncio.wait_for(proto.writable.wait(), stall_seconds)
             if proto.close_sent or proto.conn.state is not State.OPEN or proto.transport.is_closing():
-                raise WebSocketDisconnect(CLOSE_ABNORMAL)
+                raise WebSocketDisconnect(ABNORMAL)
             chunk = view[start : start + FRAGMENT_BYTES]
             fin = start + FRAGMENT_BYTES >= len(message)
             if start == 0:
@@ -159,7 +144,7 @@ class WebSocketChannel:
     async def recv(self) -> bytes:
         msg = await self._receive()
         if msg["type"] == "websocket.disconnect":
-            raise WebSocketDisconnect(msg.get("code", CLOSE_NORMAL))
+            raise WebSocketDisconnect(msg.get("code", NORMAL))
         data = msg.get("bytes")
         if data is None:
             raise TextFrame()
@@ -329,8 +314,7 @@ class Connection:
         ):
             log.warning("closing slow client conn=%s user=%s: send buffer full", self.id, self.user_id)
             metrics.SEND_QUEUE_OVERFLOWS.inc()
-            metrics.CLOSES.labels(str(CLOSE_TRY_AGAIN)).inc()
-            self.close(CLOSE_TRY_AGAIN, "send buffer full")
+            self.end(close_codes.SEND_BUFFER_FULL)
             return False
         if self._queue is None:
             self._queue = deque()
@@ -360,6 +344,11 @@ class Connection:
         self._byte_tokens = min(burst, tokens + (now - self._byte_tokens_at) * rate) - n
         self._byte_tokens_at = now
         return self._byte_tokens >= 0
+
+    def end(self, event: CloseEvent) -> None:
+        """Close with a named event, counted in the close metric (what every server-side close goes through)."""
+        metrics.CLOSES.labels(str(event.code)).inc()
+        self.close(event.code, event.reason)
 
     def close(self, code: int, reason: str = "") -> None:
         """Close from any task: stops the writer and sends the close frame (queued data is dropped)."""
@@ -435,13 +424,12 @@ class Connection:
         does. Close it (it resyncs on reconnect)."""
         log.warning("closing stalled client conn=%s user=%s: not reading", self.id, self.user_id)
         metrics.SEND_QUEUE_OVERFLOWS.inc()
-        metrics.CLOSES.labels(str(CLOSE_TRY_AGAIN)).inc()
-        self.close(CLOSE_TRY_AGAIN, "not reading, reconnect")
+        self.end(close_codes.NOT_READING)
 
     def _send_failed(self, exc: BaseException) -> None:
         """A send on a dead socket ends this connection only."""
         log.debug("send failed conn=%s: %r", self.id, exc)
-        self.close_code = self.close_code or CLOSE_GOING_AWAY
+        self.close_code = self.close_code or GOING_AWAY
 
 
 _background: set[asyncio.Task[None]] = set()

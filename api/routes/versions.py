@@ -19,7 +19,7 @@ from api.routes.notifications import parse_cursor
 from api.schemas import NO_NUL, as_utc
 from persistence.db import Database
 from persistence.models import DocVersion, User
-from sync_server.room import RoomFailed
+from sync_server.errors import RoomFailed
 
 router = APIRouter(prefix="/api/workspaces/{wid}/versions", tags=["versions"])
 
