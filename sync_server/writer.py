@@ -10,9 +10,11 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
-from persistence.docstore import DocumentStore, PendingUpdate, UnknownDocument
+from persistence.docstore import PendingUpdate, UnknownDocument
 
 from . import metrics
 
@@ -51,18 +53,27 @@ class WriteRequest:
             self.done.exception()  # mark retrieved: whoever waits on it (or the room) reports it
 
 
+class LogAppender(Protocol):
+    """The one thing the writer needs of the update log: append a batch in one transaction, returning each
+    update's log seq (contiguous per workspace), or raise ``UnknownDocument`` and write nothing."""
+
+    async def append_batch(self, batch: Sequence[PendingUpdate]) -> list[int]: ...
+
+
 class GroupCommitWriter:
-    def __init__(self, store: DocumentStore, *, max_batch: int = 512, max_wait_ms: float = 0.0) -> None:
+    def __init__(self, store: LogAppender, *, max_batch: int = 512, max_wait_ms: float = 0.0) -> None:
         self.store = store
         self.max_batch = max_batch
         self.max_wait = max_wait_ms / 1000
         self._queue: asyncio.Queue[WriteRequest] = asyncio.Queue()
         self._task: asyncio.Task[object] | None = None
+        self._stopped = False
 
     async def stop(self) -> None:
         """Finish what is queued, then stop."""
+        self._stopped = True
         if self._task is None:
-            return
+            return  # never ran (a loop that starts later returns at once)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._queue.join(), timeout=10)
         self._task.cancel()
@@ -74,6 +85,8 @@ class GroupCommitWriter:
 
     async def run(self) -> None:
         """The writer loop (run it under the node's supervisor); ``stop`` drains the queue and ends it."""
+        if self._stopped:
+            return
         self._task = asyncio.current_task()
         while True:
             batch = [await self._queue.get()]
