@@ -30,7 +30,7 @@ from .close_codes import ABNORMAL, GOING_AWAY, NORMAL, CloseEvent
 log = logging.getLogger("plait.sync")
 
 # A message larger than this is sent as a fragmented WebSocket message, one fragment at a time as the socket drains:
-# a client that stops reading holds one fragment in the server's memory, not a 60 MB sync step 2, and a close
+# a client that stops reading holds one fragment in the server's memory, not a whole large sync step 2, and a close
 # frame can still go out between two fragments (RFC 6455 5.4).
 FRAGMENT_BYTES = 256 * 1024
 CLOSE_GRACE_SECONDS = 10.0  # a close frame stuck behind data the client does not read: then the TCP is dropped
@@ -53,7 +53,8 @@ class WebSocketChannel:
     """pycrdt's ``Channel`` protocol (path, send, recv, async iteration) over ASGI's ``receive`` and ``send``.
 
     Not over Starlette's ``WebSocket``: that wrapper runs a state machine on every frame sent and received and
-    keeps the headers and query it parsed for the life of the socket (s5 counts memory per idle connection).
+    keeps the headers and query it parsed for the life of the socket (memory per idle connection:
+    docs/performance.md#connection-memory).
     The sync service reads what it needs from the scope once, at admission."""
 
     __slots__ = ("_direct", "_path", "_proto", "_receive", "_send")
@@ -189,7 +190,7 @@ class Principal:
 
 
 class Connection:
-    # Slots: one of these lives per socket for hours (s5 counts memory per idle connection).
+    # Slots: one of these lives per socket for hours (docs/performance.md#connection-memory).
     __slots__ = (
         "_byte_tokens",
         "_byte_tokens_at",
@@ -244,8 +245,8 @@ class Connection:
         self.last_active = self.connected_at
         self.last_sent = time.monotonic()
         self.close_code: int | None = None
-        # Made when the socket first backs up (a deque is 0.6 KB): (message, bytes it counts against the limit,
-        # whether to send it in fragments).
+        # Made when the socket first backs up (an empty deque is not free: docs/performance.md#connection-memory):
+        # (message, bytes it counts against the limit, whether to send it in fragments).
         self._queue: deque[tuple[bytes, int, bool]] | None = None
         self._queued_bytes = 0
         self._max_bytes = max_queue_bytes

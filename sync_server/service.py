@@ -247,7 +247,7 @@ class SyncService:
         if most and self._sockets >= most:
             await _refuse(channel, close_codes.NODE_FULL)
             return
-        # One coroutine frame for the socket's life (no nested helpers: s5 counts memory per idle connection).
+        # One coroutine frame for the socket's life (no nested helpers: docs/performance.md#connection-memory).
         self._sockets += 1
         user_id: str | None = None
         try:
