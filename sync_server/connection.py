@@ -358,10 +358,8 @@ class Connection:
         self.close_code = code
         self._queue = None
         self._queued_bytes = 0
-        task = asyncio.get_running_loop().create_task(self.channel.close(code, reason))
-        _background.add(task)
-        task.add_done_callback(_background.discard)
-        self._closing = task
+        # Held by the connection, whose handler awaits it in ``stop`` (no module-global task set needed).
+        self._closing = asyncio.get_running_loop().create_task(self.channel.close(code, reason))
 
     async def stop(self) -> None:
         """The socket's handler ends: drop what is unsent, but let a close frame already on its way go out
@@ -431,6 +429,3 @@ class Connection:
         """A send on a dead socket ends this connection only."""
         log.debug("send failed conn=%s: %r", self.id, exc)
         self.close_code = self.close_code or GOING_AWAY
-
-
-_background: set[asyncio.Task[None]] = set()

@@ -5,6 +5,7 @@ one stays small; the sockets that joined meanwhile are owed a sync step 1, sent 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
@@ -12,11 +13,15 @@ from typing import Any
 from pycrdt import Doc
 from pycrdt._sync import create_sync_step1_message
 
+from . import metrics
 from .connection import Connection
+from .errors import InvalidUpdate, MissingDependencies
 from .protocol import (
     EMPTY_STATE_VECTOR,
     EMPTY_UPDATE,
     ProtocolError,
+    UnknownStruct,
+    check_update,
     decode_state_vector,
     shares_state,
     sync_step2,
@@ -24,6 +29,9 @@ from .protocol import (
 )
 
 log = logging.getLogger("plait.sync.room")
+# Client updates larger than this are checked for missing dependencies off the event loop (decoding a few MB of
+# small structs in Python is too slow for the loop: docs/performance.md#dependency-check).
+CHECK_IN_THREAD_BYTES = 64 * 1024
 
 
 class RoomDocument:
@@ -153,3 +161,42 @@ class RoomDocument:
         for client, clock in reached.items():
             if clock > sv.get(client, 0):
                 sv[client] = clock
+
+    async def check_dependencies(self, update: bytes) -> dict[int, int] | None:
+        """Refuse a client's update with missing dependencies (``MissingDependencies``) before it is applied;
+        returns the clock each of its clients reaches (None if its encoding is one this decoder does not know).
+        Checked against the cached state vector; a refusal is confirmed against the Doc's own, so that a stale
+        cache can never refuse a valid update."""
+        for attempt in range(2):
+            try:
+                state = self.state_vector()
+                if len(update) > CHECK_IN_THREAD_BYTES:
+                    # A copy: updates from other nodes are applied meanwhile (they only add to it, so what
+                    # passes here still passes after).
+                    problem, reached = await asyncio.to_thread(check_update, update, dict(state))
+                else:
+                    problem, reached = check_update(update, state)
+            except UnknownStruct:
+                return None  # an encoding this decoder does not know: yrs decides
+            except ProtocolError as exc:
+                raise InvalidUpdate(f"update cannot be decoded: {exc}") from exc
+            except Exception:
+                log.exception("dependency check failed in %s; left to yrs", self.workspace_id)
+                return None
+            if problem is None:
+                return reached
+            if attempt == 0:
+                self._sv = None
+        metrics.UPDATES_DROPPED.labels("missing_dependencies").inc()
+        raise MissingDependencies(problem)
+
+    def reaches(self, reached: dict[int, int]) -> bool:
+        """Every client's clock is at least what ``reached`` says (confirmed against the Doc's own state vector
+        before answering no)."""
+        for attempt in range(2):
+            sv = self.state_vector()
+            if all(sv.get(client, 0) >= clock for client, clock in reached.items()):
+                return True
+            if attempt == 0:
+                self._sv = None
+        return False

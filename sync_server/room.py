@@ -41,8 +41,6 @@ from .protocol import (
     MSG_SYNC,
     SYNC_STEP1,
     ProtocolError,
-    UnknownStruct,
-    check_update,
     parse_awareness,
     parse_message,
 )
@@ -59,9 +57,6 @@ REMOTE = Principal(None, "remote")
 
 # An awareness update with no entries: the cheapest message that resets y-websocket's 30 s idle watchdog.
 KEEPALIVE = create_awareness_message(b"\x00")
-# Client updates larger than this are checked for missing dependencies off the event loop (decoding a few MB of
-# small structs in Python is too slow for the loop: docs/performance.md#dependency-check).
-CHECK_IN_THREAD_BYTES = 64 * 1024
 
 Submit = Callable[[WriteRequest], None]
 Members = Callable[[str], Awaitable[set[str]]]
@@ -280,7 +275,8 @@ class Room:
             if self.size_estimate + len(update) > self.limits.max_document_bytes:
                 raise DocumentTooLarge(self.workspace_id)
             self.tracker  # noqa: B018  (built before the check: its events must include this transaction)
-            reached = await self._check_dependencies(update)
+            reached = await self.document.check_dependencies(update)
+            self._check_usable()  # (a large update is checked in a thread: the room may have failed meanwhile)
             t = self._transact(principal, lambda doc: doc.apply_update(update))
             if t.error is not None:
                 if isinstance(t.error, asyncio.CancelledError | KeyboardInterrupt | SystemExit):
@@ -308,47 +304,12 @@ class Room:
             await self.guard(t.touched)
         return seq
 
-    async def _check_dependencies(self, update: bytes) -> dict[int, int] | None:
-        """Refuse a client's update with missing dependencies (``MissingDependencies``) before it is applied;
-        returns the clock each of its clients reaches (None if its encoding is one this decoder does not know).
-        Checked against the cached state vector; a refusal is confirmed against the Doc's own, so that a stale
-        cache can never refuse a valid update."""
-        for attempt in range(2):
-            try:
-                state = self.document.state_vector()
-                if len(update) > CHECK_IN_THREAD_BYTES:
-                    # A copy: updates from other nodes are applied meanwhile (they only add to it, so what
-                    # passes here still passes after).
-                    problem, reached = await asyncio.to_thread(check_update, update, dict(state))
-                    self._check_usable()
-                else:
-                    problem, reached = check_update(update, state)
-            except UnknownStruct:
-                return None  # an encoding this decoder does not know: yrs decides
-            except ProtocolError as exc:
-                raise InvalidUpdate(f"update cannot be decoded: {exc}") from exc
-            except Exception:
-                log.exception("dependency check failed in %s; left to yrs", self.workspace_id)
-                return None
-            if problem is None:
-                return reached
-            if attempt == 0:
-                self.document.forget_state_vector()
-        metrics.UPDATES_DROPPED.labels("missing_dependencies").inc()
-        raise MissingDependencies(problem)
-
     def _check_nothing_pending(self, reached: dict[int, int] | None) -> None:
-        """After applying a client's update: every client's clock reached what the check says it would, or yrs
-        kept some structs as pending (a case the check missed). Those cannot be taken out of the Doc again, and
-        what was integrated is not durable: rebuild the room from the database, as after a failed commit."""
-        if reached is None:
+        """After applying a client's update: yrs kept none of its structs as pending (a case the dependency
+        check missed). Those cannot be taken out of the Doc again, and what was integrated is not durable:
+        rebuild the room from the database, as after a failed commit."""
+        if reached is None or self.document.reaches(reached):
             return
-        for attempt in range(2):
-            sv = self.document.state_vector()
-            if all(sv.get(client, 0) >= clock for client, clock in reached.items()):
-                return
-            if attempt == 0:
-                self.document.forget_state_vector()  # confirm against the Doc's own
         metrics.UPDATES_DROPPED.labels("missing_dependencies").inc()
         self.fail(MissingDependencies("structs left pending"))
         raise MissingDependencies("structs left pending")
