@@ -21,6 +21,7 @@ from api.domain.webhooks.outbox import WebhookService
 from api.quotas import InFlight
 from api.security import decode_access_token
 from persistence.db import Database
+from persistence.doclog import open_document_log
 from persistence.settings import Settings
 from sync_server.service import SyncService
 from sync_server.supervisor import Supervisor
@@ -33,22 +34,25 @@ async def running_node(settings: Settings, secret_key: str, database_url: str) -
         db = Database(database_url, sqlite_synchronous=settings.sqlite_synchronous)
         sup.on_stop("database", db.dispose)
 
-        sync = SyncService(db, settings, authenticate=functools.partial(decode_access_token, key=secret_key))
-        sup.on_stop("document store and cluster", sync.close)
+        log = open_document_log(db)
+        sup.on_stop("document log", log.close)
+
+        sync = SyncService(db, settings, authenticate=functools.partial(decode_access_token, key=secret_key), store=log)
+        sup.on_stop("cluster", sync.close_cluster)
 
         hub = NotificationHub()
-        if sync.fanout is not None:
-            hub.bridge(sync.fanout)  # before the fan-out starts: it subscribes to the channels registered
-        notifications = NotificationService(db, batch_window=settings.derive_batch_ms / 1000, store=sync.store, hub=hub)
+        hub.bridge(sync)  # before the sync service starts: its Redis listener subscribes to the kinds registered
+        notifications = NotificationService(db, batch_window=settings.derive_batch_ms / 1000, store=log, hub=hub)
         versions = VersionService(Core(settings=settings, db=db, sync=sync))
         webhooks = WebhookService(db, settings)
         for name, worker in (("notifications", notifications), ("versions", versions), ("webhooks", webhooks)):
-            sync.on_durable(worker.on_durable)
+            sync.subscribe(worker.on_durable)
             worker.start(sup)
             sup.on_stop(name, worker.stop)
 
-        sup.on_stop("sync", sync.stop)
-        await sync.start()
+        # closing the sockets, draining the writer (up to 10 s) and folding the logs (up to 10 s)
+        sup.on_stop("sync", sync.stop, timeout=25.0)
+        await sync.start(sup)
         yield AppContext(
             settings=settings,
             db=db,

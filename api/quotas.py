@@ -55,11 +55,7 @@ def body_bytes(values: dict[str, Any]) -> int:
 
 async def document_bytes(ctx: AppContext, workspace_id: str) -> int:
     """The stored size of the document (snapshot + log), the same measure the sync socket's quota uses."""
-    room = ctx.sync.rooms.get(workspace_id)
-    if room is not None and not room.broken:
-        return int(room.size_estimate)
-    info = await ctx.sync.store.info(workspace_id)
-    return int(str(info["snapshot_bytes"])) + int(str(info["log_bytes"]))
+    return await ctx.sync.document_size(workspace_id)
 
 
 async def check_document_size(ctx: AppContext, workspace_id: str, incoming: int) -> None:

@@ -1,9 +1,9 @@
-"""One client socket: a pycrdt ``Channel`` over ASGI's websocket interface, and a bounded outbound queue
-with one writer task.
+"""One client socket: a pycrdt ``Channel`` over ASGI's websocket interface, and its outbound path.
 
-The queue is why a slow reader cannot stall a room or grow memory without bound: the room only appends to it
-(never awaits a send), and a client whose backlog passes the limit is closed with 1013 and resyncs on
-reconnect.
+A broadcast frame is written straight to the socket's transport while it keeps up; only a socket whose
+transport pushes back gets a writer task and a bounded queue, and one whose backlog passes the limit (or that
+stops reading) is closed with 1013 and resyncs on reconnect. So a slow reader can neither stall a room nor grow
+memory without bound: the room never awaits a send.
 """
 
 from __future__ import annotations
@@ -24,28 +24,13 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 from websockets.frames import Frame, Opcode
 from websockets.protocol import State
 
-from . import metrics
+from . import close_codes, metrics
+from .close_codes import ABNORMAL, GOING_AWAY, NORMAL, CloseEvent
 
 log = logging.getLogger("plait.sync")
 
-CLOSE_NORMAL = 1000
-CLOSE_GOING_AWAY = 1001
-CLOSE_PROTOCOL_ERROR = 1002
-CLOSE_UNSUPPORTED = 1003
-CLOSE_ABNORMAL = 1006  # never sent: what a socket that dropped without a close frame reports
-CLOSE_TOO_BIG = 1009
-CLOSE_INTERNAL = 1011
-CLOSE_SERVICE_RESTART = 1012  # a node stopping: what uvicorn sends its sockets, and what the service sends
-CLOSE_TRY_AGAIN = 1013
-CLOSE_UNAUTHENTICATED = 4401
-CLOSE_FORBIDDEN = 4403
-CLOSE_NOT_FOUND = 4404
-CLOSE_EPOCH_CHANGED = 4409  # permanent: the stored document was reset or restored; reload
-CLOSE_DOCUMENT_TOO_LARGE = 4413  # permanent: the workspace document reached its size quota
-CLOSE_RATE_LIMITED = 4529  # transient: the socket sent faster than its quota; reconnect later
-CLOSE_TOO_MANY_SOCKETS = 4503  # transient: the account (or the node) has as many sockets open as allowed
 # A message larger than this is sent as a fragmented WebSocket message, one fragment at a time as the socket drains:
-# a client that stops reading holds one fragment in the server's memory, not a 60 MB sync step 2, and a close
+# a client that stops reading holds one fragment in the server's memory, not a whole large sync step 2, and a close
 # frame can still go out between two fragments (RFC 6455 5.4).
 FRAGMENT_BYTES = 256 * 1024
 CLOSE_GRACE_SECONDS = 10.0  # a close frame stuck behind data the client does not read: then the TCP is dropped
@@ -68,7 +53,8 @@ class WebSocketChannel:
     """pycrdt's ``Channel`` protocol (path, send, recv, async iteration) over ASGI's ``receive`` and ``send``.
 
     Not over Starlette's ``WebSocket``: that wrapper runs a state machine on every frame sent and received and
-    keeps the headers and query it parsed for the life of the socket (s5 counts memory per idle connection).
+    keeps the headers and query it parsed for the life of the socket (memory per idle connection:
+    docs/performance.md#connection-memory).
     The sync service reads what it needs from the scope once, at admission."""
 
     __slots__ = ("_direct", "_path", "_proto", "_receive", "_send")
@@ -97,7 +83,7 @@ class WebSocketChannel:
         """Complete the upgrade (the server's first message is ``websocket.connect``)."""
         msg = await self._receive()
         if msg["type"] != "websocket.connect":
-            raise WebSocketDisconnect(msg.get("code", CLOSE_ABNORMAL))
+            raise WebSocketDisconnect(msg.get("code", ABNORMAL))
         await self._send({"type": "websocket.accept"})
         # ASGI's send is uvicorn's protocol method when nothing wraps it. Without an extension (compression)
         # every socket's frame of a message is the same bytes, so a broadcast can encode it once and write it.
@@ -147,7 +133,7 @@ class WebSocketChannel:
         for start in range(0, len(message), FRAGMENT_BYTES):
             await asyncio.wait_for(proto.writable.wait(), stall_seconds)
             if proto.close_sent or proto.conn.state is not State.OPEN or proto.transport.is_closing():
-                raise WebSocketDisconnect(CLOSE_ABNORMAL)
+                raise WebSocketDisconnect(ABNORMAL)
             chunk = view[start : start + FRAGMENT_BYTES]
             fin = start + FRAGMENT_BYTES >= len(message)
             if start == 0:
@@ -159,7 +145,7 @@ class WebSocketChannel:
     async def recv(self) -> bytes:
         msg = await self._receive()
         if msg["type"] == "websocket.disconnect":
-            raise WebSocketDisconnect(msg.get("code", CLOSE_NORMAL))
+            raise WebSocketDisconnect(msg.get("code", NORMAL))
         data = msg.get("bytes")
         if data is None:
             raise TextFrame()
@@ -204,7 +190,7 @@ class Principal:
 
 
 class Connection:
-    # Slots: one of these lives per socket for hours (s5 counts memory per idle connection).
+    # Slots: one of these lives per socket for hours (docs/performance.md#connection-memory).
     __slots__ = (
         "_byte_tokens",
         "_byte_tokens_at",
@@ -259,8 +245,8 @@ class Connection:
         self.last_active = self.connected_at
         self.last_sent = time.monotonic()
         self.close_code: int | None = None
-        # Made when the socket first backs up (a deque is 0.6 KB): (message, bytes it counts against the limit,
-        # whether to send it in fragments).
+        # Made when the socket first backs up (an empty deque is not free: docs/performance.md#connection-memory):
+        # (message, bytes it counts against the limit, whether to send it in fragments).
         self._queue: deque[tuple[bytes, int, bool]] | None = None
         self._queued_bytes = 0
         self._max_bytes = max_queue_bytes
@@ -329,8 +315,7 @@ class Connection:
         ):
             log.warning("closing slow client conn=%s user=%s: send buffer full", self.id, self.user_id)
             metrics.SEND_QUEUE_OVERFLOWS.inc()
-            metrics.CLOSES.labels(str(CLOSE_TRY_AGAIN)).inc()
-            self.close(CLOSE_TRY_AGAIN, "send buffer full")
+            self.end(close_codes.SEND_BUFFER_FULL)
             return False
         if self._queue is None:
             self._queue = deque()
@@ -361,6 +346,11 @@ class Connection:
         self._byte_tokens_at = now
         return self._byte_tokens >= 0
 
+    def end(self, event: CloseEvent) -> None:
+        """Close with a named event, counted in the close metric (what every server-side close goes through)."""
+        metrics.CLOSES.labels(str(event.code)).inc()
+        self.close(event.code, event.reason)
+
     def close(self, code: int, reason: str = "") -> None:
         """Close from any task: stops the writer and sends the close frame (queued data is dropped)."""
         if self.close_code is not None:
@@ -368,10 +358,8 @@ class Connection:
         self.close_code = code
         self._queue = None
         self._queued_bytes = 0
-        task = asyncio.get_running_loop().create_task(self.channel.close(code, reason))
-        _background.add(task)
-        task.add_done_callback(_background.discard)
-        self._closing = task
+        # Held by the connection, whose handler awaits it in ``stop`` (no module-global task set needed).
+        self._closing = asyncio.get_running_loop().create_task(self.channel.close(code, reason))
 
     async def stop(self) -> None:
         """The socket's handler ends: drop what is unsent, but let a close frame already on its way go out
@@ -435,13 +423,9 @@ class Connection:
         does. Close it (it resyncs on reconnect)."""
         log.warning("closing stalled client conn=%s user=%s: not reading", self.id, self.user_id)
         metrics.SEND_QUEUE_OVERFLOWS.inc()
-        metrics.CLOSES.labels(str(CLOSE_TRY_AGAIN)).inc()
-        self.close(CLOSE_TRY_AGAIN, "not reading, reconnect")
+        self.end(close_codes.NOT_READING)
 
     def _send_failed(self, exc: BaseException) -> None:
         """A send on a dead socket ends this connection only."""
         log.debug("send failed conn=%s: %r", self.id, exc)
-        self.close_code = self.close_code or CLOSE_GOING_AWAY
-
-
-_background: set[asyncio.Task[None]] = set()
+        self.close_code = self.close_code or GOING_AWAY

@@ -57,16 +57,19 @@ class RedisFanout:
             url, socket_connect_timeout=2, socket_timeout=5, retry=Retry(NoBackoff(), 0)
         )
         self._handlers: dict[str, Callable[[str, bytes], Any]] = {}
-        self._listener: asyncio.Task[None] | None = None
+        self._listener: asyncio.Task[Any] | None = None
         self._on_reconnect: Callable[[], Awaitable[None]] | None = None
         self._pending: set[asyncio.Task[Any]] = set()
         self.connected = False
 
     # ---- lifecycle -------------------------------------------------------------------------------------
 
-    def start(self, on_reconnect: Callable[[], Awaitable[None]]) -> None:
+    async def listen(self, on_reconnect: Callable[[], Awaitable[None]]) -> None:
+        """The subscriber loop (run it under the node's supervisor; ``stop`` ends it): reconnects for ever, and
+        calls ``on_reconnect`` after a reconnect, since messages were missed meanwhile."""
         self._on_reconnect = on_reconnect
-        self._listener = asyncio.create_task(self._listen_forever(), name="plait-redis-listener")
+        self._listener = asyncio.current_task()
+        await self._listen_forever()
 
     async def stop(self) -> None:
         if self._listener:

@@ -10,47 +10,70 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
-from persistence.doclog import DocumentLog, PendingUpdate, UnknownDocument
+from persistence.doclog import PendingUpdate, UnknownDocument
 
 from . import metrics
-from .schema import TaskChange
 
 log = logging.getLogger("plait.sync.writer")
 
 
 @dataclass(eq=False)
 class WriteRequest:
+    """One update waiting for its commit. ``done`` is its one completion channel: the log seq, or the error. A
+    request completed before the writer takes it (its room failed) is never written: the log must never get a
+    later update of a room without an earlier one."""
+
     workspace_id: str
     data: bytes
     actor_id: str | None
-    on_done: Callable[[WriteRequest], None]
     received: float | None = None  # perf_counter when the update arrived (fan-out latency metric)
-    seq: int | None = None
-    error: BaseException | None = None
-    cancelled: bool = False  # its room failed: never write it after an earlier update of the room was lost
     source: str = ""  # Principal.source of the change: "ws:<id>", "rest", "server"
-    changes: list[TaskChange] = field(default_factory=list)  # field-level task changes (notifications, activity)
+    changes: tuple[object, ...] = ()  # field-level changes of the document model (notifications, activity)
     done: asyncio.Future[int] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+
+    @property
+    def seq(self) -> int | None:
+        done = self.done
+        if done.done() and not done.cancelled() and done.exception() is None:
+            return done.result()
+        return None
+
+    @property
+    def error(self) -> BaseException | None:
+        done = self.done
+        return done.exception() if done.done() and not done.cancelled() else None
+
+    def fail(self, exc: BaseException) -> None:
+        if not self.done.done():
+            self.done.set_exception(exc)
+            self.done.exception()  # mark retrieved: whoever waits on it (or the room) reports it
+
+
+class LogAppender(Protocol):
+    """The one thing the writer needs of the update log: append a batch in one transaction, returning each
+    update's log seq (contiguous per workspace), or raise ``UnknownDocument`` and write nothing."""
+
+    async def append_batch(self, batch: Sequence[PendingUpdate]) -> list[int]: ...
 
 
 class GroupCommitWriter:
-    def __init__(self, store: DocumentLog, *, max_batch: int = 512, max_wait_ms: float = 0.0) -> None:
+    def __init__(self, store: LogAppender, *, max_batch: int = 512, max_wait_ms: float = 0.0) -> None:
         self.store = store
         self.max_batch = max_batch
         self.max_wait = max_wait_ms / 1000
         self._queue: asyncio.Queue[WriteRequest] = asyncio.Queue()
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="plait-group-commit")
+        self._task: asyncio.Task[object] | None = None
+        self._stopped = False
 
     async def stop(self) -> None:
         """Finish what is queued, then stop."""
+        self._stopped = True
         if self._task is None:
-            return
+            return  # never ran (a loop that starts later returns at once)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._queue.join(), timeout=10)
         self._task.cancel()
@@ -60,11 +83,11 @@ class GroupCommitWriter:
     def submit(self, request: WriteRequest) -> None:
         self._queue.put_nowait(request)
 
-    @property
-    def backlog(self) -> int:
-        return self._queue.qsize()
-
-    async def _run(self) -> None:
+    async def run(self) -> None:
+        """The writer loop (run it under the node's supervisor); ``stop`` drains the queue and ends it."""
+        if self._stopped:
+            return
+        self._task = asyncio.current_task()
         while True:
             batch = [await self._queue.get()]
             if self.max_wait:
@@ -73,7 +96,7 @@ class GroupCommitWriter:
                 await asyncio.sleep(0)  # let readers woken in this loop turn enqueue too
             while len(batch) < self.max_batch and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
-            live = [r for r in batch if not r.cancelled]
+            live = [r for r in batch if not r.done.done()]
             try:
                 if live:
                     await self._commit(live)
@@ -105,16 +128,10 @@ class GroupCommitWriter:
         metrics.COMMIT_SECONDS.observe(time.perf_counter() - started)
         metrics.COMMIT_BATCH.observe(len(batch))
         for r, seq in zip(batch, seqs, strict=True):
-            r.seq = seq
             if not r.done.done():
                 r.done.set_result(seq)
-            r.on_done(r)
 
     @staticmethod
     def _fail(requests: list[WriteRequest], exc: BaseException) -> None:
         for r in requests:
-            r.error = exc
-            if not r.done.done():
-                r.done.set_exception(exc)
-                r.done.exception()  # mark retrieved: the room reports it
-            r.on_done(r)
+            r.fail(exc)

@@ -456,18 +456,18 @@ async def test_a_deleted_workspace_in_a_group_commit_fails_alone(store: Document
     kept = await new_document(store.db)
     gone = str(uuid.uuid4())  # no document head: what a deleted workspace leaves
     writer = GroupCommitWriter(store)
-    done: list[WriteRequest] = []
     requests = [
-        WriteRequest(wid, data, None, done.append)
+        WriteRequest(wid, data, None)
         for wid, data in ((kept, _updates(1, "a")[0]), (gone, _updates(1, "b")[0]), (kept, _updates(1, "c")[0]))
     ]
     for r in requests:
         writer.submit(r)
-    writer.start()
+    running = asyncio.create_task(writer.run())
     try:
         await asyncio.wait_for(asyncio.gather(*(r.done for r in requests), return_exceptions=True), 10)
     finally:
         await writer.stop()
+        await asyncio.gather(running, return_exceptions=True)
     assert [r.seq for r in requests] == [1, None, 2]
     assert isinstance(requests[1].error, UnknownDocument) and requests[0].error is None
     assert len((await store.load(kept)).updates) == 2

@@ -137,7 +137,7 @@ async def test_shutdown_folds_the_log_of_loaded_rooms(make_server: Any, backend:
         a = await _client(srv, wid, owner)
         for i in range(30):
             a.map("m")[f"k{i}"] = i
-        await a.wait_for(lambda: _rooms(srv)[wid].tail_count == 30)
+        await a.wait_for(lambda: _rooms(srv)[wid].log.tail_count == 30)
         srv.stop()  # fails if the server is still running 15 s later
         assert await a.wait_closed() == 1012  # told to reconnect (to another node)
     stored = await _stored(srv, wid)

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -30,10 +30,9 @@ if TYPE_CHECKING:
 
     from persistence.db import Database
     from persistence.settings import Settings
-    from sync_server.room import Room
+    from sync_server.events import Committed
     from sync_server.service import SyncService
     from sync_server.supervisor import Supervisor
-    from sync_server.writer import WriteRequest
 
 log = logging.getLogger("plait.versions")
 
@@ -138,7 +137,7 @@ async def save_version(
     doc = await ctx.sync.read_document(workspace_id)
     state = doc.get_update()
     count = len(schema.list_tasks(doc))
-    heads = await ctx.sync.store.heads([workspace_id])
+    head = await ctx.sync.log_head(workspace_id)
     version = DocVersion(
         id=new_id(),
         workspace_id=workspace_id,
@@ -146,7 +145,7 @@ async def save_version(
         kind=kind,
         state=state,
         task_count=count,
-        doc_seq=heads.get(workspace_id, 0),
+        doc_seq=head,
         created_by=user_id,
         created_at=utcnow(),
     )
@@ -194,7 +193,7 @@ async def restore_version(ctx: Node, version: DocVersion, user_id: str) -> DocVe
     undo = await save_version(ctx, wid, "pre-restore", f"Before restoring {version.label or version.id}", user_id)
     now = schema.now_iso()
     await ctx.sync.change(wid, user_id, lambda doc: restore_tasks(doc, target, now))
-    heads = await ctx.sync.store.heads([wid])
+    head = await ctx.sync.log_head(wid)
     key = f"restore:{undo.id}"
     async with ctx.db.transaction() as s:
         s.add(
@@ -208,7 +207,7 @@ async def restore_version(ctx: Node, version: DocVersion, user_id: str) -> DocVe
                 new_value={"version_id": version.id, "label": version.label, "kind": version.kind},
                 summary=None,
                 actor_id=user_id,
-                doc_seq=heads.get(wid, 0),
+                doc_seq=head,
                 dedup_key=key,
                 created_at=utcnow(),
             )
@@ -241,11 +240,11 @@ class VersionService:
             self._task.cancel()
             await asyncio.wait([self._task])
 
-    def on_durable(self, room: Room, requests: list[WriteRequest]) -> None:
+    def on_durable(self, commits: Sequence[Committed]) -> None:
         # Only a workspace that was not dirty yet needs the worker: waking it per commit costs a task switch
         # for nothing while someone types.
-        if self.interval > 0 and room.workspace_id not in self._dirty and any(r.seq is not None for r in requests):
-            self._dirty.add(room.workspace_id)
+        if self.interval > 0 and commits and commits[0].workspace_id not in self._dirty:
+            self._dirty.add(commits[0].workspace_id)
             self._wake.set()
 
     async def _last_auto(self, wid: str) -> float:

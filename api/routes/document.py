@@ -20,5 +20,5 @@ Reader = Annotated[Member, Depends(require("task.read"))]
     responses={401: {"description": "Not authenticated"}, 404: {"description": "No such workspace"}},
 )
 async def document_info(ctx: Ctx, member: Reader) -> dict[str, Any]:
-    info: dict[str, Any] = await ctx.sync.store.info(member.workspace.id)
+    info: dict[str, Any] = await ctx.sync.document_info(member.workspace.id)
     return info

@@ -31,10 +31,9 @@ async def readyz(ctx: Ctx) -> JSONResponse:
         checks["database"] = "ok"
     except Exception as exc:  # any failure means not ready
         checks["database"] = f"error: {type(exc).__name__}"
-    fanout = ctx.sync.fanout
-    if fanout is not None:
+    if ctx.sync.clustered:
         try:
-            reachable = await asyncio.wait_for(fanout.ping(), PROBE_TIMEOUT)
+            reachable = await asyncio.wait_for(ctx.sync.cluster_reachable(), PROBE_TIMEOUT)
             checks["redis"] = "ok" if reachable else "error: not reachable"
         except TimeoutError:
             checks["redis"] = "error: no answer"

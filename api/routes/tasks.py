@@ -22,7 +22,7 @@ from api.deps import Ctx, Member, Session, not_found, require
 from api.errors import ApiError
 from persistence.models import Membership
 from sync_server import schema
-from sync_server.room import RoomFailed
+from sync_server.errors import RoomFailed
 
 router = APIRouter(prefix="/api/workspaces/{wid}/tasks", tags=["tasks"])
 

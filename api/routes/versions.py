@@ -18,7 +18,7 @@ from api.errors import ApiError
 from api.routes.notifications import parse_cursor
 from api.schemas import NO_NUL
 from persistence.models import DocVersion, User, as_utc
-from sync_server.room import RoomFailed
+from sync_server.errors import RoomFailed
 
 router = APIRouter(prefix="/api/workspaces/{wid}/versions", tags=["versions"])
 

@@ -20,7 +20,7 @@ import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -43,10 +43,9 @@ from sync_server import metrics
 from sync_server.schema import TaskChange
 
 if TYPE_CHECKING:
-    from sync_server.fanout import RedisFanout
-    from sync_server.room import Room
+    from sync_server.events import Committed
+    from sync_server.service import SyncService
     from sync_server.supervisor import Supervisor
-    from sync_server.writer import WriteRequest
 
 log = logging.getLogger("plait.notifications")
 
@@ -321,20 +320,18 @@ class NotificationHub:
             if self._remote is not None:
                 self._remote(ids)
 
-    def bridge(self, fanout: RedisFanout) -> None:
-        """Wake-ups cross nodes through the cluster's ``notify`` channel (register before the fan-out starts)."""
-        node = fanout.node_id.encode()
+    def bridge(self, sync: SyncService) -> None:
+        """Wake-ups cross nodes through the cluster's ``notify`` messages (register before the sync service
+        starts: its Redis listener subscribes to the kinds registered by then)."""
 
         def send(ids: set[str]) -> None:
-            fanout.publish("notify", "users", node + b"|" + json.dumps(sorted(ids)).encode())
+            sync.publish_to_nodes("notify", "users", json.dumps(sorted(ids)).encode())
 
-        def receive(_key: str, data: bytes) -> None:
-            origin, body = data.split(b"|", 1)
-            if origin != node:
-                self.wake(json.loads(body))
+        def receive(_key: str, body: bytes) -> None:
+            self.wake(json.loads(body))
 
         self._remote = send
-        fanout.on("notify", receive)
+        sync.on_node_message("notify", receive)
 
 
 # ---- the worker ----------------------------------------------------------------------------------------------
@@ -393,11 +390,11 @@ class NotificationService:
     async def drain(self) -> None:
         await self._queue.join()
 
-    def on_durable(self, room: Room, requests: list[WriteRequest]) -> None:
+    def on_durable(self, commits: Sequence[Committed]) -> None:
         """SyncService listener: synchronous and cheap; the database work happens in the worker."""
-        items = [(r.seq, r.actor_id, list(r.changes)) for r in requests if r.seq is not None and r.changes]
+        items = [(c.seq, c.actor_id, cast("list[TaskChange]", list(c.changes))) for c in commits if c.changes]
         if items:
-            self.submit(room.workspace_id, items)
+            self.submit(commits[0].workspace_id, items)
 
     def submit(self, workspace_id: str, items: list[tuple[int, str | None, list[TaskChange]]]) -> None:
         """Queue durable changes (log seq, actor, changes) of one workspace for the worker."""

@@ -22,7 +22,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, cast, get_args
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
@@ -36,9 +36,8 @@ from sync_server.schema import TaskChange
 
 if TYPE_CHECKING:
     from persistence.settings import Settings
-    from sync_server.room import Room
+    from sync_server.events import Committed
     from sync_server.supervisor import Supervisor
-    from sync_server.writer import WriteRequest
 
 log = logging.getLogger("plait.webhooks")
 
@@ -294,13 +293,16 @@ class WebhookService:
 
     # -- deriving deliveries --------------------------------------------------------------------------------
 
-    def on_durable(self, room: Room, requests: list[WriteRequest]) -> None:
+    def on_durable(self, commits: Sequence[Committed]) -> None:
+        if not commits:
+            return
+        wid = commits[0].workspace_id  # one flush: one workspace
         hooked, at = self._hooked, self._hooked_at
-        if at is not None and room.workspace_id not in hooked and time.monotonic() - at < HOOK_CACHE_SECONDS:
+        if at is not None and wid not in hooked and time.monotonic() - at < HOOK_CACHE_SECONDS:
             return  # no webhook in this workspace: nothing to derive (the common case, on the typing hot path)
-        items = [(r.seq, r.actor_id, list(r.changes)) for r in requests if r.seq is not None and r.changes]
+        items = [(c.seq, c.actor_id, cast("list[TaskChange]", list(c.changes))) for c in commits if c.changes]
         if items:
-            self._queue.put_nowait((room.workspace_id, items))
+            self._queue.put_nowait((wid, items))
 
     async def _refresh_hooked(self) -> None:
         """Which workspaces have an active webhook at all: one query per HOOK_CACHE_SECONDS for the node,
