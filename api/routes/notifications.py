@@ -15,7 +15,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.types import Receive, Scope, Send
 
-from api.deps import Ctx, CurrentUser, Session, is_uuid, not_found, unauthorized
+from api.deps import Ctx, CurrentUser, Session, unauthorized
+from api.domain.errors import not_found
+from api.domain.ids import is_uuid
 from api.domain.notifications.worker import NOTIFICATION_TYPES, StreamCounts, notification_json
 from api.errors import ApiError
 from api.security import bearer_token

@@ -18,7 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from api import quotas
 from api.context import AppContext
-from api.deps import Ctx, Member, Session, not_found, require
+from api.deps import Ctx, Member, Session, require
+from api.domain.errors import not_found
 from api.errors import ApiError
 from persistence.models import Membership
 from sync_server import schema

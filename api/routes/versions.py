@@ -12,8 +12,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from api import quotas
 from api.context import AppContext
-from api.deps import Ctx, Member, Session, is_uuid, not_found, require
+from api.deps import Ctx, Member, Session, require
 from api.domain import versions
+from api.domain.errors import not_found
+from api.domain.ids import is_uuid
 from api.errors import ApiError
 from api.routes.notifications import parse_cursor
 from api.schemas import NO_NUL

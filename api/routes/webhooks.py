@@ -12,7 +12,9 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api import quotas
-from api.deps import Ctx, Member, Session, is_uuid, not_found, require
+from api.deps import Ctx, Member, Session, require
+from api.domain.errors import not_found
+from api.domain.ids import is_uuid
 from api.domain.webhooks.outbox import EVENTS, UnsafeUrl, WebhookEvent, resolve_allowed
 from api.errors import ApiError
 from api.routes.notifications import parse_cursor
