@@ -20,6 +20,7 @@ from api.domain.versions import VersionService
 from api.domain.webhooks.outbox import WebhookService
 from api.quotas import InFlight
 from api.security import decode_access_token
+from api.throttle import AuthGuards
 from persistence.db import Database
 from persistence.doclog import open_document_log
 from persistence.settings import Settings
@@ -64,4 +65,5 @@ async def running_node(settings: Settings, secret_key: str, database_url: str) -
             versions=versions,
             webhooks=webhooks,
             version_saves=InFlight("version_saves", "version saves or restores"),
+            auth=AuthGuards.from_settings(settings),
         )

@@ -12,6 +12,7 @@ from api.domain.versions import VersionService
 from api.domain.webhooks.outbox import WebhookService
 from api.quotas import InFlight
 from api.security import decode_access_token
+from api.throttle import AuthGuards
 from persistence.db import Database
 from persistence.membership import user_exists
 from persistence.settings import Settings
@@ -40,6 +41,7 @@ class AppContext:
     versions: VersionService
     webhooks: WebhookService
     version_saves: InFlight  # saves and restores in progress on this node (a quota)
+    auth: AuthGuards  # password hashing lanes and login/registration limits
 
     async def authenticate_token(self, token: str) -> str | None:
         """User id for a valid token of an existing account."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated
@@ -13,6 +12,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.context import AppContext
+from api.domain.errors import not_found
+from api.domain.ids import is_uuid
 from api.errors import ApiError
 from api.permissions import PERMISSIONS, allowed
 from api.security import decode_access_token
@@ -56,18 +57,6 @@ async def current_user(
 
 
 CurrentUser = Annotated[User, Depends(current_user)]
-
-
-def is_uuid(value: str) -> bool:
-    try:
-        uuid.UUID(value)
-    except ValueError:
-        return False
-    return True
-
-
-def not_found(what: str = "Workspace") -> ApiError:
-    return ApiError(404, f"{what} not found")
 
 
 @dataclass

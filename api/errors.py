@@ -12,15 +12,13 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.domain.errors import Refused
+
 log = logging.getLogger("plait.api")
 
 
-class ApiError(Exception):
-    def __init__(self, status_code: int, detail: str, headers: dict[str, str] | None = None) -> None:
-        super().__init__(detail)
-        self.status_code = status_code
-        self.detail = detail
-        self.headers = headers
+class ApiError(Refused):
+    """A refusal decided in the HTTP layer (authentication, permissions, quotas); answered like the domain's."""
 
 
 # ---- request bodies: JSON as RFC 8259 has it ---------------------------------------------------------------
@@ -143,6 +141,6 @@ def install_error_handlers(app: FastAPI) -> None:
         log.exception("unhandled error", exc_info=exc)
         return JSONResponse({"detail": "Internal server error"}, status_code=500, headers=unexpected_headers)
 
-    @app.exception_handler(ApiError)
-    async def _api_error(_request: Request, exc: ApiError) -> JSONResponse:
+    @app.exception_handler(Refused)  # ApiError too
+    async def _refused(_request: Request, exc: Refused) -> JSONResponse:
         return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)

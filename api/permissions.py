@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Final, Literal, get_args
 
-# Highest first; a role may do everything any lower role may do.
-ROLE_RANK: Final[dict[str, int]] = {"owner": 4, "admin": 3, "editor": 2, "viewer": 1}
+# The roles, highest first; a role may do everything any lower role may do. The API's bodies and OpenAPI take
+# them from here (api/schemas.py), so a new role is added in this one place.
+Role = Literal["owner", "admin", "editor", "viewer"]
+InviteRole = Literal["admin", "editor", "viewer"]  # what an invite may grant: every role but owner
+ROLES: Final[tuple[str, ...]] = get_args(Role)
+ROLE_RANK: Final[dict[str, int]] = {role: len(ROLES) - i for i, role in enumerate(ROLES)}
 
 PERMISSIONS: Final[dict[str, str]] = {
     # workspace
@@ -16,9 +20,7 @@ PERMISSIONS: Final[dict[str, str]] = {
     "members.read": "viewer",
     "members.manage": "admin",
     "invites.manage": "admin",
-    # document content (sync issue and later)
-    "doc.read": "viewer",
-    "doc.write": "editor",
+    # tasks
     "task.read": "viewer",
     "task.write": "editor",
     # presence, activity, history, integrations

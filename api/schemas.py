@@ -7,11 +7,8 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, StringConstraints
 
+from api.permissions import InviteRole, Role
 from persistence.models import as_utc
-
-Role = Literal["owner", "admin", "editor", "viewer"]
-InviteRole = Literal["admin", "editor", "viewer"]
-
 
 Timestamp = Annotated[datetime, AfterValidator(as_utc)]
 Password = Annotated[str, Field(min_length=8, max_length=1024)]

@@ -12,15 +12,20 @@ which uvicorn takes from ``X-Forwarded-For`` only when the peer is a trusted pro
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from collections import OrderedDict, deque
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import ColumnElement, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.errors import ApiError
+from api.security import HashLane
 from persistence.models import LoginFailure, as_utc, utcnow
 from persistence.settings import Settings
 
@@ -133,3 +138,47 @@ class RegistrationLimit:
         times.append(now)
         while len(self._seen) > self.MAX_ADDRESSES:
             self._seen.popitem(last=False)
+
+
+class OneAtATime:
+    """Login attempts on one account from one address run one after another (on this node): each is checked
+    against the throttle after the previous one recorded its failure, so a burst of parallel guesses gets no
+    more than the limit. A lock lives only while someone holds or waits for it."""
+
+    def __init__(self) -> None:
+        self._locks: dict[tuple[str, str], tuple[asyncio.Lock, int]] = {}
+
+    @asynccontextmanager
+    async def hold(self, key: tuple[str, str]) -> AsyncIterator[None]:
+        lock, users = self._locks.get(key, (None, 0))
+        lock = lock or asyncio.Lock()
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            _, users = self._locks[key]
+            if users <= 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
+
+
+@dataclass(frozen=True)
+class AuthGuards:
+    """A node's defences of the password endpoints: the two password-hashing lanes, the registration rate per
+    address and the one-at-a-time login attempts (built by the composition root, carried on the context)."""
+
+    login: HashLane
+    register: HashLane
+    registrations: RegistrationLimit
+    attempts: OneAtATime = field(default_factory=OneAtATime)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> AuthGuards:
+        waiting = settings.password_hash_max_waiting
+        return cls(
+            login=HashLane("login", settings.password_hash_threads, waiting),
+            register=HashLane("register", settings.password_hash_register_threads, waiting, nice=10),
+            registrations=RegistrationLimit(settings.register_max_per_address, settings.register_window_seconds),
+        )

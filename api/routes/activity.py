@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends
 from sqlalchemy import select
 
 from api.deps import Member, Session, require
 from api.domain.notifications.worker import activity_json
-from api.routes.notifications import parse_cursor
+from api.pagination import Limit, keyset_page
 from persistence.models import Activity, User
 
 router = APIRouter(prefix="/api/workspaces/{wid}", tags=["activity"])
@@ -20,29 +20,18 @@ _ERRORS: dict[int | str, dict[str, str]] = {
     422: {"description": "Invalid cursor"},
 }
 
-Limit = Annotated[int, Query(ge=1, le=200)]
 Reader = Annotated[Member, Depends(require("activity.read"))]
 
 
 async def _page(session: Session, member: Member, task_id: str | None, cursor: str | None, limit: int) -> Any:
-    before = parse_cursor(cursor)
     q = (
         select(Activity, User)
         .outerjoin(User, User.id == Activity.actor_id)
         .where(Activity.workspace_id == member.workspace.id)
-        .order_by(Activity.seq.desc())
-        .limit(limit + 1)
     )
     if task_id is not None:
         q = q.where(Activity.task_id == task_id)
-    if before is not None:
-        q = q.where(Activity.seq < before)
-    rows = (await session.execute(q)).all()
-    page = rows[:limit]
-    return {
-        "items": [activity_json(a, actor) for a, actor in page],
-        "next_cursor": str(page[-1][0].seq) if len(rows) > limit else None,
-    }
+    return await keyset_page(session, q, Activity.seq, cursor, limit, activity_json)
 
 
 @router.get("/activity", responses=_ERRORS)

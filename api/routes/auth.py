@@ -4,73 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, Request
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from api.deps import Ctx, CurrentUser, Session
 from api.errors import ApiError
 from api.schemas import LoginIn, RegisterIn, TokenOut, UserOut
-from api.security import HashLane, create_access_token, hash_password, verify_password
-from api.throttle import LoginThrottle, RegistrationLimit
+from api.security import create_access_token, hash_password, verify_password
+from api.throttle import LoginThrottle
 from persistence.models import User
-from persistence.settings import Settings
 
 router = APIRouter(prefix="/api", tags=["auth"])
 log = logging.getLogger("plait.auth")
 
 _ERRORS: dict[int | str, dict[str, str]] = {401: {"description": "Not authenticated"}}
-
-
-class OneAtATime:
-    """Login attempts on one account from one address run one after another (on this node): each is checked
-    against the throttle after the previous one recorded its failure, so a burst of parallel guesses gets no
-    more than the limit. A lock lives only while someone holds or waits for it."""
-
-    def __init__(self) -> None:
-        self._locks: dict[tuple[str, str], tuple[asyncio.Lock, int]] = {}
-
-    @asynccontextmanager
-    async def hold(self, key: tuple[str, str]) -> AsyncIterator[None]:
-        lock, users = self._locks.get(key, (None, 0))
-        lock = lock or asyncio.Lock()
-        self._locks[key] = (lock, users + 1)
-        try:
-            async with lock:
-                yield
-        finally:
-            _, users = self._locks[key]
-            if users <= 1:
-                del self._locks[key]
-            else:
-                self._locks[key] = (lock, users - 1)
-
-
-@dataclass
-class Guards:
-    """Per application: the two password-hashing lanes and the registration rate (created on first use)."""
-
-    login: HashLane
-    register: HashLane
-    registrations: RegistrationLimit
-    attempts: OneAtATime = field(default_factory=OneAtATime)
-
-
-def guards(app: FastAPI, settings: Settings) -> Guards:
-    found: Guards | None = getattr(app.state, "auth_guards", None)
-    if found is None:
-        waiting = settings.password_hash_max_waiting
-        found = Guards(
-            login=HashLane("login", settings.password_hash_threads, waiting),
-            register=HashLane("register", settings.password_hash_register_threads, waiting, nice=10),
-            registrations=RegistrationLimit(settings.register_max_per_address, settings.register_window_seconds),
-        )
-        app.state.auth_guards = found
-    return found
 
 
 def client_address(request: Request) -> str:
@@ -98,7 +47,7 @@ def user_out(user: User) -> UserOut:
     },
 )
 async def register(body: RegisterIn, request: Request, ctx: Ctx, session: Session) -> UserOut:
-    guard = guards(request.app, ctx.settings)
+    guard = ctx.auth
     # Every attempt counts, conflicts too: they would otherwise probe which emails have accounts.
     guard.registrations.hit(client_address(request))
     guard.register.refuse_if_full()
@@ -131,7 +80,7 @@ async def register(body: RegisterIn, request: Request, ctx: Ctx, session: Sessio
 async def login(body: LoginIn, request: Request, ctx: Ctx, session: Session) -> TokenOut:
     email = normalize_email(body.email)
     address = client_address(request)
-    guard = guards(request.app, ctx.settings)
+    guard = ctx.auth
     guard.login.refuse_if_full()
     throttle = LoginThrottle(ctx.settings)
     async with guard.attempts.hold((email, address)):

@@ -7,17 +7,20 @@ import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Request
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.types import Receive, Scope, Send
 
-from api.deps import Ctx, CurrentUser, Session, is_uuid, not_found, unauthorized
+from api.deps import Ctx, CurrentUser, Session, unauthorized
+from api.domain.errors import not_found
+from api.domain.ids import is_uuid
 from api.domain.notifications.worker import NOTIFICATION_TYPES, StreamCounts, notification_json
 from api.errors import ApiError
+from api.pagination import Limit, keyset_page, parse_cursor
 from api.security import bearer_token
 from persistence.db import Database
 from persistence.models import Notification, NotificationPreference, User, utcnow
@@ -33,21 +36,6 @@ STREAM_BATCH = 100
 _ERRORS: dict[int | str, dict[str, str]] = {401: {"description": "Not authenticated"}}
 
 
-MAX_CURSOR = 2**63 - 1  # sequence numbers are BIGINT: a larger one failed in the database (500)
-
-
-def parse_cursor(cursor: str | None) -> int | None:
-    """Cursors are opaque to clients; here they are the row's sequence number (ASCII digits, at most 2^63-1)."""
-    if cursor is None or cursor == "":
-        return None
-    if len(cursor) > 19 or not cursor.isascii() or not cursor.isdigit() or int(cursor) > MAX_CURSOR:
-        raise ApiError(422, "Invalid cursor")
-    return int(cursor)
-
-
-Limit = Annotated[int, Query(ge=1, le=200)]
-
-
 @router.get("", responses=_ERRORS)
 async def list_notifications(
     user: CurrentUser,
@@ -57,24 +45,14 @@ async def list_notifications(
     limit: Limit = 50,
 ) -> dict[str, Any]:
     """``{items, next_cursor}``, newest first; ``next_cursor`` is null on the last page."""
-    before = parse_cursor(cursor)
     q = (
         select(Notification, User)
         .outerjoin(User, User.id == Notification.actor_id)
         .where(Notification.user_id == user.id)
-        .order_by(Notification.seq.desc())
-        .limit(limit + 1)
     )
     if unread:
         q = q.where(Notification.read_at.is_(None))
-    if before is not None:
-        q = q.where(Notification.seq < before)
-    rows = (await session.execute(q)).all()
-    page = rows[:limit]
-    return {
-        "items": [notification_json(n, actor) for n, actor in page],
-        "next_cursor": str(page[-1][0].seq) if len(rows) > limit else None,
-    }
+    return await keyset_page(session, q, Notification.seq, cursor, limit, notification_json)
 
 
 @router.post("/read-all", responses=_ERRORS)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Response
 from pycrdt import Doc
@@ -18,7 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from api import quotas
 from api.context import AppContext
-from api.deps import Ctx, Member, Session, not_found, require
+from api.deps import Ctx, Member, Session, require
+from api.domain.errors import not_found
 from api.errors import ApiError
 from persistence.models import Membership
 from sync_server import schema
@@ -36,7 +37,13 @@ _WRITE_ERRORS: dict[int | str, dict[str, str]] = {
     422: {"description": "Invalid field, or assignee is not a member"},
 }
 
-Status = Literal["todo", "in_progress", "done"]
+# The task document's statuses (sync_server/schema.py STATUSES) as a field type: pydantic validates it and
+# OpenAPI lists it as an enum. ``Literal[tuple]`` is ``Literal[*tuple]`` at run time; mypy only reads literal
+# strings in a Literal, so it sees a str here.
+if TYPE_CHECKING:
+    Status = str
+else:
+    Status = Literal[schema.STATUSES]
 Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
 Description = Annotated[str, Field(max_length=100_000)]
 

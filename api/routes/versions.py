@@ -5,17 +5,19 @@ from __future__ import annotations
 from contextlib import AbstractContextManager
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Response
 from pydantic import BaseModel, ConfigDict, StringConstraints
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api import quotas
 from api.context import AppContext
-from api.deps import Ctx, Member, Session, is_uuid, not_found, require
+from api.deps import Ctx, Member, Session, require
 from api.domain import versions
+from api.domain.errors import not_found
+from api.domain.ids import is_uuid
 from api.errors import ApiError
-from api.routes.notifications import parse_cursor
+from api.pagination import Limit, keyset_page
 from api.schemas import NO_NUL
 from persistence.models import DocVersion, User, as_utc
 from sync_server.errors import RoomFailed
@@ -29,7 +31,6 @@ _ERRORS: dict[int | str, dict[str, str]] = {
     422: {"description": "Invalid body, cursor or comparison"},
 }
 
-Limit = Annotated[int, Query(ge=1, le=200)]
 Label = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=NO_NUL)]
 
 
@@ -72,22 +73,12 @@ async def list_versions(
     limit: Limit = 50,
 ) -> dict[str, Any]:
     """``{items, next_cursor}``, newest first: who saved each version, when, its label and task count."""
-    before = parse_cursor(cursor)
     q = (
         select(DocVersion, User)
         .outerjoin(User, User.id == DocVersion.created_by)
         .where(DocVersion.workspace_id == member.workspace.id)
-        .order_by(DocVersion.seq.desc())
-        .limit(limit + 1)
     )
-    if before is not None:
-        q = q.where(DocVersion.seq < before)
-    rows = (await session.execute(q)).all()
-    page = rows[:limit]
-    return {
-        "items": [version_json(v, u) for v, u in page],
-        "next_cursor": str(page[-1][0].seq) if len(rows) > limit else None,
-    }
+    return await keyset_page(session, q, DocVersion.seq, cursor, limit, version_json)
 
 
 _QUOTA: dict[int | str, dict[str, str]] = {

@@ -6,16 +6,18 @@ from __future__ import annotations
 import secrets
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api import quotas
-from api.deps import Ctx, Member, Session, is_uuid, not_found, require
+from api.deps import Ctx, Member, Session, require
+from api.domain.errors import not_found
+from api.domain.ids import is_uuid
 from api.domain.webhooks.outbox import EVENTS, UnsafeUrl, WebhookEvent, resolve_allowed
 from api.errors import ApiError
-from api.routes.notifications import parse_cursor
+from api.pagination import Limit, keyset_page
 from persistence.models import Webhook, WebhookDelivery, iso_z, new_id, utcnow
 
 router = APIRouter(prefix="/api/workspaces/{wid}/webhooks", tags=["webhooks"])
@@ -29,7 +31,6 @@ _ERRORS: dict[int | str, dict[str, str]] = {
 
 Manager = Annotated[Member, Depends(require("webhooks.manage"))]
 Event = WebhookEvent
-Limit = Annotated[int, Query(ge=1, le=200)]
 MAX_WEBHOOKS_PER_WORKSPACE = 20
 
 
@@ -137,20 +138,7 @@ async def list_deliveries(
 ) -> dict[str, Any]:
     """``{items, next_cursor}``: the webhook's deliveries, newest first, with attempts and the last error."""
     await _load(session, member, hook_id)
-    before = parse_cursor(cursor)
-    q = (
-        select(WebhookDelivery)
-        .where(WebhookDelivery.webhook_id == hook_id)
-        .order_by(WebhookDelivery.seq.desc())
-        .limit(limit + 1)
-    )
+    q = select(WebhookDelivery).where(WebhookDelivery.webhook_id == hook_id)
     if status is not None:
         q = q.where(WebhookDelivery.status == status)
-    if before is not None:
-        q = q.where(WebhookDelivery.seq < before)
-    rows = list(await session.scalars(q))
-    page = rows[:limit]
-    return {
-        "items": [delivery_json(d) for d in page],
-        "next_cursor": str(page[-1].seq) if len(rows) > limit else None,
-    }
+    return await keyset_page(session, q, WebhookDelivery.seq, cursor, limit, delivery_json)

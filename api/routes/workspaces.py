@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Response
-from sqlalchemy import delete, select
+from sqlalchemy import select
 
 from api import quotas
 from api.deps import Ctx, CurrentUser, Member, Session, require
+from api.domain import membership
 from api.schemas import WorkspaceIn, WorkspaceOut
 from persistence.models import Document, Membership, Workspace
 
@@ -84,10 +85,5 @@ async def delete_workspace(
     ctx: Ctx, session: Session, member: Annotated[Member, Depends(require("workspace.delete"))]
 ) -> Response:
     """Deletes everything under it (memberships, invites, document, notifications cascade in the database)."""
-    wid = member.workspace.id
-    former = list(await session.scalars(select(Membership.user_id).where(Membership.workspace_id == wid)))
-    await session.execute(delete(Workspace).where(Workspace.id == wid))
-    await session.commit()
-    for user_id in former:
-        await ctx.sync.membership_changed(wid, user_id, None)
+    await membership.delete_workspace(ctx, session, workspace_id=member.workspace.id)
     return Response(status_code=204)

@@ -1,17 +1,15 @@
 import { type DragEvent, type FormEvent, useMemo, useState } from 'react'
-import type { Member, Workspace } from '../api'
+import type { Workspace } from '../api'
 import { useBoard } from '../state/board'
 import { useAuth } from '../state/auth'
 import { useWorkspaces } from '../state/workspaces'
 import { navigate } from '../router'
 import { colorFor, type Peer } from '../doc/presence'
 import { columns, createTask, STATUS_LABELS, STATUSES, type Status, type Task, type TaskFilter, updateTask } from '../doc/tasks'
-import { Avatar } from './common'
+import { Avatar, StatusSelect } from './common'
+import { canEdit } from '../permissions'
+import { memberName } from '../state/members'
 import { TaskDetail } from './TaskDetail'
-
-export function canEdit(w: Workspace): boolean {
-  return w.role !== 'viewer'
-}
 
 function filterValue(f: TaskFilter): string {
   return f.kind === 'user' ? `user:${f.id}` : f.kind
@@ -19,11 +17,6 @@ function filterValue(f: TaskFilter): string {
 function parseFilter(v: string): TaskFilter {
   if (v.startsWith('user:')) return { kind: 'user', id: v.slice(5) }
   return { kind: v as 'anyone' | 'mine' | 'unassigned' }
-}
-
-export function memberName(members: Member[], id: string | null): string | null {
-  if (!id) return null
-  return members.find((m) => m.user_id === id)?.display_name ?? 'Former member'
 }
 
 function today(): string {
@@ -202,13 +195,7 @@ function TaskCard({
       </div>
       {editable && (
         <label className="move">
-          <select value={task.status} onChange={(e) => onMove(e.target.value as Status)} aria-label={`Status of ${name}`}>
-            {STATUSES.map((s) => (
-              <option key={s} value={s}>
-                {STATUS_LABELS[s]}
-              </option>
-            ))}
-          </select>
+          <StatusSelect value={task.status} onChange={onMove} label={`Status of ${name}`} />
         </label>
       )}
     </li>

@@ -6,8 +6,7 @@ import { navigate } from '../router'
 import { colorFor } from '../doc/presence'
 import { Avatar, ErrorText, useAction } from './common'
 import { ROLE_LABELS } from './Home'
-
-const ROLES: Role[] = ['owner', 'admin', 'editor', 'viewer']
+import { can, ROLES } from '../permissions'
 
 export function inviteLink(invite: Invite): string {
   return invite.token ? `${location.origin}/invite/${invite.token}` : (invite.url ?? '')
@@ -18,7 +17,7 @@ export function MembersPage({ workspace }: { workspace: Workspace }) {
   const me = useAuth((s) => s.me)
   const members = useWorkspaces((s) => s.members[workspace.id]) ?? []
   const loadMembers = useWorkspaces((s) => s.loadMembers)
-  const manage = workspace.role === 'owner' || workspace.role === 'admin'
+  const manage = can(workspace, 'members.manage')
   const list = useAction()
   const [invites, setInvites] = useState<Invite[]>([])
   const [created, setCreated] = useState<Invite | null>(null)
@@ -255,7 +254,7 @@ function WorkspaceSettings({ workspace }: { workspace: Workspace }) {
         <button type="submit" disabled={busy || !name.trim() || name.trim() === workspace.name}>
           Rename
         </button>
-        {workspace.role === 'owner' && (
+        {can(workspace, 'workspace.delete') && (
           <button type="button" className="danger" onClick={remove} disabled={busy}>
             Delete workspace
           </button>

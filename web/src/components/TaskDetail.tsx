@@ -2,13 +2,14 @@ import { useEffect, useState } from 'react'
 import { type ActivityEntry, api, itemsOf, type Member, type Workspace } from '../api'
 import type { WorkspaceSession } from '../doc/session'
 import { DELETE_ORIGIN } from '../doc/session'
-import { deleteTask, descriptionOf, STATUS_LABELS, STATUSES, type Status, type Task, updateTask } from '../doc/tasks'
+import { deleteTask, descriptionOf, STATUS_LABELS, type Status, type Task, updateTask } from '../doc/tasks'
 import { useBoard } from '../state/board'
 import { useWorkspaces } from '../state/workspaces'
 import { useToasts } from '../state/toasts'
-import { Avatar, Dialog, ErrorText, useAction } from './common'
+import { Avatar, Dialog, ErrorText, StatusSelect, useAction } from './common'
 import { DescriptionEditor } from './DescriptionEditor'
-import { canEdit, memberName } from './Board'
+import { canEdit } from '../permissions'
+import { memberName } from '../state/members'
 
 /** Task detail (US6): fields, the shared description with others' cursors, who is here, activity. */
 export function TaskDetail({
@@ -106,13 +107,7 @@ export function TaskDetail({
           <div className="fields">
             <label>
               Status
-              <select value={task.status} disabled={!editable} aria-label="Status" onChange={(e) => set({ status: e.target.value as Status })}>
-                {STATUSES.map((s) => (
-                  <option key={s} value={s}>
-                    {STATUS_LABELS[s]}
-                  </option>
-                ))}
-              </select>
+              <StatusSelect value={task.status} disabled={!editable} label="Status" onChange={(status) => set({ status })} />
             </label>
             <label>
               Assignee

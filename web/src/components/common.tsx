@@ -2,6 +2,7 @@ import { type ReactNode, useEffect, useRef, useState } from 'react'
 import { initials } from '../doc/presence'
 import { CONNECTION_LABELS, type ConnectionState } from '../doc/connection'
 import { useToasts } from '../state/toasts'
+import { STATUS_LABELS, STATUSES, type Status } from '../doc/tasks'
 
 export function Avatar({ name, color, size = 28, title }: { name: string; color: string; size?: number; title?: string }) {
   return (
@@ -14,6 +15,29 @@ export function Avatar({ name, color, size = 28, title }: { name: string; color:
     >
       {initials(name)}
     </span>
+  )
+}
+
+/** The one status picker, on the board's cards and in the task detail. */
+export function StatusSelect({
+  value,
+  onChange,
+  label,
+  disabled,
+}: {
+  value: Status
+  onChange: (status: Status) => void
+  label: string
+  disabled?: boolean
+}) {
+  return (
+    <select value={value} disabled={disabled} aria-label={label} onChange={(e) => onChange(e.target.value as Status)}>
+      {STATUSES.map((s) => (
+        <option key={s} value={s}>
+          {STATUS_LABELS[s]}
+        </option>
+      ))}
+    </select>
   )
 }
 
