@@ -22,7 +22,7 @@ from sync_server.supervisor import Supervisor
 
 @dataclass(frozen=True, slots=True)
 class Core:
-    """The node's base services, which the domain services are built on (see ``versions.Node``)."""
+    """The node's base services, which the domain services are built on (see ``api.domain.node.Node``)."""
 
     settings: Settings
     db: Database

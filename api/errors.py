@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.domain.errors import Refused
+from api.security_headers import API_CSP, SECURITY_HEADERS
 
 log = logging.getLogger("plait.api")
 
@@ -129,8 +130,6 @@ class JsonBodyGuard:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    from api.routes.web import API_CSP, SECURITY_HEADERS  # (api.routes imports this module)
-
     app.add_middleware(JsonBodyGuard)
     # Starlette answers an unhandled exception outside every middleware, SecurityHeaders included: the 500 gets
     # the headers every other response has here (a JSON body: the API's policy).

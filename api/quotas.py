@@ -28,7 +28,7 @@ from persistence.settings import Settings
 from sync_server import schema
 
 if TYPE_CHECKING:
-    from api.context import AppContext
+    from api.domain.node import Node
 
 QUOTA_HEADER = "X-Plait-Quota"
 
@@ -53,12 +53,12 @@ def body_bytes(values: dict[str, Any]) -> int:
     return 64 + sum(len(str(v).encode()) + 32 for v in values.values() if v is not None)
 
 
-async def document_bytes(ctx: AppContext, workspace_id: str) -> int:
+async def document_bytes(ctx: Node, workspace_id: str) -> int:
     """The stored size of the document (snapshot + log), the same measure the sync socket's quota uses."""
     return await ctx.sync.document_size(workspace_id)
 
 
-async def check_document_size(ctx: AppContext, workspace_id: str, incoming: int) -> None:
+async def check_document_size(ctx: Node, workspace_id: str, incoming: int) -> None:
     """413 when the document plus ``incoming`` bytes would pass ``quota_max_document_bytes``, or its owners'
     stored bytes ``quota_max_user_bytes``."""
     limit = ctx.settings.quota_max_document_bytes

@@ -15,12 +15,13 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from pycrdt import Doc, Map, Text
 from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 
+from api.domain.node import Node
 from persistence.doclog import UnknownDocument, doc_from_chunks
 from persistence.models import Activity, DocVersion, Workspace, as_utc, new_id, utcnow
 from sync_server import schema
@@ -28,27 +29,12 @@ from sync_server import schema
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
-    from persistence.db import Database
-    from persistence.settings import Settings
     from sync_server.events import Committed
-    from sync_server.service import SyncService
     from sync_server.supervisor import Supervisor
 
 log = logging.getLogger("plait.versions")
 
 KINDS = ("named", "auto", "pre-restore")
-
-
-class Node(Protocol):
-    """What versions need of the node: the document (through the sync service), the database, the settings.
-    The application context satisfies it; the version worker gets it before that context exists."""
-
-    @property
-    def sync(self) -> SyncService: ...
-    @property
-    def db(self) -> Database: ...
-    @property
-    def settings(self) -> Settings: ...
 
 
 # Fields compared by diffs and restored (``updated_at`` is bookkeeping: a restore sets it to now).
