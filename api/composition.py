@@ -15,7 +15,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from api.context import AppContext, Core
-from api.domain.notifications.worker import NotificationHub, NotificationService
+from api.domain.notifications.hub import NotificationHub
+from api.domain.notifications.worker import NotificationService
 from api.domain.versions import VersionService
 from api.domain.webhooks.outbox import WebhookService
 from api.quotas import InFlight

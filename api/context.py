@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from api.domain.notifications.worker import NotificationHub, NotificationService
+from api.domain.notifications.hub import NotificationHub
+from api.domain.notifications.worker import NotificationService
 from api.domain.versions import VersionService
 from api.domain.webhooks.outbox import WebhookService
 from api.quotas import InFlight

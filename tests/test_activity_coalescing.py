@@ -15,7 +15,8 @@ import pytest
 from sqlalchemy import select
 
 from api.domain.activity_coalescing import TEXT_EDIT_WINDOW, ActivityCoalescer
-from api.domain.notifications.worker import NotificationService, activity_rows
+from api.domain.notifications.derive import activity_rows
+from api.domain.notifications.worker import NotificationService
 from persistence.db import Database, insert_ignoring_conflicts
 from persistence.doclog import DocumentLog, open_document_log
 from persistence.models import Activity, Workspace, utcnow

@@ -30,7 +30,7 @@ from persistence.models import Invite, Membership, User, Workspace, as_utc, utcn
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
-    from api.domain.notifications.worker import NotificationHub
+    from api.domain.notifications.hub import NotificationHub
     from api.domain.webhooks.outbox import WebhookService
     from persistence.db import Database
     from sync_server.service import SyncService

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends
 from sqlalchemy import select
 
 from api.deps import Member, Session, require
-from api.domain.notifications.worker import activity_json
+from api.domain.notifications.views import activity_json
 from api.pagination import Limit, keyset_page
 from persistence.models import Activity, User
 

@@ -18,7 +18,9 @@ from starlette.types import Receive, Scope, Send
 from api.deps import Ctx, CurrentUser, Session, unauthorized
 from api.domain.errors import not_found
 from api.domain.ids import is_uuid
-from api.domain.notifications.worker import NOTIFICATION_TYPES, StreamCounts, notification_json
+from api.domain.notifications.derive import NOTIFICATION_TYPES
+from api.domain.notifications.hub import StreamCounts
+from api.domain.notifications.views import notification_json
 from api.errors import ApiError
 from api.pagination import Limit, keyset_page, parse_cursor
 from api.security import bearer_token
