@@ -18,7 +18,7 @@ from api.context import AppContext, Core
 from api.domain.notifications.hub import NotificationHub
 from api.domain.notifications.worker import NotificationService
 from api.domain.versions import VersionService
-from api.domain.webhooks.outbox import WebhookService
+from api.domain.webhooks.service import WebhookService
 from api.quotas import InFlight
 from api.security import decode_access_token
 from api.throttle import AuthGuards

@@ -23,7 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from api.domain.errors import Refused, not_found
 from api.domain.ids import is_uuid
 from api.domain.notifications.worker import notify_member_joined
-from api.domain.webhooks import outbox as webhooks
+from api.domain.webhooks import service as webhooks
 from api.permissions import allowed, role_at_least
 from persistence.models import Invite, Membership, User, Workspace, as_utc, utcnow
 
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
     from api.domain.notifications.hub import NotificationHub
-    from api.domain.webhooks.outbox import WebhookService
+    from api.domain.webhooks.service import WebhookService
     from persistence.db import Database
     from sync_server.service import SyncService
 

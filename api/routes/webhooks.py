@@ -15,7 +15,8 @@ from api import quotas
 from api.deps import Ctx, Member, Session, require
 from api.domain.errors import not_found
 from api.domain.ids import is_uuid
-from api.domain.webhooks.outbox import EVENTS, UnsafeUrl, WebhookEvent, resolve_allowed
+from api.domain.webhooks.events import EVENTS, WebhookEvent
+from api.domain.webhooks.ssrf import UnsafeUrl, resolve_allowed
 from api.errors import ApiError
 from api.pagination import Limit, keyset_page
 from persistence.models import Webhook, WebhookDelivery, iso_z, new_id, utcnow

@@ -1,1 +1,2 @@
-"""Signed webhooks: the address guard, event derivation, the delivery outbox and the sender."""
+"""Signed webhooks: ``ssrf`` (the address guard), ``events`` (event derivation, the typing merge), ``outbox``
+(derive and store deliveries), ``sender`` (send, retry, disable) and ``service`` (the two wired together)."""
