@@ -13,7 +13,8 @@ from tests.support.server import ThreadServer
 from tests.support.users import workspace_with
 
 
-@pytest.mark.allow_errors(r"^background loop notifications crashed", r"^automatic version of .* failed")  # the tables are gone for it too
+# the automatic-version worker loses the tables too
+@pytest.mark.allow_errors(r"^background loop notifications crashed", r"^automatic version of .* failed")
 def test_a_crashed_derivation_loop_turns_readyz_red(make_server: Callable[..., ThreadServer]) -> None:
     """The notification worker waits ``derive_batch_ms`` after a commit before recording it. In that window
     the test takes away the tables it writes and reads (renamed under the running server, as a broken
