@@ -13,11 +13,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.context import AppContext
 from api.domain.errors import not_found
-from api.domain.ids import is_uuid
 from api.errors import ApiError
 from api.permissions import PERMISSIONS, allowed
 from api.security import decode_access_token
-from persistence.models import Membership, User, Workspace
+from persistence.models import Membership, User, Workspace, is_uuid
 
 _bearer = HTTPBearer(auto_error=False, description="Access token from POST /api/auth/login")
 

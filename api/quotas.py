@@ -22,10 +22,11 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.errors import ApiError
-from api.security import bearer_token, decode_access_token
+from api.security import decode_access_token
 from persistence.models import DocSnapshot, DocUpdate, DocVersion, Membership, User, Workspace
 from persistence.settings import Settings
 from sync_server import schema
+from sync_server.admission import bearer_from_header
 
 if TYPE_CHECKING:
     from api.domain.node import Node
@@ -268,7 +269,7 @@ class RestWriteRateLimit:
             return None
         for name, value in scope["headers"]:
             if name == b"authorization":
-                token = bearer_token(value.decode("latin-1"))
+                token = bearer_from_header(value.decode("latin-1"))
                 if token is not None:
                     return decode_access_token(token, ctx.secret_key)
         return None

@@ -117,14 +117,6 @@ def decode_access_token(token: str, key: str) -> str | None:
     return sub if isinstance(sub, str) else None
 
 
-def bearer_token(authorization: str | None) -> str | None:
-    """The token of an ``Authorization: Bearer <token>`` header value (scheme in any case), else None; the
-    one parser for every caller that reads the header itself (the SSE stream, the REST rate limit)."""
-    if authorization and authorization[:7].lower() == "bearer ":
-        return authorization[7:].strip() or None
-    return None
-
-
 def new_invite_token() -> str:
     """256 bits of randomness, URL-safe."""
     return secrets.token_urlsafe(32)

@@ -7,7 +7,6 @@ stay referenced for the hours a socket lives). It does not touch rooms: the call
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -16,6 +15,7 @@ from starlette.datastructures import Headers, QueryParams
 from starlette.types import Scope
 
 from persistence.membership import Member
+from persistence.models import is_uuid
 
 from . import close_codes
 from .close_codes import CloseEvent
@@ -104,15 +104,12 @@ def bearer_token(query: QueryParams, headers: Headers) -> str | None:
     token = query.get("token")
     if token:
         return token
-    auth = headers.get("authorization", "")
-    if auth.lower().startswith("bearer "):
-        return auth[7:].strip() or None
+    return bearer_from_header(headers.get("authorization"))
+
+
+def bearer_from_header(authorization: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header value (scheme in any case), else None: the one
+    parser of that header, for the sockets here and for the REST callers that read it themselves."""
+    if authorization and authorization[:7].lower() == "bearer ":
+        return authorization[7:].strip() or None
     return None
-
-
-def is_uuid(value: str) -> bool:
-    try:
-        uuid.UUID(value)
-    except ValueError:
-        return False
-    return True

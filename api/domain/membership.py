@@ -21,11 +21,10 @@ from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from api.domain.errors import Refused, not_found
-from api.domain.ids import is_uuid
 from api.domain.notifications.worker import notify_member_joined
 from api.domain.webhooks import service as webhooks
 from api.permissions import allowed, role_at_least
-from persistence.models import Invite, Membership, User, Workspace, as_utc, utcnow
+from persistence.models import Invite, Membership, User, Workspace, as_utc, is_uuid, utcnow
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession

@@ -13,10 +13,9 @@ from api import quotas
 from api.deps import Ctx, CurrentUser, Member, Session, require
 from api.domain import membership
 from api.domain.errors import not_found
-from api.domain.ids import is_uuid
 from api.schemas import AcceptOut, InviteIn, InviteInfo, InviteOut
 from api.security import hash_invite_token, new_invite_token
-from persistence.models import Invite, as_utc, utcnow
+from persistence.models import Invite, as_utc, is_uuid, utcnow
 
 router = APIRouter(prefix="/api", tags=["invites"])
 

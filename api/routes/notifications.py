@@ -17,15 +17,14 @@ from starlette.types import Receive, Scope, Send
 
 from api.deps import Ctx, CurrentUser, Session, unauthorized
 from api.domain.errors import not_found
-from api.domain.ids import is_uuid
 from api.domain.notifications.derive import NOTIFICATION_TYPES
 from api.domain.notifications.hub import StreamCounts
 from api.domain.notifications.views import notification_json
 from api.errors import ApiError
 from api.pagination import Limit, keyset_page, parse_cursor
-from api.security import bearer_token
 from persistence.db import Database
-from persistence.models import Notification, NotificationPreference, User, utcnow
+from persistence.models import Notification, NotificationPreference, User, is_uuid, utcnow
+from sync_server.admission import bearer_from_header
 
 log = logging.getLogger("plait.notifications")
 router = APIRouter(prefix="/api/notifications", tags=["notifications"])
@@ -149,7 +148,7 @@ class _CountedStream(EventSourceResponse):
 
 
 def _bearer(request: Request) -> str | None:
-    return bearer_token(request.headers.get("authorization")) or request.query_params.get("token") or None
+    return bearer_from_header(request.headers.get("authorization")) or request.query_params.get("token") or None
 
 
 @router.get(

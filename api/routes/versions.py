@@ -15,11 +15,10 @@ from api.context import AppContext
 from api.deps import Ctx, Member, Session, require
 from api.domain import versions
 from api.domain.errors import not_found
-from api.domain.ids import is_uuid
 from api.errors import ApiError
 from api.pagination import Limit, keyset_page
 from api.schemas import NO_NUL
-from persistence.models import DocVersion, User, as_utc
+from persistence.models import DocVersion, User, as_utc, is_uuid
 from sync_server.errors import RoomFailed
 
 router = APIRouter(prefix="/api/workspaces/{wid}/versions", tags=["versions"])

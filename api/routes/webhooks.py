@@ -14,12 +14,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from api import quotas
 from api.deps import Ctx, Member, Session, require
 from api.domain.errors import not_found
-from api.domain.ids import is_uuid
 from api.domain.webhooks.events import EVENTS, WebhookEvent
 from api.domain.webhooks.ssrf import UnsafeUrl, resolve_allowed
 from api.errors import ApiError
 from api.pagination import Limit, keyset_page
-from persistence.models import Webhook, WebhookDelivery, iso_z, new_id, utcnow
+from persistence.models import Webhook, WebhookDelivery, is_uuid, iso_z, new_id, utcnow
 
 router = APIRouter(prefix="/api/workspaces/{wid}/webhooks", tags=["webhooks"])
 

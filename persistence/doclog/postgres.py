@@ -49,7 +49,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from persistence import snapshot_codec
 from persistence.db import Database
 from persistence.doclog.common import SessionReads
-from persistence.doclog.types import LogClosed, PendingUpdate, StoredDocument, UnknownDocument
+from persistence.doclog.types import LogClosed, PendingUpdate, StoredDocument, UnknownDocument, counts_by_workspace
 from persistence.models import DocSnapshot, Document, DocUpdate, utcnow
 
 # $1 workspace, $2 number of updates, $3 data, $4 actors (in batch order), $5 now. Returns base, or no row.
@@ -248,10 +248,7 @@ class PostgresDocumentLog(SessionReads):
             await self.load("00000000-0000-0000-0000-000000000000")
 
     async def append_batch(self, batch: Sequence[PendingUpdate]) -> list[int]:
-        counts: dict[str, int] = {}
-        for item in batch:
-            counts[item.workspace_id] = counts.get(item.workspace_id, 0) + 1
-        return await self._appends.append_batch(batch, counts)
+        return await self._appends.append_batch(batch, counts_by_workspace(batch))
 
     async def save_snapshot(self, workspace_id: str, data: bytes, upto: int) -> tuple[int, int] | None:
         """Compressed by Plait (``snapshot_codec``), then written and the rows it covers deleted in one

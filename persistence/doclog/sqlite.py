@@ -28,7 +28,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from persistence import activity_summaries, snapshot_codec
 from persistence.db import Database, compiled, driver_rows
 from persistence.doclog.common import SessionReads
-from persistence.doclog.types import LogClosed, PendingUpdate, StoredDocument, UnknownDocument
+from persistence.doclog.types import LogClosed, PendingUpdate, StoredDocument, UnknownDocument, counts_by_workspace
 from persistence.models import Activity, utcnow
 
 T = TypeVar("T")
@@ -262,9 +262,7 @@ class SqliteDocumentLog(SessionReads):
             await self.load("00000000-0000-0000-0000-000000000000")
 
     async def append_batch(self, batch: Sequence[PendingUpdate]) -> list[int]:
-        counts: dict[str, int] = {}
-        for item in batch:
-            counts[item.workspace_id] = counts.get(item.workspace_id, 0) + 1
+        counts = counts_by_workspace(batch)
         return await self._appends.run(self._appends.exclusive, functools.partial(_append, batch, counts))
 
     async def save_snapshot(self, workspace_id: str, data: bytes, upto: int) -> tuple[int, int] | None:

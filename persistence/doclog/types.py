@@ -18,6 +18,14 @@ class PendingUpdate:
     actor_id: str | None
 
 
+def counts_by_workspace(batch: Iterable[PendingUpdate]) -> dict[str, int]:
+    """How many rows each workspace's head moves by in one append (its seqs are allocated in one step)."""
+    counts: dict[str, int] = {}
+    for item in batch:
+        counts[item.workspace_id] = counts.get(item.workspace_id, 0) + 1
+    return counts
+
+
 @dataclass(frozen=True)
 class StoredDocument:
     """Everything needed to rebuild a document: snapshot, then the log after it, in order."""
