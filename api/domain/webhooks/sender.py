@@ -231,7 +231,9 @@ class WebhookSender:
                     read += len(chunk)
                     if read >= RESPONSE_READ_LIMIT:
                         break  # leaving the block closes the connection with the rest unread
-        except httpx.HTTPError as exc:
+        # AttributeError: httpcore on anyio, when a receiver's socket is gone before the pool reads its peer
+        # (seen with a receiver that hangs up at once): a failed attempt like any other transport error.
+        except (httpx.HTTPError, OSError, AttributeError) as exc:
             if not status:
                 return None, f"{type(exc).__name__}: {exc}"[:500]
         return self._outcome(status[0])
