@@ -191,7 +191,8 @@ async def test_redis_restart_mid_stream_converges_from_the_database(cluster: Clu
     for i in range(20):
         on_a.map("m")[f"during{i}"] = i  # fan-out is down: only the database and node A have these
         on_b.map("m")[f"b-during{i}"] = i
-    await asyncio.sleep(0.5)
+    # longer than the publish client's retries (two, backing off to 0.5 s): those publishes fail for certain
+    await asyncio.sleep(2.0)
     cluster.redis.start()
     for i in range(5):
         on_a.map("m")[f"after{i}"] = i
