@@ -29,6 +29,7 @@ EXAMPLES_PER_OPERATION = 15
 SKIP = {("GET", "/api/notifications/stream")}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 def test_no_generated_request_gets_a_server_error(make_server: Callable[..., ThreadServer], backend: str) -> None:
     server = make_server(backend, quota_rest_writes_per_minute=100_000)

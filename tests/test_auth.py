@@ -249,6 +249,7 @@ def test_a_success_does_not_count_and_forgets_own_mistakes(throttled: httpx.Clie
         assert _login(throttled, acct.email, acct.password, "10.4.0.1").status_code == 200
 
 
+@pytest.mark.slow
 @pytest.mark.db_agnostic
 def test_throttle_lifts_after_the_window(tmp_path: Path) -> None:
     url = fresh_database("sqlite", tmp_path)

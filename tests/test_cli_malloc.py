@@ -73,6 +73,7 @@ print((before - rss_kib()) // 1024)
 """
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc only")
 def test_freed_heap_pages_go_back_to_the_os_within_the_trim_interval() -> None:
     assert int(_python(TRIM_PROBE, "default")) < 16  # glibc alone keeps the hole resident

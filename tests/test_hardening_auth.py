@@ -41,6 +41,7 @@ def _retry_after(r: httpx.Response, most: float) -> int:
 # --- item 7: failures on an account throttle their address, never the owner ----------------------------------
 
 
+@pytest.mark.slow
 def test_others_failures_never_refuse_the_right_password(
     backend: str, make_server: Callable[..., ThreadServer]
 ) -> None:

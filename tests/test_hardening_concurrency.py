@@ -46,6 +46,7 @@ def _refused(r: httpx.Response, status: int | None = None) -> None:
 NO_CAPS = {"max_version_saves_per_user": 0, "max_version_saves_per_node": 0}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("caps", [{}, NO_CAPS], ids=["default-caps", "no-caps"])
 @pytest.mark.parametrize("backend", BACKENDS)
 async def test_parallel_version_saves_leave_the_database_to_everyone_else(

@@ -225,6 +225,7 @@ def test_owned_workspaces_per_user_quota(make_server: Callable[..., ThreadServer
         assert client.post("/api/workspaces", json={"name": "fits"}, headers=alice.headers).status_code == 201
 
 
+@pytest.mark.slow
 def test_workspace_creation_is_under_the_rest_write_rate(make_server: Callable[..., ThreadServer]) -> None:
     srv = make_server("sqlite", quota_rest_writes_per_minute=5, quota_rest_window_seconds=2)
     with httpx.Client(base_url=srv.base_url, timeout=30) as client:

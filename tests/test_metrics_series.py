@@ -93,6 +93,7 @@ async def _gauge_becomes(http: httpx.Client, name: str, expected: float, **label
     return await async_wait_until(poll)
 
 
+@pytest.mark.slow
 async def test_sockets_and_rooms_gauges_follow_joins_and_unloads(node: ProcessServer, http: httpx.Client) -> None:
     wid, owner, (viewer,) = workspace_with(http, "viewer")
     before = await _gauge_becomes(http, "plait_rooms_loaded", 0)  # earlier tests' rooms unloaded (idle 0.5 s)

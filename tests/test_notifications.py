@@ -40,6 +40,7 @@ def _stream(server: ThreadServer, acct: Account, **headers: str) -> SseReader:
     return SseReader(f"{server.base_url}/api/notifications/stream?token={acct.token}", headers=headers)
 
 
+@pytest.mark.slow
 @pytest.mark.node
 def test_assignment_from_a_client_notifies_assignee_once_and_never_the_actor(
     server: ThreadServer, client: httpx.Client, node: NodeClient

@@ -14,6 +14,7 @@ from tests.support.users import workspace_with
 
 
 # the automatic-version worker loses the tables too
+@pytest.mark.slow
 @pytest.mark.allow_errors(r"^background loop notifications crashed", r"^automatic version of .* failed")
 def test_a_crashed_derivation_loop_turns_readyz_red(make_server: Callable[..., ThreadServer]) -> None:
     """The notification worker waits ``derive_batch_ms`` after a commit before recording it. In that window

@@ -66,6 +66,7 @@ def loop_thread() -> Iterator[LoopThread]:
         lt.stop()
 
 
+@pytest.mark.slow
 def test_fuzzed_frames_close_with_documented_codes_and_never_change_the_document(
     make_server: Callable[..., ThreadServer], loop_thread: LoopThread
 ) -> None:
@@ -166,6 +167,7 @@ async def _stored_keys(url: str, wid: str) -> set[str]:
     return set((doc.get("m", type=Map).to_py() or {}).keys())
 
 
+@pytest.mark.slow
 async def test_repeated_kill_9_under_write_storm_loses_nothing_any_peer_received(tmp_path: Path) -> None:
     db_url = fresh_database("sqlite", tmp_path)
     env = {

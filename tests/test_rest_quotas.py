@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 
 import httpx
+import pytest
 
 from tests.support.server import ThreadServer
 from tests.support.users import add_member, create_workspace, register
@@ -75,6 +76,7 @@ def test_document_size_quota(make_server: Callable[..., ThreadServer]) -> None:
         assert client.delete(f"{url}/{big.json()['id']}", headers=owner.headers).status_code == 204
 
 
+@pytest.mark.slow
 def test_rest_write_rate_quota(make_server: Callable[..., ThreadServer]) -> None:
     srv = make_server("sqlite", quota_rest_writes_per_minute=5, quota_rest_window_seconds=2)
     with httpx.Client(base_url=srv.base_url, timeout=30) as client:

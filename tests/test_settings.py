@@ -81,6 +81,7 @@ def test_production_with_a_key_starts(tmp_path: Path) -> None:
     assert Settings(env="production", secret_key="k" * 40).resolved_secret_key() == "k" * 40
 
 
+@pytest.mark.slow
 def test_fresh_data_dir_serves_and_keeps_its_key_across_restarts(tmp_path: Path) -> None:
     """``plait serve`` with nothing configured: migrates SQLite, answers /docs, and tokens survive a restart."""
     data = tmp_path / "data"

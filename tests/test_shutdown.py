@@ -11,11 +11,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.support.server import SECRET, ProcessServer, ThreadServer
 from tests.support.users import create_workspace, register, workspace_with
 
 
+@pytest.mark.slow
 def test_sigterm_right_after_description_edits_exits_and_writes_the_held_summary(tmp_path: Path) -> None:
     """Two description edits 0.6 s apart grow one activity row whose summary the derivation holds back (at most
     2 s). A SIGTERM in that window must write it and exit: the log store used to be closed first, and the
@@ -49,6 +51,7 @@ def test_sigterm_right_after_description_edits_exits_and_writes_the_held_summary
     assert summaries == [{"inserted": len("first words and more"), "deleted": 0}], summaries
 
 
+@pytest.mark.slow
 def test_an_in_process_server_stops_right_after_description_edits(make_server: Callable[..., ThreadServer]) -> None:
     """The same window through the in-process server the suite mostly uses: ThreadServer.stop() fails when
     the server is still running 15 s later (it hung here before the fix)."""

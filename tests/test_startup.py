@@ -117,6 +117,7 @@ def stamp(url: str, revision: str) -> None:
 # ---- database revision -----------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_serve_refuses_a_database_without_the_schema_or_behind(pg_url: str, tmp_path: Path) -> None:
     env = node_env(pg_url, tmp_path)
     assert_refused(serve(env), "has no Plait schema", "run `plait migrate`")
@@ -214,6 +215,7 @@ def test_production_settings_refused_or_warned_with_their_reason(tmp_path: Path)
     assert Settings(env="development", data_dir=tmp_path, redis_url="redis://r/0").production_problems() == ([], [])
 
 
+@pytest.mark.slow
 def test_serve_refuses_unsafe_production_settings(tmp_path: Path) -> None:
     env = node_env(sqlite_url(tmp_path), tmp_path, PLAIT_ENV="production", PLAIT_SECRET_KEY="too-short")
     assert_refused(serve(env), "PLAIT_SECRET_KEY", "at least 32")

@@ -32,6 +32,7 @@ def db_env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str,
         drop_postgres_database(url)
 
 
+@pytest.mark.slow
 async def test_kill_9_during_write_storm_loses_nothing_any_peer_saw(db_env: dict[str, str], tmp_path: Path) -> None:
     port_server = ProcessServer(db_env, log_path=tmp_path / "server.log").start()
     with httpx.Client(base_url=port_server.base_url) as http:
@@ -86,6 +87,7 @@ async def test_kill_9_during_write_storm_loses_nothing_any_peer_saw(db_env: dict
         restarted.stop()
 
 
+@pytest.mark.slow
 async def test_clean_restart_keeps_everything(db_env: dict[str, str], tmp_path: Path) -> None:
     log = tmp_path / "server.log"
     srv = ProcessServer(db_env, log_path=log).start()

@@ -58,6 +58,7 @@ def _read_until_close(sock: socket.socket, timeout: float) -> tuple[int | None, 
     return None, received
 
 
+@pytest.mark.slow
 async def test_step2_to_readers_that_never_read_is_bounded_and_closed_1013(make_server: Any) -> None:
     """Ten sockets ask for a 12 MB document and never read: each used to keep the whole step 2 in its transport
     until the keepalive ping gave up (1011, ~40 s). Now a stalled socket holds one fragment and is closed with
@@ -222,6 +223,7 @@ async def test_awareness_client_ids_per_socket_and_bytes_per_room_are_bounded(ma
             await c.close()
 
 
+@pytest.mark.slow
 async def test_awareness_states_not_renewed_expire(make_server: Any) -> None:
     srv = make_server(awareness_timeout_seconds=1.0, room_idle_seconds=1.0)
     with httpx.Client(base_url=srv.base_url) as http:

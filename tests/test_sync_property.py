@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 
 import httpx
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pycrdt import Doc, Map, Text
@@ -28,6 +29,7 @@ def _snapshot(doc: Doc) -> tuple[str, dict[str, object]]:
     return str(doc.get("t", type=Text)), dict(doc.get("m", type=Map).to_py() or {})
 
 
+@pytest.mark.slow
 @settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck))
 @given(ops=st.lists(op, min_size=5, max_size=30))
 def test_random_interleavings_converge_and_persist(server: ThreadServer, ops: list[tuple[object, ...]]) -> None:

@@ -465,6 +465,7 @@ def _frames(sock: socket.socket, timeout: float) -> Iterator[tuple[int, bytes]]:
         yield b0 & 0x0F, need(length)
 
 
+@pytest.mark.slow
 async def test_slow_reader_is_closed_1013_without_stalling_others(make_server: object) -> None:
     srv = make_server(send_queue_max_bytes=2 * 1024 * 1024)  # type: ignore[operator]
     with httpx.Client(base_url=srv.base_url) as http:
@@ -488,6 +489,7 @@ async def test_slow_reader_is_closed_1013_without_stalling_others(make_server: o
         await reader.close()
 
 
+@pytest.mark.slow
 async def test_a_slow_reader_close_is_counted_among_socket_closes(make_server: object) -> None:
     srv = make_server(send_queue_max_bytes=512 * 1024)  # type: ignore[operator]
     with httpx.Client(base_url=srv.base_url) as http:
@@ -509,6 +511,7 @@ async def test_a_slow_reader_close_is_counted_among_socket_closes(make_server: o
         assert delta(before, after, "plait_socket_closes_total", code="1013") >= 1
 
 
+@pytest.mark.slow
 async def test_a_reader_that_falls_behind_and_recovers_gets_every_update_in_order(make_server: object) -> None:
     """The other side of the send queue: a socket that backs up is not closed below the limit, and once it
     reads again it receives everything, in order (its writer task drains the queue)."""

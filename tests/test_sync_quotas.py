@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import httpx
+import pytest
 from pycrdt import Array, Doc
 
 from persistence.db import Database
@@ -66,6 +67,7 @@ async def test_document_size_quota_closes_4413_and_reads_still_work(make_server:
     await reader.close()
 
 
+@pytest.mark.slow
 async def test_size_quota_counts_what_is_stored_not_every_update_ever_received(make_server: object) -> None:
     """A small document edited for a long time: compaction folds the overwritten values away, so the quota
     must follow the stored size (snapshot + log tail), not the sum of every update since the room loaded."""

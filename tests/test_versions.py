@@ -252,6 +252,7 @@ def test_versions_survive_log_compaction(make_server: Callable[..., ThreadServer
         assert _essence(_tasks(client, wid, owner)) == early
 
 
+@pytest.mark.slow
 def test_automatic_versions_interval_and_retention(make_server: Callable[..., ThreadServer]) -> None:
     srv = make_server("sqlite", version_auto_interval_seconds=0.5, version_retention_count=2)
     with httpx.Client(base_url=srv.base_url, timeout=30) as client:
@@ -305,6 +306,7 @@ def test_text_with_a_nul_character_is_refused_with_422(make_server: Callable[...
         )
 
 
+@pytest.mark.slow
 def test_the_first_automatic_version_waits_an_interval_from_the_workspaces_creation(
     make_server: Callable[..., ThreadServer],
 ) -> None:

@@ -173,6 +173,7 @@ def test_a_huge_response_body_is_not_read(
         assert receiver.sent[0] < 16 * 1024 * 1024, receiver.sent
 
 
+@pytest.mark.slow
 def test_a_trickling_receiver_does_not_delay_another_workspace(
     make_server: Callable[..., ThreadServer], receivers: Callable[..., RawReceiver]
 ) -> None:
@@ -204,6 +205,7 @@ def test_a_trickling_receiver_does_not_delay_another_workspace(
         assert "deadline" in item["last_error"], item
 
 
+@pytest.mark.slow
 def test_deliveries_run_concurrently_up_to_the_bound(
     make_server: Callable[..., ThreadServer], receivers: Callable[..., RawReceiver]
 ) -> None:

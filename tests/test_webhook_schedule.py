@@ -134,6 +134,7 @@ def _settled(http: httpx.Client, wid: str, owner: Account, hook_id: str) -> Call
     return poll
 
 
+@pytest.mark.slow
 def test_retries_back_off_then_fail_after_max_attempts_and_the_hook_stays_active(
     srv: ThreadServer, endpoints: Endpoints
 ) -> None:
@@ -180,6 +181,7 @@ def test_a_slow_receiver_times_out_and_is_retried(srv: ThreadServer, endpoints: 
         assert first["next_attempt_at"] is not None
 
 
+@pytest.mark.slow
 def test_redirects_are_not_followed(srv: ThreadServer, endpoints: Endpoints) -> None:
     """A 302 is a failed attempt, not a request to wherever it points (which could be a private address)."""
     with httpx.Client(base_url=srv.base_url, timeout=30) as http:

@@ -159,6 +159,7 @@ def test_webhook_urls_are_validated_and_private_targets_refused(client: httpx.Cl
     assert client.get(url, headers=owner.headers).json() == []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 def test_signed_deliveries_retry_on_500_and_stop_on_success(
     backend: str, make_server: Callable[..., ThreadServer], receiver: Receiver
@@ -330,6 +331,7 @@ def test_a_failing_webhook_is_disabled(make_server: Callable[..., ThreadServer],
         assert len(receiver.requests) == sent, "a disabled webhook receives nothing"
 
 
+@pytest.mark.slow
 async def test_a_run_of_typing_is_one_delivery(make_server: Callable[..., ThreadServer], receiver: Receiver) -> None:
     srv = make_server("sqlite", webhook_allow_private=True)
     with httpx.Client(base_url=srv.base_url, timeout=30) as client:
@@ -357,6 +359,7 @@ async def test_a_run_of_typing_is_one_delivery(make_server: Callable[..., Thread
         await c.close()
 
 
+@pytest.mark.slow
 def test_a_webhook_deleted_on_another_node_does_not_break_delivery(
     make_server: Callable[..., ThreadServer], receiver: Receiver
 ) -> None:
