@@ -15,10 +15,11 @@ from api.context import AppContext
 from api.deps import Ctx, Member, Session, require
 from api.domain import versions
 from api.domain.errors import not_found
+from api.domain.notifications.views import person_json
 from api.errors import ApiError
 from api.pagination import Limit, keyset_page
 from api.schemas import NO_NUL
-from persistence.models import DocVersion, User, as_utc, is_uuid
+from persistence.models import DocVersion, User, is_uuid, iso_z
 from sync_server.errors import RoomFailed
 
 router = APIRouter(prefix="/api/workspaces/{wid}/versions", tags=["versions"])
@@ -43,8 +44,8 @@ def version_json(v: DocVersion, creator: User | None) -> dict[str, Any]:
         "id": v.id,
         "label": v.label,
         "kind": v.kind,
-        "created_by": {"id": creator.id, "display_name": creator.display_name} if creator is not None else None,
-        "created_at": as_utc(v.created_at).isoformat().replace("+00:00", "Z"),
+        "created_by": person_json(creator),
+        "created_at": iso_z(v.created_at),
         "task_count": v.task_count,
     }
 

@@ -7,13 +7,18 @@ from typing import Any
 from persistence.models import Activity, Notification, User, iso_z
 
 
+def person_json(user: User | None) -> dict[str, str] | None:
+    """An account as the API shows it inside another object (an actor, a creator): id and display name."""
+    return {"id": user.id, "display_name": user.display_name} if user is not None else None
+
+
 def notification_json(n: Notification, actor: User | None) -> dict[str, Any]:
     return {
         "id": n.id,
         "type": n.type,
         "workspace_id": n.workspace_id,
         "task_id": n.task_id,
-        "actor": {"id": actor.id, "display_name": actor.display_name} if actor is not None else None,
+        "actor": person_json(actor),
         "data": n.data or {},
         "created_at": iso_z(n.created_at),
         "read_at": iso_z(n.read_at) if n.read_at is not None else None,
@@ -30,6 +35,6 @@ def activity_json(a: Activity, actor: User | None) -> dict[str, Any]:
         "old_value": a.old_value,
         "new_value": a.new_value,
         "summary": a.summary,
-        "actor": {"id": actor.id, "display_name": actor.display_name} if actor is not None else None,
+        "actor": person_json(actor),
         "created_at": iso_z(a.created_at),
     }
