@@ -23,6 +23,9 @@ PERMISSIONS: Final[dict[str, str]] = {
     # tasks
     "task.read": "viewer",
     "task.write": "editor",
+    "labels.manage": "editor",
+    "comment.write": "editor",
+    "comment.moderate": "admin",  # edit or delete anyone's comment
     # presence, activity, history, integrations
     "presence.read": "viewer",
     "activity.read": "viewer",

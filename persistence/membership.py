@@ -35,7 +35,10 @@ async def user_exists(db: Database, user_id: str) -> bool:
         return await s.get(User, user_id) is not None
 
 
-async def member_ids(db: Database, workspace_id: str) -> set[str]:
+async def member_roles(db: Database, workspace_id: str) -> dict[str, str]:
+    """User id -> role of every member."""
     async with db.session() as s:
-        rows = await s.execute(select(Membership.user_id).where(Membership.workspace_id == workspace_id))
-    return {r[0] for r in rows}
+        rows = await s.execute(
+            select(Membership.user_id, Membership.role).where(Membership.workspace_id == workspace_id)
+        )
+    return {r[0]: r[1] for r in rows}

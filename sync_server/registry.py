@@ -15,7 +15,7 @@ from typing import Any
 
 from persistence.db import Database
 from persistence.doclog import DocumentLog
-from persistence.membership import member_ids
+from persistence.membership import member_roles
 
 from . import close_codes, metrics
 from .close_codes import CloseEvent
@@ -50,7 +50,7 @@ class RoomRegistry:
         self.rooms: dict[str, Room] = {}
         self._load_locks: dict[str, asyncio.Lock] = {}
         self._user_conns: dict[tuple[str, str], set[Connection]] = {}
-        self._members: dict[str, tuple[float, set[str]]] = {}
+        self._members: dict[str, tuple[float, dict[str, str]]] = {}
 
     def __iter__(self) -> Iterator[Room]:
         return iter(list(self.rooms.values()))
@@ -77,7 +77,7 @@ class RoomRegistry:
                 stored,
                 submit=self._submit,
                 events=self._events,
-                members=self.member_ids,
+                members=self.member_roles,
                 limits=self.limits,
             )
             self.rooms[workspace_id] = room
@@ -164,14 +164,14 @@ class RoomRegistry:
             entry["last_active"] = max(entry["last_active"], conn.last_active)
         return users
 
-    async def member_ids(self, workspace_id: str) -> set[str]:
-        """Member ids (cached briefly; membership changes on this node invalidate at once)."""
+    async def member_roles(self, workspace_id: str) -> dict[str, str]:
+        """User id -> role of the members (cached briefly; membership changes on this node invalidate at once)."""
         cached = self._members.get(workspace_id)
         if cached is not None and time.monotonic() - cached[0] < MEMBER_CACHE_SECONDS:
             return cached[1]
-        ids = await member_ids(self.db, workspace_id)
-        self._members[workspace_id] = (time.monotonic(), ids)
-        return ids
+        roles = await member_roles(self.db, workspace_id)
+        self._members[workspace_id] = (time.monotonic(), roles)
+        return roles
 
     # ---- the janitor ---------------------------------------------------------------------------------
 

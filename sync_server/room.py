@@ -17,7 +17,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any, NamedTuple, Protocol, TypeVar
 
 from pycrdt import Doc, create_awareness_message, create_update_message, merge_updates
@@ -25,6 +25,7 @@ from pycrdt import Doc, create_awareness_message, create_update_message, merge_u
 from persistence.doclog import StoredDocument, UnknownDocument
 
 from . import close_codes, metrics
+from . import guard as schema_guard
 from .applied import AppliedSeqs
 from .awareness import RoomAwareness
 from .compaction import LogStats
@@ -44,7 +45,8 @@ from .protocol import (
     parse_awareness,
     parse_message,
 )
-from .schema import TaskTracker, apply_repairs, find_repairs
+from .schema import SCHEMA_VERSION, TaskChange, apply_upgrade, plan_upgrade
+from .tracker import TaskTracker, Touched
 from .writer import WriteRequest
 
 __all__ = ["KEEPALIVE", "PENDING_LIMIT", "SERVER", "DocumentTooLarge", "MissingDependencies", "Room", "RoomFailed"]
@@ -59,7 +61,7 @@ REMOTE = Principal(None, "remote")
 KEEPALIVE = create_awareness_message(b"\x00")
 
 Submit = Callable[[WriteRequest], None]
-Members = Callable[[str], Awaitable[set[str]]]
+Members = Callable[[str], Awaitable[Mapping[str, str]]]  # user id -> role
 
 
 class RoomEvents(Protocol):
@@ -73,7 +75,7 @@ class RoomEvents(Protocol):
 class _Transacted(NamedTuple):
     delta: bytes
     changes: tuple[object, ...]
-    touched: set[str]
+    touched: Touched
     result: Any
     error: BaseException | None
 
@@ -88,6 +90,7 @@ class Room:
         "_submit",
         "_tasks",
         "_tracker",
+        "_upgraded",
         "applied",
         "awareness",
         "broken",
@@ -133,6 +136,7 @@ class Room:
         self._drained.set()
         self._tasks: set[asyncio.Task[None]] = set()  # schema guards waiting for their change's commit
         self._tracker: TaskTracker | None = None
+        self._upgraded = False  # whether the document was checked for an upgrade (on its first guarded change)
 
     @property
     def doc(self) -> Doc[Any]:
@@ -290,7 +294,7 @@ class Room:
             return None
         if not wait:
             if t.touched:
-                self._spawn(self._guard_when_durable(request, t.touched))
+                self._spawn(self._guard_when_durable(request, t.touched, principal, t.changes))
             if len(self._pending) > PENDING_LIMIT:
                 await asyncio.wait([self._pending[0].done])  # backpressure: let the database catch up
             return None
@@ -301,7 +305,7 @@ class Room:
         except Exception as exc:  # the commit failed (the writer reports the raw database error)
             raise RoomFailed(self.workspace_id) from exc
         if t.touched:
-            await self.guard(t.touched)
+            await self.guard(t.touched, principal, t.changes)
         return seq
 
     def _check_nothing_pending(self, reached: dict[int, int] | None) -> None:
@@ -328,14 +332,16 @@ class Room:
         if request is not None:
             await request.done
         if guard and t.touched:
-            await self.guard(t.touched)
+            await self.guard(t.touched, principal, t.changes)
         result: T = t.result
         return result
 
-    async def _guard_when_durable(self, request: WriteRequest, touched: set[str]) -> None:
+    async def _guard_when_durable(
+        self, request: WriteRequest, touched: Touched, principal: Principal, changes: tuple[object, ...]
+    ) -> None:
         try:
             await request.done
-            await self.guard(touched)
+            await self.guard(touched, principal, changes)
         except (RoomFailed, DocumentTooLarge):
             pass
         except Exception:
@@ -347,17 +353,36 @@ class Room:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def guard(self, task_ids: set[str]) -> int:
-        """Schema guard: repair invalid values of the touched tasks with a server-authored change that every
-        client receives (rejecting the update instead would break convergence)."""
+    async def guard(self, touched: Touched, principal: Principal = SERVER, changes: tuple[object, ...] = ()) -> int:
+        """Schema guard: repair invalid values of what a change touched with a server-authored change that every
+        client receives (rejecting the update instead would break convergence). ``principal`` and ``changes``
+        say who did what to which comment: authorship is the server's truth."""
+        if not self._upgraded:
+            self._upgraded = True
+            await self.upgrade()
         members = await self._members(self.workspace_id)
-        repairs = find_repairs(self.doc, task_ids, members)
-        if not repairs:
+        ctx = schema_guard.Context(members, principal.user_id, [c for c in changes if isinstance(c, TaskChange)])
+        if not schema_guard.check(self.doc, touched, ctx, fix=False):
             return 0
-        fixed = await self.change(SERVER, lambda doc: apply_repairs(doc, repairs), guard=False)
-        metrics.SCHEMA_REPAIRS.inc(fixed)
-        log.warning("schema guard repaired %d field(s) in workspace %s: %s", fixed, self.workspace_id, repairs)
-        return fixed
+        found = await self.change(SERVER, lambda doc: schema_guard.check(doc, touched, ctx, fix=True), guard=False)
+        if found:
+            metrics.SCHEMA_REPAIRS.inc(len(found))
+            log.warning("schema guard repaired %d field(s) in workspace %s: %s", len(found), self.workspace_id, found)
+        return len(found)
+
+    async def upgrade(self) -> int:
+        """Bring a document written before the current schema version up to it (defaults for missing fields),
+        as a server change every client receives. Returns fields written."""
+        if plan_upgrade(self.doc) is None:
+            return 0
+
+        def fn(doc: Doc[Any]) -> int:
+            plan = plan_upgrade(doc)
+            return 0 if plan is None else apply_upgrade(doc, plan)
+
+        written = await self.change(SERVER, fn, guard=False)
+        log.info("upgraded workspace %s to schema version %d (%d fields)", self.workspace_id, SCHEMA_VERSION, written)
+        return written
 
     # ---- the durable pipeline --------------------------------------------------------------------------
 

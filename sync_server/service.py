@@ -13,7 +13,7 @@ import functools
 import logging
 import uuid
 from collections.abc import Callable, Coroutine, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from pycrdt import Doc
 from starlette.types import Receive, Scope, Send
@@ -42,6 +42,7 @@ from .writer import GroupCommitWriter, WriteRequest
 
 __all__ = ["Authenticate", "SyncService"]
 
+T = TypeVar("T")
 log = logging.getLogger("plait.sync")
 NIL_UUID = "00000000-0000-0000-0000-000000000000"
 SHUTDOWN_FOLD_SECONDS = 10.0
@@ -142,7 +143,7 @@ class SyncService:
         """Call ``listener(commits)`` after each batch of a workspace's changes is committed, in log order."""
         self._listeners.append(listener)
 
-    async def change(self, workspace_id: str, user_id: str | None, fn: Callable[[Doc[Any]], object]) -> object:
+    async def change(self, workspace_id: str, user_id: str | None, fn: Callable[[Doc[Any]], T]) -> T:
         """Change a workspace document on behalf of ``user_id``; durable and broadcast when this returns."""
         async with self.registry.lease(workspace_id) as room:
             return await room.change(Principal(user_id, "rest"), fn)

@@ -97,6 +97,39 @@ def _version(world: World) -> dict[str, str]:
     return {"version_id": r.json()["id"]}
 
 
+def _label(world: World) -> dict[str, str]:
+    """``{label_id}``: a label the owner made."""
+    r = world.client.post(
+        f"/api/workspaces/{world.wid}/labels", json={"name": "l"}, headers=world.people["owner"].headers
+    )
+    assert r.status_code == 201, r.text
+    return {"label_id": r.json()["id"]}
+
+
+def _item(world: World) -> dict[str, str]:
+    """``{task_id}`` with ``{item_id}``: a checklist item on a task the owner made."""
+    ids = _task(world)
+    r = world.client.post(
+        f"/api/workspaces/{world.wid}/tasks/{ids['task_id']}/checklist",
+        json={"text": "i"},
+        headers=world.people["owner"].headers,
+    )
+    assert r.status_code == 201, r.text
+    return {**ids, "item_id": r.json()["id"]}
+
+
+def _editor_comment(world: World) -> dict[str, str]:
+    """``{task_id}`` with ``{comment_id}``: the editor's comment (authors and admins may change it)."""
+    ids = _task(world)
+    r = world.client.post(
+        f"/api/workspaces/{world.wid}/tasks/{ids['task_id']}/comments",
+        json={"body": "c"},
+        headers=world.people["editor"].headers,
+    )
+    assert r.status_code == 201, r.text
+    return {**ids, "comment_id": r.json()["id"]}
+
+
 HOOK = {"url": "https://93.184.216.34/hook", "events": ["task.created"]}  # public address: never called here
 
 
@@ -153,6 +186,23 @@ CASES: list[Case] = [
     case("DELETE", W + "/tasks/{task_id}", 401, 404, 403, 204, 204, 204, setup=_task),
     case("GET", W + "/tasks/{task_id}/activity", 401, 404, 200, 200, 200, 200, setup=_task),
     case("GET", W + "/activity", 401, 404, 200, 200, 200, 200),
+    # task model v2 (issue 23): editors write; a comment is changed by its author or an admin/owner
+    case("POST", W + "/tasks/{task_id}/move", 401, 404, 403, 200, 200, 200, body={"position": 0}, setup=_task),
+    case("GET", W + "/labels", 401, 404, 200, 200, 200, 200),
+    case("POST", W + "/labels", 401, 404, 403, 201, 201, 201, body={"name": "{unique}"}),
+    case("PATCH", W + "/labels/{label_id}", 401, 404, 403, 200, 200, 200, body={"color": "#000000"}, setup=_label),
+    case("DELETE", W + "/labels/{label_id}", 401, 404, 403, 204, 204, 204, setup=_label),
+    case("GET", W + "/tasks/{task_id}/checklist", 401, 404, 200, 200, 200, 200, setup=_task),
+    case("POST", W + "/tasks/{task_id}/checklist", 401, 404, 403, 201, 201, 201, body={"text": "i"}, setup=_task),
+    case("PATCH", W + "/tasks/{task_id}/checklist/{item_id}", 401, 404, 403, 200, 200, 200, body={"done": True},
+         setup=_item),
+    case("DELETE", W + "/tasks/{task_id}/checklist/{item_id}", 401, 404, 403, 204, 204, 204, setup=_item),
+    case("GET", W + "/tasks/{task_id}/comments", 401, 404, 200, 200, 200, 200, setup=_task),
+    case("POST", W + "/tasks/{task_id}/comments", 401, 404, 403, 201, 201, 201, body={"body": "c"}, setup=_task),
+    case("PATCH", W + "/tasks/{task_id}/comments/{comment_id}", 401, 404, 403, 200, 200, 200, body={"body": "e"},
+         setup=_editor_comment),
+    case("DELETE", W + "/tasks/{task_id}/comments/{comment_id}", 401, 404, 403, 204, 204, 204,
+         setup=_editor_comment),
     # notifications: always the caller's own
     case("GET", "/api/notifications", 401, 200, 200, 200, 200, 200),
     case("POST", "/api/notifications/read-all", 401, 200, 200, 200, 200, 200),

@@ -11,7 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pycrdt import Doc, Map, Text
 
-from sync_server.schema import TaskTracker, apply_text_diff, create_task, list_tasks, update_task
+from sync_server.schema import apply_text_diff, create_task, list_tasks, update_task
+from sync_server.tracker import TaskTracker
 from tests.support.metrics import async_wait_moved, scrape
 from tests.support.pyclient import YClient, sync_url
 from tests.support.server import ThreadServer
@@ -56,7 +57,7 @@ def test_tracker_reports_field_level_changes() -> None:
     with doc.transaction():
         create_task(doc, task_id="t1", title="Write", description="hello", created_by="u1")
     changes, touched = tracker.collect()
-    assert [(c.kind, c.task_id) for c in changes] == [("created", "t1")] and touched == {"t1"}
+    assert [(c.kind, c.task_id) for c in changes] == [("created", "t1")] and touched.tasks == {"t1"}
     with doc.transaction():
         update_task(doc, "t1", {"status": "done", "assignee_id": "u2", "description": "hello world"})
     changes, _ = tracker.collect()

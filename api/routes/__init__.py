@@ -7,10 +7,13 @@ from fastapi import FastAPI
 from api.routes import (
     activity,
     auth,
+    checklist,
+    comments,
     docs,
     document,
     health,
     invites,
+    labels,
     members,
     metrics,
     notifications,
@@ -33,6 +36,9 @@ def register_routes(app: FastAPI, settings: Settings) -> None:
     app.include_router(members.router)
     app.include_router(invites.router)
     app.include_router(tasks.router)
+    app.include_router(labels.router)
+    app.include_router(checklist.router)
+    app.include_router(comments.router)
     app.include_router(activity.router)
     app.include_router(presence.router)
     app.include_router(document.router)

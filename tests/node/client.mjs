@@ -25,7 +25,13 @@
  *   state {texts?: [name], maps?: [name], arrays?: [name]}
  *         -> {tasks: {id: {...plain, description: string}}, texts: {}, maps: {}, arrays: {}}
  *   createTask {id?, title, description?, status?, assignee_id?, due_date?, created_by?,
- *               created_at?, updated_at?, completed_at?, extra?: {}} -> {id}   (one transaction)
+ *               created_at?, updated_at?, completed_at?, priority?, rank?, v1?, extra?: {}} -> {id}
+ *               (one transaction; a v2 task at the end of its column, or with `v1: true` the old shape)
+ *   moveTask {task_id, status?, before_id?, after_id?} -> {rank}  (rank between neighbours, as a board does)
+ *   addComment {task_id, body, author_id?, id?} -> {id} | editComment {task_id, comment_id, body}
+ *   deleteComment {task_id, comment_id} | setCommentField {task_id, comment_id, field, value}
+ *   createLabel {id?, name, color} -> {id} | deleteLabel {id} | setLabels {task_id, ids}
+ *   addChecklistItem {task_id, text, done?} -> {id} | setChecklistDone {task_id, item_id, done}
  *   setField {task_id, field, value} | deleteField {task_id, field} | deleteTask {task_id}
  *   insertText {task_id, index, text} | deleteText {task_id, index, length} | setText {task_id, text}
  *   textInsert {name, index, text} | textDelete {name, index, length}
@@ -41,6 +47,7 @@ import WebSocket from 'ws'
 import * as Y from 'yjs'
 import * as awarenessProtocol from 'y-protocols/awareness'
 import { WebsocketProvider } from 'y-websocket'
+import { generateKeyBetween } from 'fractional-indexing'
 
 // y-websocket's resyncInterval reads the global `WebSocket.OPEN`, absent from Node 20.
 if (typeof globalThis.WebSocket === 'undefined') globalThis.WebSocket = WebSocket
@@ -91,6 +98,32 @@ const getDescription = (taskId) => {
   if (!(text instanceof Y.Text)) throw new Error(`task ${taskId} description is not a Y.Text`)
   return text
 }
+
+const items = (taskId, name) => {
+  const array = getTask(taskId).get(name)
+  if (!(array instanceof Y.Array)) throw new Error(`task ${taskId} ${name} is not a Y.Array`)
+  return array
+}
+
+const findItem = (taskId, name, itemId) => {
+  const array = items(taskId, name)
+  const index = array.toArray().findIndex((m) => m instanceof Y.Map && m.get('id') === itemId)
+  if (index < 0) throw new Error(`no ${name} item ${itemId} in task ${taskId}`)
+  return { array, index, item: array.get(index) }
+}
+
+/** (rank, id) of a column's tasks in board order. */
+const column = (status, exclude) => {
+  const out = []
+  tasks().forEach((t, id) => {
+    if (id !== exclude && t instanceof Y.Map && t.get('status') === status && typeof t.get('rank') === 'string') {
+      out.push([t.get('rank'), id])
+    }
+  })
+  return out.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : a[1] < b[1] ? -1 : 1))
+}
+
+const between = (a, b) => generateKeyBetween(a, b !== null && a !== null && a >= b ? null : b)
 
 const toPlain = (value) => (value instanceof Y.AbstractType ? value.toJSON() : value)
 
@@ -145,6 +178,7 @@ const docCommands = {
     const status = a.status ?? 'todo'
     const task = new Y.Map()
     doc.transact(() => {
+      const last = column(status).at(-1)
       tasks().set(id, task)
       task.set('id', id)
       task.set('title', a.title ?? '')
@@ -156,10 +190,87 @@ const docCommands = {
       task.set('created_at', a.created_at ?? now)
       task.set('updated_at', a.updated_at ?? now)
       task.set('completed_at', a.completed_at !== undefined ? a.completed_at : (status === 'done' ? now : null))
+      if (!a.v1) {
+        task.set('rank', a.rank ?? between(last ? last[0] : null, null))
+        task.set('priority', a.priority ?? 'none')
+        task.set('labels', new Y.Array())
+        task.set('checklist', new Y.Array())
+        task.set('comments', new Y.Array())
+      }
       for (const [k, v] of Object.entries(a.extra ?? {})) task.set(k, v)
     })
     return { id }
   },
+  moveTask (a) {
+    const task = getTask(a.task_id)
+    const status = a.status ?? task.get('status')
+    const col = column(status, a.task_id)
+    let rank
+    if (a.before_id != null) {
+      const i = col.findIndex(([, id]) => id === a.before_id)
+      rank = between(i > 0 ? col[i - 1][0] : null, col[i][0])
+    } else if (a.after_id != null) {
+      const i = col.findIndex(([, id]) => id === a.after_id)
+      rank = between(col[i][0], i + 1 < col.length ? col[i + 1][0] : null)
+    } else {
+      rank = between(col.length ? col[col.length - 1][0] : null, null)
+    }
+    doc.transact(() => {
+      if (status !== task.get('status')) task.set('status', status)
+      task.set('rank', rank)
+      task.set('updated_at', new Date().toISOString())
+    })
+    return { rank }
+  },
+  addComment (a) {
+    const id = a.id ?? crypto.randomUUID()
+    const c = new Y.Map()
+    doc.transact(() => {
+      items(a.task_id, 'comments').push([c])
+      c.set('id', id)
+      c.set('author_id', a.author_id ?? null)
+      c.set('body', a.body)
+      c.set('created_at', new Date().toISOString())
+      c.set('edited_at', null)
+    })
+    return { id }
+  },
+  editComment (a) {
+    const { item } = findItem(a.task_id, 'comments', a.comment_id)
+    doc.transact(() => { item.set('body', a.body); item.set('edited_at', new Date().toISOString()) })
+    return null
+  },
+  setCommentField: (a) => { findItem(a.task_id, 'comments', a.comment_id).item.set(a.field, a.value); return null },
+  deleteComment (a) {
+    const { array, index } = findItem(a.task_id, 'comments', a.comment_id)
+    array.delete(index, 1)
+    return null
+  },
+  createLabel (a) {
+    const id = a.id ?? crypto.randomUUID()
+    const label = new Y.Map()
+    doc.transact(() => {
+      doc.getMap('labels').set(id, label)
+      label.set('id', id); label.set('name', a.name); label.set('color', a.color)
+    })
+    return { id }
+  },
+  deleteLabel: (a) => { doc.getMap('labels').delete(a.id); return null },
+  setLabels (a) {
+    const labels = items(a.task_id, 'labels')
+    doc.transact(() => { labels.delete(0, labels.length); labels.push(a.ids) })
+    return null
+  },
+  addChecklistItem (a) {
+    const id = crypto.randomUUID()
+    const item = new Y.Map()
+    doc.transact(() => {
+      items(a.task_id, 'checklist').push([item])
+      item.set('id', id); item.set('text', a.text); item.set('done', a.done ?? false)
+    })
+    return { id }
+  },
+  setChecklistDone: (a) => { findItem(a.task_id, 'checklist', a.item_id).item.set('done', a.done); return null },
   setField: (a) => { getTask(a.task_id).set(a.field, a.value); return null },
   deleteField: (a) => { getTask(a.task_id).delete(a.field); return null },
   deleteTask: (a) => { tasks().delete(a.task_id); return null },

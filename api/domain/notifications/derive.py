@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sync_server.schema import TaskChange
+from sync_server.schema import TaskChange, mentioned_ids
 
 NOTIFICATION_TYPES = (
     "task_assigned",
@@ -17,9 +17,24 @@ NOTIFICATION_TYPES = (
     "task_completed",
     "task_due_date_changed",
     "member_joined",
+    "mentioned",
+    "commented",
 )
 MAX_NOTIFICATION_TASK_ID = 36  # notifications.task_id column width
 MAX_ACTIVITY_TASK_ID = 64  # activity.task_id column width
+EXCERPT = 140  # characters of a comment that a notification, an activity row or a webhook event carries
+
+
+def excerpt(text: object) -> str:
+    text = text if isinstance(text, str) else ""
+    return text if len(text) <= EXCERPT else text[: EXCERPT - 1] + "…"
+
+
+def comment_summary(comment: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A comment as derived records carry it: its id, author and the start of its text."""
+    if comment is None:
+        return None
+    return {"id": comment.get("id"), "author_id": comment.get("author_id"), "excerpt": excerpt(comment.get("body"))}
 
 
 @dataclass(frozen=True)
@@ -65,6 +80,19 @@ def derive_notifications(
         elif ch.kind == "updated" and ch.field == "due_date" and ch.old != ch.new:
             data = {**base, "old": ch.old, "new": ch.new, "due_date": ch.new}
             add(task.get("assignee_id"), "task_due_date_changed", ch, data)
+        elif ch.kind == "updated" and ch.field == "mentions":
+            for user in ch.new or ():
+                add(user, "mentioned", ch, {**base, "source": "description"})
+        elif ch.kind == "updated" and ch.field == "comment" and ch.new is not None:
+            new_body = ch.new.get("body") or ""
+            mentioned = mentioned_ids(new_body) - mentioned_ids((ch.old or {}).get("body") or "")
+            data = {**base, "source": "comment", "comment": comment_summary(ch.new)}
+            for user in sorted(mentioned):
+                add(user, "mentioned", ch, data)
+            if ch.old is None:  # a new comment: the task's people hear of it (unless mentioned in it already)
+                for user in (task.get("assignee_id"), task.get("created_by")):
+                    if user not in mentioned:
+                        add(user, "commented", ch, {**base, "comment": comment_summary(ch.new)})
     return list(out.values())
 
 
@@ -75,7 +103,7 @@ def activity_rows(
     description edits are folded into an earlier row, so the coalescer gives one only to a row it inserts."""
     rows: dict[str, dict[str, Any]] = {}
     for ch in changes:
-        if len(ch.task_id) > MAX_ACTIVITY_TASK_ID:
+        if len(ch.task_id) > MAX_ACTIVITY_TASK_ID or ch.field == "mentions":
             continue
         key = f"{seq}:{ch.task_id}:{ch.kind}:{ch.field or ''}"
         old, new = ch.old, ch.new
@@ -83,6 +111,9 @@ def activity_rows(
             old, new = None, ch.task
         elif ch.kind == "deleted":
             old, new = ch.task, None
+        elif ch.field == "comment":  # one row per comment: several in one update are several changes
+            key = f"{key}:{(ch.new or ch.old or {}).get('id')}"
+            old, new = comment_summary(ch.old), comment_summary(ch.new)
         rows.setdefault(
             key,
             {
@@ -92,7 +123,7 @@ def activity_rows(
                 "field": ch.field,
                 "old_value": old,
                 "new_value": new,
-                "summary": ch.summary,
+                "summary": None if ch.field == "comment" else ch.summary,
                 "actor_id": actor_id,
                 "doc_seq": seq,
                 "dedup_key": key,

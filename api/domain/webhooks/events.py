@@ -14,6 +14,9 @@ WebhookEvent = Literal[
     "task.deleted",
     "task.assigned",
     "task.completed",
+    "comment.created",
+    "comment.edited",
+    "comment.deleted",
     "member.joined",
     "member.left",
 ]
@@ -22,7 +25,7 @@ EVENTS: tuple[str, ...] = get_args(WebhookEvent)
 
 def task_events(changes: Sequence[TaskChange]) -> list[tuple[str, str, dict[str, Any]]]:
     """(event, task id, data) for one update's task changes: one ``task.updated`` per task with every changed
-    field, plus ``task.assigned`` / ``task.completed`` where they apply."""
+    field, plus ``task.assigned`` / ``task.completed`` where they apply, and one ``comment.*`` per comment."""
     out: list[tuple[str, str, dict[str, Any]]] = []
     updated: dict[str, dict[str, Any]] = {}
     tasks: dict[str, dict[str, Any] | None] = {}
@@ -39,7 +42,10 @@ def task_events(changes: Sequence[TaskChange]) -> list[tuple[str, str, dict[str,
                 out.append(("task.completed", tid, {"task": ch.task}))
         elif ch.kind == "deleted":
             out.append(("task.deleted", tid, {"task": ch.task}))
-        elif ch.kind == "updated" and ch.field is not None:
+        elif ch.kind == "updated" and ch.field == "comment":
+            event = "comment.created" if ch.old is None else "comment.deleted" if ch.new is None else "comment.edited"
+            out.append((event, tid, {"task": ch.task, "comment": ch.new or ch.old, "previous": ch.old}))
+        elif ch.kind == "updated" and ch.field is not None and ch.field != "mentions":
             tasks[tid] = ch.task
             if ch.field == "description":
                 updated.setdefault(tid, {})["description"] = {"edit": ch.summary}
