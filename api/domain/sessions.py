@@ -171,13 +171,14 @@ async def rotate(session: AsyncSession, settings: Settings, key: str, refresh_to
     token, auth = row
     if auth.revoked_at is not None or as_utc(auth.expires_at) <= now:
         return None
+    was_used = token.used_at is not None  # read before the update: it synchronizes the loaded row
     result = await session.execute(
         update(RefreshToken)
         .where(RefreshToken.token_hash == token.token_hash, RefreshToken.used_at.is_(None))
         .values(used_at=now)
     )
     claimed = int(getattr(result, "rowcount", 0))
-    if token.used_at is not None or claimed != 1:
+    if was_used or claimed != 1:
         await revoke(session, auth.user_id, {auth.id}, reason="refresh_reuse")
         await session.commit()
         log.warning("refresh token reused: session %s of user %s revoked", auth.id, auth.user_id)

@@ -11,6 +11,7 @@ from api.routes import (
     document,
     health,
     invites,
+    me,
     members,
     metrics,
     notifications,
@@ -29,6 +30,7 @@ def register_routes(app: FastAPI, settings: Settings) -> None:
     app.include_router(health.router)
     app.include_router(metrics.router)
     app.include_router(auth.router)
+    app.include_router(me.router)
     app.include_router(workspaces.router)
     app.include_router(members.router)
     app.include_router(invites.router)
