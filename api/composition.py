@@ -10,17 +10,16 @@ the database close last.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from api.context import AppContext, Core
 from api.domain.notifications.hub import NotificationHub
 from api.domain.notifications.worker import NotificationService
+from api.domain.sessions import Authenticator, SessionWatch
 from api.domain.versions import VersionService
 from api.domain.webhooks.service import WebhookService
 from api.quotas import InFlight
-from api.security import decode_access_token
 from api.throttle import AuthGuards
 from persistence.db import Database
 from persistence.doclog import open_document_log
@@ -39,7 +38,9 @@ async def running_node(settings: Settings, secret_key: str, database_url: str) -
         log = open_document_log(db)
         sup.on_stop("document log", log.close)
 
-        sync = SyncService(db, settings, authenticate=functools.partial(decode_access_token, key=secret_key), store=log)
+        authenticator = Authenticator(db, secret_key)
+        sync = SyncService(db, settings, authenticate=authenticator.credential, store=log)
+        sessions = SessionWatch(sync)
         sup.on_stop("cluster", sync.close_cluster)
 
         hub = NotificationHub()
@@ -67,4 +68,6 @@ async def running_node(settings: Settings, secret_key: str, database_url: str) -
             webhooks=webhooks,
             version_saves=InFlight("version_saves", "version saves or restores"),
             auth=AuthGuards.from_settings(settings),
+            authenticator=authenticator,
+            sessions=sessions,
         )

@@ -9,14 +9,14 @@ from dataclasses import dataclass
 
 from api.domain.notifications.hub import NotificationHub
 from api.domain.notifications.worker import NotificationService
+from api.domain.sessions import Authenticator, SessionWatch
 from api.domain.versions import VersionService
 from api.domain.webhooks.service import WebhookService
 from api.quotas import InFlight
-from api.security import decode_access_token
 from api.throttle import AuthGuards
 from persistence.db import Database
-from persistence.membership import user_exists
 from persistence.settings import Settings
+from sync_server.admission import Credential
 from sync_server.service import SyncService
 from sync_server.supervisor import Supervisor
 
@@ -43,10 +43,9 @@ class AppContext:
     webhooks: WebhookService
     version_saves: InFlight  # saves and restores in progress on this node (a quota)
     auth: AuthGuards  # password hashing lanes and login/registration limits
+    authenticator: Authenticator  # tokens to callers, for the sync socket and the notification stream
+    sessions: SessionWatch  # ends revoked sessions' sockets and streams on every node
 
-    async def authenticate_token(self, token: str) -> str | None:
-        """User id for a valid token of an existing account."""
-        user_id = decode_access_token(token, self.secret_key)
-        if user_id is None:
-            return None
-        return user_id if await user_exists(self.db, user_id) else None
+    async def authenticate_token(self, token: str) -> Credential | None:
+        """Who a valid token of a live session (or a personal access token) speaks for."""
+        return await self.authenticator.credential(token)

@@ -13,12 +13,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.context import AppContext
 from api.domain.errors import not_found
+from api.domain.sessions import Caller, resolve
 from api.errors import ApiError
 from api.permissions import PERMISSIONS, allowed
-from api.security import decode_access_token
 from persistence.models import Membership, User, Workspace, is_uuid
 
-_bearer = HTTPBearer(auto_error=False, description="Access token from POST /api/auth/login")
+_bearer = HTTPBearer(
+    auto_error=False,
+    description="Access token from POST /api/auth/login (or /api/auth/refresh), or a personal access token"
+    " (plait_pat_..., POST /api/me/tokens)",
+)
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 def get_ctx(request: Request) -> AppContext:
@@ -42,17 +47,31 @@ def unauthorized(detail: str = "Not authenticated") -> ApiError:
     return ApiError(401, detail, headers={"WWW-Authenticate": "Bearer"})
 
 
-async def current_user(
-    ctx: Ctx, session: Session, creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
-) -> User:
-    """The account behind ``Authorization: Bearer``; missing, forged, expired or orphaned tokens are 401."""
+async def current_caller(
+    request: Request,
+    ctx: Ctx,
+    session: Session,
+    creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Caller:
+    """Who is behind ``Authorization: Bearer``: missing, forged, expired or revoked tokens and orphaned
+    accounts are 401; a read-scoped personal access token may only read (403 otherwise)."""
     if creds is None or creds.scheme.lower() != "bearer":
         raise unauthorized()
-    user_id = decode_access_token(creds.credentials, ctx.secret_key)
-    user = await session.get(User, user_id) if user_id else None
-    if user is None:
+    caller = await resolve(session, creds.credentials, ctx.secret_key)
+    if caller is None:
         raise unauthorized("Invalid or expired token")
-    return user
+    if "write" not in caller.scopes and request.method not in READ_METHODS:
+        raise ApiError(403, "This token's scope (read) does not allow changes")
+    request.state.caller = caller
+    return caller
+
+
+CurrentCaller = Annotated[Caller, Depends(current_caller)]
+
+
+async def current_user(caller: CurrentCaller) -> User:
+    """The account behind ``Authorization: Bearer`` (see ``current_caller``)."""
+    return caller.user
 
 
 CurrentUser = Annotated[User, Depends(current_user)]
@@ -91,14 +110,28 @@ async def workspace_member(wid: str, user: CurrentUser, session: Session) -> Mem
     return await load_member(session, user, wid)
 
 
+def token_allows(caller: Caller, action: str) -> bool:
+    """A personal access token never grants more than its owner's role, and its scope narrows it further:
+    ``read`` allows the viewer's actions, ``write`` the editor's, ``admin`` everything the owner's role allows."""
+    needed = PERMISSIONS[action]
+    if needed == "viewer":
+        return "read" in caller.scopes
+    if needed == "editor":
+        return "write" in caller.scopes
+    return "admin" in caller.scopes
+
+
 def require(action: str) -> Callable[..., Awaitable[Member]]:
     """Dependency: the caller is a member of ``{wid}`` whose role allows ``action`` (else 404 / 403)."""
     if action not in PERMISSIONS:
         raise KeyError(f"unknown action {action!r}: add it to api.permissions.PERMISSIONS")
 
-    async def dependency(member: Annotated[Member, Depends(workspace_member)]) -> Member:
+    async def dependency(request: Request, member: Annotated[Member, Depends(workspace_member)]) -> Member:
         if not allowed(member.role, action):
             raise ApiError(403, f"Your role ({member.role}) may not do this ({action})")
+        caller: Caller | None = getattr(request.state, "caller", None)
+        if caller is not None and caller.is_token and not token_allows(caller, action):
+            raise ApiError(403, f"This token's scope does not allow this ({action})")
         return member
 
     return dependency

@@ -1,4 +1,5 @@
-"""Password hashing (argon2) and access tokens (HS256 JWT with ``sub``, ``iat``, ``exp``)."""
+"""Password hashing (argon2), access tokens (HS256 JWT with ``sub``, ``sid``, ``iat``, ``exp``), and the opaque
+refresh and personal access tokens (random, stored as SHA-256)."""
 
 from __future__ import annotations
 
@@ -102,19 +103,37 @@ class HashLane:
         return await asyncio.wrap_future(future)
 
 
-def create_access_token(user_id: str, key: str, ttl_seconds: int) -> str:
+PAT_PREFIX = "plait_pat_"  # recognizable by secret scanners
+REFRESH_PREFIX = "plait_rt_"
+
+
+def create_access_token(user_id: str, key: str, ttl_seconds: int, session_id: str) -> str:
+    """A short-lived token of one session: ``sid`` lets every request check that the session still lives."""
     now = int(time.time())
-    return jwt.encode({"sub": user_id, "iat": now, "exp": now + ttl_seconds}, key, algorithm="HS256")
+    claims = {"sub": user_id, "sid": session_id, "iat": now, "exp": now + ttl_seconds}
+    return jwt.encode(claims, key, algorithm="HS256")
 
 
-def decode_access_token(token: str, key: str) -> str | None:
-    """The user id of a valid token, or None when it is missing, forged, malformed or expired."""
+def decode_access_token(token: str, key: str) -> tuple[str, str] | None:
+    """(user id, session id) of a valid token, or None when it is missing, forged, malformed, expired, or has
+    no session (tokens made before sessions existed cannot be revoked, so they are refused)."""
     try:
-        claims = jwt.decode(token, key, algorithms=["HS256"], options={"require": ["sub", "exp", "iat"]})
+        claims = jwt.decode(token, key, algorithms=["HS256"], options={"require": ["sub", "exp", "iat", "sid"]})
     except jwt.PyJWTError:
         return None
-    sub = claims.get("sub")
-    return sub if isinstance(sub, str) else None
+    sub, sid = claims.get("sub"), claims.get("sid")
+    return (sub, sid) if isinstance(sub, str) and isinstance(sid, str) else None
+
+
+def new_opaque_token(prefix: str) -> str:
+    """``prefix`` and 256 bits of randomness, URL-safe."""
+    return prefix + secrets.token_urlsafe(32)
+
+
+def hash_token(token: str) -> str:
+    """What is stored of a refresh or access token: its SHA-256 (the token itself has 256 bits of entropy, so
+    no salt or slow hash is needed)."""
+    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def new_invite_token() -> str:

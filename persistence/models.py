@@ -273,3 +273,44 @@ class WebhookDelivery(Base):
         Index("ix_webhook_deliveries_webhook_seq", "webhook_id", "seq"),
         Index("ix_webhook_deliveries_status_next", "status", "next_attempt_at"),
     )
+
+
+class AuthSession(Base):
+    """One sign-in (a refresh-token family): its access tokens carry its id (``sid``) and die with it.
+
+    Revoked by logout, "log out everywhere", a password change, or the reuse of a rotated refresh token."""
+
+    __tablename__ = "auth_sessions"
+    id: Mapped[str] = mapped_column(UUID, primary_key=True, default=new_id)
+    user_id: Mapped[str] = mapped_column(UUID, ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(TS, default=utcnow)
+    refreshed_at: Mapped[datetime] = mapped_column(TS, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(TS)  # moves forward with every refresh
+    revoked_at: Mapped[datetime | None] = mapped_column(TS)
+    revoked_reason: Mapped[str | None] = mapped_column(String(32))
+    user_agent: Mapped[str | None] = mapped_column(String(200))
+
+
+class RefreshToken(Base):
+    """Every refresh token a session was given (SHA-256 of it): the current one has ``used_at`` NULL; presenting
+    a used one again is a reuse, which revokes the whole session."""
+
+    __tablename__ = "refresh_tokens"
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    session_id: Mapped[str] = mapped_column(UUID, ForeignKey("auth_sessions.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(TS, default=utcnow)
+    used_at: Mapped[datetime | None] = mapped_column(TS)
+
+
+class PersonalAccessToken(Base):
+    """A token for scripts (``plait_pat_...``), stored as its SHA-256; scopes: read, write, admin."""
+
+    __tablename__ = "personal_access_tokens"
+    id: Mapped[str] = mapped_column(UUID, primary_key=True, default=new_id)
+    user_id: Mapped[str] = mapped_column(UUID, ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    scopes: Mapped[list[str]] = mapped_column(JSON, default=list)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(TS, default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column(TS)
+    last_used_at: Mapped[datetime | None] = mapped_column(TS)

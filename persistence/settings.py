@@ -42,7 +42,15 @@ class Settings(BaseSettings):
     metrics_token: str | None = None
     web_dist: Path | None = Field(default=None, description="Built web client (default: web/dist of the checkout)")
 
-    access_token_ttl_seconds: int = 12 * 3600
+    access_token_ttl_seconds: int = Field(
+        default=900, gt=0, description="Access-token lifetime; clients renew it with their refresh token"
+    )
+    refresh_token_ttl_seconds: int = Field(
+        default=30 * 24 * 3600,
+        gt=0,
+        description="A session not refreshed for this long ends (each refresh starts the period again)",
+    )
+    pat_max_per_user: int = Field(default=50, ge=1, description="Personal access tokens one account may hold")
     invite_default_ttl_seconds: int = 7 * 24 * 3600
     password_hash_time_cost: int = 3
     password_hash_memory_kib: int = 65536

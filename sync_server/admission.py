@@ -23,7 +23,18 @@ from .errors import STORAGE_ERRORS
 
 log = logging.getLogger("plait.sync")
 
-Authenticate = Callable[[str], str | None]  # token -> the user id it speaks for, if valid and unexpired
+
+@dataclass(frozen=True, slots=True)
+class Credential:
+    """Who a token speaks for: the account, the session (or personal access token) it belongs to, whose
+    revocation closes the socket, and whether its scope is read-only (the socket is then a viewer's)."""
+
+    user_id: str
+    session_id: str | None = None
+    read_only: bool = False
+
+
+Authenticate = Callable[[str], Awaitable[Credential | None]]  # token -> who it speaks for, if valid and live
 FindMember = Callable[[str, str], Awaitable[Member | None]]  # (workspace id, user id)
 UserExists = Callable[[str], Awaitable[bool]]
 
@@ -34,6 +45,8 @@ class Admitted:
     display_name: str
     role: str
     epoch: str | None  # the document epoch the client's local history belongs to (``?epoch=``), if it sent one
+    session_id: str | None = None
+    read_only: bool = False  # a read-scoped token: a viewer whatever the member's role
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,9 +74,13 @@ class Admission:
             return Refusal(close_codes.ORIGIN_NOT_ALLOWED)
         query = QueryParams(scope.get("query_string", b""))
         token = bearer_token(query, headers)
-        user_id = self._authenticate(token) if token else None
-        if user_id is None:
+        try:
+            credential = await self._authenticate(token) if token else None
+        except STORAGE_ERRORS as exc:
+            return storage_unavailable(workspace_id, exc)
+        if credential is None:
             return Refusal(close_codes.BAD_TOKEN)
+        user_id = credential.user_id
         try:
             # One query on the way in: the membership lookup joins the account, so a member's account exists.
             member = await self._find_member(workspace_id, user_id) if is_uuid(workspace_id) else None
@@ -73,7 +90,15 @@ class Admission:
                 return Refusal(close_codes.WORKSPACE_NOT_FOUND)
         except STORAGE_ERRORS as exc:  # a clean, retryable close instead of a dead socket
             return storage_unavailable(workspace_id, exc)
-        return Admitted(user_id, member.display_name, member.role, query.get("epoch") or None)
+        role = "viewer" if credential.read_only else member.role
+        return Admitted(
+            user_id,
+            member.display_name,
+            role,
+            query.get("epoch") or None,
+            credential.session_id,
+            credential.read_only,
+        )
 
     def origin_allowed(self, headers: Headers) -> bool:
         """Browsers send Origin; only the server's own origin and configured ones may open a socket."""

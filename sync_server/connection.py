@@ -214,7 +214,9 @@ class Connection:
         "last_active",
         "last_sent",
         "principal",
+        "read_scope",
         "role",
+        "session_id",
         "synced",
         "user_id",
         "workspace_id",
@@ -231,8 +233,12 @@ class Connection:
         max_queue_bytes: int,
         max_queue_messages: int,
         stall_seconds: float = 15.0,
+        session_id: str | None = None,
+        read_scope: bool = False,
     ) -> None:
         self.id = next(_ids)
+        self.session_id = session_id  # its revocation closes the socket (4401)
+        self.read_scope = read_scope  # a read-scoped token: stays a viewer through role changes
         self.channel = channel
         self.workspace_id = workspace_id
         self.user_id = user_id

@@ -131,7 +131,7 @@ class RoomRegistry:
                 conn.end(close_codes.ACCESS_WITHDRAWN)
             else:
                 metrics.CONNECTIONS.labels(conn.role).dec()
-                conn.role = role
+                conn.role = "viewer" if conn.read_scope else role
                 metrics.CONNECTIONS.labels(conn.role).inc()
 
     def close_user(self, user_id: str, event: CloseEvent) -> int:
@@ -140,6 +140,15 @@ class RoomRegistry:
             conn.end(event)
         if conns:
             log.info("closed %d socket(s) of user %s (%d %s)", len(conns), user_id, event.code, event.reason)
+        return len(conns)
+
+    def close_sessions(self, session_ids: set[str], event: CloseEvent) -> int:
+        """Close the sockets opened with a token of one of these sessions (or personal access tokens)."""
+        conns = [c for cs in self._user_conns.values() for c in cs if c.session_id in session_ids and not c.closed]
+        for conn in conns:
+            conn.end(event)
+        if conns:
+            log.info("closed %d socket(s) of %d ended session(s)", len(conns), len(session_ids))
         return len(conns)
 
     def local_presence(self, workspace_id: str) -> dict[str, dict[str, Any]]:

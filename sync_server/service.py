@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import json
 import logging
 import uuid
 from collections.abc import Callable, Coroutine, Sequence
@@ -87,6 +88,8 @@ class SyncService:
             self.cluster = RedisCluster(fanout, self.registry, store)
         else:
             self.cluster = LocalCluster(node_id, self.registry)
+        self._session_listeners: list[Callable[[set[str]], None]] = []
+        self.cluster.on_message("sessions", self._on_remote_sessions_ended)
 
     @property
     def rooms(self) -> dict[str, Room]:
@@ -190,6 +193,34 @@ class SyncService:
         closed = self.registry.close_user(user_id, event)
         self.cluster.user_closed(user_id, event)
         return closed
+
+    def end_sessions(self, session_ids: set[str], event: CloseEvent = close_codes.SESSION_ENDED) -> int:
+        """Close the sockets of revoked sessions (or deleted access tokens) on every node, and tell the
+        ``on_sessions_ended`` listeners (the notification streams) on every node. Returns how many sockets
+        were closed on this node."""
+        if not session_ids:
+            return 0
+        closed = self._sessions_ended(session_ids, event)
+        body = {"ids": sorted(session_ids), "code": event.code, "reason": event.reason}
+        self.cluster.publish("sessions", "", json.dumps(body).encode())
+        return closed
+
+    def on_sessions_ended(self, listener: Callable[[set[str]], None]) -> None:
+        """Call ``listener(session_ids)`` when sessions end, on this node or another."""
+        self._session_listeners.append(listener)
+
+    def _sessions_ended(self, session_ids: set[str], event: CloseEvent) -> int:
+        closed = self.registry.close_sessions(session_ids, event)
+        for listener in self._session_listeners:
+            try:
+                listener(session_ids)
+            except Exception:
+                log.exception("session listener failed")
+        return closed
+
+    def _on_remote_sessions_ended(self, _key: str, data: bytes) -> None:
+        body = json.loads(data)
+        self._sessions_ended(set(body["ids"]), CloseEvent(int(body["code"]), str(body.get("reason", ""))))
 
     async def presence(self, workspace_id: str) -> list[dict[str, Any]]:
         """Who is connected to the workspace now, on every node."""
@@ -314,6 +345,8 @@ class SyncService:
             max_queue_bytes=self.settings.send_queue_max_bytes,
             max_queue_messages=self.settings.send_queue_max_messages,
             stall_seconds=self.settings.send_stall_seconds,
+            session_id=verdict.session_id,
+            read_scope=verdict.read_only,
         )
         return room, conn
 

@@ -140,6 +140,30 @@ def _webhook(world: World) -> dict[str, str]:
     return {"webhook_id": r.json()["id"]}
 
 
+def _own_accounts(world: World) -> dict[str, str]:
+    """Fresh accounts for the row's actors: logging out or changing a password must not end the sessions of
+    the accounts every other row uses."""
+    world.people = {role: register(world.client, role) for role in world.people}
+    return {}
+
+
+def _refresh_token(world: World) -> dict[str, str]:
+    """``{refresh_token}``: a new session of the owner's."""
+    owner = world.people["owner"]
+    r = world.client.post("/api/auth/login", json={"email": owner.email, "password": owner.password})
+    assert r.status_code == 200, r.text
+    return {"refresh_token": r.json()["refresh_token"]}
+
+
+def _owner_token(world: World) -> dict[str, str]:
+    """``{token_id}``: a personal access token of the owner's."""
+    r = world.client.post(
+        "/api/me/tokens", json={"name": "m", "scopes": ["read"]}, headers=world.people["owner"].headers
+    )
+    assert r.status_code == 201, r.text
+    return {"token_id": r.json()["id"]}
+
+
 # fmt: off
 CASES: list[Case] = [
     # accounts (public routes: the caller's token is irrelevant)
@@ -156,6 +180,17 @@ CASES: list[Case] = [
         body={"email": "{owner_email}", "password": "{password}"},
     ),
     case("GET", "/api/me", 401, 200, 200, 200, 200, 200),
+    # sessions and the account (issue 25): always the caller's own
+    case("POST", "/api/auth/refresh", 200, 200, 200, 200, 200, 200, body={"refresh_token": "{refresh_token}"},
+         setup=_refresh_token),
+    case("POST", "/api/auth/logout", 401, 204, 204, 204, 204, 204, setup=_own_accounts),
+    case("POST", "/api/auth/logout-all", 401, 204, 204, 204, 204, 204, setup=_own_accounts),
+    case("PATCH", "/api/me", 401, 200, 200, 200, 200, 200, body={"display_name": "m"}, setup=_own_accounts),
+    case("POST", "/api/me/password", 401, 204, 204, 204, 204, 204,
+         body={"current_password": "{password}", "new_password": "{password}"}, setup=_own_accounts),
+    case("POST", "/api/me/tokens", 401, 201, 201, 201, 201, 201, body={"name": "m", "scopes": ["read"]}),
+    case("GET", "/api/me/tokens", 401, 200, 200, 200, 200, 200),
+    case("DELETE", "/api/me/tokens/{token_id}", 401, 404, 404, 404, 404, 204, setup=_owner_token),
     # workspaces
     case("GET", "/api/workspaces", 401, 200, 200, 200, 200, 200),
     case("POST", "/api/workspaces", 401, 201, 201, 201, 201, 201, body={"name": "new"}),

@@ -14,6 +14,7 @@ from api.routes import (
     health,
     invites,
     labels,
+    me,
     members,
     metrics,
     notifications,
@@ -32,6 +33,7 @@ def register_routes(app: FastAPI, settings: Settings) -> None:
     app.include_router(health.router)
     app.include_router(metrics.router)
     app.include_router(auth.router)
+    app.include_router(me.router)
     app.include_router(workspaces.router)
     app.include_router(members.router)
     app.include_router(invites.router)

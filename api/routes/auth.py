@@ -1,18 +1,21 @@
-"""Accounts: register, log in (throttled on failures), and who am I."""
+"""Accounts and sessions: register, log in (throttled on failures), refresh, log out, and who am I."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Annotated
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
+from pydantic import Field
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from api.deps import Ctx, CurrentUser, Session
+from api.deps import Ctx, CurrentCaller, CurrentUser, Session, unauthorized
+from api.domain import sessions
 from api.errors import ApiError
-from api.schemas import LoginIn, RegisterIn, TokenOut, UserOut
-from api.security import create_access_token, hash_password, verify_password
+from api.schemas import LoginIn, RegisterIn, TokenOut, UserOut, _In
+from api.security import hash_password, verify_password
 from api.throttle import LoginThrottle
 from persistence.models import User
 
@@ -20,6 +23,16 @@ router = APIRouter(prefix="/api", tags=["auth"])
 log = logging.getLogger("plait.auth")
 
 _ERRORS: dict[int | str, dict[str, str]] = {401: {"description": "Not authenticated"}}
+
+
+class LoginOut(TokenOut):
+    """An access token (short-lived, ``expires_in`` seconds) and the refresh token that renews it."""
+
+    refresh_token: str
+
+
+class RefreshIn(_In):
+    refresh_token: Annotated[str, Field(min_length=1, max_length=200)]
 
 
 def client_address(request: Request) -> str:
@@ -70,14 +83,15 @@ async def register(body: RegisterIn, request: Request, ctx: Ctx, session: Sessio
 
 @router.post(
     "/auth/login",
-    response_model=TokenOut,
+    response_model=LoginOut,
     responses={
         401: {"description": "Bad credentials"},
         429: {"description": "Too many failed attempts from this address"},
         503: {"description": "Too many passwords being checked; retry after Retry-After"},
     },
 )
-async def login(body: LoginIn, request: Request, ctx: Ctx, session: Session) -> TokenOut:
+async def login(body: LoginIn, request: Request, ctx: Ctx, session: Session) -> LoginOut:
+    """Opens a session: a short-lived access token and a refresh token (``POST /api/auth/refresh``)."""
     email = normalize_email(body.email)
     address = client_address(request)
     guard = ctx.auth
@@ -98,8 +112,70 @@ async def login(body: LoginIn, request: Request, ctx: Ctx, session: Session) -> 
             await throttle.record_failure(session, email, address)
             raise ApiError(401, "Invalid email or password", headers={"WWW-Authenticate": "Bearer"})
         await throttle.record_success(session, email, address)
-    ttl = ctx.settings.access_token_ttl_seconds
-    return TokenOut(access_token=create_access_token(user.id, ctx.secret_key, ttl), expires_in=ttl)
+    pair = await sessions.open_session(
+        session, ctx.settings, ctx.secret_key, user.id, request.headers.get("user-agent")
+    )
+    return _out(pair)
+
+
+def _out(pair: sessions.TokenPair) -> LoginOut:
+    return LoginOut(access_token=pair.access_token, expires_in=pair.expires_in, refresh_token=pair.refresh_token)
+
+
+@router.post(
+    "/auth/refresh",
+    response_model=LoginOut,
+    responses={401: {"description": "Unknown, used, expired or revoked refresh token"}},
+)
+async def refresh(body: RefreshIn, ctx: Ctx, session: Session) -> LoginOut:
+    """A new access token and a new refresh token; the one sent is used up. Sending a used refresh token
+    again ends its whole session (every token of it, and its open sockets)."""
+    try:
+        pair = await sessions.rotate(session, ctx.settings, ctx.secret_key, body.refresh_token)
+    except sessions.RefreshReused as reused:
+        ctx.sessions.ended({reused.session_id})
+        raise unauthorized("Refresh token already used; the session has ended") from None
+    if pair is None:
+        raise unauthorized("Invalid or expired refresh token")
+    return _out(pair)
+
+
+def _session_only(caller: sessions.Caller) -> None:
+    if caller.is_token:
+        raise ApiError(
+            403, "A personal access token cannot do this; sign in (delete tokens with DELETE /api/me/tokens/{id})"
+        )
+
+
+@router.post(
+    "/auth/logout",
+    status_code=204,
+    response_class=Response,
+    responses={**_ERRORS, 403: {"description": "Called with a personal access token"}},
+)
+async def logout(caller: CurrentCaller, ctx: Ctx, session: Session) -> Response:
+    """Ends this session: its access and refresh tokens stop working, its sockets and streams close (4401)."""
+    _session_only(caller)
+    ended = await sessions.revoke(session, caller.user.id, {caller.session_id}, reason="logout")
+    await session.commit()
+    ctx.sessions.ended(ended)
+    return Response(status_code=204)
+
+
+@router.post(
+    "/auth/logout-all",
+    status_code=204,
+    response_class=Response,
+    responses={**_ERRORS, 403: {"description": "Called with a personal access token"}},
+)
+async def logout_all(caller: CurrentCaller, ctx: Ctx, session: Session) -> Response:
+    """Ends every session of the account, this one included (personal access tokens stay: delete them)."""
+    _session_only(caller)
+    ended = await sessions.revoke(session, caller.user.id, reason="logout_all")
+    await session.commit()
+    ctx.sessions.ended(ended)
+    log.info("user %s logged out everywhere (%d sessions)", caller.user.id, len(ended))
+    return Response(status_code=204)
 
 
 @router.get("/me", response_model=UserOut, responses=_ERRORS)

@@ -164,9 +164,10 @@ async def stream(request: Request, ctx: Ctx) -> EventSourceResponse:
     anything written elsewhere. Heartbeat comments keep proxies from closing an idle stream.
     """
     token = _bearer(request)
-    user_id = await ctx.authenticate_token(token) if token else None
-    if user_id is None:
+    credential = await ctx.authenticate_token(token) if token else None
+    if credential is None:
         raise unauthorized("Invalid or expired token" if token else "Not authenticated")
+    user_id, session_id = credential.user_id, credential.session_id or ""
     raw_last = request.headers.get("last-event-id") or request.query_params.get("last_event_id")
     last = parse_cursor(raw_last)
     heartbeat, poll = HEARTBEAT_SECONDS, POLL_SECONDS
@@ -179,10 +180,11 @@ async def stream(request: Request, ctx: Ctx) -> EventSourceResponse:
 
     async def events() -> AsyncIterator[ServerSentEvent]:
         wake = hub.subscribe(user_id)  # before reading the start point: nothing slips between the two
+        watched = ctx.sessions.watch(session_id, wake)  # the session ends (logout, revocation): the stream ends
         try:
             cursor = last if last is not None else await _latest_seq(ctx.db, user_id)
             yield ServerSentEvent(comment="connected")
-            while True:
+            while not watched.ended:
                 wake.clear()
                 async with ctx.db.session() as s:
                     rows = (
@@ -204,6 +206,7 @@ async def stream(request: Request, ctx: Ctx) -> EventSourceResponse:
                     await asyncio.wait_for(wake.wait(), timeout=poll)
         finally:
             hub.unsubscribe(user_id, wake)
+            ctx.sessions.unwatch(session_id, watched)
 
     response = _CountedStream(
         events(),

@@ -12,6 +12,7 @@ import jwt
 import pytest
 from playwright.sync_api import expect
 
+from tests.support.node import wait_until
 from tests.support.server import SECRET
 from tests.support.users import create_workspace, register
 
@@ -207,12 +208,59 @@ def test_rename_and_delete_a_workspace(person: Callable[..., Person], api: httpx
     expect(member.page.get_by_test_id("no-access")).to_be_visible()
 
 
-def test_token_expiring_while_the_board_is_open_signs_out(person: Callable[..., Person], api: httpx.Client) -> None:
-    acc = register(api, "shortlived")
+def _short_token(api: httpx.Client, acc: Any, seconds: int) -> tuple[str, str]:
+    """A real session's access token that expires in ``seconds``, and the session's refresh token."""
+    r = api.post("/api/auth/login", json={"email": acc.email, "password": acc.password})
+    assert r.status_code == 200, r.text
+    sid = jwt.decode(r.json()["access_token"], SECRET, algorithms=["HS256"])["sid"]
     now = int(time.time())
-    acc.token = jwt.encode({"sub": acc.id, "iat": now, "exp": now + 6}, SECRET, algorithm="HS256")
+    token = jwt.encode({"sub": acc.id, "sid": sid, "iat": now, "exp": now + seconds}, SECRET, algorithm="HS256")
+    return token, r.json()["refresh_token"]
+
+
+def test_token_expiring_while_the_board_is_open_signs_out(person: Callable[..., Person], api: httpx.Client) -> None:
+    """Without a refresh token (or with one the server refuses) an expiring session ends with a message."""
+    acc = register(api, "shortlived")
+    acc.token, _ = _short_token(api, acc, 6)
     p = person("shortlived", account=acc)
     p.goto("/")
     expect(p.page.get_by_role("heading", name="Your workspaces")).to_be_visible()
     expect(p.page).to_have_url(re.compile(r"/signin"), timeout=15_000)
     expect(p.page.get_by_text("Your session has expired")).to_be_visible()
+
+
+@pytest.mark.slow
+def test_offline_client_back_after_its_access_token_expired_renews_and_syncs(
+    person: Callable[..., Person], api: httpx.Client
+) -> None:
+    """Offline past the access token's expiry: back online, the client renews with its refresh token (no sign-in
+    page) and the edits made offline reach the server."""
+    acc = register(api, "traveller")
+    wid = create_workspace(api, acc, "Trip")
+    short, refresh = _short_token(api, acc, 15)
+    acc.token = short
+    p = person("traveller", account=acc)
+    p.page.evaluate(f"localStorage.setItem('plait.refresh', {refresh!r})")
+    p.goto(f"/w/{wid}")
+    status = p.page.get_by_test_id("connection-status")
+    expect(status).to_have_attribute("data-state", "connected", timeout=20_000)
+    p.context.set_offline(True)
+    expect(status).to_have_attribute("data-state", "offline")
+    assert p.page.evaluate("localStorage.getItem('plait.token')") == short, "renewed before going offline"
+    p.page.get_by_label("New task title").fill("Written while the token expired")
+    p.page.get_by_role("button", name="Add task").click()
+    expiry = jwt.decode(short, SECRET, algorithms=["HS256"])["exp"]
+    wait_until(lambda: time.time() > expiry + 1, timeout=30)
+    p.context.set_offline(False)
+    expect(status).to_have_attribute("data-state", "connected", timeout=20_000)
+    expect(p.page).to_have_url(re.compile(f"/w/{wid}"))
+    renewed = p.page.evaluate("localStorage.getItem('plait.token')")
+    assert renewed and renewed != short
+    headers = {"Authorization": f"Bearer {renewed}"}
+    wait_until(
+        lambda: any(
+            t["title"] == "Written while the token expired"
+            for t in api.get(f"/api/workspaces/{wid}/tasks", headers=headers).json()
+        ),
+        timeout=20,
+    )

@@ -49,6 +49,8 @@ def test_settings(database_url: str, data_dir: Path, **overrides: Any) -> Settin
         "password_hash_parallelism": 1,
         # the suite registers hundreds of accounts from loopback; tests of the limit set their own
         "register_max_per_address": 0,
+        # session-scoped servers and accounts outlive the 15-minute default in a slow full run
+        "access_token_ttl_seconds": 3600,
     }
     values.update(overrides)
     return Settings(**values)

@@ -67,6 +67,22 @@ export interface ActivityEntry {
   [key: string]: unknown
 }
 
+export interface TokenPair {
+  access_token: string
+  refresh_token: string
+  token_type: string
+  expires_in: number
+}
+export type TokenScope = 'read' | 'write' | 'admin'
+export interface AccessToken {
+  id: string
+  name: string
+  scopes: TokenScope[]
+  created_at: string
+  expires_at: string | null
+  last_used_at: string | null
+}
+
 export class ApiError extends Error {
   constructor(
     readonly status: number,
@@ -107,8 +123,11 @@ const FALLBACK: Record<number, string> = {
 }
 
 type Unauthorized = () => void
+/** Renews the access token (POST /api/auth/refresh); resolves to the new one, or null when the session is over. */
+type Refresher = () => Promise<string | null>
 let token: string | null = null
 let onUnauthorized: Unauthorized = () => {}
+let refresher: Refresher | null = null
 
 export function setToken(value: string | null): void {
   token = value
@@ -121,7 +140,12 @@ export function setUnauthorizedHandler(handler: Unauthorized): void {
   onUnauthorized = handler
 }
 
-export async function request<T>(method: string, path: string, body?: unknown): Promise<T> {
+/** How a 401 is answered: renew the access token once and retry, before giving up on the session. */
+export function setRefresher(fn: Refresher | null): void {
+  refresher = fn
+}
+
+export async function request<T>(method: string, path: string, body?: unknown, retried = false): Promise<T> {
   const headers: Record<string, string> = { Accept: 'application/json' }
   if (body !== undefined) headers['Content-Type'] = 'application/json'
   const sentToken = token
@@ -143,6 +167,11 @@ export async function request<T>(method: string, path: string, body?: unknown): 
     }
   }
   if (!res.ok) {
+    if (res.status === 401 && sentToken && !retried && refresher && !path.startsWith('/api/auth/')) {
+      // Access tokens are short-lived: a 401 usually means "renew", not "signed out".
+      const renewed = await refresher().catch(() => null)
+      if (renewed) return request<T>(method, path, body, true)
+    }
     if (res.status === 401 && sentToken) onUnauthorized()
     const retry = Number(res.headers.get('Retry-After'))
     let message = describeDetail(res.status, data)
@@ -158,10 +187,39 @@ export const api = {
   register: (email: string, password: string, display_name: string) =>
     request<Me>('POST', '/api/auth/register', { email, password, display_name }),
   login: (email: string, password: string) =>
-    request<{ access_token: string; token_type: string; expires_in: number }>('POST', '/api/auth/login', {
+    request<TokenPair>('POST', '/api/auth/login', {
       email,
       password,
     }),
+  /** Sent without the access token: it is the refresh token that speaks here. */
+  refresh: async (refresh_token: string): Promise<TokenPair | null> => {
+    let res: Response
+    try {
+      res = await fetch('/api/auth/refresh', {
+        method: 'POST',
+        headers: { Accept: 'application/json', 'Content-Type': 'application/json' },
+        body: JSON.stringify({ refresh_token }),
+      })
+    } catch {
+      throw new ApiError(0, "Can't reach the server. Check your connection and try again.")
+    }
+    if (res.status === 401 || res.status === 422) return null
+    if (!res.ok) throw new ApiError(res.status, describeDetail(res.status, await res.json().catch(() => null)))
+    return (await res.json()) as TokenPair
+  },
+  logout: () => request<void>('POST', '/api/auth/logout'),
+  logoutAll: () => request<void>('POST', '/api/auth/logout-all'),
+  changePassword: (current_password: string, new_password: string) =>
+    request<void>('POST', '/api/me/password', { current_password, new_password }),
+  updateMe: (display_name: string) => request<Me>('PATCH', '/api/me', { display_name }),
+  tokens: () => request<AccessToken[]>('GET', '/api/me/tokens'),
+  createToken: (name: string, scopes: TokenScope[], expires_in_days?: number) =>
+    request<AccessToken & { token: string }>('POST', '/api/me/tokens', {
+      name,
+      scopes,
+      ...(expires_in_days ? { expires_in_days } : {}),
+    }),
+  deleteToken: (id: string) => request<void>('DELETE', `/api/me/tokens/${enc(id)}`),
   me: () => request<Me>('GET', '/api/me'),
 
   workspaces: () => request<Workspace[]>('GET', '/api/workspaces'),

@@ -1,13 +1,19 @@
 /**
- * Who is signed in. The token is kept in localStorage so a reload stays signed in; an expired
- * token (by its `exp`, or a 401 from any request) signs the user out with a message.
+ * Who is signed in. The access token (short-lived) and the refresh token are kept in localStorage so a
+ * reload stays signed in. The access token is renewed before it expires, when the browser comes back
+ * online, and when a request or the sync socket is refused with 401/4401; only when renewing fails (the
+ * session was ended: logout elsewhere, password change, or expiry) is the user signed out, with a message.
+ * Tabs share the tokens: one tab renews at a time (Web Locks) and the others adopt what it stored, because
+ * a refresh token used twice ends the whole session.
  */
 import { create } from 'zustand'
-import { api, type Me, setToken, setUnauthorizedHandler } from '../api'
+import { api, type Me, setRefresher, setToken, setUnauthorizedHandler, type TokenPair } from '../api'
 import { currentPath, navigate } from '../router'
 import { cache } from './cache'
 
 const TOKEN_KEY = 'plait.token'
+const REFRESH_KEY = 'plait.refresh'
+const EXPIRED = 'Your session has expired. Please sign in again.'
 
 /** Seconds since the epoch at which a JWT expires, or null if it cannot be read. */
 export function tokenExpiry(jwt: string): number | null {
@@ -40,16 +46,101 @@ interface AuthState {
   loadMe: () => Promise<void>
 }
 
-let expiryTimer: ReturnType<typeof setTimeout> | undefined
+let renewTimer: ReturnType<typeof setTimeout> | undefined
 
-function scheduleExpiry(jwt: string): void {
-  clearTimeout(expiryTimer)
+/** Whether a token expires within `marginS` seconds (or cannot be read). */
+function expiresWithin(jwt: string, marginS: number): boolean {
   const exp = tokenExpiry(jwt)
+  return exp === null || exp * 1000 - Date.now() <= marginS * 1000
+}
+
+/** Renew a while before the access token expires (a fifth of its life, at most a minute, before). */
+function scheduleRenewal(jwt: string): void {
+  clearTimeout(renewTimer)
+  const exp = tokenExpiry(jwt)
+  const iat = (() => {
+    try {
+      const v = (JSON.parse(atob(jwt.split('.')[1].replace(/-/g, '+').replace(/_/g, '/'))) as { iat?: unknown }).iat
+      return typeof v === 'number' ? v : null
+    } catch {
+      return null
+    }
+  })()
   if (exp === null) return
-  const ms = exp * 1000 - Date.now()
-  // setTimeout's limit is ~24.8 days; tokens live hours.
+  const margin = Math.min(60, iat === null ? 60 : (exp - iat) / 5)
+  const ms = (exp - margin) * 1000 - Date.now()
+  // setTimeout's limit is ~24.8 days; tokens live minutes.
   if (ms < 2 ** 31 - 1) {
-    expiryTimer = setTimeout(() => useAuth.getState().signOut('Your session has expired. Please sign in again.'), Math.max(ms, 0))
+    renewTimer = setTimeout(() => {
+      void renew()
+        .then((t) => {
+          if (t === null) endSession(EXPIRED)
+        })
+        .catch(() => {
+          /* offline: renewed when the browser is back online */
+        })
+    }, Math.max(ms, 0))
+  }
+}
+
+function store(pair: TokenPair): void {
+  localStorage.setItem(TOKEN_KEY, pair.access_token)
+  localStorage.setItem(REFRESH_KEY, pair.refresh_token)
+}
+
+function adopt(access: string): void {
+  setToken(access)
+  scheduleRenewal(access)
+  if (useAuth.getState().token !== access) useAuth.setState({ token: access, notice: null })
+}
+
+let inflight: Promise<string | null> | null = null
+
+/**
+ * A fresh access token: from another tab if it renewed meanwhile, else from POST /api/auth/refresh.
+ * Null when the session is over (no refresh token, or the server refused it); throws when offline.
+ */
+export function renew(): Promise<string | null> {
+  if (!inflight) {
+    const run = async (): Promise<string | null> => {
+      const stored = localStorage.getItem(TOKEN_KEY)
+      const current = useAuth.getState().token
+      if (stored && stored !== current && !expiresWithin(stored, 5)) {
+        adopt(stored)
+        return stored
+      }
+      const refreshToken = localStorage.getItem(REFRESH_KEY)
+      if (!refreshToken) return null
+      const pair = await api.refresh(refreshToken)
+      if (!pair) {
+        if (localStorage.getItem(REFRESH_KEY) === refreshToken) localStorage.removeItem(REFRESH_KEY)
+        return null
+      }
+      store(pair)
+      adopt(pair.access_token)
+      return pair.access_token
+    }
+    const locks = typeof navigator !== 'undefined' ? navigator.locks : undefined
+    const p = locks ? locks.request('plait-refresh', run) : run()
+    inflight = p.finally(() => {
+      inflight = null
+    })
+  }
+  return inflight
+}
+
+/** Forget the session here and go to the sign-in page (with `notice` when it was not the user's choice). */
+function endSession(notice: string | null): void {
+  clearTimeout(renewTimer)
+  setToken(null)
+  localStorage.removeItem(TOKEN_KEY)
+  localStorage.removeItem(REFRESH_KEY)
+  useAuth.setState({ token: null, me: null, notice })
+  const path = currentPath()
+  if (!path.startsWith('/signin') && !path.startsWith('/signup')) {
+    const keep = notice && path !== '/' && !path.startsWith('/invite/') ? `?next=${encodeURIComponent(path)}` : ''
+    const invite = path.startsWith('/invite/') ? path : null
+    navigate(invite ?? `/signin${keep}`, { replace: true })
   }
 }
 
@@ -59,11 +150,12 @@ function initialToken(): string | null {
   const saved = localStorage.getItem(TOKEN_KEY)
   if (!saved) return null
   const exp = tokenExpiry(saved)
-  if (exp !== null && exp * 1000 <= Date.now()) {
+  if (exp !== null && exp * 1000 <= Date.now() && !localStorage.getItem(REFRESH_KEY)) {
     localStorage.removeItem(TOKEN_KEY)
     expiredAtStart = true
     return null
   }
+  // Expired but renewable: stay signed in; it is renewed at once (below), and requests wait for that.
   return saved
 }
 
@@ -78,11 +170,11 @@ export const useAuth = create<AuthState>((set, get) => ({
   notice: expiredAtStart ? 'Your session has expired. Please sign in again.' : null,
 
   async signIn(email, password) {
-    const { access_token } = await api.login(email, password)
-    setToken(access_token)
-    localStorage.setItem(TOKEN_KEY, access_token)
-    scheduleExpiry(access_token)
-    set({ token: access_token, notice: null })
+    const pair = await api.login(email, password)
+    setToken(pair.access_token)
+    store(pair)
+    scheduleRenewal(pair.access_token)
+    set({ token: pair.access_token, notice: null })
     await get().loadMe()
   },
 
@@ -92,16 +184,20 @@ export const useAuth = create<AuthState>((set, get) => ({
   },
 
   signOut(notice = null) {
-    clearTimeout(expiryTimer)
-    setToken(null)
-    localStorage.removeItem(TOKEN_KEY)
-    set({ token: null, me: null, notice })
-    const path = currentPath()
-    if (!path.startsWith('/signin') && !path.startsWith('/signup')) {
-      const keep = notice && path !== '/' && !path.startsWith('/invite/') ? `?next=${encodeURIComponent(path)}` : ''
-      const invite = path.startsWith('/invite/') ? path : null
-      navigate(invite ?? `/signin${keep}`, { replace: true })
+    if (notice === null) {
+      // The user's choice: end the session on the server too (best effort), then here.
+      if (get().token) void api.logout().catch(() => {})
+      endSession(null)
+      return
     }
+    // Refused (a 401, or a socket closed 4401): renew first; only a session that cannot be renewed ends.
+    void renew()
+      .then((t) => {
+        if (t === null) endSession(notice)
+      })
+      .catch(() => {
+        if (navigator.onLine) endSession(notice)
+      })
   },
 
   async loadMe() {
@@ -111,8 +207,31 @@ export const useAuth = create<AuthState>((set, get) => ({
   },
 }))
 
-if (startToken) scheduleExpiry(startToken)
+if (startToken) {
+  if (expiresWithin(startToken, 5)) {
+    void renew()
+      .then((t) => {
+        if (t === null) endSession(EXPIRED)
+      })
+      .catch(() => {})
+  } else scheduleRenewal(startToken)
+}
 
+setRefresher(renew)
 setUnauthorizedHandler(() => {
-  if (useAuth.getState().token) useAuth.getState().signOut('Your session has expired. Please sign in again.')
+  if (useAuth.getState().token) endSession(EXPIRED)
+})
+
+// Back online after a while (the laptop slept, the train left the tunnel): renew before syncing resumes.
+window.addEventListener('online', () => {
+  const t = useAuth.getState().token
+  if (t && expiresWithin(t, 60)) void renew().catch(() => {})
+})
+
+// Another tab renewed, signed in or signed out.
+window.addEventListener('storage', (e) => {
+  if (e.key !== TOKEN_KEY) return
+  if (e.newValue) {
+    if (e.newValue !== useAuth.getState().token && !expiresWithin(e.newValue, 5)) adopt(e.newValue)
+  } else if (useAuth.getState().token) endSession(null)
 })

@@ -1,0 +1,151 @@
+"""The signed-in account: profile, password, and personal access tokens."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Request, Response
+from pydantic import BaseModel, Field
+
+from api.deps import Ctx, CurrentCaller, Session
+from api.domain import sessions, tokens
+from api.domain.sessions import Caller
+from api.errors import ApiError
+from api.routes.auth import client_address, user_out
+from api.schemas import DisplayName, Password, UserOut, _In
+from api.security import hash_password, verify_password
+from api.throttle import LoginThrottle
+
+router = APIRouter(prefix="/api/me", tags=["account"])
+
+_ERRORS: dict[int | str, dict[str, str]] = {401: {"description": "Not authenticated"}}
+_SESSION_ONLY: dict[int | str, dict[str, str]] = {
+    **_ERRORS,
+    403: {"description": "Called with a personal access token (a signed-in session is needed)"},
+}
+
+
+async def session_caller(caller: CurrentCaller) -> Caller:
+    """Account security (password, tokens) needs a signed-in session: a token cannot make or widen tokens."""
+    if caller.is_token:
+        raise ApiError(403, "A personal access token cannot do this; sign in")
+    return caller
+
+
+SessionCaller = Annotated[Caller, Depends(session_caller)]
+
+
+class ProfileIn(_In):
+    display_name: DisplayName
+
+
+class PasswordIn(_In):
+    current_password: Annotated[str, Field(max_length=1024)]
+    new_password: Password
+
+
+Scope = Literal["read", "write", "admin"]
+
+
+class TokenIn(_In):
+    name: Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[^\x00]*$")]
+    scopes: Annotated[list[Scope], Field(min_length=1, max_length=3)]
+    expires_in_days: Annotated[int | None, Field(ge=1, le=3650)] = None
+
+
+class TokenOut(BaseModel):
+    id: str
+    name: str
+    scopes: list[Scope]
+    created_at: str
+    expires_at: str | None
+    last_used_at: str | None
+
+
+class NewTokenOut(TokenOut):
+    token: str  # shown once
+
+
+@router.patch("", response_model=UserOut, responses={**_ERRORS, 403: {"description": "Read-only token"}})
+async def update_profile(body: ProfileIn, caller: CurrentCaller, session: Session) -> UserOut:
+    """Change the display name (what others see on tasks, presence and notifications)."""
+    user = await session.merge(caller.user)
+    user.display_name = body.display_name
+    await session.commit()
+    return user_out(user)
+
+
+@router.post(
+    "/password",
+    status_code=204,
+    response_class=Response,
+    responses={
+        **_SESSION_ONLY,
+        403: {"description": "Wrong current password, or called with a personal access token"},
+        429: {"description": "Too many failed attempts from this address"},
+        503: {"description": "Too many passwords being checked; retry after Retry-After"},
+    },
+)
+async def change_password(
+    body: PasswordIn, request: Request, caller: SessionCaller, ctx: Ctx, session: Session
+) -> Response:
+    """Change the password; every other session of the account ends (its sockets close with 4401), this one
+    stays. Wrong current passwords count as failed logins (same limits, same delays)."""
+    user = caller.user
+    guard = ctx.auth
+    guard.login.refuse_if_full()
+    address = client_address(request)
+    throttle = LoginThrottle(ctx.settings)
+    async with guard.attempts.hold((user.email, address)):
+        delay = await throttle.check(session, user.email, address)
+        await session.commit()
+        if delay:
+            await asyncio.sleep(delay)
+        ok = await guard.login.run(verify_password, user.password_hash, body.current_password)
+        if not ok:
+            await throttle.record_failure(session, user.email, address)
+            raise ApiError(403, "Current password is wrong")
+        await throttle.record_success(session, user.email, address)
+    new_hash = await guard.register.run(hash_password, body.new_password)
+    account = await session.merge(user)
+    account.password_hash = new_hash
+    ended = await sessions.revoke(session, user.id, reason="password_changed", keep=caller.session_id)
+    await session.commit()
+    ctx.sessions.ended(ended)
+    return Response(status_code=204)
+
+
+@router.post(
+    "/tokens",
+    status_code=201,
+    response_model=NewTokenOut,
+    responses={**_SESSION_ONLY, 409: {"description": "Too many tokens"}},
+)
+async def create_token(body: TokenIn, caller: SessionCaller, ctx: Ctx, session: Session) -> dict[str, Any]:
+    """A personal access token (``plait_pat_...``) for ``Authorization: Bearer`` on REST and ``/sync``; the
+    token is in this answer only. Scopes: ``read`` (viewer's actions), ``write`` (an editor's), ``admin``
+    (everything the owner's role allows); a token never grants more than its owner's role."""
+    pat, secret = await tokens.create(
+        session, caller.user.id, body.name, list(body.scopes), body.expires_in_days, ctx.settings.pat_max_per_user
+    )
+    return {**tokens.token_json(pat), "token": secret}
+
+
+@router.get("/tokens", response_model=list[TokenOut], responses=_SESSION_ONLY)
+async def list_tokens(caller: SessionCaller, session: Session) -> list[dict[str, Any]]:
+    """The account's tokens (name, scopes, created, expires, last used), never the tokens themselves."""
+    return [tokens.token_json(p) for p in await tokens.listed(session, caller.user.id)]
+
+
+@router.delete(
+    "/tokens/{token_id}",
+    status_code=204,
+    response_class=Response,
+    responses={**_SESSION_ONLY, 404: {"description": "No such token of this account"}},
+)
+async def delete_token(token_id: str, caller: SessionCaller, ctx: Ctx, session: Session) -> Response:
+    """Delete a token: it stops working at once, and the sockets opened with it close (4401) on every node."""
+    await tokens.remove(session, caller.user.id, token_id)
+    ctx.sessions.ended({token_id})
+    return Response(status_code=204)
