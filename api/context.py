@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from api.domain.notifications.hub import NotificationHub
 from api.domain.notifications.worker import NotificationService
+from api.domain.search.indexer import SearchIndex
 from api.domain.versions import VersionService
 from api.domain.webhooks.service import WebhookService
 from api.quotas import InFlight
@@ -43,6 +44,7 @@ class AppContext:
     webhooks: WebhookService
     version_saves: InFlight  # saves and restores in progress on this node (a quota)
     auth: AuthGuards  # password hashing lanes and login/registration limits
+    search: SearchIndex  # the task index: full-text search and due dates (api/domain/search)
 
     async def authenticate_token(self, token: str) -> str | None:
         """User id for a valid token of an existing account."""

@@ -17,6 +17,7 @@ NOTIFICATION_TYPES = (
     "task_completed",
     "task_due_date_changed",
     "member_joined",
+    "due_soon",
 )
 MAX_NOTIFICATION_TASK_ID = 36  # notifications.task_id column width
 MAX_ACTIVITY_TASK_ID = 64  # activity.task_id column width
