@@ -71,6 +71,11 @@ class SearchIndex:
         except TimeoutError:
             log.warning("indexing the last changes took more than %.0f s: left to the next start", DRAIN_SECONDS)
 
+    @property
+    def pending(self) -> frozenset[str]:
+        """Workspaces with changes waiting for the current window (tests wait for a window to pass)."""
+        return frozenset(self._dirty)
+
     def on_durable(self, commits: Sequence[Committed]) -> None:
         """SyncService listener: synchronous and cheap (a set per workspace)."""
         for c in commits:
