@@ -124,6 +124,11 @@ def main(argv: list[str] | None = None) -> None:
         "instead of merging it back as duplicates (see docs/operations.md)",
     )
     reset.add_argument("--workspace", help="one workspace id (default: every workspace)")
+    reindex = sub.add_parser(
+        "reindex",
+        help="rebuild the search and due-date index of the tasks from the stored documents (safe while serving)",
+    )
+    reindex.add_argument("--workspace", help="one workspace id (default: every workspace)")
     args = parser.parse_args(argv)
     settings = load_settings(args.command)
     if args.command == "check":
@@ -144,6 +149,23 @@ def main(argv: list[str] | None = None) -> None:
 
         n = asyncio.run(_reset())
         logging.getLogger("plait").info("new epoch for %d document(s); restart the servers", n)
+        return
+    if args.command == "reindex":
+        from api.domain.search.indexer import reindex as rebuild_index
+        from persistence.db import Database
+        from persistence.doclog import open_document_log
+
+        async def _reindex() -> tuple[int, int]:
+            db = Database(settings.resolved_database_url())
+            store = open_document_log(db)
+            try:
+                return await rebuild_index(db, store, args.workspace)
+            finally:
+                await store.close()
+                await db.dispose()
+
+        spaces, tasks = asyncio.run(_reindex())
+        logging.getLogger("plait").info("indexed %d task(s) of %d workspace(s)", tasks, spaces)
         return
     if args.command == "migrate":
         from persistence.migrate import upgrade

@@ -16,6 +16,8 @@ from contextlib import asynccontextmanager
 from api.context import AppContext, Core
 from api.domain.notifications.hub import NotificationHub
 from api.domain.notifications.worker import NotificationService
+from api.domain.search.due_soon import DueSoonScheduler
+from api.domain.search.indexer import SearchIndex
 from api.domain.sessions import Authenticator, SessionWatch
 from api.domain.versions import VersionService
 from api.domain.webhooks.service import WebhookService
@@ -53,6 +55,16 @@ async def running_node(settings: Settings, secret_key: str, database_url: str) -
             worker.start(sup)
             sup.on_stop(name, worker.stop)
 
+        search = SearchIndex(db, sync, log, debounce=settings.search_index_debounce_ms / 1000)
+        sync.subscribe(search.on_durable)
+        search.start(sup)
+        sup.on_stop("search index", search.stop)
+        due_soon = DueSoonScheduler(
+            db, hub, search, node_id=sync.node_id, hours=settings.due_soon_hours, every=settings.due_soon_scan_seconds
+        )
+        due_soon.start(sup)
+        sup.on_stop("due soon", due_soon.stop)
+
         # closing the sockets, draining the writer (up to 10 s) and folding the logs (up to 10 s)
         sup.on_stop("sync", sync.stop, timeout=25.0)
         await sync.start(sup)
@@ -70,4 +82,5 @@ async def running_node(settings: Settings, secret_key: str, database_url: str) -
             auth=AuthGuards.from_settings(settings),
             authenticator=authenticator,
             sessions=sessions,
+            search=search,
         )

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from api.domain.notifications.hub import NotificationHub
 from api.domain.notifications.worker import NotificationService
+from api.domain.search.indexer import SearchIndex
 from api.domain.sessions import Authenticator, SessionWatch
 from api.domain.versions import VersionService
 from api.domain.webhooks.service import WebhookService
@@ -45,6 +46,7 @@ class AppContext:
     auth: AuthGuards  # password hashing lanes and login/registration limits
     authenticator: Authenticator  # tokens to callers, for the sync socket and the notification stream
     sessions: SessionWatch  # ends revoked sessions' sockets and streams on every node
+    search: SearchIndex  # the task index: full-text search and due dates (api/domain/search)
 
     async def authenticate_token(self, token: str) -> Credential | None:
         """Who a valid token of a live session (or a personal access token) speaks for."""

@@ -17,6 +17,7 @@ from sqlalchemy import (
     LargeBinary,
     MetaData,
     String,
+    Text,
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -314,3 +315,62 @@ class PersonalAccessToken(Base):
     created_at: Mapped[datetime] = mapped_column(TS, default=utcnow)
     expires_at: Mapped[datetime | None] = mapped_column(TS)
     last_used_at: Mapped[datetime | None] = mapped_column(TS)
+
+
+class TaskIndex(Base):
+    """One task of a workspace document, as search and the due-date scheduler read it (issue 23).
+
+    Derived data: maintained from committed changes by ``api.domain.search.indexer`` and rebuilt from the
+    document at any time (``plait reindex``). ``body`` is the searchable text besides the title (description,
+    comment bodies, checklist items). The full-text index over ``title`` and ``body`` is the database's own
+    and lives only in the migration (0007): an FTS5 table kept by triggers on SQLite, a generated ``tsvector``
+    column with a GIN index on PostgreSQL (``FULLTEXT_OBJECTS``). ``doc_seq`` is a log sequence number the
+    row's document state included at least: a write never replaces a row read from a newer state.
+    """
+
+    __tablename__ = "task_index"
+    seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    workspace_id: Mapped[str] = mapped_column(UUID, ForeignKey("workspaces.id", ondelete="CASCADE"))
+    task_id: Mapped[str] = mapped_column(String(64))
+    title: Mapped[str] = mapped_column(Text, default="")
+    status: Mapped[str] = mapped_column(String(16))
+    priority: Mapped[str] = mapped_column(String(16), default="none")
+    assignee_id: Mapped[str | None] = mapped_column(String(64))
+    due_date: Mapped[str | None] = mapped_column(String(10))  # "YYYY-MM-DD" (sorts as text)
+    labels: Mapped[list[str]] = mapped_column(JSON, default=list)
+    rank: Mapped[str | None] = mapped_column(String(200))
+    updated_at: Mapped[str | None] = mapped_column(String(40))  # the document's ISO string
+    body: Mapped[str] = mapped_column(Text, default="")
+    doc_seq: Mapped[int] = mapped_column(BigInteger, default=0)
+    indexed_at: Mapped[datetime] = mapped_column(TS, default=utcnow)
+    __table_args__ = (
+        UniqueConstraint("workspace_id", "task_id", name="uq_task_index_workspace_task"),
+        Index("ix_task_index_due_date", "due_date"),
+    )
+
+
+class TaskIndexState(Base):
+    """A workspace whose task index was built from its document once; from then on changes keep it."""
+
+    __tablename__ = "task_index_state"
+    workspace_id: Mapped[str] = mapped_column(UUID, ForeignKey("workspaces.id", ondelete="CASCADE"), primary_key=True)
+    built_at: Mapped[datetime] = mapped_column(TS, default=utcnow)
+    doc_seq: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class SchedulerLease(Base):
+    """Which node runs a cluster-wide periodic job (``name``) until ``expires_at``; renewed while it runs, taken
+    over by another node once it lapses (a node that stopped or died)."""
+
+    __tablename__ = "scheduler_leases"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(100))
+    expires_at: Mapped[datetime] = mapped_column(TS)
+
+
+# Full-text objects of the task index that SQLAlchemy cannot describe, per dialect (created by migration 0007):
+# schema comparisons leave them out.
+FULLTEXT_OBJECTS = {
+    "sqlite": ("task_index_fts",),  # an FTS5 table (and its shadow tables task_index_fts_*), three triggers
+    "postgresql": ("search_vector", "ix_task_index_search_vector"),  # generated tsvector column, GIN index
+}

@@ -165,6 +165,16 @@ class Settings(BaseSettings):
     webhook_concurrency: int = Field(
         default=8, ge=1, le=256, description="Webhook attempts in flight at once per node (one per webhook)"
     )
+    # search and due dates (docs/search.md, docs/notifications.md)
+    search_index_debounce_ms: float = Field(
+        default=1000.0, ge=0, description="Changed tasks are re-indexed for search at most this long after a change"
+    )
+    due_soon_hours: float = Field(
+        default=24.0, ge=0, description="due_soon goes to the assignee this long before a task is due (0: never)"
+    )
+    due_soon_scan_seconds: float = Field(
+        default=60.0, gt=0, description="How often one node of the cluster looks for tasks due soon"
+    )
     # REST quotas (docs/quotas.md)
     quota_max_tasks: int = 10_000
     quota_max_members: int = 500

@@ -245,6 +245,9 @@ CASES: list[Case] = [
     case("GET", "/api/notifications/preferences", 401, 200, 200, 200, 200, 200),
     case("PUT", "/api/notifications/preferences", 401, 200, 200, 200, 200, 200, body={"task_assigned": True}),
     case("GET", "/api/notifications/stream", 401, 200, 200, 200, 200, 200),
+    # search (issue 23): the caller's own workspaces only (without q: 422 once authenticated)
+    case("GET", "/api/search", 401, 422, 422, 422, 422, 422),
+    case("GET", "/api/search?q=t", 401, 200, 200, 200, 200, 200),
     # presence (issue 5) and document storage facts (issue 8)
     case("GET", W + "/presence", 401, 404, 200, 200, 200, 200),
     case("GET", W + "/document", 401, 404, 200, 200, 200, 200),

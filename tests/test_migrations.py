@@ -19,7 +19,7 @@ from sqlalchemy.engine import Connection
 
 from persistence.db import make_engine
 from persistence.migrate import alembic_config, downgrade, upgrade
-from persistence.models import Base
+from persistence.models import FULLTEXT_OBJECTS, Base
 from tests.support.databases import drop_postgres_database, fresh_database
 
 EXPECTED_TABLES = set(Base.metadata.tables)
@@ -47,8 +47,15 @@ def _inspect(url: str, fn: Any) -> Any:
     return asyncio.run(run())
 
 
+def _fulltext(name: str) -> bool:
+    """The task index's full-text objects, which only the migration describes (SQLite's FTS5 table and its
+    shadow tables, PostgreSQL's tsvector column and GIN index)."""
+    return any(name == o or name.startswith(f"{o}_") for objs in FULLTEXT_OBJECTS.values() for o in objs)
+
+
 def tables(url: str) -> set[str]:
-    return set(_inspect(url, lambda conn: inspect(conn).get_table_names())) - {"alembic_version"}
+    names = set(_inspect(url, lambda conn: inspect(conn).get_table_names())) - {"alembic_version"}
+    return {n for n in names if not _fulltext(n)}
 
 
 def current_revision(url: str) -> str | None:
@@ -59,7 +66,10 @@ def drift(url: str) -> list[Any]:
     """Differences between the models and the migrated schema (must be none: migrations own the schema)."""
 
     def compare(conn: Connection) -> list[Any]:
-        ctx = MigrationContext.configure(conn, opts={"compare_type": True})
+        def include(_obj: Any, name: str | None, _type: str, reflected: bool, compare_to: Any) -> bool:
+            return not (reflected and compare_to is None and name is not None and _fulltext(name))
+
+        ctx = MigrationContext.configure(conn, opts={"compare_type": True, "include_object": include})
         return list(compare_metadata(ctx, Base.metadata))
 
     return _inspect(url, compare)  # type: ignore[no-any-return]

@@ -375,3 +375,26 @@ def test_labels_from_a_client_are_checked_and_deletion_reaches_every_task(
         ),
         10,
     )
+
+
+def test_task_list_q_searches_titles_descriptions_comments_and_checklists(client: httpx.Client) -> None:
+    wid, owner, _ = workspace_with(client)
+    a = _new(client, wid, owner, "Quarterly zebra report", priority="high")["id"]
+    b = _new(client, wid, owner, "Other", description="mentions a zebra once")["id"]
+    c = _new(client, wid, owner, "Third", checklist=[{"text": "feed the giraffe"}])["id"]
+    _ok(
+        client.post(
+            f"/api/workspaces/{wid}/tasks/{c}/comments", json={"body": "zebra crossing"}, headers=owner.headers
+        ),
+        201,
+    )
+
+    def ids(**params: Any) -> list[str]:
+        return [t["id"] for t in _tasks(client, wid, owner, **params)]
+
+    wait_until(lambda: sorted(ids(q="zebra")) == sorted([a, b, c]), 10, message="indexed")
+    assert ids(q="giraffe") == [c]
+    assert ids(q="zebra", priority="high") == [a]
+    assert ids(q="zebra", sort="priority")[0] == a
+    assert ids(q="nothing-like-this") == []
+    assert client.get(f"/api/workspaces/{wid}/tasks", params={"q": "x" * 201}, headers=owner.headers).status_code == 422

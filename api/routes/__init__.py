@@ -19,6 +19,7 @@ from api.routes import (
     metrics,
     notifications,
     presence,
+    search,
     tasks,
     versions,
     web,
@@ -47,6 +48,7 @@ def register_routes(app: FastAPI, settings: Settings) -> None:
     app.include_router(notifications.router)
     app.include_router(versions.router)
     app.include_router(webhooks.router)
+    app.include_router(search.router)
 
     # /sync/{workspace_id} is served by PlaitApp itself, ahead of the middleware stack (api/app.py).
 

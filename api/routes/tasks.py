@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Depends, Query, Response
 from pycrdt import Doc
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
@@ -182,6 +182,7 @@ Sort = Literal["created_at", "rank", "due_date", "priority", "updated_at"]
 @router.get("", response_model=list[TaskOut], responses=_ERRORS)
 async def list_tasks(
     ctx: Ctx,
+    session: Session,
     member: Annotated[Member, Depends(require("task.read"))],
     assignee_id: str | None = None,
     status: str | None = None,
@@ -189,20 +190,29 @@ async def list_tasks(
     due_after: str | None = None,
     label: str | None = None,
     priority: str | None = None,
-    sort: Sort = "created_at",
+    q: Annotated[str | None, Query(max_length=200)] = None,
+    sort: Sort | None = None,
 ) -> list[TaskOut]:
     """Every task, optionally filtered (one assignee, status, label or priority; due strictly before or after a
-    date). Sorted by creation (oldest first, the default), board order (``rank``: by column, then rank), due
-    date (soonest first, undated last), priority (urgent first) or last update (most recent first)."""
+    date; ``q``: words in the title, description, comments or checklist, through the full-text index). Sorted
+    by creation (oldest first, the default), board order (``rank``: by column, then rank), due date (soonest
+    first, undated last), priority (urgent first) or last update (most recent first); with ``q`` and no
+    ``sort``, best match first."""
     if status is not None and status not in schema.STATUSES:
         raise ApiError(422, f"status must be one of {', '.join(schema.STATUSES)}")
     if priority is not None and priority not in schema.PRIORITIES:
         raise ApiError(422, f"priority must be one of {', '.join(schema.PRIORITIES)}")
     _date_param("due_before", due_before)
     _date_param("due_after", due_after)
+    matches: dict[str, int] | None = None
+    if q is not None:
+        ids = await ctx.search.matching_task_ids(session, member.workspace.id, q)
+        matches = {tid: i for i, tid in enumerate(ids)}
     doc = await ctx.sync.read_document(member.workspace.id)
     out = []
     for task in schema.list_tasks(doc):
+        if matches is not None and task["id"] not in matches:
+            continue
         due = task.get("due_date")
         if (
             (assignee_id is not None and task.get("assignee_id") != assignee_id)
@@ -214,7 +224,10 @@ async def list_tasks(
         ):
             continue
         out.append(task)
-    out.sort(key=_SORTS[sort], reverse=sort == "updated_at")
+    if sort is not None:
+        out.sort(key=_SORTS[sort], reverse=sort == "updated_at")
+    elif matches is not None:
+        out.sort(key=lambda t: matches[t["id"]])
     return [TaskOut.model_validate(t) for t in out]
 
 

@@ -19,6 +19,7 @@ NOTIFICATION_TYPES = (
     "member_joined",
     "mentioned",
     "commented",
+    "due_soon",
 )
 MAX_NOTIFICATION_TASK_ID = 36  # notifications.task_id column width
 MAX_ACTIVITY_TASK_ID = 64  # activity.task_id column width
