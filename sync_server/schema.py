@@ -193,11 +193,13 @@ def task_to_json(task_id: str, task: object, *, with_description: bool = True) -
     return out
 
 
-def order_key(task: dict[str, Any]) -> tuple[str, str, str]:
-    """Board order: by rank (tasks without one after those with one, oldest first); ties by id, so concurrent
-    moves to the same place still give every client one order."""
+def order_key(task: dict[str, Any]) -> tuple[int, str, str]:
+    """Board order: by rank, ties by task id (so concurrent moves to one place still give every client one
+    order); tasks without a rank after the ranked ones, oldest first."""
     rank = task.get("rank")
-    return ("0" + rank if isinstance(rank, str) else "1", task.get("created_at") or "", task["id"])
+    if isinstance(rank, str):
+        return (0, rank, task["id"])
+    return (1, task.get("created_at") or "", task["id"])
 
 
 def list_tasks(doc: Doc[Any]) -> list[dict[str, Any]]:

@@ -398,3 +398,32 @@ def test_task_list_q_searches_titles_descriptions_comments_and_checklists(client
     assert ids(q="zebra", sort="priority")[0] == a
     assert ids(q="nothing-like-this") == []
     assert client.get(f"/api/workspaces/{wid}/tasks", params={"q": "x" * 201}, headers=owner.headers).status_code == 422
+
+
+@pytest.mark.db_agnostic
+def test_restoring_a_version_brings_back_labels_checklists_and_comments_under_their_authors(
+    client: httpx.Client,
+) -> None:
+    wid, owner, (editor,) = workspace_with(client, "editor")
+    base = f"/api/workspaces/{wid}"
+    lid = _ok(client.post(f"{base}/labels", json={"name": "Keep"}, headers=owner.headers), 201)["id"]
+    task = _new(client, wid, owner, "T", labels=[lid], checklist=[{"text": "a", "done": True}], priority="high")
+    tid = task["id"]
+    _ok(client.post(f"{base}/tasks/{tid}/comments", json={"body": "by the editor"}, headers=editor.headers), 201)
+    before = _ok(client.get(f"{base}/tasks/{tid}", headers=owner.headers))
+    version = _ok(client.post(f"{base}/versions", json={"label": "v"}, headers=owner.headers), 201)["id"]
+
+    cid = before["comments"][0]["id"]
+    assert client.delete(f"{base}/tasks/{tid}/comments/{cid}", headers=owner.headers).status_code == 204
+    assert client.delete(f"{base}/labels/{lid}", headers=owner.headers).status_code == 204
+    item = before["checklist"][0]["id"]
+    _ok(client.patch(f"{base}/tasks/{tid}/checklist/{item}", json={"done": False}, headers=owner.headers))
+    _ok(client.patch(f"{base}/tasks/{tid}", json={"priority": "low"}, headers=owner.headers))
+    diff = _ok(client.get(f"{base}/versions/{version}/diff", headers=owner.headers))
+    assert {"labels", "checklist", "comments", "priority"} <= set(diff["changed"][0]["fields"])
+
+    _ok(client.post(f"{base}/versions/{version}/restore", headers=owner.headers))
+    after = _ok(client.get(f"{base}/tasks/{tid}", headers=owner.headers))
+    assert after["labels"] == [lid] and after["priority"] == "high" and after["progress"] == {"done": 1, "total": 1}
+    assert [(c["id"], c["author_id"], c["body"]) for c in after["comments"]] == [(cid, editor.id, "by the editor")]
+    assert [x["name"] for x in _ok(client.get(f"{base}/labels", headers=owner.headers))] == ["Keep"]

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from pycrdt import Doc, Map, Text
+from pycrdt import Array, Doc, Map, Text
 from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 
@@ -38,7 +38,21 @@ KINDS = ("named", "auto", "pre-restore")
 
 
 # Fields compared by diffs and restored (``updated_at`` is bookkeeping: a restore sets it to now).
-DIFF_FIELDS = ("title", "description", "status", "assignee_id", "due_date", "completed_at", "created_by", "created_at")
+DIFF_FIELDS = (
+    "title",
+    "description",
+    "status",
+    "assignee_id",
+    "due_date",
+    "completed_at",
+    "created_by",
+    "created_at",
+    "rank",
+    "priority",
+    "labels",
+    "checklist",
+    "comments",
+)
 
 
 def doc_from_state(state: bytes) -> Doc[Any]:
@@ -70,14 +84,56 @@ def diff_tasks(old: dict[str, dict[str, Any]], new: dict[str, dict[str, Any]]) -
     }
 
 
-def restore_tasks(doc: Doc[Any], target: dict[str, dict[str, Any]], now: str | None = None) -> int:
-    """Make the document's tasks equal ``target`` with ordinary edits (one transaction: the caller's).
+_READ = {"labels": schema.label_ids, "checklist": schema.checklist_items, "comments": schema.comments_of}
+
+
+def _restore_array(task: Map[Any], name: str, wanted: list[Any]) -> bool:
+    """Make a task's array hold ``wanted`` (as REST shows it: ids, or dicts for maps); False if it does."""
+    if _READ[name](task) == wanted:
+        return False
+    array = schema.array_of(task, name)
+    del array[0 : len(array)]
+    array.extend([Map(dict(v)) if isinstance(v, dict) else v for v in wanted])
+    return True
+
+
+def restore_comments(doc: Doc[Any], target: dict[str, dict[str, Any]]) -> int:
+    """The comments half of a restore, run as the server: comments come back under their own authors, which
+    the schema guard allows only the server to write (anyone else's creation is attributed to its creator)."""
+    touched = 0
+    for tid, t in target.items():
+        task = schema.task_map(doc, tid)
+        if task is not None and _restore_array(task, "comments", t.get("comments") or []):
+            touched += 1
+    return touched
+
+
+def restore_labels(doc: Doc[Any], target: list[dict[str, Any]]) -> None:
+    """Make the label definitions equal ``target`` (definitions added since the version are removed)."""
+    labels = schema.labels_map(doc)
+    wanted = {x["id"]: x for x in target}
+    for lid in list(labels.keys()):
+        if lid not in wanted:
+            del labels[lid]
+    for lid, x in wanted.items():
+        if schema.label_json(lid, labels.get(lid) if lid in labels else None) != x:
+            labels[lid] = Map(dict(x))
+
+
+def restore_tasks(
+    doc: Doc[Any], target: dict[str, dict[str, Any]], now: str | None = None, labels: list[dict[str, Any]] | None = None
+) -> int:
+    """Make the document's tasks (and, given ``labels``, its label definitions) equal the version's with
+    ordinary edits (one transaction: the caller's).
 
     Tasks not in the version are deleted, missing ones re-created under their old id, differing fields set
-    (a description through the minimal text diff, so concurrent typing elsewhere in it survives).
-    Returns how many tasks were touched.
+    (a description through the minimal text diff, so concurrent typing elsewhere in it survives; labels,
+    checklist replaced when they differ; comments by :func:`restore_comments`). Returns how many tasks were
+    touched.
     """
     now = now or schema.now_iso()
+    if labels is not None:
+        restore_labels(doc, labels)
     tasks = schema.tasks_map(doc)
     touched = 0
     for tid in list(tasks.keys()):
@@ -89,7 +145,10 @@ def restore_tasks(doc: Doc[Any], target: dict[str, dict[str, Any]], now: str | N
         if not isinstance(current, Map):
             values: dict[str, Any] = {name: t.get(name) for name in schema.SCALAR_FIELDS}
             values.update(id=tid, updated_at=now, description=Text(t.get("description") or ""))
-            tasks[tid] = Map(values)
+            values.update({name: Array([]) for name in schema.ARRAY_FIELDS})
+            tasks[tid] = current = Map(values)
+            for name in ("labels", "checklist"):
+                _restore_array(current, name, t.get(name) or [])
             touched += 1
             continue
         differs = False
@@ -97,6 +156,8 @@ def restore_tasks(doc: Doc[Any], target: dict[str, dict[str, Any]], now: str | N
             if name != "updated_at" and current.get(name) != t.get(name):
                 current[name] = t.get(name)
                 differs = True
+        for name in ("labels", "checklist"):
+            differs = _restore_array(current, name, t.get(name) or []) or differs
         desc, wanted = current.get("description"), t.get("description") or ""
         if not isinstance(desc, Text):
             current["description"] = Text(wanted)
@@ -175,10 +236,12 @@ async def restore_version(ctx: Node, version: DocVersion, user_id: str) -> DocVe
     one database round trip.
     """
     wid = version.workspace_id
-    target = tasks_by_id(doc_from_state(version.state))
+    old_doc = doc_from_state(version.state)
+    target, labels = tasks_by_id(old_doc), schema.list_labels(old_doc)
     undo = await save_version(ctx, wid, "pre-restore", f"Before restoring {version.label or version.id}", user_id)
     now = schema.now_iso()
-    await ctx.sync.change(wid, user_id, lambda doc: restore_tasks(doc, target, now))
+    await ctx.sync.change(wid, user_id, lambda doc: restore_tasks(doc, target, now, labels))
+    await ctx.sync.change(wid, None, lambda doc: restore_comments(doc, target))
     head = await ctx.sync.log_head(wid)
     key = f"restore:{undo.id}"
     async with ctx.db.transaction() as s:
