@@ -411,3 +411,47 @@ def test_two_nodes_deliver_each_event_once_and_retry_it_once_per_failure(
         assert len(per_delivery) == 30
         assert set(per_delivery.values()) == {2}, "one failed attempt and one success per delivery, from one node"
         assert {req.json()["data"]["task"]["title"] for req in created} == titles
+
+
+def test_comment_events_and_v2_field_changes_are_delivered(
+    make_server: Callable[..., ThreadServer], receiver: Receiver
+) -> None:
+    srv = make_server("sqlite", webhook_allow_private=True)
+    with httpx.Client(base_url=srv.base_url, timeout=30) as client:
+        owner, editor = register(client, "owner"), register(client, "editor")
+        wid = create_workspace(client, owner)
+        add_member(client, wid, owner, editor, "editor")
+        events = ["task.updated", "comment.created", "comment.edited", "comment.deleted"]
+        _hook(client, wid, owner, receiver.url, events)
+        base = f"/api/workspaces/{wid}/tasks"
+        tid = client.post(base, json={"title": "T"}, headers=owner.headers).json()["id"]
+        c = client.post(f"{base}/{tid}/comments", json={"body": "first"}, headers=editor.headers).json()
+        client.patch(f"{base}/{tid}/comments/{c['id']}", json={"body": "second"}, headers=editor.headers)
+        client.delete(f"{base}/{tid}/comments/{c['id']}", headers=owner.headers)
+        client.patch(f"{base}/{tid}", json={"priority": "urgent"}, headers=owner.headers)
+        wait_until(lambda: receiver.events("comment.deleted") and receiver.events("task.updated"), 15)
+        created = receiver.events("comment.created")[0].json()
+        assert created["actor"]["id"] == editor.id and created["data"]["comment"]["body"] == "first"
+        assert created["data"]["comment"]["author_id"] == editor.id and created["data"]["previous"] is None
+        edited = receiver.events("comment.edited")[0].json()["data"]
+        assert edited["comment"]["body"] == "second" and edited["previous"]["body"] == "first"
+        deleted = receiver.events("comment.deleted")[0].json()
+        assert deleted["actor"]["id"] == owner.id and deleted["data"]["comment"]["body"] == "second"
+        updated = receiver.events("task.updated")[-1].json()["data"]["changes"]
+        assert updated["priority"] == {"from": "none", "to": "urgent"}
+
+        # the same changes as activity: a comment is summarized, a move is a rank change
+        other = client.post(base, json={"title": "U"}, headers=owner.headers).json()["id"]
+        client.post(f"{base}/{tid}/move", json={"after_id": other}, headers=owner.headers)
+
+        def activity() -> list[dict[str, Any]]:
+            items: list[dict[str, Any]] = client.get(f"{base}/{tid}/activity", headers=owner.headers).json()["items"]
+            return items
+
+        wait_until(lambda: any(a["field"] == "rank" for a in activity()), 10, message="the move recorded")
+        acts = [(a["field"], a["actor"]["id"] if a["actor"] else None) for a in activity()]
+        assert ("comment", editor.id) in acts and ("comment", owner.id) in acts
+        assert ("priority", owner.id) in acts and ("rank", owner.id) in acts
+        rows = client.get(f"{base}/{tid}/activity", headers=owner.headers).json()["items"]
+        first = next(a for a in rows if a["field"] == "comment" and a["old_value"] is None)
+        assert first["new_value"] == {"id": c["id"], "author_id": editor.id, "excerpt": "first"}
