@@ -1,4 +1,5 @@
-"""The ``plait`` command: ``serve``, ``migrate``, ``check``, ``reset-epoch``, ``--version``."""
+"""The ``plait`` command: ``serve``, ``migrate``, ``check``, ``reset-epoch``, ``reindex``, ``export``, ``import``,
+``--version``."""
 
 from __future__ import annotations
 
@@ -129,6 +130,14 @@ def main(argv: list[str] | None = None) -> None:
         help="rebuild the search and due-date index of the tasks from the stored documents (safe while serving)",
     )
     reindex.add_argument("--workspace", help="one workspace id (default: every workspace)")
+    export = sub.add_parser("export", help="write a workspace to stdout or a file (as GET .../export does)")
+    export.add_argument("workspace", help="workspace id")
+    export.add_argument("--format", choices=("json", "yjs"), default="json")
+    export.add_argument("--output", "-o", help="file to write (default: stdout)")
+    imp = sub.add_parser("import", help="create a workspace from a Plait export, a Yjs update or a Trello board")
+    imp.add_argument("file", help="the file to import (.yjs: a binary Yjs update; else JSON)")
+    imp.add_argument("--owner", required=True, help="email of the account that will own the new workspace")
+    imp.add_argument("--name", help="the new workspace's name (default: the export's)")
     args = parser.parse_args(argv)
     settings = load_settings(args.command)
     if args.command == "check":
@@ -166,6 +175,25 @@ def main(argv: list[str] | None = None) -> None:
 
         spaces, tasks = asyncio.run(_reindex())
         logging.getLogger("plait").info("indexed %d task(s) of %d workspace(s)", tasks, spaces)
+        return
+    if args.command in ("export", "import"):
+        from api.domain.errors import Refused
+        from api.transfer_cli import run_export, run_import
+
+        try:
+            if args.command == "export":
+                with open(args.output, "wb") if args.output else os.fdopen(os.dup(1), "wb") as out:
+                    asyncio.run(run_export(settings, args.workspace, args.format, out.write))
+            else:
+                with open(args.file, "rb") as f:
+                    body = f.read()
+                kind = "application/octet-stream" if args.file.endswith(".yjs") else "application/json"
+                wid = asyncio.run(run_import(settings, body, kind, args.owner, args.name))
+                logging.getLogger("plait").info("imported into workspace %s", wid)
+        except StartupError as exc:
+            refuse(str(exc))
+        except Refused as exc:
+            refuse(f"refused: {exc.detail}")
         return
     if args.command == "migrate":
         from persistence.migrate import upgrade

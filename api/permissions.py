@@ -16,6 +16,7 @@ PERMISSIONS: Final[dict[str, str]] = {
     "workspace.read": "viewer",
     "workspace.rename": "admin",
     "workspace.delete": "owner",
+    "workspace.export": "admin",
     # members and invites
     "members.read": "viewer",
     "members.manage": "admin",

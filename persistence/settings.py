@@ -134,6 +134,9 @@ class Settings(BaseSettings):
         default=1024 * 1024, description="Sustained bytes per second one socket may send (burst: max_message_bytes)"
     )
     quota_max_document_bytes: int = Field(default=64 * 1024 * 1024, description="Largest workspace document")
+    import_max_bytes: int = Field(
+        default=32 * 1024 * 1024, description="Largest body POST /api/workspaces/import takes"
+    )
     sqlite_synchronous: Literal["OFF", "NORMAL", "FULL", "EXTRA"] = "FULL"
     malloc_trim_seconds: float = Field(
         default=1.0, ge=0, description="plait serve returns free heap pages to the OS this often (0: never)"

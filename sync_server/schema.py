@@ -45,6 +45,7 @@ SCALAR_FIELDS = (
     "priority",
 )
 ARRAY_FIELDS = ("labels", "checklist", "comments")
+COMMENT_FIELDS = ("author_id", "body", "created_at", "edited_at")  # a comment's keys besides its id
 # Fields whose changes are recorded as activity and derived into notifications and webhook events.
 TRACKED_FIELDS = ("title", "description", "status", "assignee_id", "due_date", "rank", "priority")
 COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")

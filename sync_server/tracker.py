@@ -19,6 +19,7 @@ from pycrdt._pycrdt import TextEvent as RawTextEvent
 
 from .schema import (
     ARRAY_FIELDS,
+    COMMENT_FIELDS,
     TRACKED_FIELDS,
     TaskChange,
     checklist_items,
@@ -32,7 +33,6 @@ from .schema import (
 log = logging.getLogger("plait.schema")
 
 MENTION_CHARS = frozenset("@[]()")
-COMMENT_FIELDS = ("author_id", "body", "created_at", "edited_at")
 
 
 @dataclass

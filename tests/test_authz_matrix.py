@@ -198,6 +198,10 @@ CASES: list[Case] = [
     case("PATCH", W, 401, 404, 403, 403, 200, 200, body={"name": "renamed"}),
     case("DELETE", W, 401, 404, 403, 403, 403, 204),
     case("GET", "/api/workspaces/{unknown_wid}", 401, 404, 404, 404, 404, 404),
+    # export (owners and admins) and import (anyone signed in: it creates the caller's own workspace)
+    case("GET", W + "/export", 401, 404, 403, 403, 200, 200),
+    case("POST", "/api/workspaces/import", 401, 201, 201, 201, 201, 201,
+         body={"format": "plait.workspace", "workspace": {"name": "imported"}, "tasks": []}),
     # members
     case("GET", W + "/members", 401, 404, 200, 200, 200, 200),
     case("GET", "/api/workspaces/{unknown_wid}/members", 401, 404, 404, 404, 404, 404),

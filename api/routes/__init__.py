@@ -21,6 +21,7 @@ from api.routes import (
     presence,
     search,
     tasks,
+    transfer,
     versions,
     web,
     webhooks,
@@ -35,6 +36,7 @@ def register_routes(app: FastAPI, settings: Settings) -> None:
     app.include_router(metrics.router)
     app.include_router(auth.router)
     app.include_router(me.router)
+    app.include_router(transfer.router)  # before workspaces: /import is not a workspace id
     app.include_router(workspaces.router)
     app.include_router(members.router)
     app.include_router(invites.router)
