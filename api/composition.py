@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from api.context import AppContext, Core
+from api.domain.mail.service import MailService
 from api.domain.notifications.hub import NotificationHub
 from api.domain.notifications.worker import NotificationService
 from api.domain.search.due_soon import DueSoonScheduler
@@ -65,6 +66,10 @@ async def running_node(settings: Settings, secret_key: str, database_url: str) -
         due_soon.start(sup)
         sup.on_stop("due soon", due_soon.stop)
 
+        mail = MailService(db, settings, node_id=sync.node_id)
+        mail.start(sup)
+        sup.on_stop("mail", mail.stop)
+
         # closing the sockets, draining the writer (up to 10 s) and folding the logs (up to 10 s)
         sup.on_stop("sync", sync.stop, timeout=25.0)
         await sync.start(sup)
@@ -83,4 +88,5 @@ async def running_node(settings: Settings, secret_key: str, database_url: str) -
             authenticator=authenticator,
             sessions=sessions,
             search=search,
+            mail=mail,
         )

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from api.domain.mail.service import MailService
 from api.domain.notifications.hub import NotificationHub
 from api.domain.notifications.worker import NotificationService
 from api.domain.search.indexer import SearchIndex
@@ -47,6 +48,7 @@ class AppContext:
     authenticator: Authenticator  # tokens to callers, for the sync socket and the notification stream
     sessions: SessionWatch  # ends revoked sessions' sockets and streams on every node
     search: SearchIndex  # the task index: full-text search and due dates (api/domain/search)
+    mail: MailService  # the mail outbox, password reset links, invite e-mail, digests (api/domain/mail)
 
     async def authenticate_token(self, token: str) -> Credential | None:
         """Who a valid token of a live session (or a personal access token) speaks for."""

@@ -368,6 +368,57 @@ class SchedulerLease(Base):
     expires_at: Mapped[datetime] = mapped_column(TS)
 
 
+class PasswordResetToken(Base):
+    """A password reset link (SHA-256 of its token): works once (``used_at``), until ``expires_at``."""
+
+    __tablename__ = "password_reset_tokens"
+    id: Mapped[str] = mapped_column(UUID, primary_key=True, default=new_id)
+    user_id: Mapped[str] = mapped_column(UUID, ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(TS, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(TS)
+    used_at: Mapped[datetime | None] = mapped_column(TS)
+
+
+class MailMessage(Base):
+    """The mail outbox: one e-mail, stored before it is sent (survives restarts and a failing SMTP server), sent
+    by a worker with backoff. ``body`` is emptied once the mail is sent or given up (it may hold a reset link)."""
+
+    __tablename__ = "mail_outbox"
+    seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(UUID, unique=True, default=new_id)
+    kind: Mapped[str] = mapped_column(String(32))  # password_reset | invite | digest
+    to_address: Mapped[str] = mapped_column(String(320))
+    subject: Mapped[str] = mapped_column(String(300))
+    body: Mapped[str] = mapped_column(Text, default="")
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending | sent | failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(TS, default=utcnow)
+    last_error: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(TS, default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(TS)
+    __table_args__ = (Index("ix_mail_outbox_status_next", "status", "next_attempt_at"),)
+
+
+class MailPreference(Base):
+    """A user's e-mail channel: the digest of unread notifications (opt-in), and where the last one stopped."""
+
+    __tablename__ = "mail_preferences"
+    user_id: Mapped[str] = mapped_column(UUID, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    digest_enabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    last_digest_at: Mapped[datetime | None] = mapped_column(TS)
+    last_digest_seq: Mapped[int] = mapped_column(BigInteger, default=0)  # notifications up to here were mailed
+
+
+class DeletedAccount(Base):
+    """An account its owner deleted: the ``users`` row stays as "Deleted user" (no e-mail, no password), so the
+    content it authored keeps its attribution; everything personal is gone."""
+
+    __tablename__ = "deleted_accounts"
+    user_id: Mapped[str] = mapped_column(UUID, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    deleted_at: Mapped[datetime] = mapped_column(TS, default=utcnow)
+
+
 # Full-text objects of the task index that SQLAlchemy cannot describe, per dialect (created by migration 0007):
 # schema comparisons leave them out.
 FULLTEXT_OBJECTS = {

@@ -188,6 +188,38 @@ class Settings(BaseSettings):
     quota_max_user_bytes: int = Field(
         default=1024 * 1024 * 1024, description="Stored bytes (documents + versions) of the workspaces a user owns"
     )
+    # e-mail: password reset, invites, notification digests (docs/accounts.md)
+    smtp_host: str | None = Field(default=None, description="SMTP server; unset: no e-mail is sent")
+    smtp_port: int = Field(default=587, ge=1, le=65535, description="SMTP port (465 is usual with smtp_tls=tls)")
+    smtp_username: str | None = Field(default=None, description="SMTP login (with smtp_password)")
+    smtp_password: str | None = None
+    smtp_from: str = Field(default="Plait <plait@localhost>", description="From address of Plait's e-mail")
+    smtp_tls: Literal["none", "starttls", "tls"] = Field(
+        default="starttls", description="none: plain; starttls: upgrade after connecting; tls: TLS from the start"
+    )
+    smtp_ca_file: Path | None = Field(default=None, description="CA bundle the SMTP server's certificate is checked by")
+    smtp_timeout_seconds: float = Field(default=15.0, gt=0, description="Deadline of one SMTP attempt")
+    mail_retry_base_seconds: float = Field(
+        default=30.0, gt=0, description="First retry of an unsent e-mail; doubles per attempt (at most 1 hour)"
+    )
+    mail_max_attempts: int = Field(default=10, ge=1, description="Attempts per e-mail; then it is marked failed")
+    password_reset_ttl_seconds: int = Field(default=3600, gt=0, description="Lifetime of a password reset link")
+    password_reset_max_per_email: int = Field(
+        default=3, ge=0, description="Reset requests per e-mail address per window, then 429 (0: no limit)"
+    )
+    password_reset_max_per_address: int = Field(
+        default=20, ge=0, description="Reset requests per client address per window, then 429 (0: no limit)"
+    )
+    password_reset_window_seconds: float = Field(default=3600.0, gt=0)
+    mail_digest_interval_seconds: float = Field(
+        default=24 * 3600.0, gt=0, description="At most one notification digest e-mail per user per interval"
+    )
+    mail_digest_scan_seconds: float = Field(
+        default=60.0, gt=0, description="How often one node of the cluster looks for digests to send"
+    )
+    invite_mail_max_per_user: int = Field(
+        default=50, ge=0, description="Invite e-mails one account may send per hour (per node; 0: no limit)"
+    )
 
     def uvicorn_options(self) -> dict[str, Any]:
         """uvicorn's settings (WebSocket transport, trusted proxies), for every place that starts uvicorn."""
@@ -216,8 +248,9 @@ class Settings(BaseSettings):
 
         Refused: no ``PLAIT_SECRET_KEY``, a key shorter than 32 bytes, the development key generated into the
         data directory, and SQLite with ``PLAIT_REDIS_URL`` set (several nodes, each with its own file).
+        Refused too: ``PLAIT_SMTP_HOST`` without ``PLAIT_PUBLIC_URL`` (mailed links would trust the Host header).
         Warned: ``PLAIT_WEBHOOK_ALLOW_PRIVATE=true`` (some deployments deliver to an internal service on
-        purpose)."""
+        purpose), an SMTP password sent without TLS."""
         refused: list[str] = []
         warned: list[str] = []
         if self.env != "production":
@@ -244,6 +277,13 @@ class Settings(BaseSettings):
                 "PLAIT_REDIS_URL is set (several nodes) but the database is SQLite: each node would have a "
                 "database of its own; set PLAIT_DATABASE_URL to a PostgreSQL database shared by all nodes"
             )
+        if self.smtp_host and not self.public_url:
+            refused.append(
+                "PLAIT_SMTP_HOST is set but PLAIT_PUBLIC_URL is not: mailed links (password reset, invites) would be"
+                " built from the request's Host header; set PLAIT_PUBLIC_URL to the address users open Plait at"
+            )
+        if self.smtp_host and self.smtp_tls == "none" and self.smtp_password:
+            warned.append("PLAIT_SMTP_TLS=none with a PLAIT_SMTP_PASSWORD: the SMTP password is sent unencrypted")
         if self.webhook_allow_private:
             warned.append(
                 "PLAIT_WEBHOOK_ALLOW_PRIVATE=true in production: webhooks may be sent to private, loopback and "

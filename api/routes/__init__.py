@@ -18,6 +18,7 @@ from api.routes import (
     members,
     metrics,
     notifications,
+    password_reset,
     presence,
     search,
     tasks,
@@ -35,6 +36,7 @@ def register_routes(app: FastAPI, settings: Settings) -> None:
     app.include_router(health.router)
     app.include_router(metrics.router)
     app.include_router(auth.router)
+    app.include_router(password_reset.router)
     app.include_router(me.router)
     app.include_router(transfer.router)  # before workspaces: /import is not a workspace id
     app.include_router(workspaces.router)

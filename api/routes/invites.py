@@ -6,6 +6,7 @@ from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response
+from pydantic import EmailStr
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -15,7 +16,7 @@ from api.domain import membership
 from api.domain.errors import not_found
 from api.schemas import AcceptOut, InviteIn, InviteInfo, InviteOut
 from api.security import hash_invite_token, new_invite_token
-from persistence.models import Invite, as_utc, is_uuid, utcnow
+from persistence.models import Invite, as_utc, is_uuid, iso_z, utcnow
 
 router = APIRouter(prefix="/api", tags=["invites"])
 
@@ -26,20 +27,36 @@ _ERRORS: dict[int | str, dict[str, str]] = {
 }
 
 
+class InviteByMailIn(InviteIn):
+    """An invite, optionally mailed to ``email`` (when an SMTP server is configured)."""
+
+    email: EmailStr | None = None
+
+
+class InviteMailedOut(InviteOut):
+    mailed: bool = False  # the link was queued for e-mail to ``email``
+
+
 def invite_url(request: Request, public_url: str | None, token: str) -> str:
     base = (public_url or str(request.base_url)).rstrip("/")
     return f"{base}/invite/{token}"
 
 
-@router.post("/workspaces/{wid}/invites", status_code=201, response_model=InviteOut, responses=_ERRORS)
+@router.post(
+    "/workspaces/{wid}/invites",
+    status_code=201,
+    response_model=InviteMailedOut,
+    responses={**_ERRORS, 429: {"description": "Too many invite e-mails from this account"}},
+)
 async def create_invite(
-    body: InviteIn,
+    body: InviteByMailIn,
     request: Request,
     ctx: Ctx,
     session: Session,
     member: Annotated[Member, Depends(require("invites.manage"))],
 ) -> InviteOut:
-    """The token is returned only here; the database keeps its SHA-256."""
+    """The token is returned only here; the database keeps its SHA-256. With ``email`` (and an SMTP server
+    configured) the link is also mailed there, with the workspace's name and the inviter's."""
     token = new_invite_token()
     ttl = body.expires_in_seconds or ctx.settings.invite_default_ttl_seconds
     invite = Invite(
@@ -52,12 +69,26 @@ async def create_invite(
         uses=0,
     )
     session.add(invite)
+    url = invite_url(request, ctx.settings.public_url, token)
+    mailed = body.email is not None and ctx.mail.queue_invite(
+        session,
+        inviter_id=member.user.id,
+        inviter=member.user.display_name,
+        to=body.email,
+        workspace=member.workspace.name,
+        role=body.role,
+        link=url,
+        expires=iso_z(invite.expires_at),
+    )
     await session.commit()
-    return InviteOut.model_validate(
+    if mailed:
+        ctx.mail.outbox.wake()
+    return InviteMailedOut.model_validate(
         {
+            "mailed": mailed,
             "id": invite.id,
             "token": token,
-            "url": invite_url(request, ctx.settings.public_url, token),
+            "url": url,
             "role": invite.role,
             "expires_at": invite.expires_at,
             "max_uses": invite.max_uses,

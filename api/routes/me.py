@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, Field
 
 from api.deps import Ctx, CurrentCaller, Session
-from api.domain import sessions, tokens
+from api.domain import account, sessions, tokens
 from api.domain.sessions import Caller
 from api.errors import ApiError
 from api.routes.auth import client_address, user_out
@@ -149,3 +149,28 @@ async def delete_token(token_id: str, caller: SessionCaller, ctx: Ctx, session: 
     await tokens.remove(session, caller.user.id, token_id)
     ctx.sessions.ended({token_id})
     return Response(status_code=204)
+
+
+@router.delete(
+    "",
+    status_code=204,
+    response_class=Response,
+    responses={
+        **_SESSION_ONLY,
+        409: {"description": "The last owner of a workspace that has other members: hand it over first"},
+    },
+)
+async def delete_me(caller: SessionCaller, ctx: Ctx, session: Session) -> Response:
+    """Delete my account. Refused (409) while I am the last owner of a workspace that has other members.
+    Otherwise my memberships go (a workspace where I am the only member is deleted), my sessions and tokens
+    end and my open sockets close (4401); what I wrote stays, attributed to "Deleted user"."""
+    ended = await account.delete_account(ctx, session, caller.user.id)
+    ctx.sessions.ended(ended)
+    return Response(status_code=204)
+
+
+@router.get("/export", responses=_SESSION_ONLY)
+async def export_me(caller: SessionCaller, session: Session) -> dict[str, Any]:
+    """My data as JSON: account, memberships, notifications (newest 10,000), preferences, sessions and
+    personal access tokens (their metadata, never the tokens)."""
+    return await account.export_account(session, caller.user)

@@ -17,11 +17,13 @@ from starlette.types import Receive, Scope, Send
 
 from api.deps import Ctx, CurrentUser, Session, unauthorized
 from api.domain.errors import not_found
+from api.domain.mail.digest import digest_enabled, set_digest
 from api.domain.notifications.derive import NOTIFICATION_TYPES
 from api.domain.notifications.hub import StreamCounts
 from api.domain.notifications.views import notification_json
 from api.errors import ApiError
 from api.pagination import Limit, keyset_page, parse_cursor
+from api.schemas import _In
 from persistence.db import Database
 from persistence.models import Notification, NotificationPreference, User, is_uuid, utcnow
 from sync_server.admission import bearer_from_header
@@ -119,6 +121,40 @@ async def put_preferences(body: dict[str, Any], user: CurrentUser, session: Sess
             pref.enabled = enabled
     await session.commit()
     return await _preferences(session, user.id)
+
+
+class EmailPreferencesIn(_In):
+    digest: bool
+
+
+class EmailPreferencesOut(EmailPreferencesIn):
+    interval_seconds: float  # at most one digest per this long (PLAIT_MAIL_DIGEST_INTERVAL_SECONDS)
+    available: bool  # an SMTP server is configured: without one no e-mail is sent
+
+
+def _email_out(ctx: Ctx, digest: bool) -> EmailPreferencesOut:
+    return EmailPreferencesOut(
+        digest=digest,
+        interval_seconds=ctx.settings.mail_digest_interval_seconds,
+        available=ctx.mail.outbox.configured,
+    )
+
+
+@router.get("/preferences/email", response_model=EmailPreferencesOut, responses=_ERRORS)
+async def get_email_preferences(user: CurrentUser, ctx: Ctx, session: Session) -> EmailPreferencesOut:
+    """The e-mail channel: ``digest``, a periodic e-mail of unread notifications (opt-in, off by default)."""
+    return _email_out(ctx, await digest_enabled(session, user.id))
+
+
+@router.put("/preferences/email", response_model=EmailPreferencesOut, responses=_ERRORS)
+async def put_email_preferences(
+    body: EmailPreferencesIn, user: CurrentUser, ctx: Ctx, session: Session
+) -> EmailPreferencesOut:
+    """Switch the digest e-mail on or off. It starts from now: notifications before it was switched on are not
+    mailed; at most one digest per ``interval_seconds``, only when there are unread notifications."""
+    await set_digest(session, user.id, body.digest)
+    await session.commit()
+    return _email_out(ctx, body.digest)
 
 
 async def _latest_seq(db: Database, user_id: str) -> int:
