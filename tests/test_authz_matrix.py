@@ -164,6 +164,18 @@ def _owner_token(world: World) -> dict[str, str]:
     return {"token_id": r.json()["id"]}
 
 
+def _deletable(world: World) -> dict[str, str]:
+    """Fresh accounts in the row's workspace for every role but the owner (whose deletion is refused: the last
+    owner of a workspace with other members), so deleting them spares the accounts every other row uses."""
+    world.people = dict(world.people)  # the module's accounts stay as they are
+    owner = world.people["owner"]
+    for role in ("non_member", "viewer", "editor", "admin"):
+        world.people[role] = register(world.client, role)
+        if role != "non_member":
+            add_member(world.client, world.wid, owner, world.people[role], role)
+    return {}
+
+
 # fmt: off
 CASES: list[Case] = [
     # accounts (public routes: the caller's token is irrelevant)
@@ -191,6 +203,12 @@ CASES: list[Case] = [
     case("POST", "/api/me/tokens", 401, 201, 201, 201, 201, 201, body={"name": "m", "scopes": ["read"]}),
     case("GET", "/api/me/tokens", 401, 200, 200, 200, 200, 200),
     case("DELETE", "/api/me/tokens/{token_id}", 401, 404, 404, 404, 404, 204, setup=_owner_token),
+    # e-mail and the account's end (issue 25): reset is public and answers alike; the rest is the caller's own
+    case("POST", "/api/auth/password-reset", 202, 202, 202, 202, 202, 202, body={"email": "r-{unique}@example.com"}),
+    case("POST", "/api/auth/password-reset/confirm", 400, 400, 400, 400, 400, 400,
+         body={"token": "plait_rst_{unique}", "new_password": "{password}"}),
+    case("DELETE", "/api/me", 401, 204, 204, 204, 204, 409, setup=_deletable),
+    case("GET", "/api/me/export", 401, 200, 200, 200, 200, 200),
     # workspaces
     case("GET", "/api/workspaces", 401, 200, 200, 200, 200, 200),
     case("POST", "/api/workspaces", 401, 201, 201, 201, 201, 201, body={"name": "new"}),
@@ -249,6 +267,8 @@ CASES: list[Case] = [
     case("GET", "/api/notifications/preferences", 401, 200, 200, 200, 200, 200),
     case("PUT", "/api/notifications/preferences", 401, 200, 200, 200, 200, 200, body={"task_assigned": True}),
     case("GET", "/api/notifications/stream", 401, 200, 200, 200, 200, 200),
+    case("GET", "/api/notifications/preferences/email", 401, 200, 200, 200, 200, 200),
+    case("PUT", "/api/notifications/preferences/email", 401, 200, 200, 200, 200, 200, body={"digest": True}),
     # search (issue 23): the caller's own workspaces only (without q: 422 once authenticated)
     case("GET", "/api/search", 401, 422, 422, 422, 422, 422),
     case("GET", "/api/search?q=t", 401, 200, 200, 200, 200, 200),

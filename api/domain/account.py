@@ -55,8 +55,8 @@ def tombstone_email(user_id: str) -> str:
 
 
 async def delete_account(node: Node, session: AsyncSession, user_id: str) -> set[str]:
-    """Delete the account (committed) and apply the effects; returns the session and token ids that ended
-    (the caller closes them with ``SessionWatch.ended``)."""
+    """Delete the account (committed) and apply the effects: its sockets and streams close (4401) on every
+    node, its workspaces hear it left. Returns the session and token ids that ended."""
     rows = (
         await session.execute(
             select(Membership.workspace_id, Membership.role, Workspace.name)
@@ -117,6 +117,9 @@ async def delete_account(node: Node, session: AsyncSession, user_id: str) -> set
     session.add(DeletedAccount(user_id=user_id, deleted_at=utcnow()))
     await session.commit()
     log.info("account %s deleted (left %d workspaces, deleted %d)", user_id, len(left), len(alone))
+    # Sessions first: the sockets close with 4401 (signed out), not 4403 (removed from one workspace).
+    node.sync.end_sessions(ended | pats)
+    await node.sync.close_user(user_id)
     for wid, role in left:
         await node.sync.membership_changed(wid, user_id, None)
         await webhooks.member_event(node.webhooks, wid, "member.left", user_id, role, actor_id=user_id)

@@ -164,8 +164,7 @@ async def delete_me(caller: SessionCaller, ctx: Ctx, session: Session) -> Respon
     """Delete my account. Refused (409) while I am the last owner of a workspace that has other members.
     Otherwise my memberships go (a workspace where I am the only member is deleted), my sessions and tokens
     end and my open sockets close (4401); what I wrote stays, attributed to "Deleted user"."""
-    ended = await account.delete_account(ctx, session, caller.user.id)
-    ctx.sessions.ended(ended)
+    await account.delete_account(ctx, session, caller.user.id)
     return Response(status_code=204)
 
 

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Request
+from pydantic import StrictBool
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sse_starlette import EventSourceResponse, ServerSentEvent
@@ -124,7 +125,7 @@ async def put_preferences(body: dict[str, Any], user: CurrentUser, session: Sess
 
 
 class EmailPreferencesIn(_In):
-    digest: bool
+    digest: StrictBool  # true or false, like the other preferences (not "yes")
 
 
 class EmailPreferencesOut(EmailPreferencesIn):
