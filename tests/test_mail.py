@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 
+from persistence.settings import Settings
 from tests.support.node import wait_until
 from tests.support.server import ThreadServer
 from tests.support.smtp import SmtpServer
@@ -105,3 +107,23 @@ def test_the_digest_is_opt_in_and_at_most_one_per_interval(
         assert len(smtp.to(reader.email)) == 1
         assert smtp.to(quiet.email) == []
         assert _unread(http, quiet.headers, 1)
+
+
+def test_production_refuses_smtp_without_a_public_url(tmp_path: Path) -> None:
+    """Mailed links built from the request's Host header could point a reset link at anyone's server."""
+    key = "k" * 48
+    refused, _ = Settings(env="production", secret_key=key, data_dir=tmp_path, smtp_host="mail").production_problems()
+    assert any("PLAIT_PUBLIC_URL" in line for line in refused)
+    ok = Settings(env="production", secret_key=key, data_dir=tmp_path, smtp_host="mail", public_url="https://p.example")
+    refused, warned = ok.production_problems()
+    assert refused == [] and warned == []
+    plain = Settings(
+        env="production",
+        secret_key=key,
+        data_dir=tmp_path,
+        smtp_host="m",
+        public_url="https://p.example",
+        smtp_tls="none",
+        smtp_password="pw",
+    )
+    assert any("unencrypted" in line for line in plain.production_problems()[1])

@@ -9,6 +9,7 @@ import { showError, useToasts } from './state/toasts'
 import { colorFor, type Peer } from './doc/presence'
 import { AuthPage } from './components/AuthPage'
 import { InvitePage } from './components/InvitePage'
+import { ResetPasswordPage } from './components/ResetPasswordPage'
 import { Home } from './components/Home'
 import { Board } from './components/Board'
 import { MembersPage } from './components/Members'
@@ -25,6 +26,7 @@ export function App() {
   const token = useAuth((s) => s.token)
   let body
   if (route.name === 'invite') body = <InvitePage token={route.token} />
+  else if (route.name === 'reset') body = <ResetPasswordPage token={route.token} />
   else if (!token) {
     if (route.name === 'signin' || route.name === 'signup') body = <AuthPage mode={route.name} next={route.next} />
     else body = <Redirect to={`/signin${currentPath() === '/' ? '' : `?next=${encodeURIComponent(currentPath())}`}`} />
