@@ -7,12 +7,14 @@ from __future__ import annotations
 import asyncio
 
 import httpx
+import pytest
 
 from tests.support.node import wait_until
 from tests.support.pyclient import YClient, sync_url
 from tests.support.server import ThreadServer
 from tests.support.sql import query
 from tests.support.users import Account, add_member, create_workspace, register, workspace_with
+from tests.test_multinode import Cluster, cluster  # noqa: F401 (the two-node fixture)
 
 
 def _pat(client: httpx.Client, acct: Account, scopes: list[str]) -> str:
@@ -111,3 +113,21 @@ def test_export_my_data(client: httpx.Client) -> None:
     assert tok["name"] == "script" and tok["scopes"] == ["read"] and "token" not in tok
     assert data["sessions"] and data["email_digest"] is False
     assert "plait_pat_" not in r.text and "password" not in r.text
+
+
+@pytest.mark.redis
+async def test_deleting_my_account_on_one_node_closes_my_sockets_on_the_other(cluster: Cluster) -> None:  # noqa: F811
+    with httpx.Client(base_url=cluster.a.base_url) as http:
+        me = register(http, "leaving")
+        wid = create_workspace(http, me)
+        pat = _pat(http, me, ["write"])
+    socks = []
+    for token in (me.token, pat):
+        sock = YClient()
+        await sock.connect(sync_url(cluster.b.ws_url, wid, token))
+        await sock.wait_synced()
+        socks.append(sock)
+    with httpx.Client(base_url=cluster.a.base_url) as http:
+        assert http.delete("/api/me", headers=me.headers).status_code == 204
+    for sock in socks:
+        assert await sock.wait_closed() == 4401

@@ -236,5 +236,6 @@ def test_without_smtp_the_answer_is_the_same_and_nothing_is_stored(server: Threa
     done = server.ctx.mail.resets_done
     assert client.post("/api/auth/password-reset", json={"email": acct.email}).status_code == 202
     wait_until(lambda: server.ctx.mail.resets_done > done, 10)
-    rows = query(server.settings.resolved_database_url(), "SELECT count(*) FROM mail_outbox")
-    assert rows == [(0,)]
+    url = server.settings.resolved_database_url()
+    assert query(url, "SELECT count(*) FROM mail_outbox") == [(0,)]
+    assert query(url, "SELECT count(*) FROM password_reset_tokens WHERE user_id = :u", u=acct.id) == [(0,)]

@@ -87,8 +87,6 @@ async def delete_account(node: Node, session: AsyncSession, user_id: str) -> set
             + ", ".join(blocking)
             + ", which has other members: make someone else an owner (or remove the other members) first",
         )
-    for wid, _ in left:
-        await membership.revoke_invites_beyond(session, wid, user_id, None)
     await session.execute(
         update(Invite)
         .where(Invite.created_by == user_id, Invite.revoked_at.is_(None))

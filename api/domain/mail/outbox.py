@@ -67,8 +67,7 @@ class MailOutbox:
         """Add an e-mail to the caller's transaction (the caller commits, then calls ``wake``); False (logged,
         counted) when no SMTP server is configured."""
         if self.config is None:
-            MAIL_UNCONFIGURED.labels(kind).inc()
-            log.warning("no SMTP server configured (PLAIT_SMTP_HOST): %s e-mail not sent", kind)
+            self.not_sent(kind)
             return False
         session.add(
             MailMessage(
@@ -82,6 +81,11 @@ class MailOutbox:
             )
         )
         return True
+
+    def not_sent(self, kind: str) -> None:
+        """An e-mail that would have been sent, had an SMTP server been configured (logged, counted)."""
+        MAIL_UNCONFIGURED.labels(kind).inc()
+        log.warning("no SMTP server configured (PLAIT_SMTP_HOST): %s e-mail not sent", kind)
 
     def wake(self) -> None:
         self._wake.set()

@@ -48,6 +48,9 @@ async def request(service: MailService, email: str, base_url: str) -> None:
         )
         if user is None:
             return
+        if not service.outbox.configured:
+            service.outbox.not_sent("password_reset")  # no link is made that could never arrive
+            return
         window = now - timedelta(seconds=settings.password_reset_window_seconds)
         recent = await s.scalar(
             select(func.count())
