@@ -44,7 +44,7 @@ def test_an_invite_is_mailed_with_the_workspace_and_the_inviter(
         assert r.status_code == 200 and r.json() == {"workspace_id": wid, "role": "editor"}
         # without an address nothing is mailed; invite e-mail is limited per inviter
         r = http.post(f"/api/workspaces/{wid}/invites", json={"role": "viewer"}, headers=owner.headers)
-        assert r.status_code == 201 and r.json()["mailed"] is False
+        assert r.status_code == 201 and "mailed" not in r.json()
         r = http.post(f"/api/workspaces/{wid}/invites", json={"role": "viewer", "email": guest}, headers=owner.headers)
         assert r.status_code == 201
         r = http.post(f"/api/workspaces/{wid}/invites", json={"role": "viewer", "email": guest}, headers=owner.headers)

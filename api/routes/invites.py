@@ -34,7 +34,7 @@ class InviteByMailIn(InviteIn):
 
 
 class InviteMailedOut(InviteOut):
-    mailed: bool = False  # the link was queued for e-mail to ``email``
+    mailed: bool | None = None  # only with ``email``: whether the link was queued for e-mail there
 
 
 def invite_url(request: Request, public_url: str | None, token: str) -> str:
@@ -46,6 +46,7 @@ def invite_url(request: Request, public_url: str | None, token: str) -> str:
     "/workspaces/{wid}/invites",
     status_code=201,
     response_model=InviteMailedOut,
+    response_model_exclude_unset=True,  # ``mailed`` only when an address was given
     responses={**_ERRORS, 429: {"description": "Too many invite e-mails from this account"}},
 )
 async def create_invite(
@@ -85,7 +86,7 @@ async def create_invite(
         ctx.mail.outbox.wake()
     return InviteMailedOut.model_validate(
         {
-            "mailed": mailed,
+            **({"mailed": mailed} if body.email is not None else {}),
             "id": invite.id,
             "token": token,
             "url": url,
