@@ -219,19 +219,19 @@ function WorkspaceRoute({ route }: { route: Extract<Route, { name: 'board' | 'me
     setDenied(false)
     setWorkspace(useWorkspaces.getState().list.find((w) => w.id === route.wid) ?? null)
     const refresh = () =>
-      api
-        .workspace(route.wid)
-        .then((w) => {
-          setWorkspace(w)
-          useWorkspaces.getState().upsert(w)
-        })
+      useWorkspaces
+        .getState()
+        .refreshWorkspace(route.wid)
+        .then((w) => setWorkspace(w))
         .catch((e: unknown) => {
           if (e instanceof ApiError && (e.status === 404 || e.status === 403)) setDenied(true)
         })
     void refresh()
+    // Whose cached members to show is known here (me), before the workspace list has loaded.
+    const uid = useAuth.getState().me?.id
     void useWorkspaces
       .getState()
-      .loadMembers(route.wid)
+      .loadMembers(route.wid, uid)
       .catch(() => {})
     const onFocus = () => void refresh()
     window.addEventListener('focus', onFocus)
@@ -252,6 +252,13 @@ function WorkspaceRoute({ route }: { route: Extract<Route, { name: 'board' | 'me
     if (board.refusal && board.workspaceId === route.wid) return
     board.open(route.wid, token, { id: me.id, name: me.display_name })
   }, [route.wid, me, token, denied])
+
+  // After the session opened (it needs to know which copy): a writer made a viewer drops its unsent edits.
+  const role = (cached ?? workspace)?.role ?? null
+  const sessionOpen = useBoard((s) => s.session !== null && s.workspaceId === route.wid)
+  useEffect(() => {
+    if (role && sessionOpen) useBoard.getState().noteRole(route.wid, role)
+  }, [role, sessionOpen, route.wid])
 
   useEffect(() => {
     if (!refusal) return
