@@ -75,12 +75,16 @@ export const useBoard = create<BoardState>((set, get) => {
       openedWith = { token, user }
       const epoch = localStorage.getItem(epochKey(user.id, wid))
       const session = new WorkspaceSession(wid, token, user, {
-        status: (ws) =>
+        status: (ws) => {
           set((s) => ({
             ws,
             lost: ws === 'connected' ? false : s.lost || ws === 'disconnected',
             synced: ws === 'connected' ? s.synced : false,
-          })),
+          }))
+          // Each (re)connect sends what this copy holds: re-read the role now, so a demotion that happened while
+          // away (offline, or the tab closed) is learnt at once and the refused edits are dropped (noteRole).
+          if (ws === 'connected') void useWorkspaces.getState().refreshWorkspace(wid).catch(() => {})
+        },
         synced: (synced) => set({ synced }),
         local: (loadedLocally) => set({ loadedLocally }),
         awareness: (states: Map<number, AwarenessState>, selfClient: number) =>
