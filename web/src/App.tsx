@@ -7,6 +7,7 @@ import { useNotifications } from './state/notifications'
 import { selectConnection, useBoard } from './state/board'
 import { showError, useToasts } from './state/toasts'
 import { colorFor, type Peer } from './doc/presence'
+import { type ThemeChoice, useTheme } from './state/theme'
 import { AuthPage } from './components/AuthPage'
 import { InvitePage } from './components/InvitePage'
 import { Home } from './components/Home'
@@ -101,6 +102,7 @@ function Shell({ route, token }: { route: Route; token: string }) {
         </label>
         {wid && <WorkspaceStatus wid={wid} />}
         <span className="spacer" />
+        <ThemeMenu />
         <Bell />
         <div className="account">
           <span className="me" title={me?.email}>
@@ -114,6 +116,21 @@ function Shell({ route, token }: { route: Route; token: string }) {
       </header>
       {page}
     </div>
+  )
+}
+
+/** Light, dark, or whatever the system prefers (the default). */
+function ThemeMenu() {
+  const { choice, choose } = useTheme()
+  return (
+    <label className="theme-choice">
+      <span className="sr-only">Theme</span>
+      <select value={choice} onChange={(e) => choose(e.target.value as ThemeChoice)} aria-label="Theme">
+        <option value="system">System theme</option>
+        <option value="light">Light</option>
+        <option value="dark">Dark</option>
+      </select>
+    </label>
   )
 }
 
@@ -289,6 +306,14 @@ function WorkspaceRoute({ route }: { route: Extract<Route, { name: 'board' | 'me
 
   // The list entry is the freshest (every refresh and rename upserts into it).
   const shown = cached ?? workspace
+  const name = shown?.name ?? null
+  useEffect(() => {
+    if (!name || denied) return
+    document.title = route.name === 'members' ? `Members · ${name} · Plait` : `${name} · Plait`
+    return () => {
+      document.title = 'Plait'
+    }
+  }, [name, denied, route.name])
   if (denied) return <NoAccess />
   if (!shown) return <Loading />
   if (route.name === 'members') return <MembersPage workspace={shown} />
