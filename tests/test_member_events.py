@@ -1,5 +1,5 @@
 """Membership changes pushed to open clients: a ``members`` event on every member's notification stream (join,
-role change, leave), and a writer made a viewer has its sync sockets closed with 4423."""
+role change, display name, leave), and a writer made a viewer has its sync sockets closed with 4423."""
 
 from __future__ import annotations
 
@@ -26,7 +26,9 @@ def _wait_members_event(sse: SseReader, wid: str, count: int) -> None:
     sse.wait_event(lambda _e: len(_member_events(sse, wid)) >= count)
 
 
-def test_every_member_hears_of_a_join_a_role_change_and_a_leave(server: ThreadServer, client: httpx.Client) -> None:
+def test_every_member_hears_of_a_join_a_role_change_a_new_name_and_a_leave(
+    server: ThreadServer, client: httpx.Client
+) -> None:
     wid, owner, (editor,) = workspace_with(client, "editor")
     newcomer = register(client, "newcomer")
     outsider = register(client, "outsider")
@@ -41,9 +43,12 @@ def test_every_member_hears_of_a_join_a_role_change_and_a_leave(server: ThreadSe
             url = f"/api/workspaces/{wid}/members/{newcomer.id}"
             assert client.patch(url, json={"role": "viewer"}, headers=owner.headers).status_code == 200
             _wait_members_event(e, wid, 2)
+            r = client.patch("/api/me", json={"display_name": "New Name"}, headers=newcomer.headers)
+            assert r.status_code == 200, r.text
+            _wait_members_event(e, wid, 3)  # a member's display name is part of the list too
             assert client.delete(url, headers=newcomer.headers).status_code == 204
-            _wait_members_event(e, wid, 3)
-            _wait_members_event(n, wid, 3)  # the one who left hears it as well
+            _wait_members_event(e, wid, 4)
+            _wait_members_event(n, wid, 4)  # the one who left hears it as well
             assert not [ev for ev in x.snapshot() if ev.event == "members"], "outsiders hear nothing"
             # Not a notification: no id, so a reconnecting stream's Last-Event-ID still names a notification.
             assert all(ev.id is None for ev in _member_events(e, wid))

@@ -57,6 +57,11 @@ def test_joins_role_changes_and_leaves_reach_open_clients_without_a_reload(
     set_role(api, wid, a, b, "admin")  # a role change reaches another member's members page
     expect(c.page.get_by_role("row", name=re.compile("Bruno"))).to_contain_text("Admin")
 
+    r = api.patch("/api/me", json={"display_name": "Bruno Brandt"}, headers=b.account.headers)  # a new name
+    assert r.status_code == 200, r.text
+    expect(assignee_filter_options(a, "Bruno Brandt")).to_have_count(1)
+    expect(card(a, "Needs an owner").get_by_test_id("card-assignee")).to_contain_text("Bruno Brandt")
+
     r = api.delete(f"/api/workspaces/{wid}/members/{b.account.id}", headers=b.account.headers)  # Bruno leaves
     assert r.status_code == 204, r.text
     expect(assignee_filter_options(a, "Bruno")).to_have_count(0)
