@@ -124,15 +124,19 @@ class RoomRegistry:
                 del self._user_conns[key]
 
     def apply_membership(self, workspace_id: str, user_id: str, role: str | None) -> None:
-        """A role change (None: removed) takes effect on the account's open sockets at once."""
+        """A role change (None: removed) takes effect on the account's open sockets at once. A writer made a
+        viewer is closed (4423), so its client learns now that its unsent edits will never be accepted."""
         self._members.pop(workspace_id, None)
         for conn in list(self._user_conns.get((workspace_id, user_id), ())):
             if role is None:
                 conn.end(close_codes.ACCESS_WITHDRAWN)
             else:
+                demoted = role == "viewer" and not conn.read_only
                 metrics.CONNECTIONS.labels(conn.role).dec()
                 conn.role = "viewer" if conn.read_scope else role
                 metrics.CONNECTIONS.labels(conn.role).inc()
+                if demoted:
+                    conn.end(close_codes.DEMOTED_TO_VIEWER)
 
     def close_user(self, user_id: str, event: CloseEvent) -> int:
         conns = [c for (_, uid), cs in self._user_conns.items() if uid == user_id for c in cs if not c.closed]

@@ -393,3 +393,21 @@ async def test_a_killed_nodes_awareness_and_presence_expire_on_the_other_node(cl
         assert on_b.connected  # the survivor's own clients are not disturbed
     await on_a.abort()
     await on_b.close()
+
+
+async def test_a_member_change_on_one_node_reaches_streams_and_sockets_on_the_other(cluster: Cluster) -> None:
+    """The `members` stream event and the 4423 close of a writer made viewer cross nodes (the hub's and the sync
+    service's node messages)."""
+    from tests.support.sse import SseReader
+
+    wid, owner, editor = _setup(cluster)
+    on_b = await _join(cluster.b, wid, editor)
+    with SseReader(f"{cluster.b.base_url}/api/notifications/stream?token={editor.token}") as sse:
+        sse.wait_open()
+        await async_wait_until(lambda: "connected" in sse.comments)  # subscribed on node B: it then says so
+        with httpx.Client(base_url=cluster.a.base_url) as http:
+            r = http.patch(f"/api/workspaces/{wid}/members/{editor.id}", json={"role": "viewer"}, headers=owner.headers)
+            assert r.status_code == 200, r.text
+        event = await asyncio.to_thread(sse.wait_event, lambda e: e.event == "members", 10.0)
+        assert event.json() == {"workspace_id": wid}
+    assert await on_b.wait_closed() == 4423

@@ -238,6 +238,11 @@ async def test_member_removal_closes_4403_and_demotion_makes_read_only(
     assert await r.wait_closed() == 4403
     resp = client.patch(f"/api/workspaces/{wid}/members/{demoted.id}", json={"role": "viewer"}, headers=owner.headers)
     assert resp.status_code == 200, resp.text
+    # The demoted editor's socket is closed at once with 4423, so its client knows its unsent edits are refused;
+    # it reconnects as a viewer (read-only: what it writes is dropped, the socket stays open).
+    assert await d.wait_closed() == 4423
+    await d.close()
+    d = await _client(server, wid, demoted)
     d.text("t").insert(0, "after demotion")
     a.text("u").insert(0, "marker")
     await d.wait_for(lambda: str(d.text("u")) == "marker")

@@ -2,7 +2,9 @@
 
 Each function runs its rule in the caller's session and commits, then applies the change's effects once:
 open sockets learn the new role (``sync.membership_changed``: a viewer stops writing, a removed member is
-closed), owners and admins are notified of a newcomer, and webhooks get ``member.joined`` / ``member.left``.
+closed), every member's open client is told the member list changed (``hub.members_changed``: a ``members``
+event on their notification stream, on every node), owners and admins are notified of a newcomer, and webhooks
+get ``member.joined`` / ``member.left``.
 The effects come after the commit, so nobody hears of a change that could still roll back; none of them can
 fail the request (the change is committed already).
 
@@ -155,14 +157,33 @@ async def creator_may_still_grant(session: AsyncSession, invite: Invite) -> bool
 # ---- effects after the commit --------------------------------------------------------------------------
 
 
+async def announce(node: Node, workspace_id: str, *also: str) -> None:
+    """Tell the open clients of every member of the workspace (and of ``also``: someone who just left) that its
+    member list changed, so they re-read it (and their own role) now."""
+    async with node.db.session() as s:
+        members = set(await s.scalars(select(Membership.user_id).where(Membership.workspace_id == workspace_id)))
+    node.hub.members_changed(workspace_id, members | set(also))
+
+
+async def announce_user(node: Node, user_id: str) -> None:
+    """A member's own details changed (their display name): every workspace they are in hears of it. For the
+    route that edits an account's profile to call after its commit."""
+    async with node.db.session() as s:
+        workspaces = list(await s.scalars(select(Membership.workspace_id).where(Membership.user_id == user_id)))
+    for workspace_id in workspaces:
+        await announce(node, workspace_id)
+
+
 async def _joined(node: Node, workspace_id: str, user_id: str, role: str) -> None:
     await node.sync.membership_changed(workspace_id, user_id, role)
+    await announce(node, workspace_id)
     await notify_member_joined(node.db, node.hub, workspace_id, user_id)
     await webhooks.member_event(node.webhooks, workspace_id, "member.joined", user_id, role, actor_id=user_id)
 
 
 async def _left(node: Node, workspace_id: str, user_id: str, role: str, actor_id: str) -> None:
     await node.sync.membership_changed(workspace_id, user_id, None)
+    await announce(node, workspace_id, user_id)
     await webhooks.member_event(node.webhooks, workspace_id, "member.left", user_id, role, actor_id=actor_id)
 
 
@@ -187,9 +208,11 @@ async def change_role(
         raise Refused(409, "The last owner cannot be demoted; make someone else an owner first")
     target.role = role
     await revoke_invites_beyond(session, workspace_id, user_id, role)
+    info = MemberInfo.of(target, target_user)  # read before the commit expires them
     await session.commit()
     await node.sync.membership_changed(workspace_id, user_id, role)
-    return MemberInfo.of(target, target_user)
+    await announce(node, workspace_id)
+    return info
 
 
 async def remove_member(node: Node, session: AsyncSession, *, workspace_id: str, actor_id: str, user_id: str) -> None:
@@ -278,3 +301,4 @@ async def delete_workspace(node: Node, session: AsyncSession, *, workspace_id: s
     await session.commit()
     for user_id in former:
         await node.sync.membership_changed(workspace_id, user_id, None)
+    node.hub.members_changed(workspace_id, former)

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, Field
 
 from api.deps import Ctx, CurrentCaller, Session
-from api.domain import account, sessions, tokens
+from api.domain import account, membership, sessions, tokens
 from api.domain.sessions import Caller
 from api.errors import ApiError
 from api.routes.auth import client_address, user_out
@@ -68,11 +68,12 @@ class NewTokenOut(TokenOut):
 
 
 @router.patch("", response_model=UserOut, responses={**_ERRORS, 403: {"description": "Read-only token"}})
-async def update_profile(body: ProfileIn, caller: CurrentCaller, session: Session) -> UserOut:
+async def update_profile(body: ProfileIn, caller: CurrentCaller, session: Session, ctx: Ctx) -> UserOut:
     """Change the display name (what others see on tasks, presence and notifications)."""
     user = await session.merge(caller.user)
     user.display_name = body.display_name
     await session.commit()
+    await membership.announce_user(ctx, user.id)  # open clients of their workspaces re-read the member list
     return user_out(user)
 
 

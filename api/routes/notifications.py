@@ -193,7 +193,8 @@ def _bearer(request: Request) -> str | None:
     responses={**_ERRORS, 200: {"content": {"text/event-stream": {}}, "description": "Server-Sent Events"}},
 )
 async def stream(request: Request, ctx: Ctx) -> EventSourceResponse:
-    """Server-Sent Events, one ``notification`` event per new notification (``id`` = its sequence number).
+    """Server-Sent Events, one ``notification`` event per new notification (``id`` = its sequence number), and
+    a ``members`` event (``{"workspace_id"}``, no id) when a member list the user sees changed.
 
     Auth by ``Authorization: Bearer`` or ``?token=`` (EventSource cannot set headers). A reconnecting
     client sends ``Last-Event-ID`` (or ``?last_event_id=``) and gets everything after it; without it the
@@ -237,6 +238,8 @@ async def stream(request: Request, ctx: Ctx) -> EventSourceResponse:
                     cursor = n.seq
                     data = json.dumps(notification_json(n, actor))
                     yield ServerSentEvent(data=data, event="notification", id=str(n.seq))
+                for workspace_id in wake.take_member_lists():  # no id: Last-Event-ID stays a notification's
+                    yield ServerSentEvent(data=json.dumps({"workspace_id": workspace_id}), event="members")
                 if len(rows) == STREAM_BATCH:
                     continue
                 with contextlib.suppress(TimeoutError):

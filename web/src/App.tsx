@@ -7,6 +7,7 @@ import { useNotifications } from './state/notifications'
 import { selectConnection, useBoard } from './state/board'
 import { showError, useToasts } from './state/toasts'
 import { colorFor, type Peer } from './doc/presence'
+import { type ThemeChoice, useTheme } from './state/theme'
 import { AuthPage } from './components/AuthPage'
 import { InvitePage } from './components/InvitePage'
 import { ResetPasswordPage } from './components/ResetPasswordPage'
@@ -103,6 +104,7 @@ function Shell({ route, token }: { route: Route; token: string }) {
         </label>
         {wid && <WorkspaceStatus wid={wid} />}
         <span className="spacer" />
+        <ThemeMenu />
         <Bell />
         <div className="account">
           <span className="me" title={me?.email}>
@@ -116,6 +118,21 @@ function Shell({ route, token }: { route: Route; token: string }) {
       </header>
       {page}
     </div>
+  )
+}
+
+/** Light, dark, or whatever the system prefers (the default). */
+function ThemeMenu() {
+  const { choice, choose } = useTheme()
+  return (
+    <label className="theme-choice">
+      <span className="sr-only">Theme</span>
+      <select value={choice} onChange={(e) => choose(e.target.value as ThemeChoice)} aria-label="Theme">
+        <option value="system">System theme</option>
+        <option value="light">Light</option>
+        <option value="dark">Dark</option>
+      </select>
+    </label>
   )
 }
 
@@ -221,19 +238,19 @@ function WorkspaceRoute({ route }: { route: Extract<Route, { name: 'board' | 'me
     setDenied(false)
     setWorkspace(useWorkspaces.getState().list.find((w) => w.id === route.wid) ?? null)
     const refresh = () =>
-      api
-        .workspace(route.wid)
-        .then((w) => {
-          setWorkspace(w)
-          useWorkspaces.getState().upsert(w)
-        })
+      useWorkspaces
+        .getState()
+        .refreshWorkspace(route.wid)
+        .then((w) => setWorkspace(w))
         .catch((e: unknown) => {
           if (e instanceof ApiError && (e.status === 404 || e.status === 403)) setDenied(true)
         })
     void refresh()
+    // Whose cached members to show is known here (me), before the workspace list has loaded.
+    const uid = useAuth.getState().me?.id
     void useWorkspaces
       .getState()
-      .loadMembers(route.wid)
+      .loadMembers(route.wid, uid)
       .catch(() => {})
     const onFocus = () => void refresh()
     window.addEventListener('focus', onFocus)
@@ -254,6 +271,13 @@ function WorkspaceRoute({ route }: { route: Extract<Route, { name: 'board' | 'me
     if (board.refusal && board.workspaceId === route.wid) return
     board.open(route.wid, token, { id: me.id, name: me.display_name })
   }, [route.wid, me, token, denied])
+
+  // After the session opened (it needs to know which copy): a writer made a viewer drops its unsent edits.
+  const role = (cached ?? workspace)?.role ?? null
+  const sessionOpen = useBoard((s) => s.session !== null && s.workspaceId === route.wid)
+  useEffect(() => {
+    if (role && sessionOpen) useBoard.getState().noteRole(route.wid, role)
+  }, [role, sessionOpen, route.wid])
 
   useEffect(() => {
     if (!refusal) return
@@ -284,6 +308,14 @@ function WorkspaceRoute({ route }: { route: Extract<Route, { name: 'board' | 'me
 
   // The list entry is the freshest (every refresh and rename upserts into it).
   const shown = cached ?? workspace
+  const name = shown?.name ?? null
+  useEffect(() => {
+    if (!name || denied) return
+    document.title = route.name === 'members' ? `Members · ${name} · Plait` : `${name} · Plait`
+    return () => {
+      document.title = 'Plait'
+    }
+  }, [name, denied, route.name])
   if (denied) return <NoAccess />
   if (!shown) return <Loading />
   if (route.name === 'members') return <MembersPage workspace={shown} />

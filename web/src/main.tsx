@@ -2,6 +2,9 @@ import { StrictMode } from 'react'
 import { createRoot } from 'react-dom/client'
 import { App } from './App'
 import './styles.css'
+import { applyTheme, savedTheme } from './state/theme'
+
+applyTheme(savedTheme()) // before the first render: no flash of the other theme
 
 createRoot(document.getElementById('root')!).render(
   <StrictMode>

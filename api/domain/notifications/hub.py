@@ -1,6 +1,11 @@
 """Live push: :meth:`NotificationHub.publish` is the one place that tells SSE streams "look again"; the stream
 reads the database (the single truth), so a wake-up is never a lost message. With Redis it also wakes the
-streams of other nodes (:meth:`NotificationHub.bridge`)."""
+streams of other nodes (:meth:`NotificationHub.bridge`).
+
+It also carries one kind of message that is not stored: "the member list of workspace W changed"
+(:meth:`NotificationHub.members_changed`), which the stream sends as a ``members`` event so open clients
+re-read the members and their own role at once instead of polling. Lost with a dropped stream, so a client
+re-reads on every (re)connect."""
 
 from __future__ import annotations
 
@@ -37,16 +42,30 @@ class StreamCounts:
             self.per_user[user_id] = left
 
 
+class Wake(asyncio.Event):
+    """One stream's wake-up, and the workspaces whose member list changed since the stream last looked."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.member_lists: set[str] = set()
+
+    def take_member_lists(self) -> list[str]:
+        taken = sorted(self.member_lists)
+        self.member_lists.clear()
+        return taken
+
+
 class NotificationHub:
     """In-process wake-ups for SSE streams on this node, per user (the stream then reads the database)."""
 
     def __init__(self) -> None:
-        self._subs: dict[str, set[asyncio.Event]] = {}
+        self._subs: dict[str, set[Wake]] = {}
         self._remote: Callable[[set[str]], None] | None = None
+        self._remote_members: Callable[[str, set[str]], None] | None = None
         self.streams = StreamCounts()  # the SSE streams open on this node, for their caps
 
-    def subscribe(self, user_id: str) -> asyncio.Event:
-        event = asyncio.Event()
+    def subscribe(self, user_id: str) -> Wake:
+        event = Wake()
         self._subs.setdefault(user_id, set()).add(event)
         return event
 
@@ -60,6 +79,12 @@ class NotificationHub:
     def wake(self, user_ids: Iterable[str]) -> None:
         for uid in user_ids:
             for event in self._subs.get(uid, ()):
+                event.set()
+
+    def wake_member_lists(self, workspace_id: str, user_ids: Iterable[str]) -> None:
+        for uid in user_ids:
+            for event in self._subs.get(uid, ()):
+                event.member_lists.add(workspace_id)
                 event.set()
 
     @property
@@ -76,6 +101,15 @@ class NotificationHub:
             if self._remote is not None:
                 self._remote(ids)
 
+    def members_changed(self, workspace_id: str, user_ids: Iterable[str]) -> None:
+        """The member list of a workspace changed (join, leave, role, display name): tell these users' streams,
+        here and, with Redis, on every other node. At most once: a client re-reads when its stream reconnects."""
+        ids = set(user_ids)
+        if ids:
+            self.wake_member_lists(workspace_id, ids)
+            if self._remote_members is not None:
+                self._remote_members(workspace_id, ids)
+
     def bridge(self, sync: SyncService) -> None:
         """Wake-ups cross nodes through the cluster's ``notify`` messages (register before the sync service
         starts: its Redis listener subscribes to the kinds registered by then)."""
@@ -86,5 +120,15 @@ class NotificationHub:
         def receive(_key: str, body: bytes) -> None:
             self.wake(json.loads(body))
 
+        def send_members(workspace_id: str, ids: set[str]) -> None:
+            body = {"workspace_id": workspace_id, "users": sorted(ids)}
+            sync.publish_to_nodes("member-list", workspace_id, json.dumps(body).encode())
+
+        def receive_members(_key: str, body: bytes) -> None:
+            message = json.loads(body)
+            self.wake_member_lists(message["workspace_id"], message["users"])
+
         self._remote = send
+        self._remote_members = send_members
         sync.on_node_message("notify", receive)
+        sync.on_node_message("member-list", receive_members)

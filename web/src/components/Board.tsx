@@ -5,7 +5,17 @@ import { useAuth } from '../state/auth'
 import { useWorkspaces } from '../state/workspaces'
 import { navigate } from '../router'
 import { colorFor, type Peer } from '../doc/presence'
-import { columns, createTask, STATUS_LABELS, STATUSES, type Status, type Task, type TaskFilter, updateTask } from '../doc/tasks'
+import {
+  columns,
+  createTask,
+  STATUS_LABELS,
+  STATUSES,
+  type Status,
+  type Task,
+  type TaskFilter,
+  titleProblem,
+  updateTask,
+} from '../doc/tasks'
 import { Avatar, StatusSelect } from './common'
 import { canEdit } from '../permissions'
 import { memberName } from '../state/members'
@@ -35,9 +45,13 @@ export function Board({ workspace, taskId }: { workspace: Workspace; taskId: str
   const editable = canEdit(workspace)
   const cols = useMemo(() => columns(tasks, filter, me?.id ?? null), [tasks, filter, me])
 
+  const [titleError, setTitleError] = useState<string | null>(null)
   const add = (e: FormEvent) => {
     e.preventDefault()
     if (!session || !me || !title.trim()) return
+    const problem = titleProblem(title)
+    setTitleError(problem)
+    if (problem) return
     createTask(session.doc, { title: title.trim() }, me.id)
     setTitle('')
   }
@@ -59,11 +73,25 @@ export function Board({ workspace, taskId }: { workspace: Workspace; taskId: str
           <form className="inline-form add-task" onSubmit={add} aria-label="Add a task">
             <label className="grow">
               <span className="sr-only">New task title</span>
-              <input value={title} onChange={(e) => setTitle(e.target.value)} placeholder="What needs doing?" maxLength={500} />
+              <input
+                value={title}
+                onChange={(e) => {
+                  setTitle(e.target.value)
+                  if (titleError && !titleProblem(e.target.value)) setTitleError(null)
+                }}
+                placeholder="What needs doing?"
+                aria-invalid={titleError ? true : undefined}
+                aria-describedby={titleError ? 'new-title-error' : undefined}
+              />
             </label>
             <button type="submit" className="primary" disabled={!title.trim()}>
               Add task
             </button>
+            {titleError && (
+              <p className="error" role="alert" id="new-title-error" data-testid="title-error">
+                {titleError}
+              </p>
+            )}
           </form>
         ) : (
           <p className="muted viewer-note" data-testid="viewer-note">

@@ -2,7 +2,7 @@ import { useEffect, useState } from 'react'
 import { type ActivityEntry, api, itemsOf, type Member, type Workspace } from '../api'
 import type { WorkspaceSession } from '../doc/session'
 import { DELETE_ORIGIN } from '../doc/session'
-import { deleteTask, descriptionOf, STATUS_LABELS, type Status, type Task, updateTask } from '../doc/tasks'
+import { deleteTask, descriptionOf, STATUS_LABELS, type Status, type Task, titleProblem, updateTask } from '../doc/tasks'
 import { useBoard } from '../state/board'
 import { useWorkspaces } from '../state/workspaces'
 import { useToasts } from '../state/toasts'
@@ -44,7 +44,11 @@ export function TaskDetail({
   }, [task?.title, editingTitle])
 
   const set = (patch: Parameters<typeof updateTask>[2]) => updateTask(session.doc, taskId, patch)
+  const [titleError, setTitleError] = useState<string | null>(null)
   const commitTitle = () => {
+    const problem = titleProblem(title)
+    setTitleError(problem)
+    if (problem) return // kept as typed (still being edited), never cut to fit
     setEditingTitle(false)
     const t = title.trim()
     if (t && t !== task?.title) set({ title: t })
@@ -83,14 +87,23 @@ export function TaskDetail({
               className="title-input"
               value={title}
               onFocus={() => setEditingTitle(true)}
-              onChange={(e) => setTitle(e.target.value)}
+              onChange={(e) => {
+                setTitle(e.target.value)
+                if (titleError && !titleProblem(e.target.value)) setTitleError(null)
+              }}
               onBlur={commitTitle}
               onKeyDown={(e) => {
                 if (e.key === 'Enter') (e.target as HTMLInputElement).blur()
               }}
-              maxLength={500}
               aria-label="Title"
+              aria-invalid={titleError ? true : undefined}
+              aria-describedby={titleError ? 'detail-title-error' : undefined}
             />
+            {titleError && (
+              <span className="error" role="alert" id="detail-title-error" data-testid="title-error">
+                {titleError}
+              </span>
+            )}
           </label>
         ) : (
           <h2 className="grow">{task ? task.title || 'Untitled task' : 'Task'}</h2>
@@ -199,7 +212,7 @@ export function describeActivity(a: ActivityEntry, members: Member[]): string {
 
 function Activity({ workspaceId, taskId, version }: { workspaceId: string; taskId: string; version: string | null }) {
   const members = useWorkspaces((s) => s.members[workspaceId]) ?? []
-  const [items, setItems] = useState<ActivityEntry[]>([])
+  const [items, setItems] = useState<ActivityEntry[] | null>(null) // null: not loaded yet
   const { error, run } = useAction()
   useEffect(() => {
     const t = setTimeout(() => void run(async () => setItems(itemsOf(await api.taskActivity(workspaceId, taskId)))), 400)
@@ -210,9 +223,14 @@ function Activity({ workspaceId, taskId, version }: { workspaceId: string; taskI
     <section className="activity" aria-labelledby="activity-heading">
       <h3 id="activity-heading">Activity</h3>
       <ErrorText error={error ? `Activity could not be loaded: ${error}` : null} />
-      {items.length === 0 && !error && <p className="muted">No activity recorded yet.</p>}
+      {items === null && !error && (
+        <p className="muted" role="status">
+          Loading activity…
+        </p>
+      )}
+      {items?.length === 0 && !error && <p className="muted">No activity recorded yet.</p>}
       <ol data-testid="activity">
-        {items.map((a, i) => (
+        {(items ?? []).map((a, i) => (
           <li key={String(a.id ?? i)}>
             <strong>{a.actor?.display_name ?? 'Someone'}</strong> {describeActivity(a, members)}
             {a.created_at && (

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest'
 import { connectionState, refusalFor } from './connection'
 import { peersFrom } from './presence'
 import { describeDetail } from '../api'
-import { describeNotification, parseEvent } from '../state/notifications'
+import { describeNotification, parseEvent, parseMembersEvent } from '../state/notifications'
 
 describe('connection status', () => {
   it('maps socket, sync and browser state to what the user reads', () => {
@@ -19,6 +19,8 @@ describe('connection status', () => {
     expect(refusalFor(4401)).toBe('signin')
     expect(refusalFor(4403)).toBe('noaccess')
     expect(refusalFor(4404)).toBe('noaccess')
+    expect(refusalFor(4409)).toBe('restored')
+    expect(refusalFor(4423)).toBe('readonly')
     expect(refusalFor(1006)).toBeNull()
     expect(refusalFor(1011)).toBeNull()
   })
@@ -73,5 +75,14 @@ describe('restored documents', () => {
     expect(refusalFor(4413)).toBe('toolarge')
     expect(epochFromReason('workspace was restored, reload (epoch 3f2a-77)')).toBe('3f2a-77')
     expect(epochFromReason('something else')).toBeNull()
+  })
+})
+
+describe('members events', () => {
+  it('name the workspace whose member list changed, or nothing', () => {
+    expect(parseMembersEvent('{"workspace_id":"w1"}')).toBe('w1')
+    expect(parseMembersEvent('{"workspace_id":1}')).toBeNull()
+    expect(parseMembersEvent('null')).toBeNull()
+    expect(parseMembersEvent('not json')).toBeNull()
   })
 })

@@ -24,11 +24,12 @@ export const CONNECTION_LABELS: Record<ConnectionState, string> = {
 }
 
 /** Close codes the sync server uses for decisions that reconnecting cannot fix (docs/protocol.md). */
-export type Refusal = 'signin' | 'noaccess' | 'restored' | 'toolarge' | null
+export type Refusal = 'signin' | 'noaccess' | 'restored' | 'readonly' | 'toolarge' | null
 export function refusalFor(code: number): Refusal {
   if (code === 4401) return 'signin'
   if (code === 4403 || code === 4404) return 'noaccess'
   if (code === 4409) return 'restored'
+  if (code === 4423) return 'readonly'
   if (code === 4413) return 'toolarge'
   return null
 }

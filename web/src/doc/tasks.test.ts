@@ -10,6 +10,8 @@ import {
   readTask,
   tasksMap,
   type Task,
+  TITLE_MAX,
+  titleProblem,
   updateTask,
 } from './tasks'
 
@@ -129,5 +131,14 @@ describe('derived store', () => {
     undo.undo()
     expect(deriveTasks(b).map((t) => t.title)).toEqual(['keep me'])
     expect(descriptionOf(b, id)!.toString()).toBe('important text')
+  })
+})
+
+describe('title limit', () => {
+  it('refuses a title over the limit with the numbers, counting characters not UTF-16 units', () => {
+    expect(titleProblem('x'.repeat(TITLE_MAX))).toBeNull()
+    expect(titleProblem(`  ${'x'.repeat(TITLE_MAX)}  `)).toBeNull()
+    expect(titleProblem('😀'.repeat(TITLE_MAX))).toBeNull()
+    expect(titleProblem('x'.repeat(TITLE_MAX + 1))).toContain(`${TITLE_MAX + 1} characters (at most ${TITLE_MAX})`)
   })
 })

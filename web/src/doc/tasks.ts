@@ -163,3 +163,12 @@ export function bindTasks(doc: Y.Doc, onTasks: (tasks: Task[]) => void): () => v
   onTasks(deriveTasks(doc))
   return () => map.unobserveDeep(handler)
 }
+
+/** The longest task title the API accepts (api/routes/tasks.py); longer ones are refused, never cut. */
+export const TITLE_MAX = 500
+
+/** Why a title cannot be saved, or null when it can. */
+export function titleProblem(title: string): string | null {
+  const n = [...title.trim()].length
+  return n > TITLE_MAX ? `The title is too long: ${n} characters (at most ${TITLE_MAX}). Shorten it to save.` : null
+}

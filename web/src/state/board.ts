@@ -3,9 +3,10 @@
  * WorkspaceSession's Y.Doc and awareness. Writes go to the doc (see doc/tasks.ts), never here.
  */
 import { create } from 'zustand'
-import { api } from '../api'
+import { api, type Role } from '../api'
 import { type ConnectionState, connectionState, epochFromReason, refusalFor, type WsStatus } from '../doc/connection'
 import { useToasts } from './toasts'
+import { useWorkspaces } from './workspaces'
 import { type AwarenessState, type Peer, peersFrom } from '../doc/presence'
 import { WorkspaceSession } from '../doc/session'
 import { bindTasks, type Task } from '../doc/tasks'
@@ -24,8 +25,13 @@ export interface BoardState {
   refusal: { kind: 'signin' | 'noaccess' | 'toolarge' | 'other'; code: number } | null
   open: (wid: string, token: string, user: { id: string; name: string }) => void
   close: (forget?: boolean) => void
-  /** The server's document was restored (new epoch): drop the local copy and load the restored one. */
-  replaceLocalCopy: (epoch: string | null) => Promise<void>
+  /**
+   * Drop the local copy and load the server's: its document was restored (new epoch), or the caller was made a
+   * viewer, so edits the server has not accepted never will be (they must not come back when promoted again).
+   */
+  replaceLocalCopy: (epoch: string | null, why?: 'restored' | 'readonly') => Promise<void>
+  /** The caller's role in a workspace as last read from the server: a writer turned viewer drops its local copy. */
+  noteRole: (wid: string, role: Role) => void
 }
 
 export function selectConnection(s: Pick<BoardState, 'ws' | 'synced' | 'online' | 'lost'>): ConnectionState {
@@ -33,6 +39,15 @@ export function selectConnection(s: Pick<BoardState, 'ws' | 'synced' | 'online' 
 }
 
 const epochKey = (userId: string, wid: string) => `plait.epoch.${userId}.${wid}`
+/** The role the local copy was last edited under: a change from a writer to a viewer discards unsent edits. */
+const roleKey = (userId: string, wid: string) => `plait.role.${userId}.${wid}`
+
+const RESET_NOTICES = {
+  restored:
+    'This workspace was restored from a backup. Your local copy was replaced; edits made after the backup were not kept.',
+  readonly:
+    'You are now a viewer in this workspace: you see changes live but cannot edit. Changes the server had not accepted were discarded.',
+}
 
 export const useBoard = create<BoardState>((set, get) => {
   let unbind: (() => void) | null = null
@@ -60,12 +75,16 @@ export const useBoard = create<BoardState>((set, get) => {
       openedWith = { token, user }
       const epoch = localStorage.getItem(epochKey(user.id, wid))
       const session = new WorkspaceSession(wid, token, user, {
-        status: (ws) =>
+        status: (ws) => {
           set((s) => ({
             ws,
             lost: ws === 'connected' ? false : s.lost || ws === 'disconnected',
             synced: ws === 'connected' ? s.synced : false,
-          })),
+          }))
+          // Each (re)connect sends what this copy holds: re-read the role now, so a demotion that happened while
+          // away (offline, or the tab closed) is learnt at once and the refused edits are dropped (noteRole).
+          if (ws === 'connected') void useWorkspaces.getState().refreshWorkspace(wid).catch(() => {})
+        },
         synced: (synced) => set({ synced }),
         local: (loadedLocally) => set({ loadedLocally }),
         awareness: (states: Map<number, AwarenessState>, selfClient: number) =>
@@ -73,7 +92,12 @@ export const useBoard = create<BoardState>((set, get) => {
         refused: (code, reason) => {
           const kind = refusalFor(code) ?? 'other'
           if (kind === 'restored') void get().replaceLocalCopy(epochFromReason(reason))
-          else set({ refusal: { kind, code } })
+          else if (kind === 'readonly') {
+            // Made a viewer while connected (4423): the role is known, the copy goes at once.
+            localStorage.setItem(roleKey(user.id, wid), 'viewer')
+            void useWorkspaces.getState().refreshWorkspace(wid).catch(() => {})
+            void get().replaceLocalCopy(null, 'readonly')
+          } else set({ refusal: { kind, code } })
         },
       }, epoch)
       unbind = bindTasks(session.doc, (tasks) => set({ tasks }))
@@ -98,7 +122,7 @@ export const useBoard = create<BoardState>((set, get) => {
       })
     },
 
-    async replaceLocalCopy(epoch) {
+    async replaceLocalCopy(epoch, why = 'restored') {
       const { session } = get()
       if (!session || !openedWith) return
       const { token, user } = openedWith
@@ -111,15 +135,19 @@ export const useBoard = create<BoardState>((set, get) => {
       if (!next) next = (await api.documentInfo(wid).catch(() => ({ epoch: null }))).epoch ?? null
       if (next) localStorage.setItem(epochKey(user.id, wid), next)
       else localStorage.removeItem(epochKey(user.id, wid))
-      useToasts.getState().push(
-        {
-          kind: 'info',
-          text: 'This workspace was restored from a backup. Your local copy was replaced; edits made after the backup were not kept.',
-        },
-        15000,
-      )
+      useToasts.getState().push({ kind: 'info', text: RESET_NOTICES[why] }, 15000)
       set({ workspaceId: null })
       get().open(wid, token, user)
+    },
+
+    noteRole(wid, role) {
+      const uid = openedWith?.user.id
+      const { session } = get()
+      if (!uid || !session || session.workspaceId !== wid) return
+      const before = localStorage.getItem(roleKey(uid, wid))
+      localStorage.setItem(roleKey(uid, wid), role)
+      // Demoted while away (offline, or the tab closed): what was edited meanwhile was dropped by the server.
+      if (role === 'viewer' && before !== null && before !== 'viewer') void get().replaceLocalCopy(null, 'readonly')
     },
 
     close(forget = false) {

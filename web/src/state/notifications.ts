@@ -5,6 +5,7 @@
 import { create } from 'zustand'
 import { api, type Notification } from '../api'
 import { useToasts } from './toasts'
+import { useWorkspaces } from './workspaces'
 
 export const NOTIFICATION_TYPES: Record<string, string> = {
   task_assigned: 'Assigned to you',
@@ -54,12 +55,28 @@ interface NotificationsState {
 }
 
 let source: EventSource | null = null
+let stopOnline: (() => void) | null = null
+
+function rereadMemberLists(): void {
+  for (const wid of Object.keys(useWorkspaces.getState().members))
+    void useWorkspaces.getState().membersChanged(wid).catch(() => {})
+}
 
 export function parseEvent(data: string): Notification | null {
   try {
     const value = JSON.parse(data) as Notification | { notification?: Notification }
     const n = 'notification' in value && value.notification ? value.notification : (value as Notification)
     return typeof n?.id === 'string' || typeof n?.id === 'number' ? { ...n, id: String(n.id) } : null
+  } catch {
+    return null
+  }
+}
+
+/** The workspace named by a `members` event (`{"workspace_id": …}`), or null. */
+export function parseMembersEvent(data: string): string | null {
+  try {
+    const value = JSON.parse(data) as { workspace_id?: unknown }
+    return typeof value?.workspace_id === 'string' ? value.workspace_id : null
   } catch {
     return null
   }
@@ -135,16 +152,34 @@ export const useNotifications = create<NotificationsState>((set, get) => ({
     es.addEventListener('message', handle)
     es.addEventListener('notification', handle as EventListener)
     for (const type of Object.keys(NOTIFICATION_TYPES)) es.addEventListener(type, handle as EventListener)
+    // A member list (or the caller's own role) changed: re-read it now rather than on the next poll.
+    es.addEventListener('members', ((ev: MessageEvent<string>) => {
+      const wid = parseMembersEvent(ev.data)
+      if (wid) void useWorkspaces.getState().membersChanged(wid).catch(() => {})
+    }) as EventListener)
     es.addEventListener('open', () => {
       set({ streaming: true })
-      // Anything that arrived while the stream was down is fetched again.
+      // Anything that arrived while the stream was down is fetched again: notifications, and the member lists
+      // and roles shown (`members` events are not replayed).
       void get().refresh().catch(() => {})
+      rereadMemberLists()
     })
     es.addEventListener('error', () => set({ streaming: false }))
+    // Back online: the stream may take seconds to retry (or have given up), while the sync socket reconnects at
+    // once; what changed meanwhile (a demotion) must be known before edits go on.
+    stopOnline?.()
+    const online = () => {
+      rereadMemberLists()
+      if (source?.readyState === EventSource.CLOSED) get().start(token)
+    }
+    window.addEventListener('online', online)
+    stopOnline = () => window.removeEventListener('online', online)
     void get().refresh().catch(() => {})
   },
 
   stop() {
+    stopOnline?.()
+    stopOnline = null
     source?.close()
     source = null
     set({ streaming: false, items: [], unread: 0, nextCursor: null })

@@ -1,6 +1,6 @@
 /** The caller's workspaces and the members of each, with last-known copies for offline use. */
 import { create } from 'zustand'
-import { api, type Member, type Workspace } from '../api'
+import { api, ApiError, type Member, type Workspace } from '../api'
 import { cache } from './cache'
 
 interface WorkspacesState {
@@ -8,12 +8,21 @@ interface WorkspacesState {
   list: Workspace[]
   loaded: boolean
   members: Record<string, Member[]>
+  /** Whose copies these are: switching user (or learning it) reads that user's cached list. */
+  setUser: (userId: string) => void
   load: (userId: string) => Promise<void>
   create: (name: string) => Promise<Workspace>
-  loadMembers: (wid: string) => Promise<Member[]>
+  /** The members of a workspace, shown from this user's cached copy at once, then from the server. */
+  loadMembers: (wid: string, userId?: string) => Promise<Member[]>
+  /** Re-read one workspace (the caller's role in it) and keep it in the list. */
+  refreshWorkspace: (wid: string) => Promise<Workspace>
+  /** The server said a member list changed (the notification stream's `members` event, or its reconnect). */
+  membersChanged: (wid: string) => Promise<void>
   upsert: (w: Workspace) => void
   forget: (wid: string) => void
 }
+
+export const membersKey = (userId: string, wid: string) => `members:${userId}:${wid}`
 
 export const useWorkspaces = create<WorkspacesState>((set, get) => ({
   userId: null,
@@ -21,10 +30,13 @@ export const useWorkspaces = create<WorkspacesState>((set, get) => ({
   loaded: false,
   members: {},
 
+  setUser(userId) {
+    if (get().userId === userId) return
+    set({ userId, list: cache.get<Workspace[]>(`workspaces:${userId}`) ?? [], members: {}, loaded: false })
+  },
+
   async load(userId) {
-    if (get().userId !== userId) {
-      set({ userId, list: cache.get<Workspace[]>(`workspaces:${userId}`) ?? [], members: {}, loaded: false })
-    }
+    get().setUser(userId)
     const list = await api.workspaces()
     cache.set(`workspaces:${userId}`, list)
     set({ list, loaded: true })
@@ -36,14 +48,41 @@ export const useWorkspaces = create<WorkspacesState>((set, get) => ({
     return w
   },
 
-  async loadMembers(wid) {
+  async loadMembers(wid, userId) {
+    if (userId) get().setUser(userId)
     const uid = get().userId
-    const cached = cache.get<Member[]>(`members:${uid}:${wid}`)
-    if (cached && !get().members[wid]) set({ members: { ...get().members, [wid]: cached } })
+    // Never read or write a copy that belongs to nobody: the key must name the signed-in user.
+    const cached = uid ? cache.get<Member[]>(membersKey(uid, wid)) : null
+    // An entry at once (the cached copy, or none yet): the stream's reconnect re-reads every list shown.
+    if (!get().members[wid]) set({ members: { ...get().members, [wid]: cached ?? [] } })
     const members = await api.members(wid)
-    cache.set(`members:${uid}:${wid}`, members)
+    if (get().userId !== uid) return members // signed out or switched meanwhile
+    if (uid) cache.set(membersKey(uid, wid), members)
     set({ members: { ...get().members, [wid]: members } })
     return members
+  },
+
+  async refreshWorkspace(wid) {
+    const w = await api.workspace(wid)
+    get().upsert(w)
+    return w
+  },
+
+  async membersChanged(wid) {
+    const uid = get().userId
+    if (!uid) return
+    if (!get().list.some((w) => w.id === wid)) {
+      await get().load(uid) // joined a workspace this page did not list yet
+      return
+    }
+    try {
+      await get().refreshWorkspace(wid)
+    } catch (e) {
+      // No longer a member: its sockets are closed with 4403, which shows the "No access" page.
+      if (e instanceof ApiError && (e.status === 404 || e.status === 403)) return
+      throw e
+    }
+    await get().loadMembers(wid)
   },
 
   upsert(w) {
@@ -59,9 +98,10 @@ export const useWorkspaces = create<WorkspacesState>((set, get) => ({
     const members = { ...get().members }
     delete members[wid]
     set({ list, members })
-    if (get().userId) {
-      cache.set(`workspaces:${get().userId}`, list)
-      cache.remove(`members:${get().userId}:${wid}`)
+    const uid = get().userId
+    if (uid) {
+      cache.set(`workspaces:${uid}`, list)
+      cache.remove(membersKey(uid, wid))
     }
   },
 }))
