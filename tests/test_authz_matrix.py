@@ -234,6 +234,7 @@ CASES: list[Case] = [
     case("POST", W + "/invites", 401, 404, 403, 403, 201, 201, body={"role": "viewer"}),
     case("GET", W + "/invites", 401, 404, 403, 403, 200, 200),
     case("DELETE", W + "/invites/{invite_id}", 401, 404, 403, 403, 204, 204),
+    case("GET", "/api/invites/{token}", 200, 200, 200, 200, 200, 200),  # the public preview: the token is the key
     case("POST", "/api/invites/{token}/accept", 401, 200, 200, 200, 200, 200),
     # tasks (issue 4)
     case("GET", W + "/tasks", 401, 404, 200, 200, 200, 200),

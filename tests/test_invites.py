@@ -231,3 +231,36 @@ def test_invite_url_uses_public_url(tmp_path: Path) -> None:
             assert inv["url"] == f"https://plait.example.org/invite/{inv['token']}"
     finally:
         srv.stop()
+
+
+@pytest.mark.db_agnostic
+def test_public_preview_names_the_workspace_and_says_when_a_link_is_dead(client: httpx.Client) -> None:
+    owner = register(client, "PreviewOwner")
+    wid = create_workspace(client, owner, "Preview space")
+    once = client.post(f"/api/workspaces/{wid}/invites", json={"role": "editor", "max_uses": 1}, headers=owner.headers)
+    token = once.json()["token"]
+    r = client.get(f"/api/invites/{token}")  # no sign-in needed
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body == {
+        "workspace_name": "Preview space",
+        "inviter": "PreviewOwner",
+        "role": "editor",
+        "expires_at": body["expires_at"],
+        "status": "valid",
+    }
+    assert "token" not in r.text and wid not in r.text  # nothing more than the page needs
+    joiner = register(client, "joiner")
+    assert client.post(f"/api/invites/{token}/accept", headers=joiner.headers).status_code == 200
+    assert client.get(f"/api/invites/{token}").json()["status"] == "used_up"
+    short = client.post(
+        f"/api/workspaces/{wid}/invites", json={"role": "viewer", "expires_in_seconds": 1}, headers=owner.headers
+    ).json()
+    deadline = time.monotonic() + 10
+    while client.get(f"/api/invites/{short['token']}").json()["status"] != "expired":
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    client.delete(f"/api/workspaces/{wid}/invites/{short['id']}", headers=owner.headers)
+    for dead in (short["token"], "x" * 43):
+        r = client.get(f"/api/invites/{dead}")
+        assert r.status_code == 404 and r.json()["detail"] == "Invite not found"

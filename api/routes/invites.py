@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Request, Response
-from pydantic import EmailStr
+from pydantic import BaseModel, EmailStr
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -14,9 +14,9 @@ from api import quotas
 from api.deps import Ctx, CurrentUser, Member, Session, require
 from api.domain import membership
 from api.domain.errors import not_found
-from api.schemas import AcceptOut, InviteIn, InviteInfo, InviteOut
+from api.schemas import AcceptOut, InviteIn, InviteInfo, InviteOut, Timestamp
 from api.security import hash_invite_token, new_invite_token
-from persistence.models import Invite, as_utc, is_uuid, iso_z, utcnow
+from persistence.models import Invite, User, Workspace, as_utc, is_uuid, iso_z, utcnow
 
 router = APIRouter(prefix="/api", tags=["invites"])
 
@@ -141,6 +141,53 @@ async def revoke_invite(
         raise not_found("Invite")
     await session.commit()
     return Response(status_code=204)
+
+
+class InvitePreview(BaseModel):
+    """What an invite link's holder may see before signing in: where it leads and whether it still works."""
+
+    workspace_name: str
+    inviter: str | None  # the display name of who made the link (null: account deleted)
+    role: str
+    expires_at: Timestamp
+    status: Literal["valid", "expired", "used_up"]
+
+
+@router.get(
+    "/invites/{token}",
+    response_model=InvitePreview,
+    responses={404: {"description": "Unknown or revoked invite"}},
+)
+async def preview_invite(token: str, session: Session) -> InvitePreview:
+    """Public (no sign-in): the token is the secret, and without it nothing is revealed (404). The invite page
+    shows the workspace and the inviter, and says a dead link is dead before asking a stranger to sign up."""
+    row = (
+        await session.execute(
+            select(Invite, Workspace.name, User.display_name)
+            .join(Workspace, Workspace.id == Invite.workspace_id)
+            .outerjoin(User, User.id == Invite.created_by)
+            .where(Invite.token_hash == hash_invite_token(token), Invite.revoked_at.is_(None))
+        )
+    ).one_or_none()
+    if row is None:
+        raise not_found("Invite")
+    invite, workspace_name, inviter = row
+    status = (
+        "expired"
+        if as_utc(invite.expires_at) <= utcnow()
+        else "used_up"
+        if invite.max_uses is not None and invite.uses >= invite.max_uses
+        else "valid"
+    )
+    return InvitePreview.model_validate(
+        {
+            "workspace_name": workspace_name,
+            "inviter": inviter,
+            "role": invite.role,
+            "expires_at": invite.expires_at,
+            "status": status,
+        }
+    )
 
 
 @router.post(

@@ -125,7 +125,7 @@ def test_invite_link_joins_a_new_user(
 
     newbie = anonymous()
     newbie.goto(link)
-    expect(newbie.get_by_text("You have been invited")).to_be_visible()
+    expect(newbie.get_by_text("Owner invited you to join “Team space” as an editor.")).to_be_visible()
     newbie.get_by_label("Display name").fill("Newbie")
     newbie.get_by_label("Email").fill(f"newbie-{time.time_ns()}@example.com")
     newbie.get_by_label("Password").fill("correct horse battery")
@@ -264,3 +264,28 @@ def test_offline_client_back_after_its_access_token_expired_renews_and_syncs(
         ),
         timeout=20,
     )
+
+
+def test_a_dead_invite_link_says_so_before_asking_to_sign_up(
+    person: Callable[..., Person], anonymous: Callable[..., Any], api: httpx.Client
+) -> None:
+    owner = person("Inviter")
+    wid = create_workspace(api, owner.account, "Closed club")
+    once = api.post(
+        f"/api/workspaces/{wid}/invites", json={"role": "viewer", "max_uses": 1}, headers=owner.account.headers
+    )
+    used = register(api, "first")
+    assert api.post(f"/api/invites/{once.json()['token']}/accept", headers=used.headers).status_code == 200
+    revoked = api.post(f"/api/workspaces/{wid}/invites", json={"role": "viewer"}, headers=owner.account.headers).json()
+    api.delete(f"/api/workspaces/{wid}/invites/{revoked['id']}", headers=owner.account.headers)
+
+    stranger = anonymous()
+    stranger.goto(f"{owner.base_url}/invite/{once.json()['token']}")
+    expect(stranger.get_by_role("alert")).to_contain_text("already been used")
+    expect(stranger.get_by_label("Password")).to_have_count(0)  # no sign-up form for a dead link
+    stranger.goto(f"{owner.base_url}/invite/{revoked['token']}")
+    expect(stranger.get_by_role("alert")).to_contain_text("not valid")
+    expect(stranger.get_by_role("button", name="Go to Plait")).to_be_visible()
+
+    owner.goto(f"/w/{wid}/members")
+    expect(owner.page.get_by_test_id("invite-dead")).to_have_text(re.compile("used up"))

@@ -31,6 +31,14 @@ export interface Invite {
   expires_at: string | null
   max_uses: number | null
   uses: number
+  expired?: boolean
+}
+export interface InvitePreview {
+  workspace_name: string
+  inviter: string | null
+  role: Role
+  expires_at: string
+  status: 'valid' | 'expired' | 'used_up'
 }
 export interface Notification {
   id: string
@@ -244,6 +252,7 @@ export const api = {
     }),
   revokeInvite: (wid: string, id: string) =>
     request<void>('DELETE', `/api/workspaces/${enc(wid)}/invites/${enc(id)}`),
+  previewInvite: (inviteToken: string) => request<InvitePreview>('GET', `/api/invites/${enc(inviteToken)}`),
   acceptInvite: (inviteToken: string) =>
     request<{ workspace_id: string; role: Role }>('POST', `/api/invites/${enc(inviteToken)}/accept`),
 

@@ -1,5 +1,5 @@
 import { useEffect, useRef, useState } from 'react'
-import { api, ApiError } from '../api'
+import { api, ApiError, type InvitePreview } from '../api'
 import { useAuth } from '../state/auth'
 import { useWorkspaces } from '../state/workspaces'
 import { navigate } from '../router'
@@ -14,14 +14,34 @@ function inviteMessage(e: unknown): string {
   return String(e)
 }
 
-/** /invite/{token}: sign up (or in) first if needed, then join and open the workspace. */
+const ROLE_WORDS: Record<string, string> = { admin: 'an admin', editor: 'an editor', viewer: 'a viewer' }
+
+/** What the link leads to, said before anyone is asked to create an account. */
+function describe(p: InvitePreview): string {
+  const who = p.inviter ? `${p.inviter} invited you` : 'You have been invited'
+  return `${who} to join “${p.workspace_name}” as ${ROLE_WORDS[p.role] ?? p.role}.`
+}
+
+/** /invite/{token}: a dead link says so at once; otherwise sign up (or in) if needed, then join. */
 export function InvitePage({ token }: { token: string }) {
   const { token: session, me } = useAuth()
   const [error, setError] = useState<string | null>(null)
+  const [preview, setPreview] = useState<InvitePreview | null>(null)
   const started = useRef(false)
 
   useEffect(() => {
-    if (!session || started.current) return
+    api
+      .previewInvite(token)
+      .then((p) => {
+        setPreview(p)
+        if (p.status === 'expired') setError('This invite link has expired. Ask for a new one.')
+        if (p.status === 'used_up') setError('This invite link has already been used as many times as allowed.')
+      })
+      .catch((e: unknown) => setError(inviteMessage(e)))
+  }, [token])
+
+  useEffect(() => {
+    if (!session || started.current || preview?.status !== 'valid') return
     started.current = true
     api
       .acceptInvite(token)
@@ -30,14 +50,14 @@ export function InvitePage({ token }: { token: string }) {
         navigate(`/w/${workspace_id}`, { replace: true })
       })
       .catch((e: unknown) => setError(inviteMessage(e)))
-  }, [session, token, me])
+  }, [session, token, me, preview])
 
-  if (!session) {
+  if (!session && preview?.status === 'valid' && !error) {
     return (
       <AuthPage
         mode="signup"
         next={`/invite/${token}`}
-        intro="You have been invited to a Plait workspace. Create an account, or sign in, to join it."
+        intro={`${describe(preview)} Create an account, or sign in, to join it.`}
       />
     )
   }
@@ -51,11 +71,11 @@ export function InvitePage({ token }: { token: string }) {
               {error}
             </p>
             <button type="button" className="primary" onClick={() => navigate('/')}>
-              Go to my workspaces
+              {session ? 'Go to my workspaces' : 'Go to Plait'}
             </button>
           </>
         ) : (
-          <p role="status">Joining the workspace…</p>
+          <p role="status">{preview ? `${describe(preview)} Joining…` : 'Checking the invite link…'}</p>
         )}
       </div>
     </main>

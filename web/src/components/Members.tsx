@@ -142,6 +142,12 @@ export function MembersPage({ workspace }: { workspace: Workspace }) {
                     {ROLE_LABELS[inv.role]} link · used {inv.uses}
                     {inv.max_uses ? ` of ${inv.max_uses}` : ''}
                     {inv.expires_at ? ` · expires ${new Date(inv.expires_at).toLocaleString()}` : ''}
+                    {inv.expired && (
+                      <span className="badge muted" data-testid="invite-dead">
+                        {' '}
+                        {inv.max_uses !== null && inv.uses >= inv.max_uses ? 'used up' : 'expired'}
+                      </span>
+                    )}
                   </span>
                   <button type="button" className="danger small" onClick={() => revoke(inv.id)}>
                     Revoke<span className="sr-only"> {ROLE_LABELS[inv.role]} invite link</span>
