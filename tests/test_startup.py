@@ -17,10 +17,11 @@ from pathlib import Path
 import httpx
 import pytest
 import uvicorn
+from alembic.script import ScriptDirectory
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from persistence.migrate import upgrade
+from persistence.migrate import alembic_config, upgrade
 from persistence.settings import Settings
 from tests.support.databases import drop_postgres_database, fresh_database, sqlite_url
 from tests.support.redisproc import RedisProcess
@@ -28,7 +29,7 @@ from tests.support.server import SECRET, ThreadServer, free_port, test_settings,
 from tests.support.users import create_workspace, register
 
 PLAIT = str(Path(sys.executable).parent / "plait")
-HEAD = "0005"
+HEAD = ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()  # the newest migration
 
 
 @pytest.fixture(autouse=True)
@@ -122,7 +123,7 @@ def test_serve_refuses_a_database_without_the_schema_or_behind(pg_url: str, tmp_
     env = node_env(pg_url, tmp_path)
     assert_refused(serve(env), "has no Plait schema", "run `plait migrate`")
     upgrade(pg_url, "0003")
-    assert_refused(serve(env), "is at revision 0003 while this version of Plait needs 0005", "run `plait migrate`")
+    assert_refused(serve(env), f"is at revision 0003 while this version of Plait needs {HEAD}", "run `plait migrate`")
 
 
 def test_serve_refuses_a_database_ahead_of_the_code(pg_url: str, tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ import pytest
 
 from persistence.membership import Member
 from sync_server import close_codes
-from sync_server.admission import Admission, Admitted, Refusal, epoch_refusal
+from sync_server.admission import Admission, Admitted, Credential, Refusal, epoch_refusal
 
 WID = str(uuid.uuid4())
 TOKENS = {"good": "alice", "ghost": "nobody"}
@@ -29,8 +29,12 @@ def admission(*, fail: BaseException | None = None) -> Admission:
     async def user_exists(user_id: str) -> bool:
         return user_id in USERS
 
+    async def authenticate(token: str) -> Credential | None:
+        user_id = TOKENS.get(token)
+        return None if user_id is None else Credential(user_id, session_id=f"session-of-{token}")
+
     return Admission(
-        authenticate=TOKENS.get, find_member=find_member, user_exists=user_exists, allowed_origins=["https://ok"]
+        authenticate=authenticate, find_member=find_member, user_exists=user_exists, allowed_origins=["https://ok"]
     )
 
 
@@ -44,7 +48,7 @@ def scope(query: str = "", **headers: str) -> dict[str, object]:
 
 async def test_a_member_with_a_valid_token_is_admitted_with_its_role_and_epoch() -> None:
     verdict = await admission().admit(scope("token=good&epoch=e1"), WID)
-    assert verdict == Admitted("alice", "Alice", "editor", "e1")
+    assert verdict == Admitted("alice", "Alice", "editor", "e1", session_id="session-of-good")
     assert epoch_refusal(verdict, "e1") is None
     refusal = epoch_refusal(verdict, "e2")
     assert refusal is not None and refusal.event.code == close_codes.EPOCH_CHANGED
