@@ -118,6 +118,7 @@ def test_the_node_deployment_probes_requests_and_disruption() -> None:
     hpa = _kind("HorizontalPodAutoscaler")
     assert hpa["spec"]["scaleTargetRef"]["name"] == dep["metadata"]["name"]
     assert hpa["spec"]["minReplicas"] >= 2, "one pod would leave no node for the clients of a restarting one"
+    assert "replicas" not in dep["spec"], "the autoscaler owns the count; kubectl apply would reset it"
 
 
 def test_the_grace_period_covers_the_node_shutdown() -> None:
