@@ -30,7 +30,7 @@ from tests.support.users import create_workspace, register
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.node, pytest.mark.slow]
 CLIENTS = 6
 GRACE_SECONDS = 60  # deploy/kubernetes/deployment.yaml's terminationGracePeriodSeconds
-PACE_SECONDS = 0.02  # between one client's writes: about 50 writes per second per client, 300 in all
+PACE_SECONDS = 0.04  # between one client's writes: about 25 writes per second per client, 150 in all
 
 
 def _sockets(node: ProcessServer) -> int:
