@@ -20,10 +20,10 @@ import httpx
 import pytest
 import yaml
 
-from tests.support.databases import create_postgres_database, drop_postgres_database, require_postgres
 from tests.support.metrics import scrape
 from tests.support.nginx import Nginx, require_nginx
 from tests.support.node import NodeClient, start_clients, wait_until
+from tests.support.pgserver import PgServer
 from tests.support.redisproc import RedisProcess
 from tests.support.server import SECRET, ProcessServer, free_port
 from tests.support.users import create_workspace, register
@@ -91,9 +91,10 @@ class Storm:
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[tuple[list[ProcessServer], Nginx, dict[str, str]]]:
-    require_postgres()
     require_nginx()
-    url = create_postgres_database()
+    # A private PostgreSQL and Redis: the machine's shared server may be out of connections when other suites run
+    pg = PgServer().init().start()
+    url = pg.create_database("plait")
     rds = RedisProcess(free_port()).start()
     env = {
         "PLAIT_ENV": "test",
@@ -128,7 +129,7 @@ def cluster(tmp_path: Path) -> Iterator[tuple[list[ProcessServer], Nginx, dict[s
         for node in nodes:
             node.stop()
         rds.stop()
-        drop_postgres_database(url)
+        pg.destroy()
 
 
 def test_a_rolling_restart_under_a_write_storm_loses_no_update(
