@@ -133,7 +133,7 @@ async def test_the_grace_period_covers_the_node_shutdown(tmp_path: Path) -> None
     async with running_node(settings, "k" * 48, url) as ctx:
         steps = {step.name: step.timeout for step in ctx.supervisor._steps}
     assert steps["sync"] == SYNC_STOP_SECONDS >= service.SHUTDOWN_FOLD_SECONDS
-    assert len(steps) >= 8, steps
+    assert len(steps) >= 9, steps
     pod = _kind("Deployment")["spec"]["template"]["spec"]
     (node,) = pod["containers"]
     pre_stop = int(node["lifecycle"]["preStop"]["exec"]["command"][-1])
