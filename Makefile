@@ -29,11 +29,13 @@ node-deps:
 # System packages some tests use: Debian's chromium (browser tests), docker-compose (validates compose.yaml
 # without an engine), redis-server (private Redis servers) and nginx (the load balancer in front of two nodes).
 # Installed when we are root; otherwise those tests skip locally (and fail in CI).
+# prometheus: its promtool runs the unit tests of deploy/prometheus/alerts.yml.
 system-deps:
 	@missing=""; [ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
 	command -v docker-compose >/dev/null || missing="$$missing docker-compose"; \
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
 	[ -x /usr/sbin/nginx ] || missing="$$missing nginx"; \
+	command -v promtool >/dev/null || missing="$$missing prometheus"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null); \
 	  else echo "not installed:$$missing (sudo apt-get install$$missing); the tests that need them will skip"; fi; fi

@@ -18,7 +18,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
-from persistence.db import is_sqlite
+from persistence.db import is_sqlite, postgres_tls
 from persistence.migrate import SchemaStatus, ensure_sqlite_dir, schema_status, upgrade_async
 from persistence.settings import Settings, StartupError
 
@@ -102,7 +102,8 @@ def _check_engine(url: str) -> AsyncEngine:
     """An engine of its own, without a pool, and (PostgreSQL) a bounded connect time."""
     if is_sqlite(url):
         return create_async_engine(url, poolclass=NullPool)
-    return create_async_engine(url, poolclass=NullPool, connect_args={"timeout": CONNECT_TIMEOUT})
+    bare, tls = postgres_tls(url)  # sslmode/sslrootcert/... as asyncpg's ssl argument, as every engine of the node
+    return create_async_engine(bare, poolclass=NullPool, connect_args={"timeout": CONNECT_TIMEOUT, **tls})
 
 
 async def _connect_problem(engine: AsyncEngine, url: str) -> str | None:

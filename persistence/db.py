@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import ssl
 from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, cast
@@ -11,10 +12,12 @@ from typing import Any, cast
 from sqlalchemy import Insert, Table, event
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import Dialect
+from sqlalchemy.engine import URL, Dialect, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import ClauseElement
+
+from persistence.settings import StartupError
 
 
 def is_sqlite(url: str) -> bool:
@@ -54,7 +57,58 @@ def make_engine(url: str, *, sqlite_synchronous: str = "FULL", pool_size: int = 
             cur.close()
 
         return engine
-    return create_async_engine(url, pool_size=pool_size, max_overflow=20, pool_pre_ping=True)
+    bare, tls = postgres_tls(url)
+    return create_async_engine(bare, pool_size=pool_size, max_overflow=20, pool_pre_ping=True, connect_args=tls)
+
+
+# libpq's TLS parameters (https://www.postgresql.org/docs/current/libpq-connect.html#LIBPQ-PARAMKEYWORDS), which
+# people put in PLAIT_DATABASE_URL: SQLAlchemy's asyncpg dialect hands every query parameter to asyncpg.connect()
+# as a keyword, and asyncpg knows none of these there (TypeError), so they become its one ``ssl`` argument.
+LIBPQ_TLS_PARAMS = ("sslmode", "sslrootcert", "sslcert", "sslkey", "sslpassword")
+SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+
+
+def postgres_tls(url: str) -> tuple[URL, dict[str, Any]]:
+    """A PostgreSQL URL without libpq's TLS parameters, and the connect arguments they mean (``{"ssl": ...}``;
+    ``{}`` without them: asyncpg's default, ``prefer``). For every engine of a node (the pool the update log's kept
+    connections come from, the start-up checks, the migrations), so all connect alike.
+
+    As libpq: ``disable``/``allow``/``prefer`` never verify; ``require`` encrypts without verifying unless
+    ``sslrootcert`` is given (then it verifies the chain, as libpq does when a root certificate is present);
+    ``verify-ca`` verifies the chain, ``verify-full`` the chain and the host name. ``sslrootcert=system`` trusts
+    the system's CAs; ``sslcert``/``sslkey``(/``sslpassword``) present a client certificate. The files are read
+    once, when the engine is made (rotating them needs a restart). A bad mode or an unreadable file is a
+    StartupError naming it."""
+    parsed = make_url(url)
+    params = {k: v for k, v in parsed.query.items() if k in LIBPQ_TLS_PARAMS}
+    if not params:
+        return parsed, {}
+    bare = parsed.difference_update_query(LIBPQ_TLS_PARAMS)
+    values = {k: v if isinstance(v, str) else v[-1] for k, v in params.items()}
+    mode = values.get("sslmode", "prefer")
+    if mode not in SSL_MODES:
+        raise StartupError(f"PLAIT_DATABASE_URL: sslmode={mode} is not one of {', '.join(SSL_MODES)}")
+    root, cert = values.get("sslrootcert"), values.get("sslcert")
+    verify = mode in ("verify-ca", "verify-full") or (mode == "require" and root is not None)
+    if mode == "disable":
+        return bare, {"ssl": False}
+    if not verify and cert is None:
+        return bare, {"ssl": mode}  # asyncpg's own: encrypted (require) or attempted (allow, prefer), unverified
+    try:
+        if verify and root not in (None, "system"):
+            context = ssl.create_default_context(cafile=root)
+        else:
+            context = ssl.create_default_context()  # the system's CAs (sslrootcert=system, or none given)
+        context.check_hostname = mode == "verify-full"
+        if not verify:
+            context.verify_mode = ssl.CERT_NONE
+        if cert is not None:
+            context.load_cert_chain(cert, values.get("sslkey"), values.get("sslpassword"))
+    except (OSError, ssl.SSLError) as exc:
+        raise StartupError(
+            f"PLAIT_DATABASE_URL: cannot load the TLS files (sslrootcert={root}, sslcert={cert}): {exc}"
+        ) from exc
+    return bare, {"ssl": context}
 
 
 class Database:

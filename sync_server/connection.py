@@ -35,6 +35,9 @@ log = logging.getLogger("plait.sync")
 FRAGMENT_BYTES = 256 * 1024
 CLOSE_GRACE_SECONDS = 10.0  # a close frame stuck behind data the client does not read: then the TCP is dropped
 
+# A reconnecting client's updates that arrive before its sync step 2 and depend on what that step 2 brings are
+# held, up to this many bytes per socket (more: refused, 1003, as any update with missing dependencies).
+HELD_MAX_BYTES = 64 * 1024
 _ids = itertools.count(1)
 AWARENESS_BURST = 30.0
 
@@ -195,6 +198,7 @@ class Connection:
         "_byte_tokens",
         "_byte_tokens_at",
         "_closing",
+        "_held",
         "_max_bytes",
         "_max_messages",
         "_queue",
@@ -217,6 +221,7 @@ class Connection:
         "read_scope",
         "role",
         "session_id",
+        "step2_due",
         "synced",
         "user_id",
         "workspace_id",
@@ -246,6 +251,8 @@ class Connection:
         self.role = role
         self.principal = Principal(user_id, f"ws:{self.id}")
         self.synced = False  # receives broadcasts only after its own sync step 2 went out
+        self.step2_due = False  # the server sent its step 1 and the client's step 2 has not arrived yet
+        self._held: list[bytes] | None = None  # its updates waiting for that step 2 (Room.handle)
         self.controlled: dict[int, int] = {}  # awareness client id -> last clock
         self.connected_at = time.time()
         self.last_active = self.connected_at
@@ -266,6 +273,21 @@ class Connection:
         self._tokens_at = time.monotonic()
         self._byte_tokens: float | None = None
         self._byte_tokens_at = self._tokens_at
+
+    def hold(self, update: bytes) -> bool:
+        """Keep an update of this client's until its step 2 arrives, within HELD_MAX_BYTES; False: refuse it."""
+        held = self._held if self._held is not None else []
+        if not self.step2_due or sum(map(len, held)) + len(update) > HELD_MAX_BYTES:
+            return False
+        held.append(update)
+        self._held = held
+        return True
+
+    def step2_arrived(self) -> list[bytes]:
+        """The client's step 2 arrived: what was held for it, in the order received."""
+        self.step2_due = False
+        held, self._held = self._held or [], None
+        return held
 
     @property
     def read_only(self) -> bool:

@@ -83,6 +83,7 @@ class RoomDocument:
             message = create_sync_step1_message(doc.get_state())
             for conn in self._step1_owed:
                 conn.send(message)
+                conn.step2_due = True
             self._step1_owed.clear()
 
     def whole_update(self) -> bytes | None:

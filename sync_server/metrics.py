@@ -50,3 +50,16 @@ NOTIFICATIONS_SUPPRESSED = Counter(
     "Derived notifications not stored: the recipient is not a member, or switched the type off",
     ["reason"],
 )
+# Operations (deploy/prometheus/alerts.yml): readiness as the probes saw it, the derivation's backlog, webhooks.
+READINESS_CHECKS = Counter("plait_readiness_checks_total", "Answers of /readyz", ["result"])
+READINESS_FAILURES = Counter("plait_readiness_failures_total", "Failed checks of /readyz, by check", ["check"])
+DERIVATION_LAG = Gauge(
+    "plait_derivation_lag_seconds", "Age of the oldest committed change whose activity/notifications are not derived"
+)
+DERIVATION_FAILURES = Counter("plait_derivation_failures_total", "Windows of a workspace that could not be derived")
+WEBHOOK_ATTEMPTS = Counter(
+    "plait_webhook_attempts_total",
+    "Webhook delivery attempts: delivered, retry (will retry), failed (gave up)",
+    ["outcome"],
+)
+WEBHOOKS_DISABLED = Counter("plait_webhooks_disabled_total", "Webhooks disabled after consecutive failures")

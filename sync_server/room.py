@@ -41,6 +41,7 @@ from .protocol import (
     MSG_QUERY_AWARENESS,
     MSG_SYNC,
     SYNC_STEP1,
+    SYNC_STEP2,
     ProtocolError,
     parse_awareness,
     parse_message,
@@ -192,6 +193,7 @@ class Room:
         step1 = self.document.step1_for(conn)
         if step1 is not None:
             conn.send(step1)
+            conn.step2_due = True
         if self.awareness:
             conn.send(create_awareness_message(self.awareness.everyone()))
 
@@ -219,9 +221,22 @@ class Room:
             elif conn.read_only:
                 metrics.UPDATES_DROPPED.labels("viewer").inc()
             elif msg.payload == EMPTY_UPDATE:
-                pass  # every client's step 2 when it has nothing new: no need to wake the room for it
+                # every client's step 2 when it has nothing new: no need to wake the room for it
+                if msg.sync_type == SYNC_STEP2:
+                    await self._step2_arrived(conn)
             else:
-                await self.apply(conn.principal, msg.payload, received=time.perf_counter(), wait=False)
+                try:
+                    await self.apply(conn.principal, msg.payload, received=time.perf_counter(), wait=False)
+                except MissingDependencies:
+                    # A client reconnecting (a node restarted, a network blip) may have sent edits the server
+                    # never read; what it edits next depends on them, and reaches the server before its step 2
+                    # (the answer to our step 1) brings them. Hold those until then instead of closing the
+                    # socket (1003) again and again while its user types; still missing after it: refused.
+                    if self.broken or msg.sync_type == SYNC_STEP2 or not conn.hold(msg.payload):
+                        raise
+                    return
+                if msg.sync_type == SYNC_STEP2:
+                    await self._step2_arrived(conn)
         elif msg.type == MSG_AWARENESS:
             # Echo to the sender too: y-websocket closes a socket that hears nothing for 30 s.
             self._local_awareness(self.awareness.accept(conn, msg.payload))
@@ -229,6 +244,10 @@ class Room:
             conn.send(create_awareness_message(self.awareness.everyone()))
         elif msg.type == MSG_AUTH:
             pass  # authentication happens before joining; nothing to do
+
+    async def _step2_arrived(self, conn: Connection) -> None:
+        for update in conn.step2_arrived():
+            await self.apply(conn.principal, update, received=time.perf_counter(), wait=False)
 
     async def _answer_step1(self, conn: Connection, state_vector: bytes) -> None:
         async with self.lock:

@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from api.deps import Ctx
+from sync_server import metrics
 
 router = APIRouter(tags=["health"])
 PROBE_TIMEOUT = 5.0
@@ -40,6 +41,9 @@ async def readyz(ctx: Ctx) -> JSONResponse:
     for name, failure in ctx.supervisor.failures.items():
         checks[f"loop {name}"] = f"error: {failure}"
     ready = all(v == "ok" for v in checks.values())
+    metrics.READINESS_CHECKS.labels("ok" if ready else "unavailable").inc()
+    for name in (n for n, v in checks.items() if v != "ok"):
+        metrics.READINESS_FAILURES.labels(name).inc()
     return JSONResponse(
         {"status": "ok" if ready else "unavailable", "checks": checks}, status_code=200 if ready else 503
     )

@@ -14,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
+from collections import deque
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, cast
 
@@ -24,6 +26,7 @@ from api.domain.notifications.store import store_member_joined, store_notificati
 from persistence.db import Database, insert_ignoring_conflicts
 from persistence.doclog import DocumentLog
 from persistence.models import Activity, Workspace, utcnow
+from sync_server import metrics
 from sync_server.schema import TaskChange
 
 if TYPE_CHECKING:
@@ -58,9 +61,15 @@ class NotificationService:
         self.processed = 0
         self.failures = 0
         self.dropped = 0  # windows of workspaces deleted before they were recorded
+        self._queued_at: deque[float] = deque()  # when each queued item was submitted (the lag's metric)
 
     def start(self, sup: Supervisor) -> None:
         self._task = sup.spawn("notifications", self._run())
+        metrics.DERIVATION_LAG.set_function(self.lag)
+
+    def lag(self) -> float:
+        """Seconds since the oldest change not yet derived was committed (0: none waiting)."""
+        return time.monotonic() - self._queued_at[0] if self._queued_at else 0.0
 
     async def stop(self) -> None:
         """Finish what is queued (at most 5 s) and write the summaries still waiting (at most 5 s), then stop.
@@ -85,6 +94,7 @@ class NotificationService:
             await self._record({}, write_summaries=True)
         except Exception:
             self.failures += 1
+            metrics.DERIVATION_FAILURES.inc()
             self.coalescer.forget()
             log.exception("writing activity summaries failed")
 
@@ -100,6 +110,7 @@ class NotificationService:
     def submit(self, workspace_id: str, items: list[tuple[int, str | None, list[TaskChange]]]) -> None:
         """Queue durable changes (log seq, actor, changes) of one workspace for the worker."""
         self._queue.put_nowait((workspace_id, items))
+        self._queued_at.append(time.monotonic())
 
     async def _run(self) -> None:
         while True:
@@ -123,6 +134,7 @@ class NotificationService:
             finally:
                 for _ in batches:
                     self._queue.task_done()
+                    self._queued_at.popleft()
 
     async def record_all(self, merged: dict[str, list[tuple[int, str | None, list[TaskChange]]]]) -> None:
         """Everything of one window in ONE transaction of a few statements (500 active rooms must not mean 500
@@ -156,6 +168,7 @@ class NotificationService:
             log.info("workspace %s was deleted before its activity was recorded: dropped", workspace_id)
             return
         self.failures += 1
+        metrics.DERIVATION_FAILURES.inc()
         log.exception("recording activity/notifications for %s failed", workspace_id)
 
     async def record(self, workspace_id: str, items: list[tuple[int, str | None, list[TaskChange]]]) -> None:

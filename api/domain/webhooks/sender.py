@@ -20,6 +20,7 @@ from sqlalchemy import select, update
 from api.domain.webhooks.ssrf import UnsafeUrl, pinned_request, resolve_allowed
 from persistence.db import Database
 from persistence.models import Webhook, WebhookDelivery, as_utc, utcnow
+from sync_server import metrics
 
 if TYPE_CHECKING:
     from persistence.settings import Settings
@@ -263,8 +264,10 @@ class WebhookSender:
                 )
                 await s.execute(update(Webhook).where(Webhook.id == hook.id).values(failure_count=0))
                 self.sent += 1
+                metrics.WEBHOOK_ATTEMPTS.labels("delivered").inc()
                 return
             final = attempts >= self.max_attempts
+            metrics.WEBHOOK_ATTEMPTS.labels("failed" if final else "retry").inc()
             await s.execute(
                 update(WebhookDelivery)
                 .where(WebhookDelivery.id == d.id)
@@ -292,4 +295,5 @@ class WebhookSender:
                     .values(status="failed", next_attempt_at=None, last_error="webhook disabled: too many failures")
                 )
                 log.warning("webhook %s disabled after %d consecutive failed attempts", hook.id, failures)
+                metrics.WEBHOOKS_DISABLED.inc()
                 self._on_disabled(hook.workspace_id)
