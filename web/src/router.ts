@@ -59,3 +59,15 @@ export function useRoute(): Route {
 export function currentPath(): string {
   return snapshot()
 }
+
+/** The query part of the current URL (with its `?`, or ''): the board keeps its filters there. */
+export function useQuery(): string {
+  const key = useSyncExternalStore(subscribe, snapshot)
+  const at = key.indexOf('?')
+  return at >= 0 ? key.slice(at) : ''
+}
+
+/** Replace the query of the current path (no new history entry for every keystroke of a search). */
+export function setQuery(query: string): void {
+  navigate(location.pathname + query, { replace: true })
+}

@@ -1,51 +1,81 @@
-import { type DragEvent, type FormEvent, useMemo, useState } from 'react'
+import { type DragEvent, type FormEvent, useEffect, useMemo, useRef, useState } from 'react'
 import type { Workspace } from '../api'
 import { useBoard } from '../state/board'
 import { useAuth } from '../state/auth'
 import { useWorkspaces } from '../state/workspaces'
-import { navigate } from '../router'
-import { colorFor, type Peer } from '../doc/presence'
+import { navigate, setQuery, useQuery } from '../router'
+import type { Peer } from '../doc/presence'
 import {
+  type BoardFilters,
   columns,
   createTask,
+  filtersFromQuery,
+  filtersToQuery,
+  isoDay,
+  matchesFilters,
+  moveTask,
   STATUS_LABELS,
   STATUSES,
   type Status,
-  type Task,
-  type TaskFilter,
   titleProblem,
   updateTask,
 } from '../doc/tasks'
-import { Avatar, StatusSelect } from './common'
 import { canEdit } from '../permissions'
-import { memberName } from '../state/members'
 import { TaskDetail } from './TaskDetail'
+import { Card, type KeyMove } from './Card'
+import { Filters } from './Filters'
+import { Search } from './Search'
+import { LabelsManager } from './Labels'
+import { loadMarkdown } from './Markdown'
+import { prefetchEditor } from './LazyEditor'
 
-function filterValue(f: TaskFilter): string {
-  return f.kind === 'user' ? `user:${f.id}` : f.kind
-}
-function parseFilter(v: string): TaskFilter {
-  if (v.startsWith('user:')) return { kind: 'user', id: v.slice(5) }
-  return { kind: v as 'anyone' | 'mine' | 'unassigned' }
+/** Where a dragged card would land: before the card at `index` of the column as shown (length = the end). */
+interface DropAt {
+  status: Status
+  index: number
 }
 
-function today(): string {
-  const d = new Date()
-  return `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, '0')}-${String(d.getDate()).padStart(2, '0')}`
-}
-
-/** The board (US2): three columns derived from the doc; every change is a doc transaction. */
+/**
+ * The board: three columns in rank order, filtered by the URL's query; every change is a doc transaction.
+ * Cards move by drag and drop, by Alt+arrows on a focused card, or by their status select.
+ */
 export function Board({ workspace, taskId }: { workspace: Workspace; taskId: string | null }) {
-  const { tasks, session, peers, synced, loadedLocally } = useBoard()
+  const { tasks, labels, session, peers, synced, loadedLocally } = useBoard()
   const me = useAuth((s) => s.me)
   const members = useWorkspaces((s) => s.members[workspace.id]) ?? []
-  const [filter, setFilter] = useState<TaskFilter>({ kind: 'anyone' })
+  const query = useQuery()
+  const filters = useMemo(() => filtersFromQuery(query), [query])
   const [title, setTitle] = useState('')
-  const [dragOver, setDragOver] = useState<Status | null>(null)
+  const [drop, setDrop] = useState<DropAt | null>(null)
+  const [showLabels, setShowLabels] = useState(false)
+  const [announce, setAnnounce] = useState('')
+  const focusAfterMove = useRef<string | null>(null)
   const editable = canEdit(workspace)
-  const cols = useMemo(() => columns(tasks, filter, me?.id ?? null), [tasks, filter, me])
+  const today = isoDay(new Date())
+  const doc = session?.doc ?? null
+  const cols = useMemo(
+    () => columns(tasks, (t) => matchesFilters(doc, t, filters, me?.id ?? null, today)),
+    [tasks, filters, me, doc, today],
+  )
+  const filtered = query !== ''
 
   const [titleError, setTitleError] = useState<string | null>(null)
+
+  useEffect(() => {
+    // The editor and the Markdown renderer are split out of the initial bundle; fetch them once the board
+    // shows, so they are ready when a task opens (and the service worker keeps them for an offline reload).
+    void prefetchEditor()
+    void loadMarkdown()
+  }, [])
+
+  useEffect(() => {
+    const id = focusAfterMove.current
+    if (!id) return
+    focusAfterMove.current = null
+    document.querySelector<HTMLElement>(`[data-task-id="${CSS.escape(id)}"] .card-title`)?.focus()
+  }, [tasks])
+
+  const setFilters = (f: BoardFilters) => setQuery(filtersToQuery(f))
   const add = (e: FormEvent) => {
     e.preventDefault()
     if (!session || !me || !title.trim()) return
@@ -55,20 +85,55 @@ export function Board({ workspace, taskId }: { workspace: Workspace; taskId: str
     createTask(session.doc, { title: title.trim() }, me.id)
     setTitle('')
   }
-  const move = (id: string, status: Status) => session && updateTask(session.doc, id, { status })
-  const drop = (status: Status) => (e: DragEvent) => {
-    e.preventDefault()
-    setDragOver(null)
-    const id = e.dataTransfer.getData('application/x-plait-task')
-    if (id && editable) move(id, status)
+  const setStatus = (id: string, status: Status) => session && updateTask(session.doc, id, { status })
+  /** Put task `id` at `index` of `status`'s column as shown now (an index counted with the task itself in it). */
+  const place = (id: string, status: Status, index: number) => {
+    if (!session) return
+    const column = cols[status]
+    const from = column.findIndex((t) => t.id === id)
+    moveTask(session.doc, id, status, from >= 0 && from < index ? index - 1 : index, column)
   }
-  const open = (id: string) => navigate(`/w/${workspace.id}/t/${id}`)
+  const keyMove = (id: string, status: Status, move: KeyMove) => {
+    if (!session) return
+    const column = cols[status]
+    const i = column.findIndex((t) => t.id === id)
+    const name = column[i]?.title || 'Untitled task'
+    let target = status
+    let index = i
+    if (move === 'up') index = i - 1
+    else if (move === 'down') index = i + 1
+    else {
+      const s = STATUSES.indexOf(status) + (move === 'left' ? -1 : 1)
+      if (s < 0 || s >= STATUSES.length) return
+      target = STATUSES[s]
+      index = Math.min(i, cols[target].length)
+    }
+    if (index < 0 || (target === status && index >= column.length)) return
+    focusAfterMove.current = id
+    moveTask(session.doc, id, target, index, cols[target])
+    setAnnounce(`Moved ${name} to ${STATUS_LABELS[target]}, position ${index + 1}.`)
+  }
+  const onDrop = (status: Status) => (e: DragEvent) => {
+    e.preventDefault()
+    const at = drop?.status === status ? drop.index : cols[status].length
+    setDrop(null)
+    const id = e.dataTransfer.getData('application/x-plait-task')
+    if (id && editable) place(id, status, at)
+  }
+  const open = (id: string) => navigate(`/w/${workspace.id}/t/${id}${query}`)
   const viewersOf = (id: string): Peer[] => peers.filter((p) => !p.self && p.viewing.includes(id))
 
   return (
     <main className="board-page" id="main">
       <div className="board-toolbar">
         <h1 className="board-title">{workspace.name}</h1>
+        <Search q={filters.q} onChange={(q) => setFilters({ ...filters, q })} />
+        <button type="button" className="small" onClick={() => setShowLabels(true)} disabled={!session}>
+          Labels
+        </button>
+      </div>
+      <Filters filters={filters} members={members} labels={labels} me={me?.id ?? null} onChange={setFilters} />
+      <div className="board-add">
         {editable ? (
           <form className="inline-form add-task" onSubmit={add} aria-label="Add a task">
             <label className="grow">
@@ -98,22 +163,10 @@ export function Board({ workspace, taskId }: { workspace: Workspace; taskId: str
             You are a viewer: you see changes live but cannot edit.
           </p>
         )}
-        <label className="filter">
-          Assignee
-          <select value={filterValue(filter)} onChange={(e) => setFilter(parseFilter(e.target.value))} aria-label="Filter by assignee">
-            <option value="anyone">Anyone</option>
-            <option value="mine">Mine</option>
-            <option value="unassigned">Unassigned</option>
-            {members
-              .filter((m) => m.user_id !== me?.id)
-              .map((m) => (
-                <option key={m.user_id} value={`user:${m.user_id}`}>
-                  {m.display_name}
-                </option>
-              ))}
-          </select>
-        </label>
       </div>
+      <p className="sr-only" aria-live="polite" data-testid="move-announcement">
+        {announce}
+      </p>
       {!synced && !loadedLocally && tasks.length === 0 && (
         <p className="muted" role="status">
           Loading the board…
@@ -123,35 +176,46 @@ export function Board({ workspace, taskId }: { workspace: Workspace; taskId: str
         {STATUSES.map((status) => (
           <section
             key={status}
-            className={`column${dragOver === status ? ' drag-over' : ''}`}
+            className={`column${drop?.status === status ? ' drag-over' : ''}`}
             aria-labelledby={`col-${status}`}
             data-testid={`column-${status}`}
             onDragOver={(e) => {
               if (!editable) return
               e.preventDefault()
               e.dataTransfer.dropEffect = 'move'
-              setDragOver(status)
+              if (drop?.status !== status || drop.index !== cols[status].length) setDrop({ status, index: cols[status].length })
             }}
-            onDragLeave={() => setDragOver(null)}
-            onDrop={drop(status)}
+            onDragLeave={(e) => {
+              if (!e.currentTarget.contains(e.relatedTarget as Node | null)) setDrop(null)
+            }}
+            onDrop={onDrop(status)}
           >
             <h2 id={`col-${status}`}>
               {STATUS_LABELS[status]} <span className="count-badge">{cols[status].length}</span>
             </h2>
             <ul aria-label={`${STATUS_LABELS[status]} tasks`}>
-              {cols[status].map((t) => (
-                <TaskCard
+              {cols[status].map((t, i) => (
+                <Card
                   key={t.id}
                   task={t}
+                  labels={labels}
+                  members={members}
                   editable={editable}
-                  assignee={memberName(members, t.assignee_id)}
                   viewers={viewersOf(t.id)}
+                  today={today}
+                  dropBefore={drop?.status === status && drop.index === i}
                   onOpen={() => open(t.id)}
-                  onMove={(s) => move(t.id, s)}
+                  onMove={(s) => setStatus(t.id, s)}
+                  onKeyMove={(m) => keyMove(t.id, status, m)}
+                  onDragOverCard={(after) => {
+                    const index = after ? i + 1 : i
+                    if (drop?.status !== status || drop.index !== index) setDrop({ status, index })
+                  }}
                 />
               ))}
             </ul>
-            {cols[status].length === 0 && <p className="muted empty">No tasks.</p>}
+            {drop?.status === status && drop.index === cols[status].length && <div className="drop-end" aria-hidden="true" />}
+            {cols[status].length === 0 && <p className="muted empty">{filtered ? 'No matching tasks.' : 'No tasks.'}</p>}
           </section>
         ))}
       </div>
@@ -162,70 +226,11 @@ export function Board({ workspace, taskId }: { workspace: Workspace; taskId: str
           taskId={taskId}
           session={session}
           task={tasks.find((t) => t.id === taskId) ?? null}
-          onClose={() => navigate(`/w/${workspace.id}`)}
+          labels={labels}
+          onClose={() => navigate(`/w/${workspace.id}${query}`)}
         />
       )}
+      {showLabels && session && <LabelsManager doc={session.doc} labels={labels} editable={editable} onClose={() => setShowLabels(false)} />}
     </main>
-  )
-}
-
-function TaskCard({
-  task,
-  editable,
-  assignee,
-  viewers,
-  onOpen,
-  onMove,
-}: {
-  task: Task
-  editable: boolean
-  assignee: string | null
-  viewers: Peer[]
-  onOpen: () => void
-  onMove: (s: Status) => void
-}) {
-  const overdue = task.due_date !== null && task.status !== 'done' && task.due_date < today()
-  const name = task.title || 'Untitled task'
-  return (
-    <li
-      className="card"
-      data-testid="task-card"
-      data-task-id={task.id}
-      draggable={editable}
-      onDragStart={(e) => {
-        e.dataTransfer.setData('application/x-plait-task', task.id)
-        e.dataTransfer.effectAllowed = 'move'
-      }}
-    >
-      <button type="button" className="card-title" onClick={onOpen} aria-label={`Open task ${name}`}>
-        {name}
-      </button>
-      <div className="card-meta">
-        {assignee && task.assignee_id && (
-          <span className="assignee" data-testid="card-assignee">
-            <Avatar name={assignee} color={colorFor(task.assignee_id)} size={20} />
-            <span>{assignee}</span>
-          </span>
-        )}
-        {task.due_date && (
-          <span className={`due${overdue ? ' overdue' : ''}`}>
-            {overdue ? 'Overdue · ' : 'Due '}
-            <time dateTime={task.due_date}>{task.due_date}</time>
-          </span>
-        )}
-        {viewers.length > 0 && (
-          <span className="watchers" aria-label={`Looking at this task: ${viewers.map((v) => v.name).join(', ')}`} data-testid="card-viewers">
-            {viewers.map((v) => (
-              <Avatar key={v.id} name={v.name} color={v.color} size={18} title={`${v.name} is looking at this task`} />
-            ))}
-          </span>
-        )}
-      </div>
-      {editable && (
-        <label className="move">
-          <StatusSelect value={task.status} onChange={onMove} label={`Status of ${name}`} />
-        </label>
-      )}
-    </li>
   )
 }

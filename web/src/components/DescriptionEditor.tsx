@@ -5,6 +5,8 @@ import { EditorView, minimalSetup } from 'codemirror'
 import { EditorState } from '@codemirror/state'
 import { placeholder } from '@codemirror/view'
 import { yCollab } from 'y-codemirror.next'
+import { markdownLanguage } from '@codemirror/lang-markdown'
+import { LanguageSupport } from '@codemirror/language'
 
 /**
  * CodeMirror 6 bound to the task's `description` Y.Text by y-codemirror.next: concurrent typing
@@ -31,6 +33,8 @@ export function DescriptionEditor({
         doc: text.toString(),
         extensions: [
           minimalSetup,
+          // The grammar alone: `markdown()` would also bundle the HTML, CSS and JavaScript grammars for embedded code.
+          new LanguageSupport(markdownLanguage),
           EditorView.lineWrapping,
           placeholder(readOnly ? 'No description.' : 'Add a description…'),
           EditorState.readOnly.of(readOnly),

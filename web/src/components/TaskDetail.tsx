@@ -2,12 +2,29 @@ import { useEffect, useState } from 'react'
 import { type ActivityEntry, api, itemsOf, type Member, type Workspace } from '../api'
 import type { WorkspaceSession } from '../doc/session'
 import { DELETE_ORIGIN } from '../doc/session'
-import { deleteTask, descriptionOf, STATUS_LABELS, type Status, type Task, titleProblem, updateTask } from '../doc/tasks'
+import {
+  deleteTask,
+  descriptionOf,
+  type Label,
+  PRIORITIES,
+  PRIORITY_LABELS,
+  type Priority,
+  STATUS_LABELS,
+  type Status,
+  type Task,
+  titleProblem,
+  updateTask,
+} from '../doc/tasks'
+import { useAuth } from '../state/auth'
+import { LabelPicker } from './Labels'
+import { Checklist } from './Checklist'
+import { Comments } from './Comments'
+import { DescriptionView } from './Markdown'
 import { useBoard } from '../state/board'
 import { useWorkspaces } from '../state/workspaces'
 import { useToasts } from '../state/toasts'
 import { Avatar, Dialog, ErrorText, StatusSelect, useAction } from './common'
-import { DescriptionEditor } from './DescriptionEditor'
+import { LazyDescriptionEditor } from './LazyEditor'
 import { canEdit } from '../permissions'
 import { memberName } from '../state/members'
 
@@ -17,14 +34,17 @@ export function TaskDetail({
   taskId,
   session,
   task,
+  labels,
   onClose,
 }: {
   workspace: Workspace
   taskId: string
   session: WorkspaceSession
   task: Task | null
+  labels: Label[]
   onClose: () => void
 }) {
+  const me = useAuth((s) => s.me)
   const editable = canEdit(workspace)
   const members = useWorkspaces((s) => s.members[workspace.id]) ?? []
   const peers = useBoard((s) => s.peers)
@@ -142,6 +162,21 @@ export function TaskDetail({
               </select>
             </label>
             <label>
+              Priority
+              <select
+                value={task.priority}
+                disabled={!editable}
+                aria-label="Priority"
+                onChange={(e) => set({ priority: e.target.value as Priority })}
+              >
+                {PRIORITIES.map((p) => (
+                  <option key={p} value={p}>
+                    {PRIORITY_LABELS[p]}
+                  </option>
+                ))}
+              </select>
+            </label>
+            <label>
               Due date
               <input
                 type="date"
@@ -164,10 +199,27 @@ export function TaskDetail({
 
           <h3 id="desc-label">Description</h3>
           {text ? (
-            <DescriptionEditor text={text} awareness={session.awareness} readOnly={!editable} label="Description" />
+            <DescriptionView text={text} nameOf={(id) => members.find((m) => m.user_id === id)?.display_name ?? null}>
+              <LazyDescriptionEditor text={text} awareness={session.awareness} readOnly={!editable} label="Description" />
+            </DescriptionView>
           ) : (
             <p className="muted">This task has no description field.</p>
           )}
+
+          <h3 id="labels-label">Labels</h3>
+          <LabelPicker doc={session.doc} taskId={taskId} labels={labels} selected={task.labels} editable={editable} />
+
+          <Checklist doc={session.doc} task={task} editable={editable} />
+
+          <Comments
+            doc={session.doc}
+            taskId={taskId}
+            comments={task.comments}
+            members={members}
+            me={me?.id ?? null}
+            role={workspace.role}
+            editable={editable}
+          />
 
           <Activity workspaceId={workspace.id} taskId={taskId} version={task.updated_at} />
 
@@ -206,6 +258,11 @@ export function describeActivity(a: ActivityEntry, members: Member[]): string {
     const parts = [ins ? `+${ins}` : '', del ? `−${del}` : ''].filter(Boolean).join(' ')
     return `edited the description${parts ? ` (${parts} characters)` : ''}`
   }
+  if (field === 'rank') return 'moved the task'
+  if (field === 'labels') return 'changed the labels'
+  if (field === 'checklist') return 'updated the checklist'
+  if (field === 'comment' || field === 'comments')
+    return a.old_value == null ? 'commented' : a.new_value == null ? 'deleted a comment' : 'edited a comment'
   const name = FIELD_NAMES[field] ?? field.replace(/_/g, ' ')
   return `changed ${name} from ${describeValue(a.old_value, members, field)} to ${describeValue(a.new_value, members, field)}`
 }

@@ -1,7 +1,30 @@
 import { describe, expect, it } from 'vitest'
 import * as Y from 'yjs'
 import {
+  addChecklistItem,
+  addComment,
   bindTasks,
+  compareRank,
+  createLabel,
+  deleteComment,
+  deleteLabel,
+  deriveLabels,
+  editComment,
+  filtersFromQuery,
+  filtersToQuery,
+  humanDue,
+  matchesFilters,
+  matchesQuery,
+  mentionOf,
+  moveTask,
+  NO_FILTERS,
+  progressOf,
+  rankBetween,
+  removeChecklistItem,
+  setTaskLabel,
+  splitMentions,
+  updateChecklistItem,
+  updateLabel,
   columns,
   createTask,
   deleteTask,
@@ -37,9 +60,13 @@ describe('task schema', () => {
     const task = deriveTasks(doc)[0]
     expect(task).toMatchObject({ title: 'Write docs', status: 'todo', assignee_id: null, due_date: null, created_by: 'u1', completed_at: null })
     expect(Date.parse(task.created_at!)).not.toBeNaN()
-    expect([...entry.keys()].sort()).toEqual(
-      ['assignee_id', 'completed_at', 'created_at', 'created_by', 'description', 'due_date', 'id', 'status', 'title', 'updated_at'],
-    )
+    expect([...entry.keys()].sort()).toEqual([
+      'assignee_id', 'checklist', 'comments', 'completed_at', 'created_at', 'created_by', 'description', 'due_date', 'id',
+      'labels', 'priority', 'rank', 'status', 'title', 'updated_at',
+    ])
+    for (const key of ['labels', 'checklist', 'comments']) expect(entry.get(key)).toBeInstanceOf(Y.Array)
+    expect(task).toMatchObject({ priority: 'none', labels: [], checklist: [], comments: [] })
+    expect(typeof task.rank).toBe('string')
   })
 
   it('moving to done sets completed_at and moving back clears it; unchanged fields are not rewritten', () => {
@@ -75,12 +102,13 @@ describe('task schema', () => {
     createTask(doc, { title: 'b', status: 'done', assignee_id: 'you' }, 'me')
     createTask(doc, { title: 'c', status: 'in_progress' }, 'me')
     const tasks = deriveTasks(doc)
-    const all = columns(tasks, { kind: 'anyone' }, 'me')
+    const by = (assignee: string) => columns(tasks, (t) => matchesFilters(doc, t, { ...NO_FILTERS, assignee }, 'me', '2030-01-01'))
+    const all = columns(tasks)
     expect([all.todo.length, all.in_progress.length, all.done.length]).toEqual([1, 1, 1])
-    expect(columns(tasks, { kind: 'mine' }, 'me').todo.map((t) => t.id)).toEqual([a])
-    expect(columns(tasks, { kind: 'mine' }, 'me').done).toHaveLength(0)
-    expect(columns(tasks, { kind: 'unassigned' }, 'me').in_progress.map((t) => t.title)).toEqual(['c'])
-    expect(columns(tasks, { kind: 'user', id: 'you' }, 'me').done.map((t) => t.title)).toEqual(['b'])
+    expect(by('mine').todo.map((t) => t.id)).toEqual([a])
+    expect(by('mine').done).toHaveLength(0)
+    expect(by('unassigned').in_progress.map((t) => t.title)).toEqual(['c'])
+    expect(by('you').done.map((t) => t.title)).toEqual(['b'])
   })
 })
 
@@ -140,5 +168,186 @@ describe('title limit', () => {
     expect(titleProblem(`  ${'x'.repeat(TITLE_MAX)}  `)).toBeNull()
     expect(titleProblem('😀'.repeat(TITLE_MAX))).toBeNull()
     expect(titleProblem('x'.repeat(TITLE_MAX + 1))).toContain(`${TITLE_MAX + 1} characters (at most ${TITLE_MAX})`)
+  })
+})
+
+function order(doc: Y.Doc, status: 'todo' | 'in_progress' | 'done' = 'todo'): string[] {
+  return columns(deriveTasks(doc))[status].map((t) => t.title)
+}
+
+describe('schema v2: order', () => {
+  it('new tasks go to the end of their column; a column is ordered by rank then id', () => {
+    const doc = new Y.Doc()
+    for (const t of ['a', 'b', 'c']) createTask(doc, { title: t }, 'u')
+    expect(order(doc)).toEqual(['a', 'b', 'c'])
+    const ranks = columns(deriveTasks(doc)).todo.map((t) => t.rank!)
+    expect(new Set(ranks).size).toBe(3)
+    expect([...ranks].sort()).toEqual(ranks)
+    expect(compareRank({ rank: 'a0', id: 'b', created_at: null }, { rank: 'a0', id: 'a', created_at: null })).toBe(1)
+    expect(compareRank({ rank: null, id: 'a', created_at: null }, { rank: 'a0', id: 'b', created_at: null })).toBe(1)
+  })
+
+  it('moves within and between columns by neighbours, and concurrent moves converge', () => {
+    const [a, b] = pair()
+    const ids = ['one', 'two', 'three'].map((t) => createTask(a, { title: t }, 'u'))
+    const col = () => columns(deriveTasks(a)).todo
+    moveTask(a, ids[2], 'todo', 0, col())
+    expect(order(b)).toEqual(['three', 'one', 'two'])
+    moveTask(a, ids[0], 'todo', 3, col())
+    expect(order(b)).toEqual(['three', 'two', 'one'])
+    moveTask(b, ids[1], 'done', 0, [])
+    expect(order(a)).toEqual(['three', 'one'])
+    expect(order(a, 'done')).toEqual(['two'])
+    expect(deriveTasks(a).find((t) => t.id === ids[1])!.completed_at).not.toBeNull()
+    // offline: both move different tasks to the same place; one order everywhere, every task once
+    const c = new Y.Doc()
+    const d = new Y.Doc()
+    Y.applyUpdate(c, Y.encodeStateAsUpdate(a))
+    Y.applyUpdate(d, Y.encodeStateAsUpdate(a))
+    const colOf = (doc: Y.Doc) => columns(deriveTasks(doc)).todo
+    moveTask(c, ids[0], 'todo', 0, colOf(c))
+    moveTask(d, ids[2], 'todo', 0, colOf(d))
+    moveTask(d, ids[1], 'todo', 0, colOf(d))
+    Y.applyUpdate(c, Y.encodeStateAsUpdate(d))
+    Y.applyUpdate(d, Y.encodeStateAsUpdate(c))
+    expect(order(c)).toEqual(order(d))
+    expect([...order(c)].sort()).toEqual(['one', 'three', 'two'])
+  })
+
+  it('ranks between ties and unranked (pre-v2) neighbours without throwing', () => {
+    expect(rankBetween('a1', 'a1') > 'a1').toBe(true)
+    expect(rankBetween('a1', 'a0') > 'a1').toBe(true)
+    expect(typeof rankBetween('not a key!', null)).toBe('string')
+    const doc = new Y.Doc()
+    const old = new Y.Map<unknown>()
+    tasksMap(doc).set('old', old)
+    old.set('title', 'old task')
+    old.set('status', 'todo')
+    createTask(doc, { title: 'new' }, 'u')
+    expect(order(doc)).toEqual(['new', 'old task'])
+    moveTask(doc, 'old', 'todo', 0, columns(deriveTasks(doc)).todo)
+    expect(order(doc)).toEqual(['old task', 'new'])
+  })
+
+  it('a status change from a select puts the task at the end of the new column', () => {
+    const doc = new Y.Doc()
+    createTask(doc, { title: 'x', status: 'done' }, 'u')
+    const y = createTask(doc, { title: 'y' }, 'u')
+    updateTask(doc, y, { status: 'done' })
+    expect(order(doc, 'done')).toEqual(['x', 'y'])
+  })
+})
+
+describe('schema v2: priority, labels, checklist, comments', () => {
+  it('labels: define, rename, recolor, assign once, delete takes them off tasks', () => {
+    const [a, b] = pair()
+    const seen: string[][] = []
+    bindTasks(b, () => {}, (labels) => seen.push(labels.map((l) => l.name)))
+    const bug = createLabel(a, '  Bug ', '#dc2626')
+    const ux = createLabel(a, 'UX', 'red')
+    expect(deriveLabels(b)).toEqual([
+      { id: bug, name: 'Bug', color: '#dc2626' },
+      { id: ux, name: 'UX', color: '#6b7280' },
+    ])
+    updateLabel(a, ux, { name: 'Design', color: '#7c3aed' })
+    expect(seen.at(-1)).toEqual(['Bug', 'Design'])
+    expect(updateLabel(a, 'nope', { name: 'x' })).toBe(false)
+    const id = createTask(a, { title: 't', priority: 'high' }, 'u')
+    setTaskLabel(a, id, bug, true)
+    setTaskLabel(b, id, bug, true)
+    setTaskLabel(a, id, ux, true)
+    expect(deriveTasks(b)[0].labels).toEqual([bug, ux])
+    setTaskLabel(a, id, ux, false)
+    expect(deriveTasks(b)[0]).toMatchObject({ labels: [bug], priority: 'high' })
+    deleteLabel(b, bug)
+    expect(deriveTasks(a)[0].labels).toEqual([])
+    expect(deriveLabels(a).map((l) => l.name)).toEqual(['Design'])
+    expect(setTaskLabel(a, 'missing', ux, true)).toBe(false)
+  })
+
+  it('checklist items add, toggle, edit, remove; progress counts them', () => {
+    const [a, b] = pair()
+    const id = createTask(a, { title: 't' }, 'u')
+    const one = addChecklistItem(a, id, 'one')!
+    addChecklistItem(b, id, 'two')
+    updateChecklistItem(b, id, one, { done: true, text: 'one!' })
+    expect(progressOf(deriveTasks(a)[0])).toEqual({ done: 1, total: 2 })
+    expect(deriveTasks(a)[0].checklist[0]).toEqual({ id: one, text: 'one!', done: true })
+    expect(removeChecklistItem(a, id, one)).toBe(true)
+    expect(removeChecklistItem(a, id, one)).toBe(false)
+    expect(updateChecklistItem(a, id, 'nope', { done: true })).toBe(false)
+    expect(deriveTasks(b)[0].checklist.map((i) => i.text)).toEqual(['two'])
+    expect(addChecklistItem(a, 'missing', 'x')).toBeNull()
+  })
+
+  it('a task from before v2 gets its missing array on first use, never a second one', () => {
+    const doc = new Y.Doc()
+    const old = new Y.Map<unknown>()
+    tasksMap(doc).set('old', old)
+    addComment(doc, 'old', 'u', 'first')
+    const arr = old.get('comments')
+    addComment(doc, 'old', 'u', 'second')
+    expect(old.get('comments')).toBe(arr)
+    expect(deriveTasks(doc)[0].comments.map((c) => c.body)).toEqual(['first', 'second'])
+  })
+
+  it('comments: append, edit (edited_at), delete; mentions split into names and ids', () => {
+    const doc = new Y.Doc()
+    const id = createTask(doc, { title: 't' }, 'u')
+    const c = addComment(doc, id, 'u1', `hi ${mentionOf('Bo]b', 'u2')}, see`)!
+    const [comment] = deriveTasks(doc)[0].comments
+    expect(comment).toMatchObject({ id: c, author_id: 'u1', edited_at: null, body: 'hi @[Bob](user:u2), see' })
+    expect(splitMentions(comment.body)).toEqual([{ text: 'hi ' }, { mention: 'u2', name: 'Bob' }, { text: ', see' }])
+    editComment(doc, id, c, 'changed')
+    expect(deriveTasks(doc)[0].comments[0].edited_at).not.toBeNull()
+    expect(editComment(doc, id, 'nope', 'x')).toBe(false)
+    expect(deleteComment(doc, id, c)).toBe(true)
+    expect(deleteComment(doc, id, c)).toBe(false)
+    expect(deriveTasks(doc)[0].comments).toEqual([])
+  })
+})
+
+describe('search, filters and dates', () => {
+  it('instant search matches every word in title, description, comments or checklist', () => {
+    const doc = new Y.Doc()
+    const id = createTask(doc, { title: 'Launch plan', description: 'budget for Q3' }, 'u')
+    addComment(doc, id, 'u', `ask ${mentionOf('Carol', 'u3')} about venue`)
+    addChecklistItem(doc, id, 'book the caterer')
+    const t = deriveTasks(doc)[0]
+    for (const q of ['launch', 'BUDGET q3', 'venue carol', 'caterer', '  ']) expect(matchesQuery(doc, t, q)).toBe(true)
+    expect(matchesQuery(doc, t, 'launch missing')).toBe(false)
+  })
+
+  it('filters round-trip through the URL query and select tasks', () => {
+    const f = { ...NO_FILTERS, assignee: 'mine', label: 'L1', priority: 'high' as const, status: 'todo' as const, due: 'week' as const, q: 'a b' }
+    expect(filtersFromQuery(filtersToQuery(f))).toEqual(f)
+    expect(filtersToQuery(NO_FILTERS)).toBe('')
+    expect(filtersFromQuery('?priority=bogus&due=never&status=x')).toEqual(NO_FILTERS)
+    const doc = new Y.Doc()
+    const id = createTask(doc, { title: 'x', assignee_id: 'me', due_date: '2030-01-03', priority: 'high' }, 'me')
+    setTaskLabel(doc, id, 'L1', true)
+    const t = deriveTasks(doc)[0]
+    expect(matchesFilters(doc, t, { ...f, q: 'x' }, 'me', '2030-01-01')).toBe(true)
+    expect(matchesFilters(doc, t, f, 'me', '2030-01-01')).toBe(false)
+    expect(matchesFilters(doc, t, { ...NO_FILTERS, assignee: 'unassigned' }, 'me', '2030-01-01')).toBe(false)
+    expect(matchesFilters(doc, t, { ...NO_FILTERS, assignee: 'other' }, 'me', '2030-01-01')).toBe(false)
+    expect(matchesFilters(doc, t, { ...NO_FILTERS, assignee: 'me' }, 'me', '2030-01-01')).toBe(true)
+    expect(matchesFilters(doc, t, { ...NO_FILTERS, due: 'overdue' }, 'me', '2030-01-05')).toBe(true)
+    expect(matchesFilters(doc, t, { ...NO_FILTERS, due: 'today' }, 'me', '2030-01-03')).toBe(true)
+    expect(matchesFilters(doc, t, { ...NO_FILTERS, due: 'none' }, 'me', '2030-01-03')).toBe(false)
+    expect(matchesFilters(doc, t, { ...NO_FILTERS, due: 'week' }, 'me', '2030-01-20')).toBe(false)
+    expect(matchesFilters(doc, t, { ...NO_FILTERS, label: 'L2' }, 'me', '2030-01-01')).toBe(false)
+    expect(matchesFilters(doc, t, { ...NO_FILTERS, priority: 'low' }, 'me', '2030-01-01')).toBe(false)
+    expect(matchesFilters(doc, t, { ...NO_FILTERS, status: 'done' }, 'me', '2030-01-01')).toBe(false)
+  })
+
+  it('human due dates', () => {
+    expect(humanDue('2030-01-02', '2030-01-01')).toEqual({ text: 'due tomorrow', overdue: false })
+    expect(humanDue('2030-01-01', '2030-01-01').text).toBe('due today')
+    expect(humanDue('2030-01-04', '2030-01-01').text).toBe('due in 3 days')
+    expect(humanDue('2030-03-01', '2030-01-01').text).toBe('due 2030-03-01')
+    expect(humanDue('2029-12-31', '2030-01-01')).toEqual({ text: 'overdue since yesterday', overdue: true })
+    expect(humanDue('2029-12-30', '2030-01-01')).toEqual({ text: 'overdue by 2 days', overdue: true })
+    expect(humanDue('2029-12-31', '2030-01-01', true)).toEqual({ text: 'was due yesterday', overdue: false })
   })
 })

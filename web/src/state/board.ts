@@ -9,12 +9,14 @@ import { useToasts } from './toasts'
 import { useWorkspaces } from './workspaces'
 import { type AwarenessState, type Peer, peersFrom } from '../doc/presence'
 import { WorkspaceSession } from '../doc/session'
-import { bindTasks, type Task } from '../doc/tasks'
+import { bindTasks, type Label, type Task } from '../doc/tasks'
 
 export interface BoardState {
   session: WorkspaceSession | null
   workspaceId: string | null
   tasks: Task[]
+  /** The workspace's label definitions (root `labels` map), by name. */
+  labels: Label[]
   ws: WsStatus
   synced: boolean
   lost: boolean
@@ -60,6 +62,7 @@ export const useBoard = create<BoardState>((set, get) => {
     session: null,
     workspaceId: null,
     tasks: [],
+    labels: [],
     ws: 'connecting',
     synced: false,
     lost: false,
@@ -100,7 +103,11 @@ export const useBoard = create<BoardState>((set, get) => {
           } else set({ refusal: { kind, code } })
         },
       }, epoch)
-      unbind = bindTasks(session.doc, (tasks) => set({ tasks }))
+      unbind = bindTasks(
+        session.doc,
+        (tasks) => set({ tasks }),
+        (labels) => set({ labels }),
+      )
       // Remember the epoch this copy belongs to; a copy from before a restore is replaced, never merged.
       api
         .documentInfo(wid)
@@ -129,7 +136,7 @@ export const useBoard = create<BoardState>((set, get) => {
       const wid = session.workspaceId
       unbind?.()
       unbind = null
-      set({ session: null, tasks: [], peers: [] })
+      set({ session: null, tasks: [], labels: [], peers: [] })
       await session.destroy(true)
       let next = epoch
       if (!next) next = (await api.documentInfo(wid).catch(() => ({ epoch: null }))).epoch ?? null
@@ -155,7 +162,7 @@ export const useBoard = create<BoardState>((set, get) => {
       unbind?.()
       unbind = null
       if (session) void session.destroy(forget)
-      set({ session: null, workspaceId: null, tasks: [], peers: [], synced: false, refusal: null })
+      set({ session: null, workspaceId: null, tasks: [], labels: [], peers: [], synced: false, refusal: null })
     },
   }
 })
