@@ -126,7 +126,11 @@ def decode_cursor(cursor: str | None, arity: int) -> list[str] | None:
         if len(cursor) > MAX_CURSOR_CHARS:
             raise ValueError
         key = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        if not isinstance(key, list) or len(key) != arity or not all(isinstance(k, str) for k in key):
+        if (
+            not isinstance(key, list)
+            or len(key) != arity
+            or not all(isinstance(k, str) and "\x00" not in k for k in key)
+        ):
             raise ValueError
     except (ValueError, binascii.Error, UnicodeDecodeError):
         raise Refused(422, "Invalid cursor") from None

@@ -14,10 +14,10 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, inspect, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from persistence.models import AuditEntry, iso_z, utcnow
+from persistence.models import AuditEntry, Base, Workspace, iso_z, utcnow
 
 log = logging.getLogger("plait.audit")
 
@@ -73,6 +73,25 @@ def current_actor() -> Actor | None:
     return _actor.get()
 
 
+# What an entry calls the rows it can be about (``target``): the type name and the primary key.
+TARGET_TYPES = {"User": "user", "Workspace": "workspace", "Invite": "invite", "Webhook": "webhook"}
+
+
+def _identity(row: Base) -> str:
+    """A stored row's id from its identity key: no query, even when a rollback expired the row's attributes."""
+    key = inspect(row).identity
+    assert key is not None, "a row that was never stored"
+    return str(key[0])
+
+
+def _target(target: tuple[str, str | None] | Base | None) -> tuple[str | None, str | None]:
+    if target is None:
+        return None, None
+    if isinstance(target, tuple):
+        return target
+    return TARGET_TYPES[type(target).__name__], _identity(target)
+
+
 def _clip(details: dict[str, Any]) -> dict[str, Any]:
     return {k: v[:MAX_DETAIL_CHARS] if isinstance(v, str) else v for k, v in details.items()}
 
@@ -81,17 +100,20 @@ async def record_action(
     session: AsyncSession,
     action: str,
     *,
-    workspace_id: str | None = None,
-    target: tuple[str, str | None] | None = None,
+    workspace: Workspace | str | None = None,
+    target: tuple[str, str | None] | Base | None = None,
     details: dict[str, Any] | None = None,
     actor: Actor | None = None,
 ) -> None:
-    """Append one entry and commit it (call it after the action's own commit). ``target`` is (type, id);
-    ``actor`` defaults to the request's (``bind_actor``)."""
+    """Append one entry and commit it (call it after the action's own commit). ``workspace`` is an id or the
+    route's ``Workspace``; ``target`` is (type, id) or a row (``TARGET_TYPES``). A row's id is read from its identity:
+    a rollback in the action may have expired it, and reading an expired attribute would query. ``actor``
+    defaults to the request's (``bind_actor``)."""
     if action not in ACTIONS:
         raise ValueError(f"unknown audit action {action!r}: add it to api.domain.audit.ACTIONS")
     who = actor or current_actor() or COMMAND_LINE
-    kind, target_id = target if target is not None else (None, None)
+    kind, target_id = _target(target)
+    workspace_id = workspace if workspace is None or isinstance(workspace, str) else _identity(workspace)
     session.add(
         AuditEntry(
             created_at=utcnow(),

@@ -55,13 +55,15 @@ async def join_on_registration(node: AppContext, session: AsyncSession, user: Us
     the invite went meanwhile (used up by someone else, revoked), the account is removed again and the
     registration refused: under invite-only no account exists without the invite that let it in."""
 
+    user_id, email = user.id, user.email  # plain values: a rollback in the accept expires the row
+
     async def within_quota(session: AsyncSession, wid: str) -> None:
         await quotas.lock_workspace(session, wid)
         await quotas.check_member_count(session, node.settings, wid)
 
     try:
         joined = await membership.accept_invite(
-            node, session, token_hash=hash_invite_token(token), user_id=user.id, check=within_quota
+            node, session, token_hash=hash_invite_token(token), user_id=user_id, check=within_quota
         )
     except Refused:
         await session.rollback()
@@ -71,8 +73,8 @@ async def join_on_registration(node: AppContext, session: AsyncSession, user: Us
     await record_action(
         session,
         "member.joined",
-        workspace_id=joined.workspace_id,
-        target=("user", user.id),
+        workspace=joined.workspace_id,
+        target=("user", user_id),
         details={"role": joined.role, "via": "registration"},
-        actor=Actor(user.id, user.email, address[:64]),
+        actor=Actor(user_id, email, address[:64]),
     )

@@ -12,6 +12,7 @@ from api.domain import admin, audit
 from api.domain.sessions import Caller
 from api.errors import ApiError
 from api.pagination import Limit, keyset_page
+from api.schemas import NO_NUL
 from persistence.models import AuditEntry
 
 router = APIRouter(prefix="/api/admin", tags=["admin"])
@@ -21,7 +22,9 @@ _ERRORS: dict[int | str, dict[str, str]] = {
     403: {"description": "Not an instance administrator, or a token without the admin scope"},
     422: {"description": "Invalid query or cursor"},
 }
-Search = Annotated[str | None, Query(max_length=admin.MAX_QUERY_CHARS, description="Part of the name or email")]
+Search = Annotated[
+    str | None, Query(max_length=admin.MAX_QUERY_CHARS, pattern=NO_NUL, description="Part of the name or email")
+]
 
 
 async def instance_admin(caller: CurrentCaller) -> Caller:
@@ -92,9 +95,9 @@ async def stats(_admin: InstanceAdmin, ctx: Ctx, session: Session) -> dict[str, 
 async def instance_audit(
     _admin: InstanceAdmin,
     session: Session,
-    action: Annotated[str | None, Query(max_length=64)] = None,
-    actor_id: Annotated[str | None, Query(max_length=36)] = None,
-    workspace_id: Annotated[str | None, Query(max_length=36)] = None,
+    action: Annotated[str | None, Query(max_length=64, pattern=NO_NUL)] = None,
+    actor_id: Annotated[str | None, Query(max_length=36, pattern=NO_NUL)] = None,
+    workspace_id: Annotated[str | None, Query(max_length=36, pattern=NO_NUL)] = None,
     cursor: str | None = None,
     limit: Limit = 50,
 ) -> dict[str, Any]:

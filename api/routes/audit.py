@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Query
 from api.deps import Member, Session, require
 from api.domain import audit
 from api.pagination import Limit, keyset_page
+from api.schemas import NO_NUL
 from persistence.models import AuditEntry
 
 router = APIRouter(prefix="/api/workspaces/{wid}/audit", tags=["audit"])
@@ -25,7 +26,7 @@ _ERRORS: dict[int | str, dict[str, str]] = {
 async def workspace_audit(
     session: Session,
     member: Annotated[Member, Depends(require("audit.read"))],
-    action: Annotated[str | None, Query(max_length=64)] = None,
+    action: Annotated[str | None, Query(max_length=64, pattern=NO_NUL)] = None,
     cursor: str | None = None,
     limit: Limit = 50,
 ) -> dict[str, Any]:

@@ -88,8 +88,8 @@ async def create_invite(
     await record_action(
         session,
         "invite.created",
-        workspace_id=member.workspace.id,
-        target=("invite", invite.id),
+        workspace=member.workspace,
+        target=invite,
         details={"role": invite.role, "max_uses": invite.max_uses},
     )
     return InviteMailedOut.model_validate(
@@ -148,7 +148,7 @@ async def revoke_invite(
     if result.rowcount != 1:  # type: ignore[attr-defined]
         raise not_found("Invite")
     await session.commit()
-    await record_action(session, "invite.revoked", workspace_id=member.workspace.id, target=("invite", invite_id))
+    await record_action(session, "invite.revoked", workspace=member.workspace, target=("invite", invite_id))
     return Response(status_code=204)
 
 
@@ -178,8 +178,8 @@ async def accept_invite(token: str, user: CurrentUser, ctx: Ctx, session: Sessio
     await record_action(
         session,
         "member.joined",
-        workspace_id=joined.workspace_id,
-        target=("user", user.id),
+        workspace=joined.workspace_id,
+        target=user,
         details={"role": joined.role, "via": "invite"},
     )
     return AcceptOut.model_validate({"workspace_id": joined.workspace_id, "role": joined.role})

@@ -56,7 +56,7 @@ async def change_role(
     await record_action(
         session,
         "member.role_changed",
-        workspace_id=member.workspace.id,
+        workspace=member.workspace,
         target=("user", user_id),
         details={"role": body.role},
     )
@@ -74,7 +74,7 @@ async def remove_member(
     await record_action(
         session,
         "member.left" if user_id == member.user.id else "member.removed",
-        workspace_id=member.workspace.id,
+        workspace=member.workspace,
         target=("user", user_id),
     )
     return Response(status_code=204)

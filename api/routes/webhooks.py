@@ -109,8 +109,8 @@ async def create_webhook(body: WebhookIn, ctx: Ctx, session: Session, member: Ma
     await record_action(
         session,
         "webhook.created",
-        workspace_id=member.workspace.id,
-        target=("webhook", hook.id),
+        workspace=member.workspace,
+        target=hook,
         details={"url": hook.url, "events": hook.events},
     )
     return {**webhook_json(hook), "secret": hook.secret}
@@ -135,7 +135,7 @@ async def delete_webhook(hook_id: str, ctx: Ctx, session: Session, member: Manag
     await record_action(
         session,
         "webhook.deleted",
-        workspace_id=member.workspace.id,
+        workspace=member.workspace,
         target=("webhook", hook_id),
         details={"url": hook.url},
     )

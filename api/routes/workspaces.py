@@ -56,8 +56,8 @@ async def create_workspace(body: WorkspaceIn, ctx: Ctx, user: CurrentUser, sessi
     await record_action(
         session,
         "workspace.created",
-        workspace_id=workspace.id,
-        target=("workspace", workspace.id),
+        workspace=workspace,
+        target=workspace,
         details={"name": workspace.name},
     )
     return workspace_out(workspace, "owner")
@@ -88,8 +88,8 @@ async def rename_workspace(
     await record_action(
         session,
         "workspace.renamed",
-        workspace_id=member.workspace.id,
-        target=("workspace", member.workspace.id),
+        workspace=member.workspace,
+        target=member.workspace,
         details={"name": body.name},
     )
     return workspace_out(member.workspace, member.role)
@@ -104,8 +104,8 @@ async def delete_workspace(
     await record_action(
         session,
         "workspace.deleted",
-        workspace_id=member.workspace.id,
-        target=("workspace", member.workspace.id),
+        workspace=member.workspace,
+        target=member.workspace,
         details={"name": member.workspace.name},
     )
     return Response(status_code=204)
