@@ -136,6 +136,31 @@ def test_account_admin_and_deletion_actions_are_in_the_instance_log(
     assert about[1]["address"] == PROXIED
 
 
+def test_export_and_import_are_recorded(client: httpx.Client) -> None:
+    owner = register(client, "owner")
+    wid = create_workspace(client, owner, "exported")
+    r = client.post(f"/api/workspaces/{wid}/tasks", json={"title": "t"}, headers=owner.headers)
+    assert r.status_code == 201, r.text
+    exported = client.get(f"/api/workspaces/{wid}/export", headers=via_proxy(owner))
+    assert exported.status_code == 200, exported.text
+    assert client.get(f"/api/workspaces/{wid}/export?format=yjs", headers=via_proxy(owner)).status_code == 200
+    r = client.post(
+        "/api/workspaces/import",
+        content=exported.content,
+        headers={**via_proxy(owner), "Content-Type": "application/json"},
+    )
+    assert r.status_code == 201, r.text
+    copy = r.json()["id"]
+    log = entries(client, f"/api/workspaces/{wid}/audit", owner, action="workspace.exported")
+    assert [(e["details"], e["actor"]["id"], e["address"]) for e in log] == [
+        ({"format": "yjs"}, owner.id, PROXIED),
+        ({"format": "json"}, owner.id, PROXIED),
+    ]
+    [imported] = entries(client, f"/api/workspaces/{copy}/audit", owner, action="workspace.imported")
+    assert imported["target"] == {"type": "workspace", "id": copy}
+    assert imported["details"] == {"name": "exported", "tasks": 1} and imported["address"] == PROXIED
+
+
 def test_workspace_log_is_for_owners_and_admins_and_cannot_be_changed(client: httpx.Client, root: Account) -> None:
     owner = register(client, "owner")
     wid = create_workspace(client, owner)
