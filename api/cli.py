@@ -1,5 +1,5 @@
 """The ``plait`` command: ``serve``, ``migrate``, ``check``, ``reset-epoch``, ``reindex``, ``export``, ``import``,
-``--version``."""
+``admin``, ``--version``."""
 
 from __future__ import annotations
 
@@ -106,6 +106,32 @@ def check(settings: Settings) -> int:
     return 0 if all(c.ok for c in checks) else 1
 
 
+def admin_command(settings: Settings, command: str, email: str | None) -> int:
+    """``plait admin grant|revoke EMAIL`` and ``plait admin list``: the only way to make an instance admin (no
+    account becomes one by registering first). Recorded in the audit log; takes effect at the next request."""
+    from api.domain import admin
+    from persistence.db import Database
+
+    async def run() -> int:
+        db = Database(settings.resolved_database_url())
+        try:
+            if command == "list":
+                for address in await admin.admins(db):
+                    print(address)
+                return 0
+            assert email is not None
+            user = await admin.set_admin(db, email, command == "grant")
+        finally:
+            await db.dispose()
+        if user is None:
+            print(f"plait: error: no account with the email {email}", file=sys.stderr)
+            return 1
+        print(f"{user.email} is {'now' if command == 'grant' else 'no longer'} an instance administrator")
+        return 0
+
+    return asyncio.run(run())
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="plait", description="Plait collaborative task server")
     parser.add_argument("--version", action="version", version=f"plait {plait_version()}")
@@ -138,6 +164,13 @@ def main(argv: list[str] | None = None) -> None:
     imp.add_argument("file", help="the file to import (.yjs: a binary Yjs update; else JSON)")
     imp.add_argument("--owner", required=True, help="email of the account that will own the new workspace")
     imp.add_argument("--name", help="the new workspace's name (default: the export's)")
+    admin = sub.add_parser("admin", help="instance administrators: grant, revoke, list (see docs/admin.md)")
+    admin_sub = admin.add_subparsers(dest="admin_command", required=True)
+    admin_sub.add_parser("grant", help="make the account with this email an instance administrator").add_argument(
+        "email"
+    )
+    admin_sub.add_parser("revoke", help="take instance administration from this account").add_argument("email")
+    admin_sub.add_parser("list", help="the instance administrators' emails, one a line")
     args = parser.parse_args(argv)
     settings = load_settings(args.command)
     if args.command == "check":
@@ -195,6 +228,8 @@ def main(argv: list[str] | None = None) -> None:
         except Refused as exc:
             refuse(f"refused: {exc.detail}")
         return
+    if args.command == "admin":
+        raise SystemExit(admin_command(settings, args.admin_command, getattr(args, "email", None)))
     if args.command == "migrate":
         from persistence.migrate import upgrade
 

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from api.context import AppContext, Core
+from api.domain.admin import UpdateRate
 from api.domain.mail.service import MailService
 from api.domain.notifications.hub import NotificationHub
 from api.domain.notifications.worker import NotificationService
@@ -56,6 +57,8 @@ async def running_node(settings: Settings, secret_key: str, database_url: str) -
             worker.start(sup)
             sup.on_stop(name, worker.stop)
 
+        updates = UpdateRate()
+        sync.subscribe(updates.on_durable)
         search = SearchIndex(db, sync, log, debounce=settings.search_index_debounce_ms / 1000)
         sync.subscribe(search.on_durable)
         search.start(sup)
@@ -89,4 +92,5 @@ async def running_node(settings: Settings, secret_key: str, database_url: str) -
             sessions=sessions,
             search=search,
             mail=mail,
+            updates=updates,
         )

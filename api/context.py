@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from api.domain.admin import UpdateRate
 from api.domain.mail.service import MailService
 from api.domain.notifications.hub import NotificationHub
 from api.domain.notifications.worker import NotificationService
@@ -49,6 +50,7 @@ class AppContext:
     sessions: SessionWatch  # ends revoked sessions' sockets and streams on every node
     search: SearchIndex  # the task index: full-text search and due dates (api/domain/search)
     mail: MailService  # the mail outbox, password reset links, invite e-mail, digests (api/domain/mail)
+    updates: UpdateRate  # document updates this node committed in the last minute (GET /api/admin/stats)
 
     async def authenticate_token(self, token: str) -> Credential | None:
         """Who a valid token of a live session (or a personal access token) speaks for."""

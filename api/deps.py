@@ -12,6 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.context import AppContext
+from api.domain.audit import bind_actor
 from api.domain.errors import not_found
 from api.domain.sessions import Caller, resolve
 from api.errors import ApiError
@@ -63,6 +64,7 @@ async def current_caller(
     if "write" not in caller.scopes and request.method not in READ_METHODS:
         raise ApiError(403, "This token's scope (read) does not allow changes")
     request.state.caller = caller
+    bind_actor(caller.user.id, caller.user.email, request.client.host if request.client else None)  # audit log
     return caller
 
 

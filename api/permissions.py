@@ -35,6 +35,7 @@ PERMISSIONS: Final[dict[str, str]] = {
     "versions.delete": "admin",
     "versions.restore": "admin",
     "webhooks.manage": "admin",
+    "audit.read": "admin",
 }
 
 

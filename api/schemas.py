@@ -27,6 +27,7 @@ class RegisterIn(_In):
     email: EmailStr
     password: Password
     display_name: DisplayName
+    invite_token: Annotated[str | None, Field(min_length=1, max_length=200)] = None  # joins its workspace too
 
 
 class LoginIn(_In):

@@ -19,6 +19,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -73,6 +74,9 @@ class User(Base):
     password_hash: Mapped[str] = mapped_column(String(255))
     display_name: Mapped[str] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(TS, default=utcnow)
+    # instance administration (migration 0009, docs/admin.md): granted only by ``plait admin grant``
+    is_admin: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    disabled_at: Mapped[datetime | None] = mapped_column(TS)  # a disabled account cannot sign in or use a token
 
 
 class Workspace(Base):
@@ -425,3 +429,28 @@ FULLTEXT_OBJECTS = {
     "sqlite": ("task_index_fts",),  # an FTS5 table (and its shadow tables task_index_fts_*), three triggers
     "postgresql": ("search_vector", "ix_task_index_search_vector"),  # generated tsvector column, GIN index
 }
+
+
+class AuditEntry(Base):
+    """One recorded action (docs/admin.md#audit-log): who did what to what, when, from which address.
+
+    Append-only: no route changes or deletes an entry. ``workspace_id`` has no foreign key on purpose, so the
+    entries of a deleted workspace (its deletion among them) stay for the instance administrators. ``actor_id``
+    is NULL for the command line; ``actor_email`` keeps who it was after the account is gone."""
+
+    __tablename__ = "audit_log"
+    seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(UUID, unique=True, default=new_id)
+    created_at: Mapped[datetime] = mapped_column(TS, default=utcnow)
+    actor_id: Mapped[str | None] = mapped_column(UUID, ForeignKey("users.id", ondelete="SET NULL"))
+    actor_email: Mapped[str | None] = mapped_column(String(320))
+    action: Mapped[str] = mapped_column(String(64))
+    workspace_id: Mapped[str | None] = mapped_column(UUID)
+    target_type: Mapped[str | None] = mapped_column(String(32))
+    target_id: Mapped[str | None] = mapped_column(String(64))
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    address: Mapped[str | None] = mapped_column(String(64))
+    __table_args__ = (
+        Index("ix_audit_log_workspace_seq", "workspace_id", "seq"),
+        Index("ix_audit_log_actor_seq", "actor_id", "seq"),
+    )

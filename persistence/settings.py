@@ -220,6 +220,11 @@ class Settings(BaseSettings):
     invite_mail_max_per_user: int = Field(
         default=50, ge=0, description="Invite e-mails one account may send per hour (per node; 0: no limit)"
     )
+    # instance administration (docs/admin.md)
+    registration: Literal["open", "invite-only", "closed"] = Field(
+        default="open",
+        description="Who may register: anyone (open), only with a valid invite token (invite-only), nobody (closed)",
+    )
 
     def uvicorn_options(self) -> dict[str, Any]:
         """uvicorn's settings (WebSocket transport, trusted proxies), for every place that starts uvicorn."""

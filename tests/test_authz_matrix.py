@@ -288,6 +288,15 @@ CASES: list[Case] = [
     case("GET", W + "/webhooks", 401, 404, 403, 403, 200, 200),
     case("DELETE", W + "/webhooks/{webhook_id}", 401, 404, 403, 403, 204, 204, setup=_webhook),
     case("GET", W + "/webhooks/{webhook_id}/deliveries", 401, 404, 403, 403, 200, 200, setup=_webhook),
+    # audit log and instance administration (issue 25): a workspace's owners and admins read its log; no workspace
+    # role makes an instance admin (that column, and admin-scoped tokens: tests/test_admin.py)
+    case("GET", W + "/audit", 401, 404, 403, 403, 200, 200),
+    case("GET", "/api/admin/users", 401, 403, 403, 403, 403, 403),
+    case("POST", "/api/admin/users/{editor_id}/disable", 401, 403, 403, 403, 403, 403),
+    case("POST", "/api/admin/users/{editor_id}/enable", 401, 403, 403, 403, 403, 403),
+    case("GET", "/api/admin/workspaces", 401, 403, 403, 403, 403, 403),
+    case("GET", "/api/admin/stats", 401, 403, 403, 403, 403, 403),
+    case("GET", "/api/admin/audit", 401, 403, 403, 403, 403, 403),
 ]
 # fmt: on
 

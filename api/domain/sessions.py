@@ -78,14 +78,14 @@ class TokenPair:
 
 async def resolve(session: AsyncSession, token: str, key: str) -> Caller | None:
     """The caller behind an access token or a personal access token, or None (unknown, expired, revoked, or its
-    account is gone). A token's ``last_used_at`` is written (and committed) at most once a minute."""
+    account is gone or disabled). A token's ``last_used_at`` is written (and committed) at most once a minute."""
     now = utcnow()
     if token.startswith(PAT_PREFIX):
         row = (
             await session.execute(
                 select(PersonalAccessToken, User)
                 .join(User, User.id == PersonalAccessToken.user_id)
-                .where(PersonalAccessToken.token_hash == hash_token(token))
+                .where(PersonalAccessToken.token_hash == hash_token(token), User.disabled_at.is_(None))
             )
         ).first()
         if row is None:
@@ -109,6 +109,7 @@ async def resolve(session: AsyncSession, token: str, key: str) -> Caller | None:
         .where(
             AuthSession.id == session_id,
             User.id == user_id,
+            User.disabled_at.is_(None),
             AuthSession.revoked_at.is_(None),
             AuthSession.expires_at > now,
         )

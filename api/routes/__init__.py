@@ -6,6 +6,8 @@ from fastapi import FastAPI
 
 from api.routes import (
     activity,
+    admin,
+    audit,
     auth,
     checklist,
     comments,
@@ -53,6 +55,8 @@ def register_routes(app: FastAPI, settings: Settings) -> None:
     app.include_router(versions.router)
     app.include_router(webhooks.router)
     app.include_router(search.router)
+    app.include_router(admin.router)
+    app.include_router(audit.router)
 
     # /sync/{workspace_id} is served by PlaitApp itself, ahead of the middleware stack (api/app.py).
 

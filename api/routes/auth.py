@@ -13,6 +13,7 @@ from sqlalchemy.exc import IntegrityError
 
 from api.deps import Ctx, CurrentCaller, CurrentUser, Session, unauthorized
 from api.domain import sessions
+from api.domain.registration import join_on_registration, registration_allowed
 from api.errors import ApiError
 from api.schemas import LoginIn, RegisterIn, TokenOut, UserOut, _In
 from api.security import hash_password, verify_password
@@ -54,12 +55,16 @@ def user_out(user: User) -> UserOut:
     status_code=201,
     response_model=UserOut,
     responses={
+        403: {"description": "Registration closed, or invite-only without a usable invite (PLAIT_REGISTRATION)"},
         409: {"description": "Email already registered"},
         429: {"description": "Too many registrations from this address"},
         503: {"description": "Too many passwords being hashed; retry after Retry-After"},
     },
 )
 async def register(body: RegisterIn, request: Request, ctx: Ctx, session: Session) -> UserOut:
+    """Open, invite-only or closed (``PLAIT_REGISTRATION``); with ``invite_token`` the new account also joins
+    the invite's workspace."""
+    await registration_allowed(ctx.settings.registration, session, body.invite_token)
     guard = ctx.auth
     # Every attempt counts, conflicts too: they would otherwise probe which emails have accounts.
     guard.registrations.hit(client_address(request))
@@ -78,6 +83,8 @@ async def register(body: RegisterIn, request: Request, ctx: Ctx, session: Sessio
         await session.rollback()
         raise ApiError(409, "Email already registered") from None
     log.info("registered user %s", user.id)
+    if body.invite_token:
+        await join_on_registration(ctx, session, user, body.invite_token, client_address(request))
     return user_out(user)
 
 
@@ -112,6 +119,8 @@ async def login(body: LoginIn, request: Request, ctx: Ctx, session: Session) -> 
             await throttle.record_failure(session, email, address)
             raise ApiError(401, "Invalid email or password", headers={"WWW-Authenticate": "Bearer"})
         await throttle.record_success(session, email, address)
+    if user.disabled_at is not None:  # only said to whoever knows the password
+        raise ApiError(403, "This account is disabled; ask an administrator of this server")
     pair = await sessions.open_session(
         session, ctx.settings, ctx.secret_key, user.id, request.headers.get("user-agent")
     )

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from api import quotas
 from api.deps import Ctx, CurrentUser, Member, Session, require
 from api.domain import membership
+from api.domain.audit import record_action
 from api.domain.errors import not_found
 from api.schemas import AcceptOut, InviteIn, InviteInfo, InviteOut, Timestamp
 from api.security import hash_invite_token, new_invite_token
@@ -84,6 +85,13 @@ async def create_invite(
     await session.commit()
     if mailed:
         ctx.mail.outbox.wake()
+    await record_action(
+        session,
+        "invite.created",
+        workspace=member.workspace,
+        target=invite,
+        details={"role": invite.role, "max_uses": invite.max_uses},
+    )
     return InviteMailedOut.model_validate(
         {
             **({"mailed": mailed} if body.email is not None else {}),
@@ -140,6 +148,7 @@ async def revoke_invite(
     if result.rowcount != 1:  # type: ignore[attr-defined]
         raise not_found("Invite")
     await session.commit()
+    await record_action(session, "invite.revoked", workspace=member.workspace, target=("invite", invite_id))
     return Response(status_code=204)
 
 
@@ -212,5 +221,12 @@ async def accept_invite(token: str, user: CurrentUser, ctx: Ctx, session: Sessio
 
     joined = await membership.accept_invite(
         ctx, session, token_hash=hash_invite_token(token), user_id=user.id, check=within_quota
+    )
+    await record_action(
+        session,
+        "member.joined",
+        workspace=joined.workspace_id,
+        target=user,
+        details={"role": joined.role, "via": "invite"},
     )
     return AcceptOut.model_validate({"workspace_id": joined.workspace_id, "role": joined.role})

@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 
 from api.deps import Ctx, CurrentCaller, Session
 from api.domain import account, membership, sessions, tokens
+from api.domain.audit import record_action
 from api.domain.sessions import Caller
 from api.errors import ApiError
 from api.routes.auth import client_address, user_out
@@ -130,6 +131,9 @@ async def create_token(body: TokenIn, caller: SessionCaller, ctx: Ctx, session: 
     pat, secret = await tokens.create(
         session, caller.user.id, body.name, list(body.scopes), body.expires_in_days, ctx.settings.pat_max_per_user
     )
+    await record_action(
+        session, "token.created", target=("token", pat.id), details={"name": pat.name, "scopes": list(pat.scopes)}
+    )
     return {**tokens.token_json(pat), "token": secret}
 
 
@@ -148,6 +152,7 @@ async def list_tokens(caller: SessionCaller, session: Session) -> list[dict[str,
 async def delete_token(token_id: str, caller: SessionCaller, ctx: Ctx, session: Session) -> Response:
     """Delete a token: it stops working at once, and the sockets opened with it close (4401) on every node."""
     await tokens.remove(session, caller.user.id, token_id)
+    await record_action(session, "token.deleted", target=("token", token_id))
     ctx.sessions.ended({token_id})
     return Response(status_code=204)
 

@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from api.deps import Ctx, Member, Session, require, workspace_member
 from api.domain import membership
+from api.domain.audit import record_action
 from api.schemas import MemberOut, RoleIn
 from persistence.models import Membership, User
 
@@ -52,6 +53,13 @@ async def change_role(
     changed = await membership.change_role(
         ctx, session, workspace_id=member.workspace.id, actor_id=member.user.id, user_id=user_id, role=body.role
     )
+    await record_action(
+        session,
+        "member.role_changed",
+        workspace=member.workspace,
+        target=("user", user_id),
+        details={"role": body.role},
+    )
     return member_out(changed)
 
 
@@ -62,5 +70,11 @@ async def remove_member(
     """Admins remove others (owners only by owners); anyone may leave, except the last owner."""
     await membership.remove_member(
         ctx, session, workspace_id=member.workspace.id, actor_id=member.user.id, user_id=user_id
+    )
+    await record_action(
+        session,
+        "member.left" if user_id == member.user.id else "member.removed",
+        workspace=member.workspace,
+        target=("user", user_id),
     )
     return Response(status_code=204)

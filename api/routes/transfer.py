@@ -10,6 +10,7 @@ from fastapi.responses import StreamingResponse
 
 from api.deps import Ctx, CurrentUser, Member, Session, require
 from api.domain import transfer
+from api.domain.audit import record_action
 from api.errors import ApiError
 from api.routes.workspaces import workspace_out
 from api.schemas import WorkspaceOut
@@ -43,6 +44,9 @@ async def export_workspace(
     and version metadata, streamed a task at a time. ``yjs``: the document's full state as one update."""
     doc = await ctx.sync.read_document(member.workspace.id)
     stem = f"plait-{member.workspace.id}"
+    await record_action(
+        session, "workspace.exported", workspace=member.workspace, target=member.workspace, details={"format": format}
+    )
     if format == "yjs":
         return Response(
             doc.get_update(),
@@ -93,4 +97,11 @@ async def import_workspace(
             raise ApiError(413, f"an import may be at most {limit} bytes")
     plan = transfer.read_import(bytes(body), request.headers.get("content-type", ""), name)
     workspace = await transfer.import_workspace(ctx, session, user.id, plan)
+    await record_action(
+        session,
+        "workspace.imported",
+        workspace=workspace,
+        target=workspace,
+        details={"name": workspace.name, "tasks": len(plan.tasks)},
+    )
     return workspace_out(workspace, "owner")

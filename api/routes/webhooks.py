@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from api import quotas
 from api.deps import Ctx, Member, Session, require
+from api.domain.audit import record_action
 from api.domain.errors import not_found
 from api.domain.webhooks.events import EVENTS, WebhookEvent
 from api.domain.webhooks.ssrf import UnsafeUrl, resolve_allowed
@@ -105,6 +106,13 @@ async def create_webhook(body: WebhookIn, ctx: Ctx, session: Session, member: Ma
     session.add(hook)
     await session.commit()
     ctx.webhooks.invalidate(member.workspace.id)
+    await record_action(
+        session,
+        "webhook.created",
+        workspace=member.workspace,
+        target=hook,
+        details={"url": hook.url, "events": hook.events},
+    )
     return {**webhook_json(hook), "secret": hook.secret}
 
 
@@ -124,6 +132,13 @@ async def delete_webhook(hook_id: str, ctx: Ctx, session: Session, member: Manag
     await session.delete(hook)
     await session.commit()
     ctx.webhooks.invalidate(member.workspace.id)
+    await record_action(
+        session,
+        "webhook.deleted",
+        workspace=member.workspace,
+        target=("webhook", hook_id),
+        details={"url": hook.url},
+    )
     return Response(status_code=204)
 
 

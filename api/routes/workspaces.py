@@ -10,6 +10,7 @@ from sqlalchemy import select
 from api import quotas
 from api.deps import Ctx, CurrentUser, Member, Session, require
 from api.domain import membership
+from api.domain.audit import record_action
 from api.schemas import WorkspaceIn, WorkspaceOut
 from persistence.models import Document, Membership, Workspace
 
@@ -52,6 +53,13 @@ async def create_workspace(body: WorkspaceIn, ctx: Ctx, user: CurrentUser, sessi
         [Membership(workspace_id=workspace.id, user_id=user.id, role="owner"), Document(workspace_id=workspace.id)]
     )
     await session.commit()
+    await record_action(
+        session,
+        "workspace.created",
+        workspace=workspace,
+        target=workspace,
+        details={"name": workspace.name},
+    )
     return workspace_out(workspace, "owner")
 
 
@@ -77,6 +85,13 @@ async def rename_workspace(
 ) -> WorkspaceOut:
     member.workspace.name = body.name
     await session.commit()
+    await record_action(
+        session,
+        "workspace.renamed",
+        workspace=member.workspace,
+        target=member.workspace,
+        details={"name": body.name},
+    )
     return workspace_out(member.workspace, member.role)
 
 
@@ -86,4 +101,11 @@ async def delete_workspace(
 ) -> Response:
     """Deletes everything under it (memberships, invites, document, notifications cascade in the database)."""
     await membership.delete_workspace(ctx, session, workspace_id=member.workspace.id)
+    await record_action(
+        session,
+        "workspace.deleted",
+        workspace=member.workspace,
+        target=member.workspace,
+        details={"name": member.workspace.name},
+    )
     return Response(status_code=204)
