@@ -216,7 +216,7 @@ def test_concurrent_moves_from_two_clients_converge(
     order = _client_order(a)
     assert sorted(order) == sorted(ids[:5])  # no task lost, none twice
     # REST shows the same board order
-    wait_until(lambda: [t["id"] for t in _tasks(client, wid, owner, sort="rank") if t["status"] == "todo"] == order, 5)
+    wait_until(lambda: [t["id"] for t in _tasks(client, wid, owner, sort="rank") if t["status"] == "todo"] == order, 15)
     assert _client_order(a, "in_progress") == [ids[5]] == _client_order(b, "in_progress")
 
 

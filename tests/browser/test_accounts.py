@@ -221,11 +221,11 @@ def _short_token(api: httpx.Client, acc: Any, seconds: int) -> tuple[str, str]:
 def test_token_expiring_while_the_board_is_open_signs_out(person: Callable[..., Person], api: httpx.Client) -> None:
     """Without a refresh token (or with one the server refuses) an expiring session ends with a message."""
     acc = register(api, "shortlived")
-    acc.token, _ = _short_token(api, acc, 6)
+    acc.token, _ = _short_token(api, acc, 10)  # long enough for a loaded machine to draw the page first
     p = person("shortlived", account=acc)
     p.goto("/")
     expect(p.page.get_by_role("heading", name="Your workspaces")).to_be_visible()
-    expect(p.page).to_have_url(re.compile(r"/signin"), timeout=15_000)
+    expect(p.page).to_have_url(re.compile(r"/signin"), timeout=25_000)
     expect(p.page.get_by_text("Your session has expired")).to_be_visible()
 
 
