@@ -11,24 +11,20 @@ notifications are not mailed.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from api.domain.leased_job import LeasedJob
 from api.domain.mail import templates
-from api.domain.search.due_soon import release_lease, take_lease
 from persistence.models import MailPreference, Notification, User, Workspace, utcnow
 
 if TYPE_CHECKING:
     from api.domain.mail.service import MailService
     from sync_server.supervisor import Supervisor
 
-log = logging.getLogger("plait.mail")
 
 LEASE_NAME = "mail_digest"
 USERS_PER_SCAN = 200
@@ -59,37 +55,22 @@ class DigestScheduler:
 
     def __init__(self, service: MailService, *, node_id: str) -> None:
         self.service = service
-        self.holder = node_id
-        self.every = service.settings.mail_digest_scan_seconds
         self.interval = timedelta(seconds=service.settings.mail_digest_interval_seconds)
-        self.ttl = max(3 * self.every, 10.0)
-        self._task: asyncio.Task[None] | None = None
-        self.scans = 0  # completed scans (tests wait on it)
+        every = service.settings.mail_digest_scan_seconds
+        self.job = LeasedJob(service.db, LEASE_NAME, node_id, every, self.scan)
         self.sent = 0
+
+    @property
+    def scans(self) -> int:
+        """Scans completed on this node (tests wait on it)."""
+        return self.job.runs
 
     def start(self, sup: Supervisor) -> None:
         if self.service.outbox.configured:
-            self._task = sup.spawn("mail-digest", self._run())
+            self.job.start(sup)
 
     async def stop(self) -> None:
-        if self._task is None:
-            return
-        self._task.cancel()
-        await asyncio.wait([self._task])
-        with contextlib.suppress(Exception):
-            await release_lease(self.service.db, LEASE_NAME, self.holder)
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                if await take_lease(self.service.db, LEASE_NAME, self.holder, self.ttl):
-                    await self.scan()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("mail digest scan failed")
-            self.scans += 1
-            await asyncio.sleep(self.every)
+        await self.job.stop()
 
     async def scan(self) -> int:
         """Queue the digests that are due; returns how many."""

@@ -23,6 +23,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.domain.mail.smtp import SmtpConfig, build_message, send
+from persistence.claims import claim_attempt
 from persistence.db import Database
 from persistence.models import MailMessage, as_utc, utcnow
 
@@ -144,20 +145,7 @@ class MailOutbox:
         return min(IDLE_POLL_SECONDS, max(0.0, (as_utc(earliest) - utcnow()).total_seconds()))
 
     async def _claim(self, mail: MailMessage) -> bool:
-        now = utcnow()
-        async with self.db.transaction() as s:
-            result = await s.execute(
-                update(MailMessage)
-                .where(
-                    MailMessage.id == mail.id,
-                    MailMessage.status == "pending",
-                    MailMessage.attempts == mail.attempts,
-                    MailMessage.next_attempt_at <= now,
-                )
-                .values(next_attempt_at=now + LEASE)
-                .execution_options(synchronize_session=False)
-            )
-        return int(getattr(result, "rowcount", 0)) == 1
+        return await claim_attempt(self.db, MailMessage, mail, LEASE)
 
     async def _attempt(self, mail: MailMessage) -> None:
         assert self.config is not None

@@ -11,23 +11,20 @@ Membership and the recipient's preference are checked as for every notification;
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from sqlalchemy import exists, func, literal, or_, select, update
+from sqlalchemy import exists, func, literal, select
 
+from api.domain.leased_job import LeasedJob
 from api.domain.notifications.derive import MAX_NOTIFICATION_TASK_ID, Planned
 from api.domain.notifications.hub import NotificationHub
 from api.domain.notifications.store import store_notifications
 from api.domain.search.indexer import SearchIndex
-from persistence.db import Database, insert_ignoring_conflicts
+from persistence.db import Database
 from persistence.models import (
     Notification,
     NotificationPreference,
-    SchedulerLease,
     TaskIndex,
     TaskIndexState,
     Workspace,
@@ -37,7 +34,6 @@ from persistence.models import (
 if TYPE_CHECKING:
     from sync_server.supervisor import Supervisor
 
-log = logging.getLogger("plait.due_soon")
 
 LEASE_NAME = "due_soon"
 BATCH = 500  # notifications stored per transaction
@@ -55,34 +51,6 @@ def dedup_key_sql() -> object:
     return literal("due_soon:") + TaskIndex.workspace_id + ":" + TaskIndex.task_id + ":" + TaskIndex.due_date
 
 
-async def take_lease(db: Database, name: str, holder: str, ttl: float) -> bool:
-    """Hold (take or renew) the lease ``name`` for ``ttl`` seconds; False while another holder's runs."""
-    now = utcnow()
-    until = now + timedelta(seconds=ttl)
-    async with db.transaction() as s:
-        done = await s.execute(
-            update(SchedulerLease)
-            .where(SchedulerLease.name == name, or_(SchedulerLease.holder == holder, SchedulerLease.expires_at < now))
-            .values(holder=holder, expires_at=until)
-        )
-        if done.rowcount:  # type: ignore[attr-defined]
-            return True
-        row = {"name": name, "holder": holder, "expires_at": until}
-        await insert_ignoring_conflicts(s, db, SchedulerLease.__table__, [row], ["name"])  # type: ignore[arg-type]
-        current = await s.get(SchedulerLease, name)
-        return current is not None and current.holder == holder
-
-
-async def release_lease(db: Database, name: str, holder: str) -> None:
-    """Let another node take over at once (a clean stop)."""
-    async with db.transaction() as s:
-        await s.execute(
-            update(SchedulerLease)
-            .where(SchedulerLease.name == name, SchedulerLease.holder == holder)
-            .values(expires_at=utcnow() - timedelta(seconds=1))
-        )
-
-
 class DueSoonScheduler:
     """The periodic scan, on the node that holds the lease."""
 
@@ -92,36 +60,16 @@ class DueSoonScheduler:
         self.db = db
         self.hub = hub
         self.index = index
-        self.holder = node_id
         self.hours = hours
-        self.every = every
-        self.ttl = max(3 * every, 10.0)  # a lapsed holder is replaced within this
-        self._task: asyncio.Task[None] | None = None
-        self.scans = 0
+        self.job = LeasedJob(db, LEASE_NAME, node_id, every, self.scan)
         self.sent = 0
 
     def start(self, sup: Supervisor) -> None:
         if self.hours > 0:
-            self._task = sup.spawn("due-soon", self._run())
+            self.job.start(sup)
 
     async def stop(self) -> None:
-        if self._task is None:
-            return
-        self._task.cancel()
-        await asyncio.wait([self._task])
-        with contextlib.suppress(Exception):
-            await release_lease(self.db, LEASE_NAME, self.holder)
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                if await take_lease(self.db, LEASE_NAME, self.holder, self.ttl):
-                    await self.scan()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("due_soon scan failed")
-            await asyncio.sleep(self.every)
+        await self.job.stop()
 
     async def scan(self, now: datetime | None = None) -> int:
         """Store the due_soon notifications not stored yet; returns how many were kept."""
@@ -168,7 +116,6 @@ class DueSoonScheduler:
             stored = await store_notifications(s, self.db, planned)
         self.hub.publish(stored.committed())
         kept = len(stored.kept)
-        self.scans += 1
         self.sent += kept
         return kept
 

@@ -18,6 +18,7 @@ import httpx
 from sqlalchemy import select, update
 
 from api.domain.webhooks.ssrf import UnsafeUrl, pinned_request, resolve_allowed
+from persistence.claims import claim_attempt
 from persistence.db import Database
 from persistence.models import Webhook, WebhookDelivery, as_utc, utcnow
 from sync_server import metrics
@@ -150,20 +151,7 @@ class WebhookSender:
 
     async def _claim(self, d: WebhookDelivery) -> bool:
         """Take the delivery for one attempt; another worker (node) that read it too loses."""
-        now = utcnow()
-        async with self.db.transaction() as s:
-            result = await s.execute(
-                update(WebhookDelivery)
-                .where(
-                    WebhookDelivery.id == d.id,
-                    WebhookDelivery.status == "pending",
-                    WebhookDelivery.attempts == d.attempts,
-                    WebhookDelivery.next_attempt_at <= now,
-                )
-                .values(next_attempt_at=now + LEASE)
-                .execution_options(synchronize_session=False)
-            )
-        return int(getattr(result, "rowcount", 0)) == 1
+        return await claim_attempt(self.db, WebhookDelivery, d, LEASE)
 
     async def _attempt_in_order(self, items: list[tuple[WebhookDelivery, Webhook]]) -> None:
         """One hook's due deliveries one after another (hooks in parallel): a failing endpoint is not sent
