@@ -6,13 +6,10 @@ and at the end every task any client created is on the server and in every clien
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,12 +17,11 @@ import httpx
 import pytest
 import yaml
 
+from tests.support.balanced import balanced_cluster
 from tests.support.metrics import scrape
-from tests.support.nginx import Nginx, require_nginx
+from tests.support.nginx import Nginx
 from tests.support.node import NodeClient, start_clients, wait_until
-from tests.support.pgserver import PgServer
-from tests.support.redisproc import RedisProcess
-from tests.support.server import SECRET, ProcessServer, free_port
+from tests.support.server import ProcessServer
 from tests.support.users import create_workspace, register
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.node, pytest.mark.slow]
@@ -91,45 +87,8 @@ class Storm:
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[tuple[list[ProcessServer], Nginx, dict[str, str]]]:
-    require_nginx()
-    # A private PostgreSQL and Redis: the machine's shared server may be out of connections when other suites run
-    pg = PgServer().init().start()
-    url = pg.create_database("plait")
-    rds = RedisProcess(free_port()).start()
-    env = {
-        "PLAIT_ENV": "test",
-        "PLAIT_SECRET_KEY": SECRET,
-        "PLAIT_DATABASE_URL": url,
-        "PLAIT_DATA_DIR": str(tmp_path),
-        "PLAIT_REDIS_URL": rds.url,
-        "PLAIT_REDIS_NAMESPACE": f"r{uuid.uuid4().hex[:8]}",
-        "PLAIT_MIGRATE_ON_START": "false",
-    }
-    nodes: list[ProcessServer] = []
-    nginx: Nginx | None = None
-    try:
-        migrated = subprocess.run(
-            [sys.executable, "-m", "api", "migrate"],
-            env={**os.environ, **env},
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-        assert migrated.returncode == 0, migrated.stderr
-        nodes = [
-            ProcessServer({**env, "PLAIT_NODE_ID": f"plait-{i}"}, log_path=tmp_path / f"plait-{i}.log").start()
-            for i in (1, 2)
-        ]
-        nginx = Nginx([f"127.0.0.1:{n.port}" for n in nodes], tmp_path / "nginx").start()
-        yield nodes, nginx, env
-    finally:
-        if nginx is not None:
-            nginx.stop()
-        for node in nodes:
-            node.stop()
-        rds.stop()
-        pg.destroy()
+    with balanced_cluster(tmp_path) as parts:
+        yield parts
 
 
 def test_a_rolling_restart_under_a_write_storm_loses_no_update(

@@ -28,10 +28,16 @@ def require_nginx() -> None:
         pytest.skip("nginx not installed (apt-get install nginx)")
 
 
-def site_config(upstreams: list[str], port: int, logs: Path) -> str:
+def site_config(upstreams: list[str], port: int, logs: Path, *, sticky: bool = False) -> str:
     """deploy/nginx.conf for this machine: each rewrite must apply exactly where the file says, so a change
-    of the file's shape fails here instead of silently testing something else."""
+    of the file's shape fails here instead of silently testing something else. ``sticky``: the file's
+    documented option, routing by workspace, instead of ``least_conn``."""
     conf = SITE.read_text()
+    if sticky:
+        conf, n = re.subn(
+            r"^(\s*)least_conn;\n\s*# (hash \$plait_workspace consistent;)$", r"\g<1>\g<2>", conf, flags=re.M
+        )
+        assert n == 1, "deploy/nginx.conf must offer the sticky option right after least_conn"
     servers = re.findall(r"^(\s*server )plait-\d+:8000( .*;)$", conf, flags=re.M)
     assert len(servers) == len(upstreams), f"deploy/nginx.conf names {len(servers)} upstream servers"
     for address in upstreams:
@@ -48,6 +54,7 @@ class Nginx:
     upstreams: list[str]
     workdir: Path
     port: int = field(default_factory=free_port)
+    sticky: bool = False
     proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -62,7 +69,7 @@ class Nginx:
         require_nginx()
         self.workdir.mkdir(parents=True, exist_ok=True)
         site = self.workdir / "plait.conf"
-        site.write_text(site_config(self.upstreams, self.port, self.workdir))
+        site.write_text(site_config(self.upstreams, self.port, self.workdir, sticky=self.sticky))
         kinds = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
         temp = "\n".join(f"    {kind}_temp_path {self.workdir}/{kind}_temp;" for kind in kinds)
         main = self.workdir / "nginx.conf"
