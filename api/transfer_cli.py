@@ -1,5 +1,6 @@
 """``plait export`` and ``plait import``: the same code as the REST calls, run by a node that starts for the
-command (it joins the cluster through Redis like any node, so live clients see an import at once)."""
+command (it joins the cluster through Redis like any node, so live clients see an import at once). Both are recorded in
+the audit log with the command line as the actor."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from sqlalchemy import func, select
 
 from api.composition import running_node
 from api.domain import transfer
+from api.domain.audit import record_action
 from persistence.models import User, Workspace
 from persistence.settings import Settings, StartupError
 
@@ -20,6 +22,9 @@ async def run_export(settings: Settings, workspace_id: str, fmt: str, write: Cal
             if workspace is None:
                 raise StartupError(f"no workspace {workspace_id}")
             doc = await ctx.sync.read_document(workspace_id)
+            await record_action(
+                session, "workspace.exported", workspace=workspace, target=workspace, details={"format": fmt}
+            )
             if fmt == "yjs":
                 write(doc.get_update())
                 return
@@ -35,4 +40,6 @@ async def run_import(settings: Settings, body: bytes, content_type: str, owner_e
             if owner is None:
                 raise StartupError(f"no account with the email {owner_email}")
             workspace = await transfer.import_workspace(ctx, session, owner.id, plan)
+            details = {"name": workspace.name, "tasks": len(plan.tasks), "owner": owner.email}
+            await record_action(session, "workspace.imported", workspace=workspace, target=workspace, details=details)
             return workspace.id

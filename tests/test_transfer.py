@@ -213,6 +213,8 @@ def test_plait_export_and_import_commands(make_server: Callable[..., ThreadServe
         spaces = client.get("/api/workspaces", headers=owner.headers).json()
         copy = next(w["id"] for w in spaces if w["name"] == "Copy")
         assert _content(client, copy, owner) == original
+    actions = query(url, "SELECT action, workspace_id, actor_id FROM audit_log ORDER BY id")
+    assert ("workspace.exported", wid, None) in actions and ("workspace.imported", copy, None) in actions
 
 
 WORKSPACE_TABLES = (
