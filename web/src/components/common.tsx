@@ -53,7 +53,7 @@ export function ConnectionPill({ state }: { state: ConnectionState }) {
 export function Toaster() {
   const { toasts, dismiss } = useToasts()
   return (
-    <div className="toaster" aria-live="polite" aria-label="Messages">
+    <div className="toaster" role="region" aria-live="polite" aria-label="Messages">
       {toasts.map((t) => (
         <div key={t.id} className={`toast toast-${t.kind}`} role={t.kind === 'error' ? 'alert' : 'status'} data-testid="toast">
           <span>{t.text}</span>
