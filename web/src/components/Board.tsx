@@ -118,13 +118,13 @@ export function Board({ workspace, taskId }: { workspace: Workspace; taskId: str
       return
     }
     if (mod || e.altKey || (e.target instanceof HTMLElement && e.target.tagName === 'SELECT')) return
+    // The keys act on the board, not behind an open panel.
+    if (document.querySelector('.backdrop')) return
     if (e.key === '?') {
       e.preventDefault()
       setShowKeys(true)
       return
     }
-    // The letters act on the board, not behind an open panel.
-    if (document.querySelector('.backdrop')) return
     const cards = Array.from(document.querySelectorAll<HTMLElement>('[data-testid=task-card] .card-title')).filter(
       (el) => el.offsetParent !== null,
     )
