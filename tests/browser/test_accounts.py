@@ -200,8 +200,8 @@ def test_rename_and_delete_a_workspace(person: Callable[..., Person], api: httpx
     expect(owner.page.get_by_role("heading", name="Members of Final name")).to_be_visible()
     expect(owner.page.get_by_label("Switch workspace").locator("option", has_text="Final name")).to_have_count(1)
 
-    owner.page.once("dialog", lambda d: d.accept())
     owner.page.get_by_role("button", name="Delete workspace").click()
+    owner.page.get_by_role("alertdialog").get_by_role("button", name="Delete workspace").click()
     expect(owner.page.get_by_role("heading", name="Your workspaces")).to_be_visible()
     expect(owner.page.get_by_role("link", name=re.compile("Final name"))).to_have_count(0)
     member.page.evaluate("window.dispatchEvent(new Event('focus'))")

@@ -207,6 +207,7 @@ def test_phone_board(person: Callable[..., Person], api: httpx.Client) -> None:
     for title in ["Buy tickets", "Pack", "Check in"]:
         add_task(p, title)
     card(p, "Pack").get_by_label(re.compile("Status of")).select_option("in_progress")
+    p.page.get_by_role("tab", name=re.compile("In progress")).click()  # a phone shows one column at a time
     expect(p.page.get_by_test_id("column-in_progress").get_by_text("Pack")).to_be_visible()
     width = p.page.evaluate("document.documentElement.scrollWidth")
     assert width <= PHONE["width"], f"board overflows a phone screen: {width}px"

@@ -1,6 +1,6 @@
 import { useEffect, useState } from 'react'
 import { api, ApiError, itemsOf, type PresenceEntry, type Workspace } from './api'
-import { navigate, type Route, useRoute, currentPath } from './router'
+import { lastBoardKey, navigate, type Route, useRoute, currentPath } from './router'
 import { useAuth } from './state/auth'
 import { useWorkspaces } from './state/workspaces'
 import { useNotifications } from './state/notifications'
@@ -51,7 +51,7 @@ function workspaceIdOf(route: Route): string | null {
 /** Signed-in frame: header (workspace switcher, presence, connection, bell, account) and the page. */
 function Shell({ route, token }: { route: Route; token: string }) {
   const { me, loadMe, signOut } = useAuth()
-  const { list, load } = useWorkspaces()
+  const { list, load, loaded } = useWorkspaces()
   const wid = workspaceIdOf(route)
 
   useEffect(() => {
@@ -102,7 +102,8 @@ function Shell({ route, token }: { route: Route; token: string }) {
             ))}
           </select>
         </label>
-        {wid && <WorkspaceStatus wid={wid} />}
+        {/* No members link or presence for a workspace the server says this user is not (or no longer) in. */}
+        {wid && (!loaded || list.some((w) => w.id === wid)) && <WorkspaceStatus wid={wid} />}
         <span className="spacer" />
         <ThemeMenu />
         <Bell />
@@ -316,6 +317,15 @@ function WorkspaceRoute({ route }: { route: Extract<Route, { name: 'board' | 'me
       document.title = 'Plait'
     }
   }, [name, denied, route.name])
+  // Sign-in returns here next time (AuthPage), unless this board is no longer open to the user.
+  const uid = me?.id
+  useEffect(() => {
+    if (!uid) return
+    const key = lastBoardKey(uid)
+    if (denied) {
+      if (localStorage.getItem(key) === `/w/${route.wid}`) localStorage.removeItem(key)
+    } else if (shown && route.name === 'board') localStorage.setItem(key, `/w/${route.wid}`)
+  }, [uid, denied, shown, route.name, route.wid])
   if (denied) return <NoAccess />
   if (!shown) return <Loading />
   if (route.name === 'members') return <MembersPage workspace={shown} />

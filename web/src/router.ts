@@ -71,3 +71,6 @@ export function useQuery(): string {
 export function setQuery(query: string): void {
   navigate(location.pathname + query, { replace: true })
 }
+
+/** Where sign-in goes when no `next` says otherwise: the last board this user had open in this browser. */
+export const lastBoardKey = (uid: string) => `plait.lastBoard.${uid}`

@@ -1,6 +1,6 @@
 import { type FormEvent, useState } from 'react'
 import { useAuth } from '../state/auth'
-import { navigate } from '../router'
+import { lastBoardKey, navigate } from '../router'
 import { ErrorText, useAction } from './common'
 
 /** Sign in or sign up; `next` is where to go afterwards (an invite link, a board). */
@@ -17,7 +17,9 @@ export function AuthPage({ mode, next, intro }: { mode: 'signin' | 'signup'; nex
     void run(async () => {
       if (mode === 'signup') await signUp(email.trim(), password, name.trim())
       else await signIn(email.trim(), password)
-      navigate(target, { replace: true })
+      const uid = useAuth.getState().me?.id
+      const last = !next && uid ? localStorage.getItem(lastBoardKey(uid)) : null
+      navigate(last?.startsWith('/w/') ? last : target, { replace: true })
     })
   }
   const other = mode === 'signin' ? 'signup' : 'signin'

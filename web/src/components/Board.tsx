@@ -28,6 +28,27 @@ import { Search } from './Search'
 import { LabelsManager } from './Labels'
 import { loadMarkdown } from './Markdown'
 import { prefetchEditor } from './LazyEditor'
+import { Dialog } from './common'
+
+/** The board's keyboard shortcuts, as the `?` dialog lists them. */
+export const SHORTCUTS: [string, string][] = [
+  ['c', 'New task'],
+  ['/', 'Search'],
+  ['j / k', 'Next / previous card'],
+  ['e or Enter', 'Open the focused card'],
+  ['Alt + arrows', 'Move the focused card'],
+  ['Ctrl + Z', 'Undo your last change'],
+  ['Ctrl + Shift + Z or Ctrl + Y', 'Redo'],
+  ['?', 'Show this list'],
+  ['Esc', 'Close a panel'],
+]
+
+/** True when keys go to text: an input, a text area or an editor (they keep their own keys, and their undo). */
+export function typingIn(t: EventTarget | null): boolean {
+  if (!(t instanceof HTMLElement)) return false
+  if (t.isContentEditable || t.tagName === 'TEXTAREA') return true
+  return t.tagName === 'INPUT' && !['checkbox', 'radio', 'button', 'submit', 'reset'].includes((t as HTMLInputElement).type)
+}
 
 /** Where a dragged card would land: before the card at `index` of the column as shown (length = the end). */
 interface DropAt {
@@ -49,6 +70,9 @@ export function Board({ workspace, taskId }: { workspace: Workspace; taskId: str
   const [drop, setDrop] = useState<DropAt | null>(null)
   const [showLabels, setShowLabels] = useState(false)
   const [announce, setAnnounce] = useState('')
+  const [showKeys, setShowKeys] = useState(false)
+  const [tab, setTab] = useState<Status>('todo')
+  const newTitle = useRef<HTMLInputElement>(null)
   const focusAfterMove = useRef<string | null>(null)
   const editable = canEdit(workspace)
   const today = isoDay(new Date())
@@ -74,6 +98,54 @@ export function Board({ workspace, taskId }: { workspace: Workspace; taskId: str
     focusAfterMove.current = null
     document.querySelector<HTMLElement>(`[data-task-id="${CSS.escape(id)}"] .card-title`)?.focus()
   }, [tasks])
+
+  // Board shortcuts (listed by `?`); none fires while typing. Ctrl+Z undoes this user's own changes only.
+  const keys = useRef<(e: KeyboardEvent) => void>(() => {})
+  keys.current = (e: KeyboardEvent) => {
+    if (e.defaultPrevented || typingIn(e.target)) return
+    const mod = e.ctrlKey || e.metaKey
+    const history = session?.history
+    if (mod && !e.altKey && history && editable) {
+      const k = e.key.toLowerCase()
+      const redo = (k === 'z' && e.shiftKey) || (k === 'y' && !e.shiftKey)
+      if (k !== 'z' && !redo) return
+      e.preventDefault()
+      const stack = redo ? history.redoStack : history.undoStack
+      if (stack.length === 0) return setAnnounce(redo ? 'Nothing to redo.' : 'Nothing to undo.')
+      if (redo) history.redo()
+      else history.undo()
+      setAnnounce(redo ? 'Redone.' : 'Undone.')
+      return
+    }
+    if (mod || e.altKey || (e.target instanceof HTMLElement && e.target.tagName === 'SELECT')) return
+    // The keys act on the board, not behind an open panel.
+    if (document.querySelector('.backdrop')) return
+    if (e.key === '?') {
+      e.preventDefault()
+      setShowKeys(true)
+      return
+    }
+    const cards = Array.from(document.querySelectorAll<HTMLElement>('[data-testid=task-card] .card-title')).filter(
+      (el) => el.offsetParent !== null,
+    )
+    const at = cards.indexOf(document.activeElement as HTMLElement)
+    if (e.key === 'c' && editable) {
+      e.preventDefault()
+      newTitle.current?.focus()
+    } else if (e.key === 'j' || e.key === 'k') {
+      e.preventDefault()
+      const next = at < 0 ? (e.key === 'j' ? 0 : cards.length - 1) : at + (e.key === 'j' ? 1 : -1)
+      cards[Math.max(0, Math.min(next, cards.length - 1))]?.focus()
+    } else if (e.key === 'e' && at >= 0) {
+      e.preventDefault()
+      cards[at].click()
+    }
+  }
+  useEffect(() => {
+    const onKey = (e: KeyboardEvent) => keys.current(e)
+    document.addEventListener('keydown', onKey)
+    return () => document.removeEventListener('keydown', onKey)
+  }, [])
 
   const setFilters = (f: BoardFilters) => setQuery(filtersToQuery(f))
   const add = (e: FormEvent) => {
@@ -131,6 +203,9 @@ export function Board({ workspace, taskId }: { workspace: Workspace; taskId: str
         <button type="button" className="small" onClick={() => setShowLabels(true)} disabled={!session}>
           Labels
         </button>
+        <button type="button" className="small" onClick={() => setShowKeys(true)} aria-keyshortcuts="?" title="Keyboard shortcuts (?)">
+          Shortcuts
+        </button>
       </div>
       <Filters filters={filters} members={members} labels={labels} me={me?.id ?? null} onChange={setFilters} />
       <div className="board-add">
@@ -139,6 +214,8 @@ export function Board({ workspace, taskId }: { workspace: Workspace; taskId: str
             <label className="grow">
               <span className="sr-only">New task title</span>
               <input
+                ref={newTitle}
+                aria-keyshortcuts="c"
                 value={title}
                 onChange={(e) => {
                   setTitle(e.target.value)
@@ -172,11 +249,28 @@ export function Board({ workspace, taskId }: { workspace: Workspace; taskId: str
           Loading the board…
         </p>
       )}
+      {/* On a phone one column shows at a time, chosen by these tabs (hidden on wider screens). */}
+      <div className="column-tabs" role="tablist" aria-label="Columns">
+        {STATUSES.map((status) => (
+          <button
+            key={status}
+            type="button"
+            role="tab"
+            id={`tab-${status}`}
+            aria-selected={tab === status}
+            aria-controls={`column-${status}`}
+            onClick={() => setTab(status)}
+          >
+            {STATUS_LABELS[status]} <span className="count-badge">{cols[status].length}</span>
+          </button>
+        ))}
+      </div>
       <div className="columns">
         {STATUSES.map((status) => (
           <section
             key={status}
-            className={`column${drop?.status === status ? ' drag-over' : ''}`}
+            id={`column-${status}`}
+            className={`column${drop?.status === status ? ' drag-over' : ''}${tab === status ? '' : ' tab-hidden'}`}
             aria-labelledby={`col-${status}`}
             data-testid={`column-${status}`}
             onDragOver={(e) => {
@@ -230,7 +324,33 @@ export function Board({ workspace, taskId }: { workspace: Workspace; taskId: str
           onClose={() => navigate(`/w/${workspace.id}${query}`)}
         />
       )}
+      {showKeys && <ShortcutsHelp onClose={() => setShowKeys(false)} />}
       {showLabels && session && <LabelsManager doc={session.doc} labels={labels} editable={editable} onClose={() => setShowLabels(false)} />}
     </main>
+  )
+}
+
+function ShortcutsHelp({ onClose }: { onClose: () => void }) {
+  return (
+    <Dialog label="Keyboard shortcuts" onClose={onClose} className="shortcuts-dialog">
+      <div className="detail-head">
+        <h2 className="grow">Keyboard shortcuts</h2>
+        <button type="button" className="icon" onClick={onClose} aria-label="Close keyboard shortcuts">
+          ×
+        </button>
+      </div>
+      <table className="shortcuts" data-testid="shortcuts">
+        <tbody>
+          {SHORTCUTS.map(([key, what]) => (
+            <tr key={key}>
+              <th scope="row">
+                <kbd>{key}</kbd>
+              </th>
+              <td>{what}</td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+    </Dialog>
   )
 }

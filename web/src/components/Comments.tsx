@@ -175,7 +175,6 @@ function Composer({
         placeholder="Write a comment… (@ to mention, Ctrl+Enter to send)"
         aria-label={submitLabel === 'Comment' ? 'New comment' : 'Edit comment'}
         aria-autocomplete="list"
-        aria-expanded={open}
         aria-controls={open ? 'mention-list' : undefined}
         onChange={(e) => {
           setBody(e.target.value)

@@ -4,7 +4,7 @@ import { useAuth } from '../state/auth'
 import { useWorkspaces } from '../state/workspaces'
 import { navigate } from '../router'
 import { colorFor } from '../doc/presence'
-import { Avatar, ErrorText, useAction } from './common'
+import { Avatar, ErrorText, useAction, useConfirm } from './common'
 import { ROLE_LABELS } from './Home'
 import { can, ROLES } from '../permissions'
 
@@ -21,6 +21,7 @@ export function MembersPage({ workspace }: { workspace: Workspace }) {
   const list = useAction()
   const [invites, setInvites] = useState<Invite[]>([])
   const [created, setCreated] = useState<Invite | null>(null)
+  const confirm = useConfirm()
 
   const refresh = useCallback(() => {
     void list.run(async () => {
@@ -35,8 +36,13 @@ export function MembersPage({ workspace }: { workspace: Workspace }) {
     await api.setRole(workspace.id, uid, role)
     await loadMembers(workspace.id)
   })
-  const remove = (uid: string, self: boolean) => {
-    if (!confirm(self ? 'Leave this workspace?' : 'Remove this member from the workspace?')) return
+  const remove = async (uid: string, self: boolean) => {
+    const who = members.find((m) => m.user_id === uid)?.display_name ?? 'this member'
+    const ok = await confirm.ask(
+      self ? `Leave “${workspace.name}”? You will need a new invite to come back.` : `Remove ${who} from “${workspace.name}”?`,
+      self ? 'Leave workspace' : 'Remove member',
+    )
+    if (!ok) return
     void list.run(async () => {
       await api.removeMember(workspace.id, uid)
       if (self) {
@@ -112,7 +118,7 @@ export function MembersPage({ workspace }: { workspace: Workspace }) {
                 </td>
                 <td>
                   {(manage || self) && (
-                    <button type="button" className="danger small" onClick={() => remove(m.user_id, self)}>
+                    <button type="button" className="danger small" onClick={() => void remove(m.user_id, self)}>
                       {self ? 'Leave' : `Remove`}
                       {!self && <span className="sr-only"> {m.display_name}</span>}
                     </button>
@@ -158,6 +164,7 @@ export function MembersPage({ workspace }: { workspace: Workspace }) {
           )}
         </section>
       )}
+      {confirm.dialog}
     </main>
   )
 }
@@ -241,8 +248,13 @@ function WorkspaceSettings({ workspace }: { workspace: Workspace }) {
       useWorkspaces.getState().upsert({ ...workspace, ...w, role: workspace.role })
     })
   }
-  const remove = () => {
-    if (!confirm(`Delete the workspace “${workspace.name}” and all its tasks for everyone? This cannot be undone.`)) return
+  const confirm = useConfirm()
+  const remove = async () => {
+    const ok = await confirm.ask(
+      `Delete the workspace “${workspace.name}” and all its tasks for everyone? This cannot be undone.`,
+      'Delete workspace',
+    )
+    if (!ok) return
     void run(async () => {
       await api.deleteWorkspace(workspace.id)
       useWorkspaces.getState().forget(workspace.id)
@@ -261,12 +273,13 @@ function WorkspaceSettings({ workspace }: { workspace: Workspace }) {
           Rename
         </button>
         {can(workspace, 'workspace.delete') && (
-          <button type="button" className="danger" onClick={remove} disabled={busy}>
+          <button type="button" className="danger" onClick={() => void remove()} disabled={busy}>
             Delete workspace
           </button>
         )}
         <ErrorText error={error} />
       </form>
+      {confirm.dialog}
     </section>
   )
 }

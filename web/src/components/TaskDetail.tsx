@@ -77,7 +77,7 @@ export function TaskDetail({
   const remove = () => {
     const name = task?.title || 'Untitled task'
     deleteTask(session.doc, taskId, DELETE_ORIGIN)
-    const item = session.deletions.undoStack[session.deletions.undoStack.length - 1]
+    const item = session.history.undoStack[session.history.undoStack.length - 1]
     onClose()
     useToasts.getState().push(
       {
@@ -86,8 +86,8 @@ export function TaskDetail({
         action: {
           label: 'Undo',
           run: () => {
-            const stack = session.deletions.undoStack
-            if (stack[stack.length - 1] === item) session.deletions.undo()
+            const stack = session.history.undoStack
+            if (stack[stack.length - 1] === item) session.history.undo()
             else useToasts.getState().push({ kind: 'error', text: 'That deletion can no longer be undone.' })
           },
         },

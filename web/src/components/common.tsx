@@ -1,4 +1,4 @@
-import { type ReactNode, useEffect, useRef, useState } from 'react'
+import { type ReactNode, useCallback, useEffect, useRef, useState } from 'react'
 import { initials } from '../doc/presence'
 import { CONNECTION_LABELS, type ConnectionState } from '../doc/connection'
 import { useToasts } from '../state/toasts'
@@ -53,7 +53,7 @@ export function ConnectionPill({ state }: { state: ConnectionState }) {
 export function Toaster() {
   const { toasts, dismiss } = useToasts()
   return (
-    <div className="toaster" aria-live="polite" aria-label="Messages">
+    <div className="toaster" role="region" aria-live="polite" aria-label="Messages">
       {toasts.map((t) => (
         <div key={t.id} className={`toast toast-${t.kind}`} role={t.kind === 'error' ? 'alert' : 'status'} data-testid="toast">
           <span>{t.text}</span>
@@ -155,6 +155,66 @@ export function Dialog({
     <div className="backdrop" onMouseDown={(e) => e.target === e.currentTarget && onClose()}>
       <div className={`dialog ${className}`} role="dialog" aria-modal="true" aria-label={label} tabIndex={-1} ref={ref}>
         {children}
+      </div>
+    </div>
+  )
+}
+
+interface ConfirmRequest {
+  message: string
+  action: string
+  resolve: (ok: boolean) => void
+}
+
+/**
+ * The app's own confirmation (never `window.confirm`, which a browser may suppress and cannot be styled):
+ * `ask(message, action)` resolves true only when the user presses the action button.
+ */
+export function useConfirm(): { ask: (message: string, action: string) => Promise<boolean>; dialog: ReactNode } {
+  const [pending, setPending] = useState<ConfirmRequest | null>(null)
+  const ask = useCallback(
+    (message: string, action: string) => new Promise<boolean>((resolve) => setPending({ message, action, resolve })),
+    [],
+  )
+  const answer = (ok: boolean) => {
+    pending?.resolve(ok)
+    setPending(null)
+  }
+  const dialog = pending ? <ConfirmDialog request={pending} onAnswer={answer} /> : null
+  return { ask, dialog }
+}
+
+function ConfirmDialog({ request, onAnswer }: { request: ConfirmRequest; onAnswer: (ok: boolean) => void }) {
+  const cancel = useRef<HTMLButtonElement>(null)
+  const answer = useRef(onAnswer)
+  answer.current = onAnswer
+  useEffect(() => {
+    const previous = document.activeElement as HTMLElement | null
+    cancel.current?.focus() // the safe choice first
+    const onKey = (e: KeyboardEvent) => {
+      if (e.key === 'Escape') {
+        e.preventDefault()
+        answer.current(false)
+      }
+    }
+    document.addEventListener('keydown', onKey)
+    return () => {
+      document.removeEventListener('keydown', onKey)
+      previous?.focus?.()
+    }
+  }, [])
+  return (
+    <div className="backdrop confirm-backdrop" onMouseDown={(e) => e.target === e.currentTarget && onAnswer(false)}>
+      <div className="confirm" role="alertdialog" aria-modal="true" aria-labelledby="confirm-message">
+        <p id="confirm-message">{request.message}</p>
+        <div className="confirm-actions">
+          <button type="button" ref={cancel} onClick={() => onAnswer(false)}>
+            Cancel
+          </button>
+          <button type="button" className="danger" onClick={() => onAnswer(true)}>
+            {request.action}
+          </button>
+        </div>
       </div>
     </div>
   )

@@ -29,8 +29,12 @@ export class WorkspaceSession {
   readonly doc = new Y.Doc()
   readonly provider: WebsocketProvider
   readonly idb: IndexeddbPersistence
-  /** Undo for deletions only: a deleted task (with its description) comes back whole. */
-  readonly deletions: Y.UndoManager
+  /**
+   * Undo/redo of this client's own changes to tasks and labels (Ctrl+Z, and a deletion's toast). Tracked origins
+   * are this client's transactions only (no origin, or DELETE_ORIGIN): updates from the server (the provider's
+   * origin), IndexedDB and the description editor (CodeMirror keeps its own undo) are never undone from here.
+   */
+  readonly history: Y.UndoManager
   private readonly cleanups: (() => void)[] = []
 
   constructor(
@@ -51,8 +55,8 @@ export class WorkspaceSession {
     })
     const color = colorFor(user.id)
     this.awareness.setLocalState({ user: { id: user.id, name: user.name, color, colorLight: `${color}33` }, viewing: null })
-    this.deletions = new Y.UndoManager(this.doc.getMap('tasks'), {
-      trackedOrigins: new Set([DELETE_ORIGIN]),
+    this.history = new Y.UndoManager([this.doc.getMap('tasks'), this.doc.getMap('labels')], {
+      trackedOrigins: new Set([null, DELETE_ORIGIN]),
       captureTimeout: 0,
     })
 
@@ -98,7 +102,7 @@ export class WorkspaceSession {
   async destroy(forget = false): Promise<void> {
     for (const c of this.cleanups.splice(0)) c()
     this.awareness.setLocalState(null)
-    this.deletions.destroy()
+    this.history.destroy()
     this.provider.destroy()
     if (forget) await this.idb.clearData()
     else await this.idb.destroy()
