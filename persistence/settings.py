@@ -170,7 +170,7 @@ class Settings(BaseSettings):
     )
     # search and due dates (docs/search.md, docs/notifications.md)
     search_index_debounce_ms: float = Field(
-        default=1000.0, ge=0, description="Changed tasks are re-indexed for search at most this long after a change"
+        default=3000.0, ge=0, description="Changed tasks are re-indexed for search at most this long after a change"
     )
     due_soon_hours: float = Field(
         default=24.0, ge=0, description="due_soon goes to the assignee this long before a task is due (0: never)"

@@ -51,6 +51,8 @@ def test_settings(database_url: str, data_dir: Path, **overrides: Any) -> Settin
         "register_max_per_address": 0,
         # session-scoped servers and accounts outlive the 15-minute default in a slow full run
         "access_token_ttl_seconds": 3600,
+        # search tests wait for the index: a short window (production's 3 s spares the group commit)
+        "search_index_debounce_ms": 300,
     }
     values.update(overrides)
     return Settings(**values)

@@ -13,7 +13,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import bindparam, delete, select, text, update
+from sqlalchemy import Table, bindparam, delete, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -55,10 +55,18 @@ async def upsert_rows(
 ) -> None:
     """Insert or replace rows of one workspace read from a document that included log entry ``doc_seq``; a
     row already read from a newer state (another node indexed a later change) is left alone."""
-    if not rows:
-        return
+    await upsert_many(session, db, [(workspace_id, doc_seq, rows)])
+
+
+async def upsert_many(
+    session: AsyncSession, db: Database, batch: Sequence[tuple[str, int, list[dict[str, Any]]]]
+) -> None:
+    """``upsert_rows`` for several workspaces in one statement (one round trip, a short hold of SQLite's
+    write lock, which the group commit waits for)."""
     now = utcnow()
-    values = [{**r, "workspace_id": workspace_id, "doc_seq": doc_seq, "indexed_at": now} for r in rows]
+    values = [{**r, "workspace_id": wid, "doc_seq": seq, "indexed_at": now} for wid, seq, rows in batch for r in rows]
+    if not values:
+        return
     insert = sqlite_insert if db.is_sqlite else pg_insert
     stmt = insert(TaskIndex.__table__)  # type: ignore[arg-type]
     newer = TaskIndex.__table__.c.doc_seq <= stmt.excluded.doc_seq
@@ -84,17 +92,25 @@ async def delete_rows(session: AsyncSession, workspace_id: str, task_ids: Sequen
 
 async def mark_indexed(session: AsyncSession, db: Database, workspace_id: str, doc_seq: int) -> None:
     """Record that the workspace's index includes the document up to ``doc_seq`` (it only grows)."""
+    await mark_many(session, db, [(workspace_id, doc_seq)])
+
+
+async def mark_many(session: AsyncSession, db: Database, marks: Sequence[tuple[str, int]]) -> None:
+    """``mark_indexed`` for several workspaces in one statement."""
+    now = utcnow()
     await insert_ignoring_conflicts(
         session,
         db,
         TaskIndexState.__table__,  # type: ignore[arg-type]
-        [{"workspace_id": workspace_id, "built_at": utcnow(), "doc_seq": doc_seq}],
+        [{"workspace_id": wid, "built_at": now, "doc_seq": seq} for wid, seq in marks],
         ["workspace_id"],
     )
+    state: Table = TaskIndexState.__table__  # type: ignore[assignment]
     await session.execute(
-        update(TaskIndexState)
-        .where(TaskIndexState.workspace_id == workspace_id, TaskIndexState.doc_seq < doc_seq)
-        .values(doc_seq=doc_seq)
+        update(state)  # the table, not the class: an executemany UPDATE (the ORM's bulk form refuses the WHERE)
+        .where(state.c.workspace_id == bindparam("b_wid"), state.c.doc_seq < bindparam("b_seq"))
+        .values(doc_seq=bindparam("b_seq")),
+        [{"b_wid": wid, "b_seq": seq} for wid, seq in marks],
     )
 
 
