@@ -178,6 +178,7 @@ class _Shard:
             for fut in futures:
                 if not fut.done():
                     fut.set_exception(exc)
+                    fut.exception()  # its waiter may be gone (timed out): no "never retrieved" warning
         self._waiting.clear()
 
     async def close(self) -> None:
@@ -325,10 +326,16 @@ class RedisFanout:
             await shard.run()
         except asyncio.CancelledError:
             raise
-        except (RedisError, OSError, _Moved) as exc:
+        except Exception as exc:  # whatever ends a reader, the subscriber is rebuilt (and rooms caught up)
+            if not isinstance(exc, RedisError | OSError | _Moved):
+                log.exception("redis subscriber failed")
             shard.fail(exc)
-            if self._lost is not None and not self._lost.done():
-                self._lost.set_result(exc)
+            self._lose(exc)
+
+    def _lose(self, exc: BaseException) -> None:
+        """Tear the subscriber down and build it again: messages may have been missed."""
+        if self._lost is not None and not self._lost.done():
+            self._lost.set_result(exc if isinstance(exc, RedisError | OSError | _Moved) else RedisError(repr(exc)))
 
     async def _teardown(self) -> None:
         self._ready.clear()
@@ -363,7 +370,8 @@ class RedisFanout:
             await asyncio.wait_for(shard.subscribe([ch]), SUBSCRIBE_SECONDS)
             return True
         except (TimeoutError, RedisError, OSError, _Moved) as exc:
-            log.warning("subscription to %s not confirmed (%r): the reconnect will catch it up", ch, exc)
+            log.warning("subscription to %s not confirmed (%r): resubscribing everything, then catching up", ch, exc)
+            self._lose(exc)
             return False
 
     def leave(self, workspace_id: str) -> None:
@@ -388,14 +396,18 @@ class RedisFanout:
 
     async def _dispatch(self, channel: bytes, data: bytes) -> None:
         ch = channel.decode()
-        if ch == self.node_channel:
-            metrics.FANOUT_RECEIVED.labels("node").inc()
-            kind_b, key_b, payload = data.split(b"|", 2)
-            kind, key = kind_b.decode(), key_b.decode()
-        else:
-            metrics.FANOUT_RECEIVED.labels("workspace").inc()
-            kind_b, payload = data.split(b"|", 1)
-            kind, key = kind_b.decode(), ch.rsplit(":", 1)[1]
+        try:
+            if ch == self.node_channel:
+                metrics.FANOUT_RECEIVED.labels("node").inc()
+                kind_b, key_b, payload = data.split(b"|", 2)
+                kind, key = kind_b.decode(), key_b.decode()
+            else:
+                metrics.FANOUT_RECEIVED.labels("workspace").inc()
+                kind_b, payload = data.split(b"|", 1)
+                kind, key = kind_b.decode(), ch.rsplit(":", 1)[1]
+        except ValueError:
+            log.warning("malformed message on %s dropped", ch)
+            return
         handler = self._handlers.get(kind)
         if handler is None:
             return
