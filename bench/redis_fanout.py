@@ -95,9 +95,23 @@ def start_nodes(tree: Path, n: int, env: dict[str, str], logs: Path) -> list[tup
         out = open(logs / f"node-{i}.log", "ab")
         proc = subprocess.Popen([sys.executable, "-m", "api", "serve"], cwd=tree, env=full, stdout=out, stderr=out)
         nodes.append((proc, f"127.0.0.1:{port}"))
-    for _, addr in nodes:
-        wait_ready(f"http://{addr}", timeout=90)
+    try:
+        for _, addr in nodes:
+            wait_ready(f"http://{addr}", timeout=90)
+    except BaseException:
+        stop_nodes(nodes)
+        raise
     return nodes
+
+
+def stop_nodes(nodes: list[tuple[subprocess.Popen[bytes], str]]) -> None:
+    for proc, _ in nodes:
+        proc.terminate()
+    for proc, _ in nodes:
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
 
 
 async def workload(addrs: list[str], workspaces: int, updates: int) -> None:
@@ -140,9 +154,10 @@ def run(tree: Path, n: int, workspaces: int, updates: int, old: bool, tmp: Path)
     }
     observer = Observer(rds.port, ns)
     observer.start()
-    nodes = start_nodes(tree, n, env, tmp)
-    addrs = [addr for _, addr in nodes]
+    nodes: list[tuple[subprocess.Popen[bytes], str]] = []
     try:
+        nodes = start_nodes(tree, n, env, tmp)
+        addrs = [addr for _, addr in nodes]
         before = [scrape(f"http://{a}") for a in addrs]
         count0 = observer.count
         t0 = time.monotonic()
@@ -168,13 +183,7 @@ def run(tree: Path, n: int, workspaces: int, updates: int, old: bool, tmp: Path)
         }
     finally:
         observer.running = False
-        for proc, _ in nodes:
-            proc.terminate()
-        for proc, _ in nodes:
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_nodes(nodes)
         rds.stop()
         drop_postgres_database(url)
 

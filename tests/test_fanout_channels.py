@@ -60,9 +60,11 @@ def nodes(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Nodes]:
         "PLAIT_DATA_DIR": str(tmp_path),
         "PLAIT_ROOM_IDLE_SECONDS": "1",
     }
-    a = ProcessServer({**env, "PLAIT_NODE_ID": "node-a"}, log_path=tmp_path / "a.log").start()
-    b = ProcessServer({**env, "PLAIT_NODE_ID": "node-b"}, log_path=tmp_path / "b.log").start()
+    a = ProcessServer({**env, "PLAIT_NODE_ID": "node-a"}, log_path=tmp_path / "a.log")
+    b = ProcessServer({**env, "PLAIT_NODE_ID": "node-b"}, log_path=tmp_path / "b.log")
     try:
+        a.start()
+        b.start()
         yield Nodes(a, b, rds, ns, request.param == "sharded")
     finally:
         a.stop()

@@ -51,13 +51,16 @@ def test_two_nodes_on_a_redis_cluster_converge(tmp_path: Path, redis_cluster: Re
     a = ProcessServer(
         {**env, "PLAIT_NODE_ID": "node-a", "PLAIT_REDIS_URL": seed.replace("redis://", "redis+cluster://")},
         log_path=tmp_path / "a.log",
-    ).start()
+    )
     b = ProcessServer(
         {**env, "PLAIT_NODE_ID": "node-b", "PLAIT_REDIS_URL": seed, "PLAIT_REDIS_CLUSTER": "1"},
         log_path=tmp_path / "b.log",
-    ).start()
-    clients = start_clients(4)
+    )
+    clients = []
     try:
+        a.start()
+        b.start()
+        clients = start_clients(4)
         with httpx.Client(base_url=a.base_url) as http:
             owner = register(http, "owner")
             wids = [create_workspace(http, owner, f"ws{i}") for i in range(2)]

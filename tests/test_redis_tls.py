@@ -91,9 +91,11 @@ def tls_nodes(tmp_path: Path, tls_redis: tuple[int, dict[str, Path]]) -> Iterato
         "PLAIT_ENV": "test",
         "PLAIT_DATA_DIR": str(tmp_path),
     }
-    a = ProcessServer({**env, "PLAIT_NODE_ID": "node-a"}, log_path=tmp_path / "a.log").start()
-    b = ProcessServer({**env, "PLAIT_NODE_ID": "node-b"}, log_path=tmp_path / "b.log").start()
+    a = ProcessServer({**env, "PLAIT_NODE_ID": "node-a"}, log_path=tmp_path / "a.log")
+    b = ProcessServer({**env, "PLAIT_NODE_ID": "node-b"}, log_path=tmp_path / "b.log")
     try:
+        a.start()
+        b.start()
         yield a, b
     finally:
         a.stop()
