@@ -39,6 +39,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel
 from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
@@ -51,6 +52,7 @@ log = logging.getLogger("plait.sync.fanout")
 Handler = Callable[[str, bytes], Awaitable[None] | None]
 WORKSPACE_KINDS = frozenset({"doc", "aw", "awq", "awr"})  # on the workspace's own channel; the rest node-wide
 CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
+SENTINEL_SCHEMES = {"redis+sentinel": "redis", "rediss+sentinel": "rediss"}
 SUBSCRIBE_SECONDS = 2.0  # a room load waits this long for its channel; then the reconnect's catch-up covers it
 LOADING_BUFFER_MAX = 10_000  # updates held for a room between its subscription and the end of its load
 
@@ -63,6 +65,7 @@ class RedisTarget:
     cluster: bool = False
     ssl: dict[str, Any] = field(default_factory=dict)
     pubsub: str = "auto"  # "auto" (sharded on Redis >= 7), "sharded" or "plain"
+    sentinel: tuple[tuple[tuple[str, int], ...], str] | None = None  # (sentinel addresses, service name)
 
     @classmethod
     def from_settings(cls, settings: Any) -> RedisTarget:
@@ -72,6 +75,9 @@ class RedisTarget:
         if scheme in CLUSTER_SCHEMES:
             cluster = True
             url = urlunsplit((CLUSTER_SCHEMES[scheme], *urlsplit(url)[1:]))
+        sentinel = None
+        if scheme in SENTINEL_SCHEMES:
+            sentinel, url = _sentinel(url)
         ssl: dict[str, Any] = {}
         if urlsplit(url).scheme == "rediss":
             ssl["ssl_cert_reqs"] = settings.redis_ssl_cert_reqs
@@ -79,7 +85,7 @@ class RedisTarget:
                 value = getattr(settings, f"redis_{name}")
                 if value:
                     ssl[name] = str(value)
-        return cls(url, cluster, ssl, settings.redis_pubsub)
+        return cls(url, cluster, ssl, settings.redis_pubsub, sentinel)
 
     @property
     def tls(self) -> bool:
@@ -90,7 +96,23 @@ class RedisTarget:
         if self.cluster:
             kw.pop("retry_on_error", None)
             return AsyncRedisCluster.from_url(self.url, **self.ssl, **kw)
-        return aioredis.from_url(self.url, **self.ssl, **kw)
+        return self.single(**kw)
+
+    def single(self, **kw: Any) -> aioredis.Redis:
+        """A client of the one server (with Sentinel: of the current master, looked up on each connect)."""
+        if self.sentinel is None:
+            return aioredis.from_url(self.url, **self.ssl, **kw)
+        parts = urlsplit(self.url)
+        sentinels, service = self.sentinel
+        db = int(parts.path.strip("/") or 0)
+        kw.update(self.ssl)
+        kw["username"] = unquote(parts.username) if parts.username else None
+        kw["password"] = unquote(parts.password) if parts.password else None
+        if self.tls:
+            kw["ssl"] = True
+        watch = Sentinel(list(sentinels), socket_connect_timeout=2, socket_timeout=2)  # type: ignore[no-untyped-call]
+        client: aioredis.Redis = watch.master_for(service, db=db, **kw)
+        return client
 
     def server_client(self, host: str, port: int, **kw: Any) -> aioredis.Redis:
         """A single-server client to one shard of the cluster (for its subscriber connection)."""
@@ -314,7 +336,7 @@ class RedisFanout:
             host, port = name.rsplit(":", 1)
             client = self.target.server_client(host, int(port), **kw)
         else:
-            client = aioredis.from_url(self.target.url, **self.target.ssl, **kw)
+            client = self.target.single(**kw)
         shard = _Shard(client, sharded, self._dispatch)
         self._shards[name] = shard
         task = asyncio.get_running_loop().create_task(self._run_shard(shard), name=f"plait-redis-shard-{name}")
@@ -535,6 +557,20 @@ class RedisFanout:
     async def heartbeat(self) -> None:
         with contextlib.suppress(RedisError, OSError):
             await self.redis.zadd(f"{self.ns}:nodes-alive", {self.node_id: time.time()})
+
+
+def _sentinel(url: str) -> tuple[tuple[tuple[tuple[str, int], ...], str], str]:
+    """``redis+sentinel://[user:pass@]host:port[,host:port]/service[/db]`` -> (sentinels, service), and the
+    master's URL (``redis://[user:pass@]/db``; its address comes from the sentinels)."""
+    parts = urlsplit(url)
+    creds, _, hosts = parts.netloc.rpartition("@")
+    sentinels = tuple((h.rsplit(":", 1)[0], int(h.rsplit(":", 1)[1]) if ":" in h else 26379) for h in hosts.split(","))
+    path = [p for p in parts.path.split("/") if p]
+    if not path:
+        raise ValueError("a Sentinel URL names the service: redis+sentinel://host:26379/mymaster")
+    db = path[1] if len(path) > 1 else "0"
+    netloc = f"{creds}@localhost" if creds else "localhost"
+    return (sentinels, path[0]), urlunsplit((SENTINEL_SCHEMES[parts.scheme], netloc, f"/{db}", "", ""))
 
 
 def _text(value: bytes | str) -> str:
