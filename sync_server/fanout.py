@@ -236,7 +236,8 @@ class RedisFanout:
         self._wanted: set[str] = {self.node_channel}  # the channels this node must hear
         self._shards: dict[str, _Shard] = {}
         self._shard_tasks: dict[str, asyncio.Task[None]] = {}
-        self._ready = asyncio.Event()
+        self._ready = asyncio.Event()  # the subscriber is up (cleared while it reconnects)
+        self._ever_ready = False
         self._lost: asyncio.Future[BaseException] | None = None
 
     # ---- lifecycle -------------------------------------------------------------------------------------
@@ -289,6 +290,7 @@ class RedisFanout:
                 await self._build()
                 self.connected = True
                 self._ready.set()
+                self._ever_ready = True
                 backoff = 0.1
                 if not first and self._on_reconnect is not None:
                     log.warning("redis reconnected: catching every loaded room up from the database")
@@ -380,12 +382,15 @@ class RedisFanout:
         return f"{self.ns}:ws:{workspace_id}"
 
     async def join(self, workspace_id: str) -> bool:
-        """Subscribe to a workspace's channel; True once the subscription is confirmed. False when Redis is not
-        reachable within ``SUBSCRIBE_SECONDS``: the channel stays wanted, and the subscriber's reconnect
-        subscribes it and catches every loaded room up from the database."""
+        """Subscribe to a workspace's channel; True once the subscription is confirmed. False at once while the
+        subscriber reconnects, or when the subscription is not confirmed within ``SUBSCRIBE_SECONDS``: the
+        channel stays wanted, and the subscriber's (re)connect subscribes it and catches every loaded room up
+        from the database."""
         ch = self.channel(workspace_id)
         self._wanted.add(ch)
         metrics.FANOUT_CHANNELS.set(len(self._wanted) - 1)
+        if self._ever_ready and not self._ready.is_set():
+            return False  # Redis is away: no wait; the reconnect subscribes the channel and catches the room up
         try:
             await asyncio.wait_for(self._ready.wait(), SUBSCRIBE_SECONDS)
             shard = self._open_shard(self._server_of(ch), bool(self.sharded))
