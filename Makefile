@@ -27,13 +27,16 @@ node-deps:
 	npm ci --prefix tests/node --no-audit --no-fund
 
 # System packages some tests use: Debian's chromium (browser tests), docker-compose (validates compose.yaml
-# without an engine), redis-server (private Redis servers) and nginx (the load balancer in front of two nodes).
+# without an engine), redis-server and redis-cli (private Redis servers, a Redis Cluster), openssl (TLS
+# certificates for Redis) and nginx (the load balancer in front of two nodes).
 # Installed when we are root; otherwise those tests skip locally (and fail in CI).
 # prometheus: its promtool runs the unit tests of deploy/prometheus/alerts.yml.
 system-deps:
 	@missing=""; [ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
 	command -v docker-compose >/dev/null || missing="$$missing docker-compose"; \
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+	command -v redis-cli >/dev/null || missing="$$missing redis-tools"; \
+	command -v openssl >/dev/null || missing="$$missing openssl"; \
 	[ -x /usr/sbin/nginx ] || missing="$$missing nginx"; \
 	command -v promtool >/dev/null || missing="$$missing prometheus"; \
 	if [ -n "$$missing" ]; then \

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-import redis.asyncio as aioredis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
@@ -21,6 +20,7 @@ from sqlalchemy.pool import NullPool
 from persistence.db import is_sqlite, postgres_tls
 from persistence.migrate import SchemaStatus, ensure_sqlite_dir, schema_status, upgrade_async
 from persistence.settings import Settings, StartupError
+from sync_server.fanout import RedisTarget
 
 log = logging.getLogger("plait.startup")
 CONNECT_TIMEOUT = 10.0
@@ -179,7 +179,10 @@ async def redis_check(settings: Settings) -> Check:
         return Check("redis", True, "not configured (PLAIT_REDIS_URL unset: a single node)")
     shown = redact_url(url)
     try:
-        client = aioredis.from_url(url, socket_connect_timeout=CONNECT_TIMEOUT, socket_timeout=CONNECT_TIMEOUT)
+        # the node's own way to reach it (one server or a cluster, plain or TLS)
+        client = RedisTarget.from_settings(settings).client(
+            socket_connect_timeout=CONNECT_TIMEOUT, socket_timeout=CONNECT_TIMEOUT
+        )
         try:
             await client.ping()
         finally:

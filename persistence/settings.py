@@ -225,6 +225,18 @@ class Settings(BaseSettings):
         default="open",
         description="Who may register: anyone (open), only with a valid invite token (invite-only), nobody (closed)",
     )
+    redis_cluster: bool = Field(
+        default=False, description="PLAIT_REDIS_URL is a Redis Cluster node (also: a redis+cluster:// URL)"
+    )
+    redis_pubsub: Literal["auto", "sharded", "plain"] = Field(
+        default="auto", description="Fan-out channels: sharded (SSUBSCRIBE, Redis 7), plain, or auto by version"
+    )
+    redis_ssl_ca_certs: str | None = Field(default=None, description="CA bundle for a rediss:// URL")
+    redis_ssl_certfile: str | None = Field(default=None, description="Client certificate for a rediss:// URL")
+    redis_ssl_keyfile: str | None = Field(default=None, description="Client key for a rediss:// URL")
+    redis_ssl_cert_reqs: Literal["required", "optional", "none"] = Field(
+        default="required", description="Server certificate check for a rediss:// URL"
+    )
 
     def uvicorn_options(self) -> dict[str, Any]:
         """uvicorn's settings (WebSocket transport, trusted proxies), for every place that starts uvicorn."""

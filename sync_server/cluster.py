@@ -17,7 +17,7 @@ from persistence.doclog import DocumentLog
 
 from . import metrics
 from .close_codes import CloseEvent
-from .fanout import RedisFanout
+from .fanout import LOADING_BUFFER_MAX, RedisFanout
 from .protocol import encode_awareness
 from .registry import RoomRegistry
 from .room import Room
@@ -45,7 +45,9 @@ class Cluster(Protocol):
     async def leave(self) -> None: ...
     async def close(self) -> None: ...
     async def ping(self) -> bool: ...
+    async def room_loading(self, workspace_id: str) -> None: ...
     def room_loaded(self, workspace_id: str) -> None: ...
+    def room_unloaded(self, workspace_id: str) -> None: ...
     def committed(self, workspace_id: str, requests: Sequence[WriteRequest]) -> None: ...
     def awareness(self, workspace_id: str, payload: bytes) -> None: ...
     def membership_changed(self, workspace_id: str, user_id: str, role: str | None) -> None: ...
@@ -79,7 +81,13 @@ class LocalCluster:
     async def ping(self) -> bool:
         return True
 
+    async def room_loading(self, workspace_id: str) -> None:
+        return None
+
     def room_loaded(self, workspace_id: str) -> None:
+        return None
+
+    def room_unloaded(self, workspace_id: str) -> None:
         return None
 
     def committed(self, workspace_id: str, requests: Sequence[WriteRequest]) -> None:
@@ -117,6 +125,9 @@ class RedisCluster:
         self._store = store
         self._presence_dirty: set[str] = set()
         self._loop_task: asyncio.Task[None] | None = None
+        # Updates heard on a workspace's channel while its room loads: the subscription comes before the
+        # database read, and what arrives in between is applied once the room exists (already-applied seqs skip).
+        self._loading: dict[str, list[bytes]] = {}
         fanout.on("doc", self._on_remote_update)
         fanout.on("aw", self._on_remote_awareness)
         fanout.on("awq", self._on_awareness_query)
@@ -151,8 +162,24 @@ class RedisCluster:
 
     # ---- to the other nodes --------------------------------------------------------------------------
 
+    async def room_loading(self, workspace_id: str) -> None:
+        """Subscribe to the workspace's channel before its document is read: an update committed after that
+        read is published after it, so it is heard (or, when the subscription could not be confirmed, the
+        subscriber's reconnect catches the room up from the database)."""
+        self._loading[workspace_id] = []
+        await self.fanout.join(workspace_id)
+
     def room_loaded(self, workspace_id: str) -> None:
+        for data in self._loading.pop(workspace_id, []):
+            self._on_remote_update(workspace_id, data)
         self.fanout.query_awareness(workspace_id)
+
+    def room_unloaded(self, workspace_id: str) -> None:
+        """The room is gone from this node (idle, failed, or never loaded): say it holds no states there, then
+        leave the channel."""
+        self._loading.pop(workspace_id, None)
+        self.fanout.answer_awareness(workspace_id, "*", NO_STATES)
+        self.fanout.leave(workspace_id)
 
     def committed(self, workspace_id: str, requests: Sequence[WriteRequest]) -> None:
         for r in requests:
@@ -206,6 +233,10 @@ class RedisCluster:
     def _on_remote_update(self, workspace_id: str, data: bytes) -> None:
         node, seq, sent, update = RedisFanout.split_update(data)
         room = self._registry.rooms.get(workspace_id)
+        loading = self._loading.get(workspace_id)
+        if room is None and loading is not None and node != self.node_id and len(loading) < LOADING_BUFFER_MAX:
+            loading.append(data)
+            return
         if node == self.node_id or room is None or room.broken:
             return
         try:

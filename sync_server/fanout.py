@@ -4,13 +4,24 @@ Redis is for speed; the database is the truth. After its commit, the accepting n
 bytes with its durable log sequence number and its node id. Every other node with the workspace loaded
 applies it once (sequence numbers already applied are skipped) and forwards it to its sockets. Pub/sub is
 at-most-once, so a node that sees a hole in the sequence, or loses its Redis connection, catches up from the
-database. Awareness, membership changes and notification wake-ups travel the same way; presence is a Redis
-hash per node and workspace that expires when the node stops refreshing it (a crashed node's users vanish).
-A node that loads a room asks the others for their clients' awareness states ("awq"); each answers only the
-asker ("awr") with the full set of its own clients' states, so a newcomer sees everyone present at once
-instead of after their next renewal. After a Redis reconnect a node asks again with "resync" (every node
-answers, even with none) and announces its own states to all ("*"): an answer replaces what the receiver held
-from that node, so removals lost with the connection are dropped.
+database.
+
+Channels. Each workspace has a channel of its own (``{ns}:ws:{id}``: updates, awareness and awareness
+queries/answers), which a node subscribes to when it loads the room (before it reads the document, so nothing
+committed after that read can be missed) and leaves when it unloads it: a node receives the traffic of the
+rooms it hosts, not of the whole cluster. Messages every node must hear (membership changes, account and
+session closes, notification wake-ups) travel on one node-wide channel (``{ns}:nodes``). With Redis 7 the
+channels are *sharded* (``SSUBSCRIBE``/``SPUBLISH``): on a Redis Cluster each channel lives on the shard that
+owns its hash slot, and a node keeps one subscriber connection per shard it needs. Plain ``SUBSCRIBE``/``PUBLISH``
+on an older single Redis. Every node of a deployment picks the same kind (it depends on the server only).
+
+Presence is a Redis hash per node and workspace that expires when the node stops refreshing it (a crashed
+node's users vanish). A node that loads a room asks the others for their clients' awareness states ("awq");
+each answers only the asker ("awr") with the full set of its own clients' states, so a newcomer sees everyone
+present at once instead of after their next renewal. After a Redis reconnect a node asks again with "resync"
+(every node hosting the room answers, even with none) and announces its own states to all ("*"): an answer
+replaces what the receiver held from that node, so removals lost with the connection are dropped. A node that
+unloads a room announces an empty set before it leaves the channel.
 """
 
 from __future__ import annotations
@@ -21,10 +32,14 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel
 from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
@@ -35,32 +50,195 @@ from . import metrics
 log = logging.getLogger("plait.sync.fanout")
 
 Handler = Callable[[str, bytes], Awaitable[None] | None]
+WORKSPACE_KINDS = frozenset({"doc", "aw", "awq", "awr"})  # on the workspace's own channel; the rest node-wide
+CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
+SENTINEL_SCHEMES = {"redis+sentinel": "redis", "rediss+sentinel": "rediss"}
+SUBSCRIBE_SECONDS = 2.0  # a room load waits this long for its channel; then the reconnect's catch-up covers it
+LOADING_BUFFER_MAX = 10_000  # updates held for a room between its subscription and the end of its load
+
+
+@dataclass(frozen=True)
+class RedisTarget:
+    """Where Redis is and how to reach it: one server or a Redis Cluster, plain or TLS (``rediss://``)."""
+
+    url: str
+    cluster: bool = False
+    ssl: dict[str, Any] = field(default_factory=dict)
+    pubsub: str = "auto"  # "auto" (sharded on Redis >= 7), "sharded" or "plain"
+    sentinel: tuple[tuple[tuple[str, int], ...], str] | None = None  # (sentinel addresses, service name)
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> RedisTarget:
+        url = str(settings.redis_url)
+        scheme = urlsplit(url).scheme
+        cluster = bool(settings.redis_cluster)
+        if scheme in CLUSTER_SCHEMES:
+            cluster = True
+            url = urlunsplit((CLUSTER_SCHEMES[scheme], *urlsplit(url)[1:]))
+        sentinel = None
+        if scheme in SENTINEL_SCHEMES:
+            sentinel, url = _sentinel(url)
+        ssl: dict[str, Any] = {}
+        if urlsplit(url).scheme == "rediss":
+            ssl["ssl_cert_reqs"] = settings.redis_ssl_cert_reqs
+            for name in ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile"):
+                value = getattr(settings, f"redis_{name}")
+                if value:
+                    ssl[name] = str(value)
+        return cls(url, cluster, ssl, settings.redis_pubsub, sentinel)
+
+    @property
+    def tls(self) -> bool:
+        return urlsplit(self.url).scheme == "rediss"
+
+    def client(self, **kw: Any) -> aioredis.Redis | AsyncRedisCluster:
+        """A command client: a cluster client (routes by slot, follows MOVED) or a single-server one."""
+        if self.cluster:
+            kw.pop("retry_on_error", None)
+            return AsyncRedisCluster.from_url(self.url, **self.ssl, **kw)
+        return self.single(**kw)
+
+    def single(self, **kw: Any) -> aioredis.Redis:
+        """A client of the one server (with Sentinel: of the current master, looked up on each connect)."""
+        if self.sentinel is None:
+            return aioredis.from_url(self.url, **self.ssl, **kw)
+        parts = urlsplit(self.url)
+        sentinels, service = self.sentinel
+        db = int(parts.path.strip("/") or 0)
+        kw.update(self.ssl)
+        kw["username"] = unquote(parts.username) if parts.username else None
+        kw["password"] = unquote(parts.password) if parts.password else None
+        if self.tls:
+            kw["ssl"] = True
+        watch = Sentinel(list(sentinels), socket_connect_timeout=2, socket_timeout=2)  # type: ignore[no-untyped-call]
+        client: aioredis.Redis = watch.master_for(service, db=db, **kw)
+        return client
+
+    def server_client(self, host: str, port: int, **kw: Any) -> aioredis.Redis:
+        """A single-server client to one shard of the cluster (for its subscriber connection)."""
+        parts = urlsplit(self.url)
+        return aioredis.Redis(
+            host=host,
+            port=port,
+            username=unquote(parts.username) if parts.username else None,
+            password=unquote(parts.password) if parts.password else None,
+            ssl=self.tls,
+            **self.ssl,
+            **kw,
+        )
+
+
+class _Moved(Exception):
+    """The server dropped a subscription we did not ask to drop (its slot moved to another shard)."""
+
+
+class _Shard:
+    """One subscriber connection to one Redis server and the channels subscribed on it."""
+
+    def __init__(self, client: aioredis.Redis, sharded: bool, deliver: Callable[[bytes, bytes], Awaitable[None]]):
+        self.client = client
+        self.sharded = sharded
+        self._deliver = deliver
+        self.pubsub = client.pubsub()
+        self.channels: set[str] = set()
+        self._waiting: dict[str, list[asyncio.Future[None]]] = {}
+        self._leaving: dict[str, int] = {}  # unsubscribes sent and not yet confirmed, by channel
+        self._send = asyncio.Lock()
+
+    async def subscribe(self, channels: list[str]) -> None:
+        """Subscribe and wait for the server's confirmations (the subscription is in place on return)."""
+        loop = asyncio.get_running_loop()
+        futures: list[asyncio.Future[None]] = []
+        for ch in channels:
+            fut: asyncio.Future[None] = loop.create_future()
+            self._waiting.setdefault(ch, []).append(fut)
+            futures.append(fut)
+            self.channels.add(ch)
+        async with self._send:
+            for ch in channels:  # one per command: a sharded SSUBSCRIBE may not span hash slots
+                if self.sharded:
+                    await self.pubsub.ssubscribe(ch)
+                else:
+                    await self.pubsub.subscribe(ch)
+        await asyncio.gather(*futures)
+
+    async def unsubscribe(self, channel: str) -> None:
+        self.channels.discard(channel)
+        self._leaving[channel] = self._leaving.get(channel, 0) + 1
+        async with self._send:
+            if self.sharded:
+                await self.pubsub.sunsubscribe(channel)
+            else:
+                await self.pubsub.unsubscribe(channel)
+
+    async def run(self) -> None:
+        """Read until the connection fails (raises) or a subscription is moved away (raises ``_Moved``)."""
+        while True:
+            if not self.pubsub.subscribed:
+                await asyncio.sleep(0.05)
+                continue
+            msg = await self.pubsub.get_message(ignore_subscribe_messages=False, timeout=1.0)
+            if msg is None:
+                continue
+            kind = _text(msg["type"])
+            channel = _text(msg["channel"])
+            if kind in ("message", "smessage"):
+                await self._deliver(msg["channel"], msg["data"])
+            elif kind in ("subscribe", "ssubscribe"):
+                for fut in self._waiting.pop(channel, []):
+                    if not fut.done():
+                        fut.set_result(None)
+            elif kind in ("unsubscribe", "sunsubscribe"):
+                pending = self._leaving.pop(channel, 0)
+                if pending > 1:
+                    self._leaving[channel] = pending - 1
+                elif not pending and channel in self.channels:
+                    raise _Moved(channel)
+
+    def fail(self, exc: BaseException) -> None:
+        for futures in self._waiting.values():
+            for fut in futures:
+                if not fut.done():
+                    fut.set_exception(exc)
+                    fut.exception()  # its waiter may be gone (timed out): no "never retrieved" warning
+        self._waiting.clear()
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.pubsub.aclose()  # type: ignore[no-untyped-call]
 
 
 class RedisFanout:
-    def __init__(self, url: str, namespace: str, node_id: str, presence_ttl: float) -> None:
-        self.url = url
+    def __init__(
+        self, target: RedisTarget | str, namespace: str, node_id: str, presence_ttl: float, *, fail_fast: bool = True
+    ) -> None:
+        self.target = target if isinstance(target, RedisTarget) else RedisTarget(target)
+        self.url = self.target.url
         self.ns = namespace
         self.node_id = node_id
         self.presence_ttl = presence_ttl
+        self.node_channel = f"{namespace}:nodes"
         # A pooled connection is dead after Redis restarts: without a retry on a fresh connection, the first
         # messages published after a reconnect (the awareness resync among them) were lost. The subscriber has
-        # a client of its own without that retry: it must see the loss, since messages were missed meanwhile.
-        self.redis: aioredis.Redis = aioredis.from_url(
-            url,
+        # connections of its own without that retry: it must see the loss, since messages were missed meanwhile.
+        self.redis: Any = self.target.client(
             socket_connect_timeout=2,
             socket_timeout=5,
             retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 2),
             retry_on_error=[RedisConnectionError, RedisTimeoutError],
-        )
-        self._subscriber: aioredis.Redis = aioredis.from_url(
-            url, socket_connect_timeout=2, socket_timeout=5, retry=Retry(NoBackoff(), 0)
         )
         self._handlers: dict[str, Callable[[str, bytes], Any]] = {}
         self._listener: asyncio.Task[Any] | None = None
         self._on_reconnect: Callable[[], Awaitable[None]] | None = None
         self._pending: set[asyncio.Task[Any]] = set()
         self.connected = False
+        self.sharded: bool | None = {"sharded": True, "plain": False}.get(self.target.pubsub)
+        self._wanted: set[str] = {self.node_channel}  # the channels this node must hear
+        self._shards: dict[str, _Shard] = {}
+        self._shard_tasks: dict[str, asyncio.Task[None]] = {}
+        self._ready = asyncio.Event()  # the subscriber is up (cleared while it reconnects)
+        self._ever_ready = False
+        self._lost: asyncio.Future[BaseException] | None = None
 
     # ---- lifecycle -------------------------------------------------------------------------------------
 
@@ -81,7 +259,6 @@ class RedisFanout:
                 await asyncio.wait_for(t, 1)
         with contextlib.suppress(Exception):
             await self.redis.aclose()
-            await self._subscriber.aclose()
 
     def on(self, kind: str, handler: Callable[[str, bytes], Any]) -> None:
         """Handle messages of ``kind`` ("doc", "aw", "awq", "awr", "members", "notify"): ``handler(key, payload)``."""
@@ -93,47 +270,176 @@ class RedisFanout:
         except (RedisError, OSError):
             return False
 
+    async def _detect(self) -> bool:
+        """Sharded pub/sub when the server has it (Redis 7): the same answer on every node of a deployment."""
+        if self.sharded is None:
+            if self.target.cluster:
+                self.sharded = True
+            else:
+                info = await self.redis.info("server")
+                self.sharded = int(str(info.get("redis_version", "0")).split(".")[0]) >= 7
+            log.info("redis fan-out: %s pub/sub", "sharded" if self.sharded else "plain")
+        return self.sharded
+
     async def _listen_forever(self) -> None:
         backoff = 0.1
         first = True
         while True:
-            pubsub = self._subscriber.pubsub(ignore_subscribe_messages=True)
+            self._lost = asyncio.get_running_loop().create_future()
             try:
-                await pubsub.psubscribe(f"{self.ns}:*")
+                await self._build()
                 self.connected = True
+                self._ready.set()
+                self._ever_ready = True
                 backoff = 0.1
                 if not first and self._on_reconnect is not None:
                     log.warning("redis reconnected: catching every loaded room up from the database")
                     await self._on_reconnect()
                 first = False
-                while True:
-                    msg = await pubsub.get_message(timeout=1.0)
-                    if msg is None:
-                        continue
-                    await self._dispatch(msg["channel"], msg["data"])
+                raise await self._lost
             except asyncio.CancelledError:
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                await self._teardown()
                 raise
-            except (RedisError, OSError) as exc:
+            except (RedisError, OSError, _Moved) as exc:
                 self.connected = False
                 first = False
-                log.warning("redis connection lost (%r); retrying in %.1fs", exc, backoff)
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                log.warning("redis subscriber lost (%r); resubscribing in %.1fs", exc, backoff)
+                await self._teardown()
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
 
-    async def _dispatch(self, channel: bytes, data: bytes) -> None:
-        parts = channel.decode().split(":", 2)
-        if len(parts) < 2:
+    async def _build(self) -> None:
+        """One subscriber connection per server owning a wanted channel, every wanted channel subscribed."""
+        sharded = await self._detect()
+        if self.target.cluster:
+            await self.redis.initialize()
+            await self.redis.nodes_manager.initialize()  # the current slot map (after a failover or a resharding)
+        groups: dict[str, list[str]] = {}
+        for ch in list(self._wanted):
+            groups.setdefault(self._server_of(ch), []).append(ch)
+        for name in groups:
+            self._open_shard(name, sharded)
+        await asyncio.wait_for(
+            asyncio.gather(*(self._shards[n].subscribe(chs) for n, chs in groups.items())), SUBSCRIBE_SECONDS * 5
+        )
+
+    def _server_of(self, channel: str) -> str:
+        if not self.target.cluster:
+            return ""
+        node = self.redis.get_node_from_key(channel)
+        return f"{node.host}:{node.port}"
+
+    def _open_shard(self, name: str, sharded: bool) -> _Shard:
+        shard = self._shards.get(name)
+        if shard is not None:
+            return shard
+        kw: dict[str, Any] = {"socket_connect_timeout": 2, "socket_timeout": 5, "retry": Retry(NoBackoff(), 0)}
+        if name:
+            host, port = name.rsplit(":", 1)
+            client = self.target.server_client(host, int(port), **kw)
+        else:
+            client = self.target.single(**kw)
+        shard = _Shard(client, sharded, self._dispatch)
+        self._shards[name] = shard
+        task = asyncio.get_running_loop().create_task(self._run_shard(shard), name=f"plait-redis-shard-{name}")
+        self._shard_tasks[name] = task
+        return shard
+
+    async def _run_shard(self, shard: _Shard) -> None:
+        try:
+            await shard.run()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # whatever ends a reader, the subscriber is rebuilt (and rooms caught up)
+            if not isinstance(exc, RedisError | OSError | _Moved):
+                log.exception("redis subscriber failed")
+            shard.fail(exc)
+            self._lose(exc)
+
+    def _lose(self, exc: BaseException) -> None:
+        """Tear the subscriber down and build it again: messages may have been missed."""
+        if self._lost is not None and not self._lost.done():
+            self._lost.set_result(exc if isinstance(exc, RedisError | OSError | _Moved) else RedisError(repr(exc)))
+
+    async def _teardown(self) -> None:
+        self._ready.clear()
+        for task in self._shard_tasks.values():
+            task.cancel()
+        for task in self._shard_tasks.values():
+            with contextlib.suppress(BaseException):
+                await task
+        for shard in self._shards.values():
+            shard.fail(RedisConnectionError("subscriber closed"))
+            await shard.close()
+            with contextlib.suppress(Exception):
+                await shard.client.aclose()
+        self._shards.clear()
+        self._shard_tasks.clear()
+
+    # ---- per-workspace subscriptions -------------------------------------------------------------------
+
+    def channel(self, workspace_id: str) -> str:
+        return f"{self.ns}:ws:{workspace_id}"
+
+    async def join(self, workspace_id: str) -> bool:
+        """Subscribe to a workspace's channel; True once the subscription is confirmed. False at once while the
+        subscriber reconnects, or when the subscription is not confirmed within ``SUBSCRIBE_SECONDS``: the
+        channel stays wanted, and the subscriber's (re)connect subscribes it and catches every loaded room up
+        from the database."""
+        ch = self.channel(workspace_id)
+        self._wanted.add(ch)
+        metrics.FANOUT_CHANNELS.set(len(self._wanted) - 1)
+        if self._ever_ready and not self._ready.is_set():
+            return False  # Redis is away: no wait; the reconnect subscribes the channel and catches the room up
+        try:
+            await asyncio.wait_for(self._ready.wait(), SUBSCRIBE_SECONDS)
+            shard = self._open_shard(self._server_of(ch), bool(self.sharded))
+            await asyncio.wait_for(shard.subscribe([ch]), SUBSCRIBE_SECONDS)
+            return True
+        except (TimeoutError, RedisError, OSError, _Moved) as exc:
+            log.warning("subscription to %s not confirmed (%r): resubscribing everything, then catching up", ch, exc)
+            self._lose(exc)
+            return False
+
+    def leave(self, workspace_id: str) -> None:
+        """Leave a workspace's channel (the room was unloaded)."""
+        ch = self.channel(workspace_id)
+        self._wanted.discard(ch)
+        metrics.FANOUT_CHANNELS.set(len(self._wanted) - 1)
+        if not self._ready.is_set():
             return
-        kind, key = parts[1], parts[2] if len(parts) > 2 else ""
+        with contextlib.suppress(RedisError):
+            shard = self._shards.get(self._server_of(ch))
+            if shard is not None and ch in shard.channels:
+                self._spawn(self._unsubscribe(shard, ch))
+
+    async def _unsubscribe(self, shard: _Shard, ch: str) -> None:
+        if ch in self._wanted:  # loaded again meanwhile
+            return
+        try:
+            await shard.unsubscribe(ch)
+        except (RedisError, OSError) as exc:
+            log.debug("unsubscribe of %s failed: %r", ch, exc)
+
+    async def _dispatch(self, channel: bytes, data: bytes) -> None:
+        ch = channel.decode()
+        try:
+            if ch == self.node_channel:
+                metrics.FANOUT_RECEIVED.labels("node").inc()
+                kind_b, key_b, payload = data.split(b"|", 2)
+                kind, key = kind_b.decode(), key_b.decode()
+            else:
+                metrics.FANOUT_RECEIVED.labels("workspace").inc()
+                kind_b, payload = data.split(b"|", 1)
+                kind, key = kind_b.decode(), ch.rsplit(":", 1)[1]
+        except ValueError:
+            log.warning("malformed message on %s dropped", ch)
+            return
         handler = self._handlers.get(kind)
         if handler is None:
             return
         try:
-            result = handler(key, data)
+            result = handler(key, payload)
             if asyncio.iscoroutine(result):
                 await result
         except Exception:
@@ -141,14 +447,25 @@ class RedisFanout:
 
     # ---- publishing (fire and forget: the database already has the truth) ------------------------------
 
-    def publish(self, kind: str, key: str, payload: bytes) -> None:
-        task = asyncio.get_running_loop().create_task(self._publish(f"{self.ns}:{kind}:{key}", payload))
+    def _spawn(self, job: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(job)
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
 
+    def publish(self, kind: str, key: str, payload: bytes) -> None:
+        """A workspace's kinds on its own channel (``key`` is the workspace), the others on the node-wide one."""
+        if kind in WORKSPACE_KINDS:
+            self._spawn(self._publish(self.channel(key), kind.encode() + b"|" + payload))
+        else:
+            self._spawn(self._publish(self.node_channel, b"%s|%s|%s" % (kind.encode(), key.encode(), payload)))
+
     async def _publish(self, channel: str, payload: bytes) -> None:
         try:
-            await self.redis.publish(channel, payload)
+            if await self._detect():
+                await self.redis.spublish(channel, payload)
+            else:
+                await self.redis.publish(channel, payload)
+            metrics.FANOUT_PUBLISHED.inc()
         except (RedisError, OSError) as exc:
             metrics.REDIS_PUBLISH_FAILURES.inc()
             log.debug("redis publish failed: %r", exc)
@@ -191,16 +508,20 @@ class RedisFanout:
         return node.decode(), payload
 
     # ---- presence ----------------------------------------------------------------------------------------
+    # A workspace's keys share a hash tag (one slot on a Redis Cluster: the pipeline below may not span slots).
 
     def _presence_key(self, workspace_id: str, node: str) -> str:
-        return f"{self.ns}:presence:{workspace_id}:{node}"
+        return f"{self.ns}:presence:{{{workspace_id}}}:{node}"
+
+    def _presence_index(self, workspace_id: str) -> str:
+        return f"{self.ns}:presence-nodes:{{{workspace_id}}}"
 
     async def write_presence(self, workspace_id: str, users: dict[str, dict[str, Any]]) -> None:
         """Replace this node's presence entry for a workspace (expires unless refreshed)."""
         key = self._presence_key(workspace_id, self.node_id)
-        index = f"{self.ns}:presence-nodes:{workspace_id}"
+        index = self._presence_index(workspace_id)
         try:
-            async with self.redis.pipeline(transaction=True) as pipe:
+            async with self.redis.pipeline(transaction=not self.target.cluster) as pipe:
                 pipe.delete(key)
                 if users:
                     pipe.hset(key, mapping={uid: json.dumps(v) for uid, v in users.items()})
@@ -213,7 +534,7 @@ class RedisFanout:
 
     async def read_presence(self, workspace_id: str, exclude_node: str | None = None) -> list[dict[str, Any]] | None:
         """Every (other) node's entries for a workspace, or None when Redis is unreachable."""
-        index = f"{self.ns}:presence-nodes:{workspace_id}"
+        index = self._presence_index(workspace_id)
         try:
             nodes = [_text(n) for n in await self.redis.smembers(index)]
             out: list[dict[str, Any]] = []
@@ -230,15 +551,31 @@ class RedisFanout:
             return None
 
     async def live_nodes(self) -> set[str] | None:
+        """The nodes whose heartbeat is younger than the presence TTL (one sorted set: no KEYS scan, one slot)."""
+        key = f"{self.ns}:nodes-alive"
         try:
-            keys = await self.redis.keys(f"{self.ns}:node:*")
-            return {_text(k).rsplit(":", 1)[1] for k in keys}
+            await self.redis.zremrangebyscore(key, "-inf", time.time() - self.presence_ttl)
+            return {_text(n) for n in await self.redis.zrange(key, 0, -1)}
         except (RedisError, OSError):
             return None
 
     async def heartbeat(self) -> None:
         with contextlib.suppress(RedisError, OSError):
-            await self.redis.set(f"{self.ns}:node:{self.node_id}", str(time.time()), ex=int(self.presence_ttl))
+            await self.redis.zadd(f"{self.ns}:nodes-alive", {self.node_id: time.time()})
+
+
+def _sentinel(url: str) -> tuple[tuple[tuple[tuple[str, int], ...], str], str]:
+    """``redis+sentinel://[user:pass@]host:port[,host:port]/service[/db]`` -> (sentinels, service), and the
+    master's URL (``redis://[user:pass@]/db``; its address comes from the sentinels)."""
+    parts = urlsplit(url)
+    creds, _, hosts = parts.netloc.rpartition("@")
+    sentinels = tuple((h.rsplit(":", 1)[0], int(h.rsplit(":", 1)[1]) if ":" in h else 26379) for h in hosts.split(","))
+    path = [p for p in parts.path.split("/") if p]
+    if not path:
+        raise ValueError("a Sentinel URL names the service: redis+sentinel://host:26379/mymaster")
+    db = path[1] if len(path) > 1 else "0"
+    netloc = f"{creds}@localhost" if creds else "localhost"
+    return (sentinels, path[0]), urlunsplit((SENTINEL_SCHEMES[parts.scheme], netloc, f"/{db}", "", ""))
 
 
 def _text(value: bytes | str) -> str:

@@ -44,6 +44,13 @@ REDIS_LAG = Histogram(
     "From the origin node's commit to applying it on this node",
     buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1),
 )
+FANOUT_RECEIVED = Counter(
+    "plait_fanout_messages_received_total",
+    "Messages this node received from Redis: on the channels of the workspaces it hosts, or the node-wide one",
+    ["channel"],
+)
+FANOUT_PUBLISHED = Counter("plait_fanout_messages_published_total", "Messages this node published on Redis")
+FANOUT_CHANNELS = Gauge("plait_fanout_workspace_channels", "Workspace channels this node is subscribed to")
 NOTIFICATIONS_SENT = Counter("plait_notifications_sent_total", "Notifications stored for a recipient", ["type"])
 NOTIFICATIONS_SUPPRESSED = Counter(
     "plait_notifications_suppressed_total",

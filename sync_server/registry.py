@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -39,6 +39,8 @@ class RoomRegistry:
         events: RoomEvents,
         compactor: Compactor,
         on_load: Callable[[str], None],
+        loading: Callable[[str], Awaitable[None]] | None = None,
+        unloaded: Callable[[str], None] | None = None,
     ) -> None:
         self.db = db
         self.store = store
@@ -47,6 +49,8 @@ class RoomRegistry:
         self._events = events
         self._compactor = compactor
         self._on_load = on_load
+        self._loading = loading  # before the document is read (the cluster subscribes to its channel)
+        self._unloaded = unloaded  # after a room is forgotten (the cluster leaves its channel)
         self.rooms: dict[str, Room] = {}
         self._load_locks: dict[str, asyncio.Lock] = {}
         self._user_conns: dict[tuple[str, str], set[Connection]] = {}
@@ -71,7 +75,13 @@ class RoomRegistry:
             if room is not None:
                 return room
             started = time.perf_counter()
-            stored = await self.store.load(workspace_id)
+            if self._loading is not None:
+                await self._loading(workspace_id)
+            try:
+                stored = await self.store.load(workspace_id)
+            except BaseException:
+                self._forgotten(workspace_id)
+                raise
             room = Room(
                 workspace_id,
                 stored,
@@ -109,6 +119,11 @@ class RoomRegistry:
         if self.rooms.get(room.workspace_id) is room:
             del self.rooms[room.workspace_id]
             metrics.ROOMS.set(len(self.rooms))
+            self._forgotten(room.workspace_id)
+
+    def _forgotten(self, workspace_id: str) -> None:
+        if self._unloaded is not None:
+            self._unloaded(workspace_id)
 
     # ---- sockets by account --------------------------------------------------------------------------
 
@@ -203,6 +218,7 @@ class RoomRegistry:
                         continue
                     del self.rooms[wid]
                     room.close()
+                    self._forgotten(wid)
                     log.info("unloaded idle room %s", wid)
                 room.expire_local_awareness(awareness_timeout)
                 for conn in list(room.conns):

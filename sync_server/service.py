@@ -33,7 +33,7 @@ from .compaction import CompactionPolicy, Compactor
 from .connection import Connection, Principal, TextFrame, WebSocketChannel
 from .errors import STORAGE_ERRORS, DocumentTooLarge, MissingDependencies, RoomFailed
 from .events import CommitListener, Committed
-from .fanout import RedisFanout
+from .fanout import RedisFanout, RedisTarget
 from .limits import RoomLimits
 from .protocol import ProtocolError
 from .registry import RoomRegistry
@@ -77,6 +77,8 @@ class SyncService:
             events=self,
             compactor=self.compactor,
             on_load=self._room_loaded,
+            loading=self._room_loading,
+            unloaded=self._room_unloaded,
         )
         self._sockets = 0  # accepted and not yet ended (PLAIT_MAX_SOCKETS_PER_NODE)
         self._user_sockets: dict[str, int] = {}  # joined sockets per account (PLAIT_MAX_SOCKETS_PER_USER)
@@ -84,7 +86,8 @@ class SyncService:
         node_id = settings.node_id or uuid.uuid4().hex[:12]
         self.cluster: Cluster
         if settings.redis_url:
-            fanout = RedisFanout(settings.redis_url, settings.redis_namespace, node_id, settings.presence_ttl_seconds)
+            target = RedisTarget.from_settings(settings)
+            fanout = RedisFanout(target, settings.redis_namespace, node_id, settings.presence_ttl_seconds)
             self.cluster = RedisCluster(fanout, self.registry, store)
         else:
             self.cluster = LocalCluster(node_id, self.registry)
@@ -263,6 +266,12 @@ class SyncService:
 
     def _room_loaded(self, workspace_id: str) -> None:
         self.cluster.room_loaded(workspace_id)
+
+    async def _room_loading(self, workspace_id: str) -> None:
+        await self.cluster.room_loading(workspace_id)
+
+    def _room_unloaded(self, workspace_id: str) -> None:
+        self.cluster.room_unloaded(workspace_id)
 
     # ---- the socket ----------------------------------------------------------------------------------
 

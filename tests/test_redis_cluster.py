@@ -1,0 +1,101 @@
+"""Two Plait nodes on a real 3-master Redis Cluster (sharded pub/sub): npm y-websocket clients on both nodes
+converge, the workspaces' channels spread over the shards, and a node subscribes only on the shard that owns
+a hosted workspace's channel."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+
+from persistence.migrate import upgrade
+from tests.support.databases import drop_postgres_database, fresh_database
+from tests.support.node import require_node, start_clients, wait_until
+from tests.support.rediscluster import RedisClusterProcesses
+from tests.support.server import SECRET, ProcessServer
+from tests.support.users import create_workspace, register
+
+pytestmark = [pytest.mark.redis, pytest.mark.slow, pytest.mark.node]
+
+
+@pytest.fixture
+def redis_cluster(tmp_path: Path) -> Iterator[RedisClusterProcesses]:
+    directory = tmp_path / "redis-cluster"
+    directory.mkdir()
+    rc = RedisClusterProcesses(directory).start()
+    try:
+        yield rc
+    finally:
+        rc.stop()
+
+
+def test_two_nodes_on_a_redis_cluster_converge(tmp_path: Path, redis_cluster: RedisClusterProcesses) -> None:
+    require_node()
+    url = fresh_database("postgres", tmp_path)
+    upgrade(url)
+    ns = f"t{uuid.uuid4().hex[:8]}"
+    env = {
+        "PLAIT_DATABASE_URL": url,
+        "PLAIT_REDIS_NAMESPACE": ns,
+        "PLAIT_SECRET_KEY": SECRET,
+        "PLAIT_MIGRATE_ON_START": "false",
+        "PLAIT_ENV": "test",
+        "PLAIT_DATA_DIR": str(tmp_path),
+    }
+    seed = redis_cluster.url
+    # both ways of saying "cluster": the URL scheme, and the setting
+    a = ProcessServer(
+        {**env, "PLAIT_NODE_ID": "node-a", "PLAIT_REDIS_URL": seed.replace("redis://", "redis+cluster://")},
+        log_path=tmp_path / "a.log",
+    )
+    b = ProcessServer(
+        {**env, "PLAIT_NODE_ID": "node-b", "PLAIT_REDIS_URL": seed, "PLAIT_REDIS_CLUSTER": "1"},
+        log_path=tmp_path / "b.log",
+    )
+    clients = []
+    try:
+        a.start()
+        b.start()
+        clients = start_clients(4)
+        with httpx.Client(base_url=a.base_url) as http:
+            owner = register(http, "owner")
+            wids = [create_workspace(http, owner, f"ws{i}") for i in range(2)]
+        for i, wid in enumerate(wids):
+            clients[2 * i].connect(f"{a.ws_url}/sync", wid, owner.token)
+            clients[2 * i + 1].connect(f"{b.ws_url}/sync", wid, owner.token)
+        for c in clients:
+            c.wait_synced()
+        # concurrent edits on both nodes, in both workspaces
+        for i in range(len(wids)):
+            on_a, on_b = clients[2 * i], clients[2 * i + 1]
+            tid = on_a.create_task("Plan", description="")
+            on_b.wait_for(f"state().tasks['{tid}'] !== undefined")
+            for _ in range(10):
+                on_a.insert_text(tid, 0, "A")
+                on_b.insert_text(tid, 0, "B")
+            wait_until(
+                lambda on_a=on_a, on_b=on_b, tid=tid: (
+                    on_a.tasks()[tid]["description"] == on_b.tasks()[tid]["description"]
+                    and sorted(on_a.tasks()[tid]["description"]) == sorted("A" * 10 + "B" * 10)
+                ),
+                timeout=20,
+                message="clients on two nodes converge over the Redis Cluster",
+            )
+        # each workspace channel is subscribed by both nodes, on the shard that owns its slot
+        rc = redis.RedisCluster(host="127.0.0.1", port=redis_cluster.ports[0])
+        for wid in wids:
+            ch = f"{ns}:ws:{wid}"
+            owner_node = rc.get_node_from_key(ch)
+            counts = redis.Redis(host=owner_node.host, port=owner_node.port).pubsub_shardnumsub(ch)
+            assert counts[0][1] == 2, (ch, counts)
+        rc.close()
+    finally:
+        for c in clients:
+            c.close()
+        a.stop()
+        b.stop()
+        drop_postgres_database(url)
