@@ -55,7 +55,7 @@ CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
 SENTINEL_SCHEMES = {"redis+sentinel": "redis", "rediss+sentinel": "rediss"}
 SUBSCRIBE_SECONDS = 2.0  # a room load waits this long for its channel; then the reconnect's catch-up covers it
 LOADING_BUFFER_MAX = 10_000  # updates held for a room between its subscription and the end of its load
-STOP_SECONDS = 2.0  # each wait of the subscriber's teardown: a stuck connection is left behind, not waited for
+STOP_SECONDS = 2.0  # a node's stop waits this long for the subscriber: a stuck connection is left behind
 
 
 @dataclass(frozen=True)
@@ -366,14 +366,14 @@ class RedisFanout:
         self._ready.clear()
         for task in self._shard_tasks.values():
             task.cancel()
-        if self._shard_tasks:
-            await asyncio.wait(list(self._shard_tasks.values()), timeout=STOP_SECONDS)
+        for task in self._shard_tasks.values():
+            with contextlib.suppress(BaseException):
+                await task
         for shard in self._shards.values():
             shard.fail(RedisConnectionError("subscriber closed"))
+            await shard.close()
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(shard.close(), STOP_SECONDS)
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(shard.client.aclose(), STOP_SECONDS)
+                await shard.client.aclose()
         self._shards.clear()
         self._shard_tasks.clear()
 

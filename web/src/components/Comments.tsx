@@ -1,4 +1,4 @@
-import { type KeyboardEvent, useRef, useState } from 'react'
+import { type KeyboardEvent, useLayoutEffect, useRef, useState } from 'react'
 import type * as Y from 'yjs'
 import type { Member, Role } from '../api'
 import { colorFor } from '../doc/presence'
@@ -127,6 +127,15 @@ function Composer({
   const [at, setAt] = useState<{ start: number; query: string } | null>(null)
   const [active, setActive] = useState(0)
   const area = useRef<HTMLTextAreaElement>(null)
+  // Where the caret goes after a mention is inserted: set as soon as React has written the new value, before
+  // the next key is handled (a frame later, a fast typist's next letter landed before it and was moved).
+  const caretAfter = useRef<number | null>(null)
+  useLayoutEffect(() => {
+    if (caretAfter.current === null || !area.current) return
+    area.current.focus()
+    area.current.setSelectionRange(caretAfter.current, caretAfter.current)
+    caretAfter.current = null
+  }, [body])
   const matches = at ? members.filter((m) => m.display_name.toLowerCase().includes(at.query)).slice(0, 6) : []
   const open = at !== null && matches.length > 0
 
@@ -137,11 +146,7 @@ function Composer({
     const next = body.slice(0, at.start) + insert + body.slice(caret)
     setBody(next)
     setAt(null)
-    const pos = at.start + insert.length
-    requestAnimationFrame(() => {
-      area.current?.focus()
-      area.current?.setSelectionRange(pos, pos)
-    })
+    caretAfter.current = at.start + insert.length
   }
   const submit = () => {
     if (!body.trim()) return
