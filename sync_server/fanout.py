@@ -299,7 +299,9 @@ class RedisFanout:
                 first = False
                 raise await self._lost
             except asyncio.CancelledError:
-                await self._teardown()
+                # the node is stopping: a connection that does not give its reader back is left behind, not
+                # waited for (the supervisor waits for this task; a sticky-routing test's node hung in it)
+                await asyncio.wait({asyncio.ensure_future(self._teardown())}, timeout=STOP_SECONDS)
                 raise
             except (RedisError, OSError, _Moved) as exc:
                 self.connected = False
