@@ -35,15 +35,14 @@ class CommentIn(BaseModel):
     body: Body
 
 
-def _comment(doc: Doc[Any], task_id: str, comment_id: str, member: Member) -> Any:
-    """The comment's map, if the caller may change it."""
+def _comment(doc: Doc[Any], task_id: str, comment_id: str, member: Member) -> tuple[int, Any]:
+    """The comment's index and map, if the caller may change it."""
     found = schema.find_item(task_of(doc, task_id).get("comments"), comment_id)
     if found is None:
         raise not_found("Comment")
-    comment = found[1]
-    if comment.get("author_id") != member.user.id and not allowed(member.role, "comment.moderate"):
+    if found[1].get("author_id") != member.user.id and not allowed(member.role, "comment.moderate"):
         raise ApiError(403, "Only the comment's author or a workspace admin may change it")
-    return comment
+    return found
 
 
 @router.get("", response_model=list[CommentOut], responses=_ERRORS)
@@ -83,7 +82,7 @@ async def edit_comment(
     await quotas.check_document_size(ctx, member.workspace.id, quotas.body_bytes({"body": body.body}))
 
     def fn(doc: Doc[Any]) -> dict[str, Any]:
-        comment = _comment(doc, task_id, comment_id, member)
+        _, comment = _comment(doc, task_id, comment_id, member)
         if comment.get("body") != body.body:
             comment["body"] = body.body
             comment["edited_at"] = schema.now_iso()
@@ -97,11 +96,8 @@ async def delete_comment(
     task_id: str, comment_id: str, ctx: Ctx, member: Annotated[Member, Depends(require("comment.write"))]
 ) -> Response:
     def fn(doc: Doc[Any]) -> None:
-        _comment(doc, task_id, comment_id, member)
-        comments = schema.array_of(task_of(doc, task_id), "comments")
-        found = schema.find_item(comments, comment_id)
-        if found is not None:
-            del comments[found[0]]
+        index, _ = _comment(doc, task_id, comment_id, member)
+        del schema.array_of(task_of(doc, task_id), "comments")[index]
 
     await change(ctx, member, fn)
     return Response(status_code=204)
