@@ -57,7 +57,7 @@ def sentinel(tmp_path: Path) -> Iterator[SentinelSetup]:
             pytest.fail("redis-server is required in CI")
         pytest.skip("redis-server not installed")
     s = SentinelSetup(free_port(), free_port(), free_port())
-    base = [exe, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    base = [exe, "--bind", "127.0.0.1", "--dir", str(tmp_path), "--save", "", "--appendonly", "no"]
     conf = tmp_path / "sentinel.conf"
     conf.write_text(
         f"port {s.sentinel}\nbind 127.0.0.1\ndir {tmp_path}\n"
