@@ -11,8 +11,9 @@ ends when every client has every entry.
 
 Counted: before, an observer ``PSUBSCRIBE``s ``{ns}:*`` exactly like each old node did (every old node receives
 what it receives); after, each node's ``plait_fanout_messages_received_total`` (workspace and node-wide
-channels). Prints a Markdown table (the one in docs/performance.md). Needs PostgreSQL at 127.0.0.1:5432 and
-redis-server on PATH.
+channels); and the CPU time (user + system, from /proc) the nodes and the redis-server spent from the first write
+to the last client's convergence, per delivered update (each client update reaches one other client). Prints a
+Markdown table (the one in docs/performance.md). Needs PostgreSQL at 127.0.0.1:5432 and redis-server on PATH.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -35,7 +37,6 @@ import redis
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from persistence.migrate import upgrade  # noqa: E402
 from tests.support.databases import drop_postgres_database, fresh_database  # noqa: E402
 from tests.support.metrics import scrape, value  # noqa: E402
 from tests.support.pyclient import YClient, sync_url  # noqa: E402
@@ -114,7 +115,13 @@ def stop_nodes(nodes: list[tuple[subprocess.Popen[bytes], str]]) -> None:
             proc.kill()
 
 
-async def workload(addrs: list[str], workspaces: int, updates: int) -> None:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def workload(addrs: list[str], workspaces: int, updates: int, mark: Callable[[], None]) -> None:
     n = len(addrs)
     with httpx.Client(base_url=f"http://{addrs[0]}", timeout=30) as http:
         owner = register(http, "bench")
@@ -127,12 +134,14 @@ async def workload(addrs: list[str], workspaces: int, updates: int) -> None:
             await c.wait_synced()
             clients.append(c)
     await asyncio.sleep(0.5)
+    mark()
     for k in range(updates):
         for j, c in enumerate(clients):
             c.map("m")[f"{j % 2}-{k}"] = k
         await asyncio.sleep(0.01)
     for c in clients:
         await c.wait_for(lambda c=c: len(c.map("m").to_py() or {}) == 2 * updates, timeout=60)
+    mark()
     await asyncio.sleep(1.0)  # the last awareness/heartbeat traffic
     for c in clients:
         await c.close()
@@ -140,7 +149,6 @@ async def workload(addrs: list[str], workspaces: int, updates: int) -> None:
 
 def run(tree: Path, n: int, workspaces: int, updates: int, old: bool, tmp: Path) -> dict[str, float]:
     url = fresh_database("postgres", tmp)
-    upgrade(url)
     rds = RedisProcess(free_port()).start()
     ns = f"b{uuid.uuid4().hex[:8]}"
     env = {
@@ -152,6 +160,8 @@ def run(tree: Path, n: int, workspaces: int, updates: int, old: bool, tmp: Path)
         "PLAIT_ENV": "test",
         "PLAIT_DATA_DIR": str(tmp),
     }
+    # Each tree's own migrations: the database is at the revision that tree's nodes expect.
+    subprocess.run([sys.executable, "-m", "api", "migrate"], cwd=tree, env={**os.environ, **env}, check=True)
     observer = Observer(rds.port, ns)
     observer.start()
     nodes: list[tuple[subprocess.Popen[bytes], str]] = []
@@ -160,8 +170,15 @@ def run(tree: Path, n: int, workspaces: int, updates: int, old: bool, tmp: Path)
         addrs = [addr for _, addr in nodes]
         before = [scrape(f"http://{a}") for a in addrs]
         count0 = observer.count
+        pids = [proc.pid for proc, _ in nodes]
+        redis_pid = rds.proc.pid if rds.proc is not None else 0
+        marks: list[tuple[list[float], float]] = []
+
+        def mark() -> None:
+            marks.append(([cpu_seconds(p) for p in pids], cpu_seconds(redis_pid)))
+
         t0 = time.monotonic()
-        asyncio.run(workload(addrs, workspaces, updates))
+        asyncio.run(workload(addrs, workspaces, updates, mark))
         elapsed = time.monotonic() - t0
         published = float(observer.count - count0)
         if old:
@@ -175,7 +192,11 @@ def run(tree: Path, n: int, workspaces: int, updates: int, old: bool, tmp: Path)
                 )
                 per_node.append(sum(got))
                 published += value(now, PUBLISHED) - value(b0, PUBLISHED)
+        (node0, redis0), (node1, redis1) = marks
+        delivered = 2 * workspaces * updates
         return {
+            "node_cpu_ms_per_update": 1000 * (sum(node1) - sum(node0)) / delivered,
+            "redis_cpu_ms_per_update": 1000 * (redis1 - redis0) / delivered,
             "mean": sum(per_node) / n,
             "max": max(per_node),
             "total_published": published,
@@ -209,13 +230,18 @@ def main() -> None:
             rows.append((n, res))
     messages = 2 * args.workspaces * args.updates
     print(f"\n{args.workspaces} workspaces, each on 2 of N nodes; {messages} client updates in all\n")
-    print("| nodes | published, after (all nodes) | received per node, before | after (mean / max) | before / after |")
-    print("|---|---|---|---|---|")
+    print(
+        "| nodes | published, after (all nodes) | received per node, before | after (mean / max) | before / after "
+        "| node CPU ms per delivered update, before / after | Redis CPU ms per update, before / after |"
+    )
+    print("|---|---|---|---|---|---|---|")
     for n, res in rows:
         b, a = res["before"], res["after"]
         ratio = b["mean"] / a["mean"] if a["mean"] else float("inf")
         print(
-            f"| {n} | {a['total_published']:.0f} | {b['mean']:.0f} | {a['mean']:.0f} / {a['max']:.0f} | {ratio:.1f} |"
+            f"| {n} | {a['total_published']:.0f} | {b['mean']:.0f} | {a['mean']:.0f} / {a['max']:.0f} | {ratio:.1f} "
+            f"| {b['node_cpu_ms_per_update']:.2f} / {a['node_cpu_ms_per_update']:.2f} "
+            f"| {b['redis_cpu_ms_per_update']:.3f} / {a['redis_cpu_ms_per_update']:.3f} |"
         )
 
 

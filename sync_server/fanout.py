@@ -111,7 +111,7 @@ class RedisTarget:
         kw["password"] = unquote(parts.password) if parts.password else None
         if self.tls:
             kw["ssl"] = True
-        watch = Sentinel(list(sentinels), socket_connect_timeout=2, socket_timeout=2)  # type: ignore[no-untyped-call]
+        watch = Sentinel(list(sentinels), socket_connect_timeout=2, socket_timeout=2)
         client: aioredis.Redis = watch.master_for(service, db=db, **kw)
         return client
 
@@ -206,7 +206,7 @@ class _Shard:
 
     async def close(self) -> None:
         with contextlib.suppress(Exception):
-            await self.pubsub.aclose()  # type: ignore[no-untyped-call]
+            await self.pubsub.aclose()
 
 
 class RedisFanout:
