@@ -177,8 +177,10 @@ export async function request<T>(method: string, path: string, body?: unknown, r
   if (!res.ok) {
     if (res.status === 401 && sentToken && !retried && refresher && !path.startsWith('/api/auth/')) {
       // Access tokens are short-lived: a 401 usually means "renew", not "signed out".
-      const renewed = await refresher().catch(() => null)
+      // A renewal that could not reach the server says nothing about the session: report the network, not 401.
+      const renewed = await refresher().catch(() => undefined)
       if (renewed) return request<T>(method, path, body, true)
+      if (renewed === undefined) throw new ApiError(0, "Can't reach the server. Check your connection and try again.")
     }
     if (res.status === 401 && sentToken) onUnauthorized()
     const retry = Number(res.headers.get('Retry-After'))

@@ -4,7 +4,8 @@
  * online, and when a request or the sync socket is refused with 401/4401; only when renewing fails (the
  * session was ended: logout elsewhere, password change, or expiry) is the user signed out, with a message.
  * Tabs share the tokens: one tab renews at a time (Web Locks) and the others adopt what it stored, because
- * a refresh token used twice ends the whole session.
+ * a refresh token used twice ends the whole session. A renewal that cannot reach the server (the `online` event
+ * fires before the network carries requests; a server restarting) is retried, never taken for an ended session.
  */
 import { create } from 'zustand'
 import { api, type Me, setRefresher, setToken, setUnauthorizedHandler, type TokenPair } from '../api'
@@ -70,17 +71,28 @@ function scheduleRenewal(jwt: string): void {
   const margin = Math.min(60, iat === null ? 60 : (exp - iat) / 5)
   const ms = (exp - margin) * 1000 - Date.now()
   // setTimeout's limit is ~24.8 days; tokens live minutes.
-  if (ms < 2 ** 31 - 1) {
-    renewTimer = setTimeout(() => {
-      void renew()
-        .then((t) => {
-          if (t === null) endSession(EXPIRED)
-        })
-        .catch(() => {
-          /* offline: renewed when the browser is back online */
-        })
-    }, Math.max(ms, 0))
-  }
+  if (ms < 2 ** 31 - 1) renewTimer = setTimeout(() => renewUntilAnswered(EXPIRED), Math.max(ms, 0))
+}
+
+const FIRST_RETRY_MS = 1000
+let retryTimer: ReturnType<typeof setTimeout> | undefined
+let retryMs = FIRST_RETRY_MS
+
+/**
+ * Renew until the server answers: when it cannot be reached, try again (1 s, doubling up to 30 s, and at once
+ * when the browser comes back online); only the server's refusal ends the session, with `notice`.
+ */
+function renewUntilAnswered(notice: string): void {
+  clearTimeout(retryTimer)
+  renew()
+    .then((t) => {
+      retryMs = FIRST_RETRY_MS
+      if (t === null) endSession(notice)
+    })
+    .catch(() => {
+      retryTimer = setTimeout(() => renewUntilAnswered(notice), retryMs)
+      retryMs = Math.min(retryMs * 2, 30_000)
+    })
 }
 
 function store(pair: TokenPair): void {
@@ -132,6 +144,7 @@ export function renew(): Promise<string | null> {
 /** Forget the session here and go to the sign-in page (with `notice` when it was not the user's choice). */
 function endSession(notice: string | null): void {
   clearTimeout(renewTimer)
+  clearTimeout(retryTimer)
   setToken(null)
   localStorage.removeItem(TOKEN_KEY)
   localStorage.removeItem(REFRESH_KEY)
@@ -191,13 +204,8 @@ export const useAuth = create<AuthState>((set, get) => ({
       return
     }
     // Refused (a 401, or a socket closed 4401): renew first; only a session that cannot be renewed ends.
-    void renew()
-      .then((t) => {
-        if (t === null) endSession(notice)
-      })
-      .catch(() => {
-        if (navigator.onLine) endSession(notice)
-      })
+    // Already signed out (the socket of a session just logged out closes 4401 late): nothing to renew.
+    if (get().token) renewUntilAnswered(notice)
   },
 
   async loadMe() {
@@ -208,13 +216,8 @@ export const useAuth = create<AuthState>((set, get) => ({
 }))
 
 if (startToken) {
-  if (expiresWithin(startToken, 5)) {
-    void renew()
-      .then((t) => {
-        if (t === null) endSession(EXPIRED)
-      })
-      .catch(() => {})
-  } else scheduleRenewal(startToken)
+  if (expiresWithin(startToken, 5)) renewUntilAnswered(EXPIRED)
+  else scheduleRenewal(startToken)
 }
 
 setRefresher(renew)
@@ -225,7 +228,7 @@ setUnauthorizedHandler(() => {
 // Back online after a while (the laptop slept, the train left the tunnel): renew before syncing resumes.
 window.addEventListener('online', () => {
   const t = useAuth.getState().token
-  if (t && expiresWithin(t, 60)) void renew().catch(() => {})
+  if (t && expiresWithin(t, 60)) renewUntilAnswered(EXPIRED)
 })
 
 // Another tab renewed, signed in or signed out.
