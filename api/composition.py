@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager
 
 from api.context import AppContext, Core
 from api.domain.admin import UpdateRate
+from api.domain.audit_retention import AuditRetention
 from api.domain.mail.service import MailService
 from api.domain.notifications.hub import NotificationHub
 from api.domain.notifications.worker import NotificationService
@@ -68,6 +69,16 @@ async def running_node(settings: Settings, secret_key: str, database_url: str) -
         )
         due_soon.start(sup)
         sup.on_stop("due soon", due_soon.stop)
+
+        audit_retention = AuditRetention(
+            db,
+            node_id=sync.node_id,
+            days=settings.audit_retention_days,
+            every=settings.audit_prune_seconds,
+            batch=settings.audit_prune_batch,
+        )
+        audit_retention.start(sup)
+        sup.on_stop("audit retention", audit_retention.stop)
 
         mail = MailService(db, settings, node_id=sync.node_id)
         mail.start(sup)

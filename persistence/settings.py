@@ -225,6 +225,13 @@ class Settings(BaseSettings):
         default="open",
         description="Who may register: anyone (open), only with a valid invite token (invite-only), nobody (closed)",
     )
+    audit_retention_days: int = Field(
+        default=365, ge=0, description="Audit log entries older than this are deleted (0: kept forever)"
+    )
+    audit_prune_seconds: float = Field(
+        default=3600.0, gt=0, description="How often one node of the cluster deletes expired audit entries"
+    )
+    audit_prune_batch: int = Field(default=1000, ge=1, description="Audit entries deleted per statement")
     redis_cluster: bool = Field(
         default=False, description="PLAIT_REDIS_URL is a Redis Cluster node (also: a redis+cluster:// URL)"
     )
