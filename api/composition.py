@@ -21,6 +21,7 @@ from api.domain.notifications.hub import NotificationHub
 from api.domain.notifications.worker import NotificationService
 from api.domain.search.due_soon import DueSoonScheduler
 from api.domain.search.indexer import SearchIndex
+from api.domain.session_sweep import SessionSweep
 from api.domain.sessions import Authenticator, SessionWatch
 from api.domain.versions import VersionService
 from api.domain.webhooks.service import WebhookService
@@ -46,6 +47,7 @@ async def running_node(settings: Settings, secret_key: str, database_url: str) -
         authenticator = Authenticator(db, secret_key)
         sync = SyncService(db, settings, authenticate=authenticator.credential, store=log)
         sessions = SessionWatch(sync)
+        sweep = SessionSweep(db, sync, sessions, settings.session_sweep_seconds)
         sup.on_stop("cluster", sync.close_cluster)
 
         hub = NotificationHub()
@@ -87,6 +89,8 @@ async def running_node(settings: Settings, secret_key: str, database_url: str) -
         # closing the sockets, draining the writer (up to 10 s) and folding the logs (up to 10 s)
         sup.on_stop("sync", sync.stop, timeout=25.0)
         await sync.start(sup)
+        sweep.start(sup)
+        sup.on_stop("session sweep", sweep.stop)
         yield AppContext(
             settings=settings,
             db=db,

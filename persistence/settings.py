@@ -50,6 +50,12 @@ class Settings(BaseSettings):
         gt=0,
         description="A session not refreshed for this long ends (each refresh starts the period again)",
     )
+    session_sweep_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="How often each node re-checks the sessions of its open sockets and streams (timed out, or "
+        "revoked while it missed the broadcast)",
+    )
     pat_max_per_user: int = Field(default=50, ge=1, description="Personal access tokens one account may hold")
     invite_default_ttl_seconds: int = 7 * 24 * 3600
     password_hash_time_cost: int = 3

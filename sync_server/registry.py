@@ -161,6 +161,10 @@ class RoomRegistry:
             log.info("closed %d socket(s) of user %s (%d %s)", len(conns), user_id, event.code, event.reason)
         return len(conns)
 
+    def open_session_ids(self) -> set[str]:
+        """The sessions (and personal access tokens) the open sockets of this node were admitted with."""
+        return {c.session_id for cs in self._user_conns.values() for c in cs if c.session_id and not c.closed}
+
     def close_sessions(self, session_ids: set[str], event: CloseEvent) -> int:
         """Close the sockets opened with a token of one of these sessions (or personal access tokens)."""
         conns = [c for cs in self._user_conns.values() for c in cs if c.session_id in session_ids and not c.closed]

@@ -208,6 +208,14 @@ class SyncService:
         self.cluster.publish("sessions", "", json.dumps(body).encode())
         return closed
 
+    def open_session_ids(self) -> set[str]:
+        """The sessions (and personal access tokens) this node's open sockets were admitted with."""
+        return self.registry.open_session_ids()
+
+    def end_sessions_here(self, session_ids: set[str], event: CloseEvent = close_codes.SESSION_ENDED) -> int:
+        """``end_sessions`` on this node only: for what each node finds itself (the session sweep)."""
+        return self._sessions_ended(session_ids, event) if session_ids else 0
+
     def on_sessions_ended(self, listener: Callable[[set[str]], None]) -> None:
         """Call ``listener(session_ids)`` when sessions end, on this node or another."""
         self._session_listeners.append(listener)

@@ -117,6 +117,35 @@ async def resolve(session: AsyncSession, token: str, key: str) -> Caller | None:
     return None if member is None else Caller(member, session_id)
 
 
+async def live_ids(session: AsyncSession, ids: set[str]) -> set[str]:
+    """Which of these session or personal access token ids still admit their holder: not revoked, deleted or
+    expired, and the account not disabled."""
+    now = utcnow()
+    live: set[str] = set()
+    listed = sorted(ids)
+    for i in range(0, len(listed), 500):
+        chunk = listed[i : i + 500]
+        live.update(
+            await session.scalars(
+                select(AuthSession.id)
+                .join(User, User.id == AuthSession.user_id)
+                .where(
+                    AuthSession.id.in_(chunk),
+                    AuthSession.revoked_at.is_(None),
+                    AuthSession.expires_at > now,
+                    User.disabled_at.is_(None),
+                )
+            )
+        )
+        pats = await session.execute(
+            select(PersonalAccessToken.id, PersonalAccessToken.expires_at)
+            .join(User, User.id == PersonalAccessToken.user_id)
+            .where(PersonalAccessToken.id.in_(chunk), User.disabled_at.is_(None))
+        )
+        live.update(pid for pid, expires in pats if expires is None or as_utc(expires) > now)
+    return live
+
+
 def _pair(settings: Settings, key: str, user_id: str, session_id: str) -> tuple[TokenPair, RefreshToken]:
     refresh = new_opaque_token(REFRESH_PREFIX)
     ttl = settings.access_token_ttl_seconds
@@ -273,6 +302,10 @@ class SessionWatch:
     def ended(self, session_ids: set[str]) -> None:
         """Sessions (or tokens) were revoked and committed: close what they hold open, on every node."""
         self.sync.end_sessions(session_ids)
+
+    def watched_ids(self) -> set[str]:
+        """The sessions whose notification streams are open on this node."""
+        return set(self._streams)
 
     def _ended_here(self, session_ids: set[str]) -> None:
         for sid in session_ids:

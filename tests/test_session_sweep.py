@@ -1,0 +1,84 @@
+"""The session sweep (``PLAIT_SESSION_SWEEP_SECONDS``): each node re-checks, now and then, the sessions and
+personal access tokens its open sockets and notification streams were admitted with, and closes what is no
+longer live (4401): a session that timed out without being refreshed, and one revoked while this node missed
+the revocation's broadcast (Redis was away). Both databases."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import jwt
+import pytest
+from sqlalchemy import update
+
+from persistence.db import Database
+from persistence.models import AuthSession, PersonalAccessToken, utcnow
+from tests.support.pyclient import YClient, sync_url
+from tests.support.server import SECRET, ThreadServer
+from tests.support.sse import SseReader
+from tests.support.users import Account, create_workspace, register
+
+
+def _login(http: httpx.Client, acct: Account) -> str:
+    r = http.post("/api/auth/login", json={"email": acct.email, "password": acct.password})
+    assert r.status_code == 200, r.text
+    return str(r.json()["access_token"])
+
+
+async def _db_write(url: str, statement: Any) -> None:
+    """A change made behind the node's back: what time, or another node whose broadcast was lost, did."""
+    db = Database(url)
+    try:
+        async with db.transaction() as s:
+            await s.execute(statement)
+    finally:
+        await db.dispose()
+
+
+async def _joined(srv: ThreadServer, wid: str, token: str) -> YClient:
+    c = YClient()
+    await c.connect(sync_url(srv.ws_url, wid, token))
+    await c.wait_synced()
+    return c
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+async def test_timed_out_and_silently_revoked_sessions_lose_their_sockets_and_streams(
+    backend: str, make_server: Callable[..., ThreadServer]
+) -> None:
+    srv = make_server(backend, session_sweep_seconds=0.2)
+    url = srv.settings.database_url
+    with httpx.Client(base_url=srv.base_url, timeout=30) as http:
+        owner = register(http, "owner")
+        wid = create_workspace(http, owner)
+        timed_out, revoked, live = _login(http, owner), _login(http, owner), _login(http, owner)
+        pat = http.post("/api/me/tokens", json={"name": "script", "scopes": ["write"]}, headers=owner.headers)
+        assert pat.status_code == 201, pat.text
+        socks = {
+            name: await _joined(srv, wid, token)
+            for name, token in (("timed_out", timed_out), ("revoked", revoked), ("live", live))
+        }
+        pat_sock = await _joined(srv, wid, pat.json()["token"])
+        with SseReader(f"{srv.base_url}/api/notifications/stream?token={timed_out}") as sse:
+            assert sse.wait_open() == 200
+
+            def sid(token: str) -> str:
+                return str(jwt.decode(token, SECRET, algorithms=["HS256"])["sid"])
+
+            past = utcnow() - timedelta(seconds=1)
+            await _db_write(url, update(AuthSession).where(AuthSession.id == sid(timed_out)).values(expires_at=past))
+            await _db_write(url, update(AuthSession).where(AuthSession.id == sid(revoked)).values(revoked_at=past))
+            await _db_write(
+                url,
+                update(PersonalAccessToken).where(PersonalAccessToken.id == pat.json()["id"]).values(expires_at=past),
+            )
+            assert await socks["timed_out"].wait_closed() == 4401
+            assert await socks["revoked"].wait_closed() == 4401
+            assert await pat_sock.wait_closed() == 4401
+            sse._thread.join(timeout=10)
+            assert not sse._thread.is_alive(), "the stream of the timed-out session is still open"
+        assert socks["live"].connected
+        await socks["live"].close()
