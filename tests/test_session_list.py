@@ -14,7 +14,9 @@ import pytest
 from tests.support.admins import grant_admin
 from tests.support.pyclient import YClient, sync_url
 from tests.support.server import ThreadServer
-from tests.support.users import Account, register, workspace_with
+from tests.support.sse import SseReader
+from tests.support.users import Account, create_workspace, register, workspace_with
+from tests.test_multinode import Cluster, cluster  # noqa: F401 (the two-node fixture)
 
 
 def login(client: httpx.Client, acct: Account, agent: str = "test-agent") -> dict[str, str]:
@@ -78,9 +80,13 @@ async def test_signing_out_another_session_closes_its_socket(server: ThreadServe
     await goes.wait_synced()
 
     target = next(s for s in listed(client, here["access_token"]) if s["user_agent"] == "there")
-    r = client.delete(f"/api/me/sessions/{target['id']}", headers=bearer(here["access_token"]))
-    assert r.status_code == 204, r.text
-    assert await goes.wait_closed() == 4401
+    with SseReader(f"{server.base_url}/api/notifications/stream?token={there['access_token']}") as sse:
+        assert sse.wait_open() == 200
+        r = client.delete(f"/api/me/sessions/{target['id']}", headers=bearer(here["access_token"]))
+        assert r.status_code == 204, r.text
+        assert await goes.wait_closed() == 4401
+        sse._thread.join(timeout=10)
+        assert not sse._thread.is_alive(), "the signed-out session's notification stream is still open"
     assert stays.connected
     assert client.get("/api/me", headers=bearer(there["access_token"])).status_code == 401
     assert client.post("/api/auth/refresh", json={"refresh_token": there["refresh_token"]}).status_code == 401
@@ -130,3 +136,23 @@ def test_me_says_whether_the_caller_is_an_instance_admin(client: httpx.Client, s
     grant_admin(server.settings, boss.email)
     me = client.get("/api/me", headers=boss.headers).json()
     assert me == {"id": boss.id, "email": boss.email, "display_name": "boss", "is_admin": True}
+
+
+@pytest.mark.redis
+async def test_signing_out_a_session_closes_its_socket_on_the_other_node(cluster: Cluster) -> None:  # noqa: F811
+    with httpx.Client(base_url=cluster.a.base_url) as http:
+        owner = register(http, "owner")
+        wid = create_workspace(http, owner)
+        there = login(http, owner, "there")
+    on_b = YClient()
+    await on_b.connect(sync_url(cluster.b.ws_url, wid, there["access_token"]))
+    await on_b.wait_synced()
+    kept_on_b = YClient()  # the account's other session
+    await kept_on_b.connect(sync_url(cluster.b.ws_url, wid, owner.token))
+    await kept_on_b.wait_synced()
+    with httpx.Client(base_url=cluster.a.base_url) as http:
+        target = next(s for s in listed(http, owner.token) if not s["current"])
+        assert http.delete(f"/api/me/sessions/{target['id']}", headers=owner.headers).status_code == 204
+    assert await on_b.wait_closed() == 4401
+    assert kept_on_b.connected
+    await kept_on_b.close()
