@@ -18,9 +18,10 @@ from playwright.sync_api import expect
 from tests.support.admins import grant_admin
 from tests.support.users import create_workspace, register
 
-from .conftest import Person
+from .conftest import PHONE, Person
 from .test_a11y import axe_source, serious  # noqa: F401 (axe_source: the fixture)
 from .test_live import open_board
+from .test_mobile import NO_SIDEWAYS_SCROLL
 
 pytestmark = pytest.mark.browser
 
@@ -100,6 +101,13 @@ def test_admin_finds_disables_and_enables_an_account(
 
     found += serious(root.page, axe_source, "admin")
     assert not found, "\n".join(found)
+
+    # on a phone the page fits the screen (the tables become stacked rows)
+    root.page.set_viewport_size(PHONE)
+    expect(root.page.get_by_role("button", name=f"Disable {victim.account.email}")).to_be_in_viewport()
+    assert root.page.evaluate(NO_SIDEWAYS_SCROLL), root.page.evaluate(
+        "() => [document.scrollingElement.scrollWidth, window.innerWidth]"
+    )
 
 
 def test_the_admin_page_is_not_available_to_others(person: Callable[..., Person]) -> None:
