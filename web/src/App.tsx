@@ -58,12 +58,17 @@ function Shell({ route, token }: { route: Route; token: string }) {
   const { list, load, loaded } = useWorkspaces()
   const wid = workspaceIdOf(route)
 
+  // The account as cached (this browser, last time) shows at once; it is read again on every page load (quietly
+  // when cached), so what changed meanwhile (the name, instance administration) shows without signing in again.
+  const uid = me?.id
+  const cached = uid !== undefined
   useEffect(() => {
-    if (!me) void loadMe().catch(showError)
-  }, [me, loadMe])
+    void loadMe().catch((e: unknown) => !cached && showError(e))
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, [loadMe])
   useEffect(() => {
-    if (me) void load(me.id).catch((e: unknown) => !(e instanceof ApiError && e.status === 0) && showError(e))
-  }, [me, load])
+    if (uid) void load(uid).catch((e: unknown) => !(e instanceof ApiError && e.status === 0) && showError(e))
+  }, [uid, load])
   useEffect(() => {
     useNotifications.getState().start(token)
     return () => useNotifications.getState().stop()
