@@ -42,6 +42,23 @@ class UserOut(BaseModel):
     display_name: str
 
 
+class MeOut(UserOut):
+    """The signed-in account, and whether it is an instance administrator (the web client shows /admin then)."""
+
+    is_admin: bool
+
+
+class SessionOut(BaseModel):
+    """One live sign-in of the account (``GET /api/me/sessions``); ``current``: the one asking."""
+
+    id: str
+    created_at: Timestamp
+    last_refreshed_at: Timestamp
+    expires_at: Timestamp
+    user_agent: str | None
+    current: bool
+
+
 class TokenOut(BaseModel):
     access_token: str
     token_type: Literal["bearer"] = "bearer"  # noqa: S105 (the scheme name, not a secret)

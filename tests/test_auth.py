@@ -116,7 +116,7 @@ def test_me_returns_the_caller(client: httpx.Client) -> None:
     acct = register(client, "me")
     r = client.get("/api/me", headers=acct.headers)
     assert r.status_code == 200
-    assert r.json() == {"id": acct.id, "email": acct.email, "display_name": "me"}
+    assert r.json() == {"id": acct.id, "email": acct.email, "display_name": "me", "is_admin": False}
 
 
 def _token(claims: dict[str, object], key: str = SECRET, alg: str = "HS256") -> str:

@@ -164,6 +164,16 @@ def _owner_token(world: World) -> dict[str, str]:
     return {"token_id": r.json()["id"]}
 
 
+def _owner_session(world: World) -> dict[str, str]:
+    """``{session_id}``: a new session of the owner's (not the one the owner's requests use)."""
+    owner = world.people["owner"]
+    r = world.client.post("/api/auth/login", json={"email": owner.email, "password": owner.password})
+    assert r.status_code == 200, r.text
+    r = world.client.get("/api/me/sessions", headers={"Authorization": f"Bearer {r.json()['access_token']}"})
+    assert r.status_code == 200, r.text
+    return {"session_id": next(s["id"] for s in r.json() if s["current"])}
+
+
 def _deletable(world: World) -> dict[str, str]:
     """Fresh accounts in the row's workspace for every role but the owner (whose deletion is refused: the last
     owner of a workspace with other members), so deleting them spares the accounts every other row uses."""
@@ -203,6 +213,8 @@ CASES: list[Case] = [
     case("POST", "/api/me/tokens", 401, 201, 201, 201, 201, 201, body={"name": "m", "scopes": ["read"]}),
     case("GET", "/api/me/tokens", 401, 200, 200, 200, 200, 200),
     case("DELETE", "/api/me/tokens/{token_id}", 401, 404, 404, 404, 404, 204, setup=_owner_token),
+    case("GET", "/api/me/sessions", 401, 200, 200, 200, 200, 200),
+    case("DELETE", "/api/me/sessions/{session_id}", 401, 404, 404, 404, 404, 204, setup=_owner_session),
     # e-mail and the account's end (issue 25): reset is public and answers alike; the rest is the caller's own
     case("POST", "/api/auth/password-reset", 202, 202, 202, 202, 202, 202, body={"email": "r-{unique}@example.com"}),
     case("POST", "/api/auth/password-reset/confirm", 400, 400, 400, 400, 400, 400,

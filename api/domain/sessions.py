@@ -312,3 +312,20 @@ class SessionWatch:
             for watched in self._streams.get(sid, ()):
                 watched.ended = True
                 watched.wake.set()
+
+
+async def live_sessions(session: AsyncSession, user_id: str) -> list[AuthSession]:
+    """The account's sessions that still work (not revoked, not expired), newest sign-in first."""
+    return list(
+        (
+            await session.scalars(
+                select(AuthSession)
+                .where(
+                    AuthSession.user_id == user_id,
+                    AuthSession.revoked_at.is_(None),
+                    AuthSession.expires_at > utcnow(),
+                )
+                .order_by(AuthSession.created_at.desc(), AuthSession.id.desc())
+            )
+        ).all()
+    )

@@ -1,4 +1,4 @@
-"""Accounts and sessions: register, log in (throttled on failures), refresh, log out, and who am I."""
+"""Accounts and sessions: register, log in (throttled on failures), refresh, log out (who am I: api/routes/me.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pydantic import Field
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from api.deps import Ctx, CurrentCaller, CurrentUser, Session, unauthorized
+from api.deps import Ctx, CurrentCaller, Session, unauthorized
 from api.domain import sessions
 from api.domain.registration import join_on_registration, registration_allowed
 from api.errors import ApiError
@@ -185,8 +185,3 @@ async def logout_all(caller: CurrentCaller, ctx: Ctx, session: Session) -> Respo
     ctx.sessions.ended(ended)
     log.info("user %s logged out everywhere (%d sessions)", caller.user.id, len(ended))
     return Response(status_code=204)
-
-
-@router.get("/me", response_model=UserOut, responses=_ERRORS)
-async def me(user: CurrentUser) -> UserOut:
-    return user_out(user)

@@ -1,4 +1,4 @@
-"""The signed-in account: profile, password, and personal access tokens."""
+"""The signed-in account: profile, password, sessions, and personal access tokens."""
 
 from __future__ import annotations
 
@@ -8,15 +8,16 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, Field
 
-from api.deps import Ctx, CurrentCaller, Session
+from api.deps import Ctx, CurrentCaller, CurrentUser, Session
 from api.domain import account, membership, sessions, tokens
 from api.domain.audit import record_action
 from api.domain.sessions import Caller
 from api.errors import ApiError
 from api.routes.auth import client_address, user_out
-from api.schemas import DisplayName, Password, UserOut, _In
+from api.schemas import DisplayName, MeOut, Password, SessionOut, UserOut, _In
 from api.security import hash_password, verify_password
 from api.throttle import LoginThrottle
+from persistence.models import is_uuid
 
 router = APIRouter(prefix="/api/me", tags=["account"])
 
@@ -66,6 +67,12 @@ class TokenOut(BaseModel):
 
 class NewTokenOut(TokenOut):
     token: str  # shown once
+
+
+@router.get("", response_model=MeOut, responses=_ERRORS)
+async def me(user: CurrentUser) -> MeOut:
+    """Who is signed in, and whether they are an instance administrator."""
+    return MeOut(**user_out(user).model_dump(), is_admin=bool(user.is_admin))
 
 
 @router.patch("", response_model=UserOut, responses={**_ERRORS, 403: {"description": "Read-only token"}})
@@ -179,3 +186,38 @@ async def export_me(caller: SessionCaller, session: Session) -> dict[str, Any]:
     """My data as JSON: account, memberships, notifications (newest 10,000), preferences, sessions and
     personal access tokens (their metadata, never the tokens)."""
     return await account.export_account(session, caller.user)
+
+
+@router.get("/sessions", response_model=list[SessionOut], responses=_SESSION_ONLY)
+async def list_sessions(caller: SessionCaller, session: Session) -> list[SessionOut]:
+    """The account's live sessions (signed in, not signed out, not expired), newest sign-in first; ``current``
+    marks the session of the calling access token."""
+    return [
+        SessionOut(
+            id=s.id,
+            created_at=s.created_at,
+            last_refreshed_at=s.refreshed_at,
+            expires_at=s.expires_at,
+            user_agent=s.user_agent,
+            current=s.id == caller.session_id,
+        )
+        for s in await sessions.live_sessions(session, caller.user.id)
+    ]
+
+
+@router.delete(
+    "/sessions/{session_id}",
+    status_code=204,
+    response_class=Response,
+    responses={**_SESSION_ONLY, 404: {"description": "No such live session of this account"}},
+)
+async def end_session(session_id: str, caller: SessionCaller, ctx: Ctx, session: Session) -> Response:
+    """Sign one session out (another device, or this one): its access and refresh tokens stop working and its
+    sockets and streams close (4401) on every node, as a logout there would."""
+    live = {s.id for s in await sessions.live_sessions(session, caller.user.id)} if is_uuid(session_id) else set()
+    if session_id not in live:
+        raise ApiError(404, "Session not found")
+    ended = await sessions.revoke(session, caller.user.id, {session_id}, reason="signed_out_remotely")
+    await session.commit()
+    ctx.sessions.ended(ended)
+    return Response(status_code=204)

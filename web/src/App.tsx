@@ -1,4 +1,4 @@
-import { useEffect, useState } from 'react'
+import { lazy, type ReactNode, Suspense, useEffect, useState } from 'react'
 import { api, ApiError, itemsOf, type PresenceEntry, type Workspace } from './api'
 import { lastBoardKey, navigate, type Route, useRoute, currentPath } from './router'
 import { useAuth } from './state/auth'
@@ -15,7 +15,11 @@ import { Home } from './components/Home'
 import { Board } from './components/Board'
 import { MembersPage } from './components/Members'
 import { Bell, PreferencesPage } from './components/Notifications'
+import { AccountPage } from './components/AccountPage'
 import { Avatar, ConnectionPill, Toaster } from './components/common'
+
+/** Only administrators open it: its own chunk, fetched on the first visit to /admin. */
+const AdminPage = lazy(() => import('./components/AdminPage'))
 
 function Redirect({ to }: { to: string }) {
   useEffect(() => navigate(to, { replace: true }), [to])
@@ -54,12 +58,17 @@ function Shell({ route, token }: { route: Route; token: string }) {
   const { list, load, loaded } = useWorkspaces()
   const wid = workspaceIdOf(route)
 
+  // The account as cached (this browser, last time) shows at once; it is read again on every page load (quietly
+  // when cached), so what changed meanwhile (the name, instance administration) shows without signing in again.
+  const uid = me?.id
+  const cached = uid !== undefined
   useEffect(() => {
-    if (!me) void loadMe().catch(showError)
-  }, [me, loadMe])
+    void loadMe().catch((e: unknown) => !cached && showError(e))
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, [loadMe])
   useEffect(() => {
-    if (me) void load(me.id).catch((e: unknown) => !(e instanceof ApiError && e.status === 0) && showError(e))
-  }, [me, load])
+    if (uid) void load(uid).catch((e: unknown) => !(e instanceof ApiError && e.status === 0) && showError(e))
+  }, [uid, load])
   useEffect(() => {
     useNotifications.getState().start(token)
     return () => useNotifications.getState().stop()
@@ -71,6 +80,13 @@ function Shell({ route, token }: { route: Route; token: string }) {
   let page
   if (route.name === 'home') page = <Home />
   else if (route.name === 'preferences') page = <PreferencesPage />
+  else if (route.name === 'account') page = <AccountPage />
+  else if (route.name === 'admin')
+    page = (
+      <Suspense fallback={<Loading />}>
+        <AdminPage />
+      </Suspense>
+    )
   else if (route.name === 'board' || route.name === 'members') page = me ? <WorkspaceRoute route={route} /> : <Loading />
   else page = <NotFound />
 
@@ -112,6 +128,16 @@ function Shell({ route, token }: { route: Route; token: string }) {
             {me && <Avatar name={me.display_name} color={colorFor(me.id)} size={26} />}
             <span className="me-name">{me?.display_name}</span>
           </span>
+          <nav aria-label="Account" className="account-links">
+            <InternalLink to="/settings/account" className="small">
+              Account
+            </InternalLink>
+            {me?.is_admin && (
+              <InternalLink to="/admin" className="small">
+                Admin
+              </InternalLink>
+            )}
+          </nav>
           <button type="button" className="small" onClick={() => signOut()}>
             Sign out
           </button>
@@ -119,6 +145,22 @@ function Shell({ route, token }: { route: Route; token: string }) {
       </header>
       {page}
     </div>
+  )
+}
+
+/** A link the router follows without reloading the page. */
+function InternalLink({ to, className, children }: { to: string; className?: string; children: ReactNode }) {
+  return (
+    <a
+      href={to}
+      className={className}
+      onClick={(e) => {
+        e.preventDefault()
+        navigate(to)
+      }}
+    >
+      {children}
+    </a>
   )
 }
 

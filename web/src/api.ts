@@ -9,6 +9,42 @@ export interface Me {
   id: string
   email: string
   display_name: string
+  /** Instance administrator (GET /api/me says; PATCH /api/me's answer leaves it out). */
+  is_admin?: boolean
+}
+/** One live sign-in of the account (GET /api/me/sessions). */
+export interface SessionInfo {
+  id: string
+  created_at: string
+  last_refreshed_at: string
+  expires_at: string
+  user_agent: string | null
+  current: boolean
+}
+export interface AdminUser {
+  id: string
+  email: string
+  display_name: string
+  created_at: string
+  is_admin: boolean
+  disabled_at: string | null
+  workspaces: number
+}
+export interface AdminWorkspace {
+  id: string
+  name: string
+  created_at: string
+  members: number
+  document_bytes: number
+  last_activity_at: string
+}
+/** GET /api/admin/stats: the instance's accounts and workspaces, and the answering node's own figures. */
+export interface AdminStats {
+  users?: number
+  admins?: number
+  disabled_users?: number
+  workspaces?: number
+  node?: { id?: string; connected_sockets?: number; loaded_documents?: number; updates_last_minute?: number }
 }
 export interface Workspace {
   id: string
@@ -193,6 +229,14 @@ export async function request<T>(method: string, path: string, body?: unknown, r
 
 const enc = encodeURIComponent
 
+/** `?a=1&b=2` from the parameters that have a value ('' when none has). */
+export function query(params: Record<string, string | null | undefined>): string {
+  const q = new URLSearchParams()
+  for (const [k, v] of Object.entries(params)) if (v) q.set(k, v)
+  const s = q.toString()
+  return s ? `?${s}` : ''
+}
+
 export const api = {
   register: (email: string, password: string, display_name: string) =>
     request<Me>('POST', '/api/auth/register', { email, password, display_name }),
@@ -231,6 +275,16 @@ export const api = {
     }),
   deleteToken: (id: string) => request<void>('DELETE', `/api/me/tokens/${enc(id)}`),
   me: () => request<Me>('GET', '/api/me'),
+  sessions: () => request<SessionInfo[]>('GET', '/api/me/sessions'),
+  endSession: (id: string) => request<void>('DELETE', `/api/me/sessions/${enc(id)}`),
+
+  adminUsers: (q: string, cursor: string | null, limit: number) =>
+    request<Page<AdminUser>>('GET', `/api/admin/users${query({ q, cursor, limit: String(limit) })}`),
+  setUserDisabled: (id: string, disabled: boolean) =>
+    request<AdminUser>('POST', `/api/admin/users/${enc(id)}/${disabled ? 'disable' : 'enable'}`),
+  adminWorkspaces: (q: string, cursor: string | null, limit: number) =>
+    request<Page<AdminWorkspace>>('GET', `/api/admin/workspaces${query({ q, cursor, limit: String(limit) })}`),
+  adminStats: () => request<AdminStats>('GET', '/api/admin/stats'),
 
   workspaces: () => request<Workspace[]>('GET', '/api/workspaces'),
   workspace: (wid: string) => request<Workspace>('GET', `/api/workspaces/${enc(wid)}`),

@@ -9,6 +9,8 @@ export type Route =
   | { name: 'board'; wid: string; taskId: string | null }
   | { name: 'members'; wid: string }
   | { name: 'preferences' }
+  | { name: 'account' }
+  | { name: 'admin' }
   | { name: 'reset'; token: string | null }
   | { name: 'notfound' }
 
@@ -20,6 +22,8 @@ export function parseRoute(pathname: string, search: string): Route {
   if (parts[0] === 'signup' && parts.length === 1) return { name: 'signup', next }
   if (parts[0] === 'invite' && parts.length === 2) return { name: 'invite', token: parts[1] }
   if (parts[0] === 'settings' && parts[1] === 'notifications') return { name: 'preferences' }
+  if (parts[0] === 'settings' && parts[1] === 'account' && parts.length === 2) return { name: 'account' }
+  if (parts[0] === 'admin' && parts.length === 1) return { name: 'admin' }
   if (parts[0] === 'reset-password' && parts.length === 1) return { name: 'reset', token: new URLSearchParams(search).get('token') }
   if (parts[0] === 'w' && parts.length >= 2) {
     if (parts.length === 2) return { name: 'board', wid: parts[1], taskId: null }

@@ -1,0 +1,164 @@
+"""The administration page (/admin) and the account page's session list, as people use them in Chromium: an
+instance admin finds accounts (search, pages), disables one (whose open board is signed out at once) and enables
+it again, and sees workspaces and statistics; anyone else gets "not available". On the account page a user signs
+another device out, and that device's open board is signed out. axe-core finds nothing serious on either page."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+from playwright.sync_api import expect
+
+from tests.support.admins import grant_admin
+from tests.support.users import create_workspace, register
+
+from .conftest import PHONE, Person
+from .test_a11y import axe_source, serious  # noqa: F401 (axe_source: the fixture)
+from .test_live import open_board
+from .test_mobile import NO_SIDEWAYS_SCROLL
+
+pytestmark = pytest.mark.browser
+
+
+def test_admin_finds_disables_and_enables_an_account(
+    person: Callable[..., Person],
+    api: httpx.Client,
+    live_server: Any,
+    axe_source: str,  # noqa: F811
+) -> None:
+    root = person("Root")
+    root.goto("/")  # the account is cached in this browser before it becomes an administrator
+    expect(root.page.get_by_role("heading", name="Your workspaces")).to_be_visible()
+    expect(root.page.get_by_role("link", name="Admin")).to_have_count(0)
+    grant_admin(live_server.settings, root.account.email)
+    tag = uuid.uuid4().hex[:8]
+    for n in range(26):  # more than a page (25) of accounts that match the search
+        r = api.post(
+            "/api/auth/register",
+            json={"email": f"pg{tag}-{n:02}@example.com", "password": "correct horse battery", "display_name": "p"},
+        )
+        assert r.status_code == 201, r.text
+    victim = person(f"victim{tag}")
+    wid = create_workspace(api, victim.account, f"Victim's board {tag}")
+    open_board(victim, wid)
+
+    root.page.reload()  # no new sign-in needed: the next page load reads the account again
+    expect(root.page.get_by_role("heading", name="Your workspaces")).to_be_visible()
+    root.page.get_by_role("navigation", name="Account").get_by_role("link", name="Admin").click()
+    expect(root.page).to_have_url(re.compile(r"/admin$"))
+    expect(root.page.get_by_role("heading", name="Administration")).to_be_visible()
+    expect(root.page.get_by_test_id("admin-stats")).to_contain_text("Accounts")
+    expect(root.page.get_by_test_id("admin-workspace-row").first).to_be_visible()
+
+    accounts = root.page.get_by_role("search", name="Search accounts")
+    accounts.get_by_label("Search accounts").fill(f"pg{tag}")
+    accounts.get_by_role("button", name="Search").click()
+    rows = root.page.get_by_test_id("admin-user-row")
+    expect(rows).to_have_count(25)
+    root.page.get_by_role("button", name="Show more accounts").click()
+    expect(rows).to_have_count(26)
+    expect(root.page.get_by_role("button", name="Show more accounts")).to_have_count(0)
+
+    spaces = root.page.get_by_role("search", name="Search workspaces")
+    spaces.get_by_label("Search workspaces").fill(tag)
+    spaces.get_by_role("button", name="Search").click()
+    space = root.page.get_by_test_id("admin-workspace-row")
+    expect(space).to_have_count(1)
+    expect(space).to_contain_text(f"Victim's board {tag}")
+    expect(space).to_contain_text(re.compile(r"\d+ (B|KB)"))
+
+    accounts.get_by_label("Search accounts").fill(root.account.email)
+    accounts.get_by_role("button", name="Search").click()
+    expect(rows).to_have_count(1)
+    expect(rows).to_contain_text("Admin")
+    expect(rows.get_by_role("button")).to_have_count(0)  # no disabling oneself (the API would refuse: 409)
+
+    accounts.get_by_label("Search accounts").fill(victim.account.email)
+    accounts.get_by_role("button", name="Search").click()
+    expect(rows).to_have_count(1)
+    expect(rows).to_contain_text("Active")
+    root.page.get_by_role("button", name=f"Disable {victim.account.email}").click()
+    expect(root.page.get_by_role("alertdialog")).to_be_visible()
+    found = serious(root.page, axe_source, "admin confirm dialog")
+    root.page.get_by_role("alertdialog").get_by_role("button", name="Cancel").click()
+    expect(rows).to_contain_text("Active")
+    root.page.get_by_role("button", name=f"Disable {victim.account.email}").click()
+    root.page.get_by_role("alertdialog").get_by_role("button", name="Disable account").click()
+    expect(rows).to_contain_text("Disabled")
+    expect(root.page.get_by_test_id("admin-stats")).to_contain_text("Disabled accounts")
+
+    # the disabled account's open board is signed out (its socket closed 4401, renewing fails)
+    expect(victim.page).to_have_url(re.compile(r"/signin"), timeout=20_000)
+    assert api.get("/api/me", headers=victim.account.headers).status_code == 401
+
+    root.page.get_by_role("button", name=f"Enable {victim.account.email}").click()
+    expect(rows).to_contain_text("Active")
+    r = api.post("/api/auth/login", json={"email": victim.account.email, "password": victim.account.password})
+    assert r.status_code == 200, r.text
+
+    found += serious(root.page, axe_source, "admin")
+    assert not found, "\n".join(found)
+
+    # on a phone the page fits the screen (the tables become stacked rows)
+    root.page.set_viewport_size(PHONE)
+    expect(root.page.get_by_role("button", name=f"Disable {victim.account.email}")).to_be_in_viewport()
+    assert root.page.evaluate(NO_SIDEWAYS_SCROLL), root.page.evaluate(
+        "() => [document.scrollingElement.scrollWidth, window.innerWidth]"
+    )
+
+
+def test_the_admin_page_is_not_available_to_others(person: Callable[..., Person]) -> None:
+    someone = person("Someone")
+    someone.goto("/")
+    expect(someone.page.get_by_role("heading", name="Your workspaces")).to_be_visible()
+    expect(someone.page.get_by_role("navigation", name="Account").get_by_role("link", name="Account")).to_be_visible()
+    expect(someone.page.get_by_role("link", name="Admin")).to_have_count(0)
+    someone.goto("/admin")
+    expect(someone.page.get_by_role("heading", name="Not available")).to_be_visible()
+    expect(someone.page.get_by_test_id("admin-unavailable")).to_be_visible()
+    someone.page.get_by_role("button", name="Go to your workspaces").click()
+    expect(someone.page.get_by_role("heading", name="Your workspaces")).to_be_visible()
+
+
+def test_signing_another_device_out_from_the_account_page(
+    person: Callable[..., Person],
+    api: httpx.Client,
+    axe_source: str,  # noqa: F811
+) -> None:
+    owner = register(api, "Traveller")
+    r = api.post(
+        "/api/auth/login",
+        json={"email": owner.email, "password": owner.password},
+        headers={"User-Agent": "Mozilla/5.0 (Android 14; Mobile; rv:133.0) Gecko/133.0 Firefox/133.0"},
+    )
+    assert r.status_code == 200, r.text
+    here = person("Traveller", owner)
+    phone = person("Traveller", dataclasses.replace(owner, token=r.json()["access_token"]))
+    wid = create_workspace(api, owner, "Trip")
+    open_board(phone, wid)
+
+    here.goto("/")
+    here.page.get_by_role("link", name="Account").click()
+    expect(here.page.get_by_role("heading", name="Account")).to_be_visible()
+    rows = here.page.get_by_test_id("session-row")
+    expect(rows).to_have_count(2)
+    expect(rows.filter(has_text="This device")).to_have_count(1)
+    other = rows.filter(has_text="Firefox on Android")
+    expect(other).to_contain_text("last active just now")
+    found = serious(here.page, axe_source, "account")
+    other.get_by_role("button", name=re.compile("^Sign out Firefox on Android")).click()
+    expect(rows).to_have_count(1)
+    expect(here.page.get_by_role("status").filter(has_text="Signed out Firefox on Android.")).to_be_visible()
+
+    expect(phone.page).to_have_url(re.compile(r"/signin"), timeout=20_000)
+    expect(phone.page.get_by_text("Your session has expired")).to_be_visible()
+    assert api.get("/api/me", headers=owner.headers).status_code == 200  # this device stays signed in
+    here.page.get_by_role("link", name="Notification preferences").click()
+    expect(here.page.get_by_role("heading", name="Notification preferences")).to_be_visible()
+    assert not found, "\n".join(found)

@@ -1,0 +1,261 @@
+import { type FormEvent, useCallback, useEffect, useState } from 'react'
+import { type AdminStats, type AdminUser, type AdminWorkspace, api, ApiError, type Page } from '../api'
+import { navigate } from '../router'
+import { useAuth } from '../state/auth'
+import { formatBytes, timeAgo } from '../describe'
+import { ErrorText, useAction, useConfirm } from './common'
+
+/** Rows asked for per page (the API's cursor gives the next ones). */
+export const ADMIN_PAGE_SIZE = 25
+
+/**
+ * Instance administration (docs/admin.md): the instance's figures, accounts (search, disable, enable) and
+ * workspaces. Loaded on demand (its own chunk). The server decides who may see it: a 403 shows "not available".
+ */
+export default function AdminPage() {
+  const [stats, setStats] = useState<AdminStats | null>(null)
+  const [denied, setDenied] = useState(false)
+  const load = useAction()
+  const reloadStats = useCallback(
+    () =>
+      void load.run(async () => {
+        try {
+          setStats(await api.adminStats())
+        } catch (e) {
+          if (e instanceof ApiError && e.status === 403) setDenied(true)
+          else throw e
+        }
+      }),
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+    [],
+  )
+  useEffect(() => {
+    reloadStats()
+    document.title = 'Administration · Plait'
+    return () => {
+      document.title = 'Plait'
+    }
+  }, [reloadStats])
+
+  if (denied) return <NotAvailable />
+  return (
+    <main className="page admin" id="main">
+      <h1>Administration</h1>
+      <ErrorText error={load.error} />
+      {!stats ? (
+        load.busy && <p role="status">Loading…</p>
+      ) : (
+        <>
+          <Statistics stats={stats} />
+          <Users onChanged={reloadStats} />
+          <Workspaces />
+        </>
+      )}
+    </main>
+  )
+}
+
+function NotAvailable() {
+  return (
+    <main className="page" id="main">
+      <h1>Not available</h1>
+      <p role="alert" data-testid="admin-unavailable">
+        This page is only for the administrators of this Plait server.
+      </p>
+      <button type="button" className="primary" onClick={() => navigate('/')}>
+        Go to your workspaces
+      </button>
+    </main>
+  )
+}
+
+function count(value: unknown): string {
+  return typeof value === 'number' ? value.toLocaleString() : '—'
+}
+
+function Statistics({ stats }: { stats: AdminStats }) {
+  const node = stats.node ?? {}
+  const figures: [string, unknown][] = [
+    ['Accounts', stats.users],
+    ['Administrators', stats.admins],
+    ['Disabled accounts', stats.disabled_users],
+    ['Workspaces', stats.workspaces],
+    ['Connected sockets (this node)', node.connected_sockets],
+    ['Open documents (this node)', node.loaded_documents],
+    ['Updates in the last minute (this node)', node.updates_last_minute],
+  ]
+  return (
+    <section aria-labelledby="admin-stats">
+      <h2 id="admin-stats">Statistics</h2>
+      <dl className="stats" data-testid="admin-stats">
+        {figures.map(([label, value]) => (
+          <div key={label}>
+            <dt>{label}</dt>
+            <dd>{count(value)}</dd>
+          </div>
+        ))}
+      </dl>
+    </section>
+  )
+}
+
+/** One searchable list read page by page with the API's cursor ("Show more" appends the next page). */
+function usePaged<T>(fetchPage: (q: string, cursor: string | null) => Promise<Page<T>>) {
+  const [items, setItems] = useState<T[]>([])
+  const [next, setNext] = useState<string | null>(null)
+  const [query, setQuery] = useState('')
+  const action = useAction()
+  const load = useCallback(
+    (q: string, cursor: string | null) =>
+      void action.run(async () => {
+        const page = await fetchPage(q, cursor)
+        setItems((prev) => (cursor ? [...prev, ...page.items] : page.items))
+        setNext(page.next_cursor)
+        setQuery(q)
+      }),
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+    [fetchPage],
+  )
+  useEffect(() => load('', null), [load])
+  return { items, setItems, next, query, action, search: (q: string) => load(q, null), more: () => load(query, next) }
+}
+
+function SearchForm({ label, onSearch, busy }: { label: string; onSearch: (q: string) => void; busy: boolean }) {
+  const [text, setText] = useState('')
+  const submit = (e: FormEvent) => {
+    e.preventDefault()
+    onSearch(text.trim())
+  }
+  return (
+    <form role="search" aria-label={label} className="row" onSubmit={submit}>
+      <label>
+        {label}
+        <input type="search" value={text} maxLength={100} onChange={(e) => setText(e.target.value)} />
+      </label>
+      <button type="submit" disabled={busy}>
+        Search
+      </button>
+    </form>
+  )
+}
+
+const fetchUsers = (q: string, cursor: string | null) => api.adminUsers(q, cursor, ADMIN_PAGE_SIZE)
+const fetchWorkspaces = (q: string, cursor: string | null) => api.adminWorkspaces(q, cursor, ADMIN_PAGE_SIZE)
+
+function Users({ onChanged }: { onChanged: () => void }) {
+  const me = useAuth((s) => s.me)
+  const users = usePaged<AdminUser>(fetchUsers)
+  const change = useAction()
+  const confirm = useConfirm()
+  const setDisabled = async (user: AdminUser, disabled: boolean) => {
+    if (disabled) {
+      const ok = await confirm.ask(
+        `Disable ${user.email}? They are signed out everywhere at once and cannot sign in until the account is enabled again.`,
+        'Disable account',
+      )
+      if (!ok) return
+    }
+    await change.run(async () => {
+      const updated = await api.setUserDisabled(user.id, disabled)
+      users.setItems((list) => list.map((u) => (u.id === updated.id ? updated : u)))
+      onChanged()
+    })
+  }
+  return (
+    <section aria-labelledby="admin-users">
+      <h2 id="admin-users">Accounts</h2>
+      <SearchForm label="Search accounts" onSearch={users.search} busy={users.action.busy} />
+      <ErrorText error={users.action.error ?? change.error} />
+      <table className="members admin-table">
+        <caption className="sr-only">Accounts{users.query ? ` matching “${users.query}”` : ''}</caption>
+        <thead>
+          <tr>
+            <th scope="col">Account</th>
+            <th scope="col">Workspaces</th>
+            <th scope="col">Registered</th>
+            <th scope="col">Status</th>
+            <th scope="col">
+              <span className="sr-only">Actions</span>
+            </th>
+          </tr>
+        </thead>
+        <tbody>
+          {users.items.map((u) => (
+            <tr key={u.id} data-testid="admin-user-row">
+              <td>
+                <strong>{u.display_name}</strong>
+                <div className="muted small">{u.email}</div>
+              </td>
+              <td>{u.workspaces}</td>
+              <td>{timeAgo(u.created_at)}</td>
+              <td>
+                {u.disabled_at ? 'Disabled' : 'Active'}
+                {u.is_admin && <span className="badge">Admin</span>}
+              </td>
+              <td>
+                {u.id === me?.id ? (
+                  <span className="muted small">You</span>
+                ) : (
+                  <button
+                    type="button"
+                    className={u.disabled_at ? 'small' : 'small danger'}
+                    disabled={change.busy}
+                    aria-label={`${u.disabled_at ? 'Enable' : 'Disable'} ${u.email}`}
+                    onClick={() => void setDisabled(u, !u.disabled_at)}
+                  >
+                    {u.disabled_at ? 'Enable' : 'Disable'}
+                  </button>
+                )}
+              </td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+      {users.items.length === 0 && !users.action.busy && <p className="muted">No accounts found.</p>}
+      {users.next && (
+        <button type="button" disabled={users.action.busy} onClick={users.more}>
+          Show more accounts
+        </button>
+      )}
+      {confirm.dialog}
+    </section>
+  )
+}
+
+function Workspaces() {
+  const spaces = usePaged<AdminWorkspace>(fetchWorkspaces)
+  return (
+    <section aria-labelledby="admin-workspaces">
+      <h2 id="admin-workspaces">Workspaces</h2>
+      <SearchForm label="Search workspaces" onSearch={spaces.search} busy={spaces.action.busy} />
+      <ErrorText error={spaces.action.error} />
+      <table className="members admin-table">
+        <caption className="sr-only">Workspaces{spaces.query ? ` matching “${spaces.query}”` : ''}</caption>
+        <thead>
+          <tr>
+            <th scope="col">Workspace</th>
+            <th scope="col">Members</th>
+            <th scope="col">Document size</th>
+            <th scope="col">Last activity</th>
+          </tr>
+        </thead>
+        <tbody>
+          {spaces.items.map((w) => (
+            <tr key={w.id} data-testid="admin-workspace-row">
+              <td>{w.name}</td>
+              <td>{w.members}</td>
+              <td>{formatBytes(w.document_bytes)}</td>
+              <td>{timeAgo(w.last_activity_at)}</td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+      {spaces.items.length === 0 && !spaces.action.busy && <p className="muted">No workspaces found.</p>}
+      {spaces.next && (
+        <button type="button" disabled={spaces.action.busy} onClick={spaces.more}>
+          Show more workspaces
+        </button>
+      )}
+    </section>
+  )
+}
