@@ -16,6 +16,8 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any, Protocol
 
+from sqlalchemy.sql.elements import ClauseElement
+
 from persistence.db import Database
 from persistence.doclog.postgres import PostgresDocumentLog
 from persistence.doclog.sqlite import SqliteDocumentLog
@@ -87,6 +89,14 @@ class DocumentLog(Protocol):
 
     async def reset_epoch(self, workspace_id: str | None = None) -> int:
         """Give one document (None: every one) a new epoch after a restore; returns rows changed."""
+        ...
+
+    async def write_among_appends(
+        self, statements: Sequence[tuple[ClauseElement, Sequence[Mapping[str, Any]]]], json_params: Collection[str] = ()
+    ) -> None:
+        """Only where :attr:`writes_in_log_order`: run module-level ``statements``, each for its rows (the
+        ``json_params`` serialized), in one transaction among the appends, committed or rolled back whole;
+        a violated constraint raises SQLAlchemy's ``IntegrityError``."""
         ...
 
     async def store_activity_summaries(self, rows: Sequence[Mapping[str, Any]]) -> dict[str, int]:

@@ -37,14 +37,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import asyncpg
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
-from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.elements import ClauseElement, ColumnElement
 
 from persistence import snapshot_codec
 from persistence.db import Database
@@ -292,6 +292,13 @@ class PostgresDocumentLog(SessionReads):
                 delete(DocUpdate).where(DocUpdate.workspace_id == workspace_id, DocUpdate.seq <= upto)
             )
             return upto, int(getattr(removed, "rowcount", 0))
+
+    async def write_among_appends(
+        self, statements: Sequence[tuple[ClauseElement, Sequence[Mapping[str, Any]]]], json_params: Collection[str] = ()
+    ) -> None:
+        """Not here: on PostgreSQL writers do not share one lock; they write through their own sessions."""
+        self._check_open()
+        raise RuntimeError("writes go among the appends on SQLite only; write them in a session on PostgreSQL")
 
     async def store_activity_summaries(self, rows: Sequence[Mapping[str, Any]]) -> dict[str, int]:
         """Not here: on PostgreSQL the summaries are written in the derivation's own transaction."""

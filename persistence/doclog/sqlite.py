@@ -19,11 +19,12 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any, TypeVar
 
 from sqlalchemy import func
-from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.sql.elements import ClauseElement, ColumnElement
 
 from persistence import activity_summaries, snapshot_codec
 from persistence.db import Database, compiled, driver_rows
@@ -235,6 +236,15 @@ def _write_summaries(
     return {str(row_id): int(seq) for row_id, seq in conn.execute(query, ids)}
 
 
+def _execute_all(jobs: Sequence[tuple[str, list[tuple[Any, ...]]]], conn: sqlite3.Connection) -> None:
+    """Each statement's rows in turn; a constraint refused is reported as SQLAlchemy reports it."""
+    for sql, params in jobs:
+        try:
+            conn.executemany(sql, params)
+        except sqlite3.IntegrityError as exc:
+            raise IntegrityError(sql, None, exc) from exc
+
+
 class SqliteDocumentLog(SessionReads):
     """The update log in a SQLite file: appends and snapshots on one thread, loads on another."""
 
@@ -270,6 +280,19 @@ class SqliteDocumentLog(SessionReads):
         SQLite's write lock."""
         job = functools.partial(_save_snapshot, workspace_id, data, upto)
         return await self._appends.run(self._appends.exclusive, job)
+
+    async def write_among_appends(
+        self, statements: Sequence[tuple[ClauseElement, Sequence[Mapping[str, Any]]]], json_params: Collection[str] = ()
+    ) -> None:
+        """Module-level ``statements``, each run for its rows, in ONE transaction on the append thread, queued
+        among the appends (the task index's writes, ``persistence/task_index_writes.py``)."""
+        self._check_open()
+        dialect = self.db.engine.dialect
+        jobs = []
+        for statement, rows in statements:
+            sql, order = compiled(statement, dialect)
+            jobs.append((sql, driver_rows(order, rows, json_params)))
+        await self._appends.run(self._appends.exclusive, functools.partial(_execute_all, jobs))
 
     async def store_activity_summaries(self, rows: Sequence[Mapping[str, Any]]) -> dict[str, int]:
         """Jobs of ``SUMMARIES_PER_JOB`` rows on the append thread, one transaction each, queued among the

@@ -132,6 +132,7 @@ async def test_a_closed_log_refuses_every_call_at_once(log: DocumentLog) -> None
         lambda: log.log_size(wid),
         lambda: log.reset_epoch(wid),
         lambda: log.store_activity_summaries([]),
+        lambda: log.write_among_appends([]),
     ]
     for call in calls:
         with pytest.raises(LogClosed):

@@ -3,7 +3,8 @@
 :meth:`SearchIndex.on_durable` only marks (workspace, task) pairs dirty. Once per window
 (``PLAIT_SEARCH_INDEX_DEBOUNCE_MS``, 1 s: typing sends an update per keystroke) the worker re-reads just
 those tasks from the document — the live room's when it is loaded on this node, else the document rebuilt
-once from the log — and writes their rows in one transaction per workspace. Each write carries a log
+once from the log — and writes their rows, a transaction per 25 workspaces (on SQLite on the update log's own
+thread, between two group commits: ``persistence/task_index_writes.py``). Each write carries a log
 position its document state included, and a row is never replaced by one read from an older state: two
 nodes indexing the same task in either order leave the newer row.
 
@@ -26,6 +27,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.domain.search import extract, store
+from persistence import task_index_writes
 from persistence.db import Database
 from persistence.doclog import DocumentLog, UnknownDocument
 from persistence.models import Membership, TaskIndexState, Workspace
@@ -174,6 +176,13 @@ class SearchIndex:
         return _Rows(workspace_id, doc_seq, rows, gone)
 
     async def _write(self, batch: Sequence[_Rows]) -> None:
+        if self.docs.writes_in_log_order:  # SQLite: between two group commits, not beside them
+            work = [(r.workspace_id, r.doc_seq, r.rows, r.gone) for r in batch]
+            await self.docs.write_among_appends(
+                task_index_writes.sqlite_statements(work), task_index_writes.JSON_PARAMS
+            )
+            self.indexed += sum(len(r.rows) + len(r.gone) for r in batch)
+            return
         async with self.db.transaction() as s:  # a few statements whatever the batch's size
             await store.upsert_many(s, self.db, [(r.workspace_id, r.doc_seq, r.rows) for r in batch])
             for r in batch:
