@@ -77,14 +77,18 @@ def test_two_nodes_on_a_redis_cluster_converge(tmp_path: Path, redis_cluster: Re
             for _ in range(10):
                 on_a.insert_text(tid, 0, "A")
                 on_b.insert_text(tid, 0, "B")
-            wait_until(
-                lambda on_a=on_a, on_b=on_b, tid=tid: (
-                    on_a.tasks()[tid]["description"] == on_b.tasks()[tid]["description"]
-                    and sorted(on_a.tasks()[tid]["description"]) == sorted("A" * 10 + "B" * 10)
-                ),
-                timeout=20,
-                message="clients on two nodes converge over the Redis Cluster",
-            )
+            try:
+                wait_until(
+                    lambda on_a=on_a, on_b=on_b, tid=tid: (
+                        on_a.tasks()[tid]["description"] == on_b.tasks()[tid]["description"]
+                        and sorted(on_a.tasks()[tid]["description"]) == sorted("A" * 10 + "B" * 10)
+                    ),
+                    timeout=20,
+                    message="clients on two nodes converge over the Redis Cluster",
+                )
+            except AssertionError as exc:
+                seen = (on_a.tasks()[tid]["description"], on_b.tasks()[tid]["description"])
+                raise AssertionError(f"{exc}; on a, on b: {seen}") from None
         # each workspace channel is subscribed by both nodes, on the shard that owns its slot
         rc = redis.RedisCluster(host="127.0.0.1", port=redis_cluster.ports[0])
         for wid in wids:
