@@ -26,6 +26,7 @@ from tests.support.users import Account, create_workspace, register
 pytestmark = [pytest.mark.redis, pytest.mark.slow, pytest.mark.node]
 
 LAG = "plait_redis_fanout_lag_seconds_count"  # moves on a node only for another node's update heard on Redis
+CAUGHT_UP = "plait_redis_gap_repairs_total"  # a resubscribed node catches its rooms up from the database
 
 
 @dataclass
@@ -163,6 +164,7 @@ def test_the_master_of_a_live_channel_killed_mid_stream(
 
     writers = Writers(a=on_a, b=on_b)
     writers.wait_more(10)
+    before = [scrape(plait.a.base_url), scrape(plait.b.base_url)]
     killed = time.monotonic()
     cluster.kill(dead)
     cluster.wait_failover(dead)
@@ -174,6 +176,8 @@ def test_the_master_of_a_live_channel_killed_mid_stream(
         message="both nodes resubscribed on the promoted replica",
     )
     resubscribed = time.monotonic()
+    for server, then in zip((plait.a, plait.b), before, strict=True):
+        wait_moved(server.base_url, then, CAUGHT_UP)
     writers.wait_more(10)
     total = writers.stop() + 5
     _converge(on_a, on_b, total)
@@ -198,6 +202,7 @@ def test_a_live_channel_slot_moved_to_another_master(
 
     writers = Writers(a=on_a, b=on_b)
     writers.wait_more(10)
+    before = [scrape(plait.a.base_url), scrape(plait.b.base_url)]
     started = time.monotonic()
     cluster.move_slot(slot, target)
     moved = time.monotonic()
@@ -208,6 +213,8 @@ def test_a_live_channel_slot_moved_to_another_master(
     )
     resubscribed = time.monotonic()
     assert _subscribers(cluster, source, channel) == 0
+    for server, then in zip((plait.a, plait.b), before, strict=True):
+        wait_moved(server.base_url, then, CAUGHT_UP)
     writers.wait_more(10)
     total = writers.stop()
     _converge(on_a, on_b, total)
