@@ -113,7 +113,8 @@ async def test_a_node_publishes_a_channels_messages_in_the_order_it_committed_th
     must reach Redis in commit order, however many are in flight."""
     fanout = RedisFanout(RedisTarget(redis_cluster.url, cluster=True), f"t{uuid.uuid4().hex[:8]}", "node-x", 30)
     channel = fanout.channel("w")
-    node = redis_cluster.client().get_node_from_key(channel)
+    with redis_cluster.client() as rc:
+        node = rc.get_node_from_key(channel)
     listener = aioredis.Redis(host=node.host, port=node.port)
     sub = listener.pubsub()
     await sub.ssubscribe(channel)
