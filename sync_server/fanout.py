@@ -27,6 +27,7 @@ unloads a room announces an empty set before it leaves the channel.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
 import logging
@@ -41,8 +42,9 @@ from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import ExponentialBackoff, NoBackoff
+from redis.crc import key_slot
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from . import metrics
@@ -55,7 +57,11 @@ CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
 SENTINEL_SCHEMES = {"redis+sentinel": "redis", "rediss+sentinel": "rediss"}
 SUBSCRIBE_SECONDS = 2.0  # a room load waits this long for its channel; then the reconnect's catch-up covers it
 LOADING_BUFFER_MAX = 10_000  # updates held for a room between its subscription and the end of its load
+# what Redis being away or a cluster changing its slot map raises (the cluster client's own errors are no RedisError)
+REDIS_FAILURES: tuple[type[BaseException], ...] = (RedisError, RedisClusterException, OSError)
 STOP_SECONDS = 2.0  # a node's stop waits this long for the subscriber: a stuck connection is left behind
+PUBLISH_BATCH_MAX = 256  # messages sent in one pipeline (one round trip per server)
+PUBLISH_QUEUE_MAX = 100_000  # messages waiting for Redis; past that they are dropped (the database has them)
 
 
 @dataclass(frozen=True)
@@ -131,6 +137,9 @@ class RedisTarget:
 
 class _Moved(Exception):
     """The server dropped a subscription we did not ask to drop (its slot moved to another shard)."""
+
+
+SUBSCRIBER_LOST = (RedisError, RedisClusterException, OSError, _Moved)  # (TimeoutError is an OSError)
 
 
 class _Shard:
@@ -231,7 +240,10 @@ class RedisFanout:
         self._handlers: dict[str, Callable[[str, bytes], Any]] = {}
         self._listener: asyncio.Task[Any] | None = None
         self._on_reconnect: Callable[[], Awaitable[None]] | None = None
-        self._pending: set[asyncio.Task[Any]] = set()
+        self._pending: set[asyncio.Future[Any]] = set()
+        self._outboxes: dict[int, collections.deque[tuple[str, bytes]]] = {}  # by hash slot (see _enqueue)
+        self._publishers: dict[int, asyncio.Future[None]] = {}
+        self._queued = 0
         self.connected = False
         self.sharded: bool | None = {"sharded": True, "plain": False}.get(self.target.pubsub)
         self._wanted: set[str] = {self.node_channel}  # the channels this node must hear
@@ -255,9 +267,12 @@ class RedisFanout:
             self._listener.cancel()
             # bounded: a redis-py connection that does not give its reader back must not hold the node's stop
             await asyncio.wait({self._listener}, timeout=STOP_SECONDS)
-        for t in list(self._pending):
-            with contextlib.suppress(BaseException):
-                await asyncio.wait_for(t, 1)
+        if self._pending:  # the last publishes and unsubscribes: a second for all of them, then dropped
+            _, late = await asyncio.wait(set(self._pending), timeout=1)
+            for t in late:
+                t.cancel()
+            if late:
+                await asyncio.wait(late, timeout=1)
         with contextlib.suppress(Exception):
             await self.redis.aclose()
 
@@ -268,7 +283,7 @@ class RedisFanout:
     async def ping(self) -> bool:
         try:
             return bool(await self.redis.ping())
-        except (RedisError, OSError):
+        except REDIS_FAILURES:
             return False
 
     async def _detect(self) -> bool:
@@ -303,7 +318,7 @@ class RedisFanout:
                 # waited for (the supervisor waits for this task; a sticky-routing test's node hung in it)
                 await asyncio.wait({asyncio.ensure_future(self._teardown())}, timeout=STOP_SECONDS)
                 raise
-            except (RedisError, OSError, _Moved) as exc:
+            except SUBSCRIBER_LOST as exc:
                 self.connected = False
                 first = False
                 log.warning("redis subscriber lost (%r); resubscribing in %.1fs", exc, backoff)
@@ -354,7 +369,7 @@ class RedisFanout:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # whatever ends a reader, the subscriber is rebuilt (and rooms caught up)
-            if not isinstance(exc, RedisError | OSError | _Moved):
+            if not isinstance(exc, SUBSCRIBER_LOST):
                 log.exception("redis subscriber failed")
             shard.fail(exc)
             self._lose(exc)
@@ -399,7 +414,7 @@ class RedisFanout:
             shard = self._open_shard(self._server_of(ch), bool(self.sharded))
             await asyncio.wait_for(shard.subscribe([ch]), SUBSCRIBE_SECONDS)
             return True
-        except (TimeoutError, RedisError, OSError, _Moved) as exc:
+        except SUBSCRIBER_LOST as exc:
             log.warning("subscription to %s not confirmed (%r): resubscribing everything, then catching up", ch, exc)
             self._lose(exc)
             return False
@@ -411,7 +426,7 @@ class RedisFanout:
         metrics.FANOUT_CHANNELS.set(len(self._wanted) - 1)
         if not self._ready.is_set():
             return
-        with contextlib.suppress(RedisError):
+        with contextlib.suppress(*REDIS_FAILURES):
             shard = self._shards.get(self._server_of(ch))
             if shard is not None and ch in shard.channels:
                 self._spawn(self._unsubscribe(shard, ch))
@@ -421,7 +436,7 @@ class RedisFanout:
             return
         try:
             await shard.unsubscribe(ch)
-        except (RedisError, OSError) as exc:
+        except REDIS_FAILURES as exc:
             log.debug("unsubscribe of %s failed: %r", ch, exc)
 
     async def _dispatch(self, channel: bytes, data: bytes) -> None:
@@ -458,20 +473,60 @@ class RedisFanout:
     def publish(self, kind: str, key: str, payload: bytes) -> None:
         """A workspace's kinds on its own channel (``key`` is the workspace), the others on the node-wide one."""
         if kind in WORKSPACE_KINDS:
-            self._spawn(self._publish(self.channel(key), kind.encode() + b"|" + payload))
+            self._enqueue(self.channel(key), kind.encode() + b"|" + payload)
         else:
-            self._spawn(self._publish(self.node_channel, b"%s|%s|%s" % (kind.encode(), key.encode(), payload)))
+            self._enqueue(self.node_channel, b"%s|%s|%s" % (kind.encode(), key.encode(), payload))
 
-    async def _publish(self, channel: str, payload: bytes) -> None:
-        try:
-            if await self._detect():
-                await self.redis.spublish(channel, payload)
-            else:
-                await self.redis.publish(channel, payload)
-            metrics.FANOUT_PUBLISHED.inc()
-        except (RedisError, OSError) as exc:
+    def _enqueue(self, channel: str, payload: bytes) -> None:
+        """A channel's messages reach Redis in the order they were handed over. Each in its own task, concurrent
+        publishes went out on several pooled connections in any order, and another node then applied an update
+        before the one it depends on: pycrdt holds such an update pending and did not always integrate it when
+        the missing one came, while its seq counted as applied, so no catch-up repaired the room. One queue per
+        hash slot: a channel is in one slot, and a shard that is failing over holds up only its own slots."""
+        if self._queued >= PUBLISH_QUEUE_MAX:
             metrics.REDIS_PUBLISH_FAILURES.inc()
-            log.debug("redis publish failed: %r", exc)
+            log.debug("redis publish queue full: message to %s dropped", channel)
+            return
+        slot = key_slot(channel.encode())
+        self._outboxes.setdefault(slot, collections.deque()).append((channel, payload))
+        self._queued += 1
+        if slot not in self._publishers:
+            task = asyncio.ensure_future(self._drain(slot))
+            self._publishers[slot] = task
+            self._pending.add(task)
+            task.add_done_callback(self._pending.discard)
+
+    async def _drain(self, slot: int) -> None:
+        """One batch at a time, in order (a pipeline keeps the order of its commands on each server)."""
+        outbox = self._outboxes[slot]
+        try:
+            while outbox:
+                batch = [outbox.popleft() for _ in range(min(len(outbox), PUBLISH_BATCH_MAX))]
+                self._queued -= len(batch)
+                await self._publish_batch(batch)
+        finally:
+            del self._publishers[slot]
+            if not outbox:
+                del self._outboxes[slot]
+            else:  # cancelled (the node stops): what is left is dropped
+                self._queued -= len(outbox)
+                del self._outboxes[slot]
+
+    async def _publish_batch(self, batch: list[tuple[str, bytes]]) -> None:
+        try:
+            sharded = await self._detect()
+            if len(batch) == 1:
+                channel, payload = batch[0]
+                await (self.redis.spublish if sharded else self.redis.publish)(channel, payload)
+            else:
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    for channel, payload in batch:
+                        (pipe.spublish if sharded else pipe.publish)(channel, payload)
+                    await pipe.execute()
+            metrics.FANOUT_PUBLISHED.inc(len(batch))
+        except REDIS_FAILURES as exc:
+            metrics.REDIS_PUBLISH_FAILURES.inc(len(batch))
+            log.debug("redis publish of %d messages failed: %r", len(batch), exc)
 
     def publish_update(self, workspace_id: str, seq: int, update: bytes) -> None:
         header = b"%s|%d|%.6f|" % (self.node_id.encode(), seq, time.time())
@@ -532,7 +587,7 @@ class RedisFanout:
                     pipe.sadd(index, self.node_id)
                     pipe.expire(index, int(self.presence_ttl) * 4)
                 await pipe.execute()
-        except (RedisError, OSError) as exc:
+        except REDIS_FAILURES as exc:
             log.debug("presence write failed: %r", exc)
 
     async def read_presence(self, workspace_id: str, exclude_node: str | None = None) -> list[dict[str, Any]] | None:
@@ -550,7 +605,7 @@ class RedisFanout:
                     continue
                 out.extend(json.loads(v) for v in entries.values())
             return out
-        except (RedisError, OSError):
+        except REDIS_FAILURES:
             return None
 
     async def live_nodes(self) -> set[str] | None:
@@ -559,11 +614,11 @@ class RedisFanout:
         try:
             await self.redis.zremrangebyscore(key, "-inf", time.time() - self.presence_ttl)
             return {_text(n) for n in await self.redis.zrange(key, 0, -1)}
-        except (RedisError, OSError):
+        except REDIS_FAILURES:
             return None
 
     async def heartbeat(self) -> None:
-        with contextlib.suppress(RedisError, OSError):
+        with contextlib.suppress(*REDIS_FAILURES):
             await self.redis.zadd(f"{self.ns}:nodes-alive", {self.node_id: time.time()})
 
 
