@@ -10,7 +10,6 @@ import dataclasses
 import json
 import re
 from collections.abc import Callable
-from typing import Any
 
 import httpx
 import pytest
@@ -213,8 +212,11 @@ def test_digest_export_and_delete_account(
 
 def test_the_account_page_fits_a_phone(person: Callable[..., Person], api: httpx.Client) -> None:
     me = person("Pocket", viewport=PHONE)
-    r = api.post("/api/me/tokens", json={"name": "a rather long token name for a phone", "scopes": ["admin"]},
-                 headers=me.account.headers)
+    r = api.post(
+        "/api/me/tokens",
+        json={"name": "a rather long token name for a phone", "scopes": ["admin"]},
+        headers=me.account.headers,
+    )
     assert r.status_code == 201, r.text
     open_account(me)
     expect(me.page.get_by_test_id("token-row")).to_contain_text("Admin")
