@@ -79,10 +79,10 @@ describe('account deletion and export', () => {
 
 describe('digestCadence', () => {
   it('speaks in the largest whole unit', () => {
-    expect(digestCadence(86400)).toBe('at most one e-mail every 1 day')
-    expect(digestCadence(7200)).toBe('at most one e-mail every 2 hours')
-    expect(digestCadence(900)).toBe('at most one e-mail every 15 minutes')
-    expect(digestCadence(5400)).toBe('at most one e-mail every 90 minutes')
-    expect(digestCadence(0.5)).toBe('at most one e-mail every 1 second')
+    expect(digestCadence(86400)).toBe('At most one e-mail every 1 day')
+    expect(digestCadence(7200)).toBe('At most one e-mail every 2 hours')
+    expect(digestCadence(900)).toBe('At most one e-mail every 15 minutes')
+    expect(digestCadence(5400)).toBe('At most one e-mail every 90 minutes')
+    expect(digestCadence(0.5)).toBe('At most one e-mail every 1 second')
   })
 })

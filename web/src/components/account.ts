@@ -54,7 +54,7 @@ export function exportFileName(now: Date = new Date()): string {
   return `plait-my-data-${now.toISOString().slice(0, 10)}.json`
 }
 
-/** "at most one e-mail every 2 hours" from the digest interval in seconds. */
+/** "At most one e-mail every 2 hours" from the digest interval in seconds. */
 export function digestCadence(seconds: number): string {
   const unit = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`
   const every =
@@ -65,5 +65,5 @@ export function digestCadence(seconds: number): string {
         : seconds >= 60
           ? unit(Math.round(seconds / 60), 'minute')
           : unit(Math.max(1, Math.round(seconds)), 'second')
-  return `at most one e-mail every ${every}`
+  return `At most one e-mail every ${every}`
 }
