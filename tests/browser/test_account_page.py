@@ -88,6 +88,22 @@ def test_rename_and_change_password(person: Callable[..., Person], api: httpx.Cl
     assert new.status_code == 200, new.text
 
 
+def test_too_many_wrong_passwords_say_when_to_try_again(person: Callable[..., Person], api: httpx.Client) -> None:
+    me = person("Guesser")
+    for _ in range(5):  # the failures one address may make on one account (PLAIT_LOGIN_MAX_FAILURES_...)
+        body = {"current_password": "guess", "new_password": "whatever it is"}
+        r = api.post("/api/me/password", json=body, headers=me.account.headers)
+        assert r.status_code == 403, r.text
+    open_account(me)
+    form = me.page.get_by_role("form", name="Change password")
+    form.get_by_label("Current password").fill(me.account.password)  # right, but no longer checked
+    form.get_by_label("New password", exact=True).fill("a much better one")
+    form.get_by_label("Confirm new password").fill("a much better one")
+    form.get_by_role("button", name="Change password").click()
+    expect(form.get_by_role("alert")).to_have_text(re.compile(r"Try again in \d+ s\.$"))
+    expect(form.get_by_role("status")).to_have_text("")
+
+
 def test_personal_access_tokens(person: Callable[..., Person], api: httpx.Client) -> None:
     me = person("Scripter")
     me.context.grant_permissions(["clipboard-read", "clipboard-write"])
