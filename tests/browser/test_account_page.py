@@ -166,6 +166,7 @@ def test_sign_out_everywhere(person: Callable[..., Person], api: httpx.Client) -
     me.page.get_by_role("alertdialog").get_by_role("button", name="Sign out everywhere").click()
     expect(me.page).to_have_url(re.compile(r"/signin"))
     expect(me.page.get_by_role("heading", name="Sign in")).to_be_visible()
+    expect(me.page.get_by_text("Your session has expired")).to_have_count(0)  # the user's choice, no warning
     assert api.get("/api/me", headers=me.account.headers).status_code == 401
     assert api.get("/api/me", headers=other_device.account.headers).status_code == 401
     other_device.page.reload()
