@@ -127,6 +127,13 @@ export interface AccessToken {
   last_used_at: string | null
 }
 
+/** The e-mail channel of notifications: the digest opt-in, its cadence, and whether this server can send mail. */
+export interface EmailPreferences {
+  digest: boolean
+  interval_seconds: number
+  available: boolean
+}
+
 export class ApiError extends Error {
   constructor(
     readonly status: number,
@@ -275,6 +282,10 @@ export const api = {
     }),
   deleteToken: (id: string) => request<void>('DELETE', `/api/me/tokens/${enc(id)}`),
   me: () => request<Me>('GET', '/api/me'),
+  /** Delete my account (409 while the last owner of a workspace that has other members). */
+  deleteMe: () => request<void>('DELETE', '/api/me'),
+  /** Everything Plait keeps about my account, as JSON. */
+  exportMe: () => request<unknown>('GET', '/api/me/export'),
   sessions: () => request<SessionInfo[]>('GET', '/api/me/sessions'),
   endSession: (id: string) => request<void>('DELETE', `/api/me/sessions/${enc(id)}`),
 
@@ -323,6 +334,9 @@ export const api = {
   markAllRead: () => request<unknown>('POST', '/api/notifications/read-all'),
   preferences: () => request<unknown>('GET', '/api/notifications/preferences'),
   savePreferences: (body: unknown) => request<unknown>('PUT', '/api/notifications/preferences', body),
+  emailPreferences: () => request<EmailPreferences>('GET', '/api/notifications/preferences/email'),
+  saveEmailPreferences: (digest: boolean) =>
+    request<EmailPreferences>('PUT', '/api/notifications/preferences/email', { digest }),
 
   taskActivity: (wid: string, taskId: string) =>
     request<ActivityEntry[] | Page<ActivityEntry>>(
