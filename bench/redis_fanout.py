@@ -215,6 +215,7 @@ def main() -> None:
     ap.add_argument("--workspaces", type=int, default=32)
     ap.add_argument("--updates", type=int, default=20, help="map entries each client writes")
     ap.add_argument("--before", default=BEFORE, help="git ref of the design to compare with")
+    ap.add_argument("--chart", type=Path, help="also draw the two measures against N into this PNG (matplotlib)")
     args = ap.parse_args()
     rows = []
     with tempfile.TemporaryDirectory(prefix="plait-fanout-bench-") as d:
@@ -243,6 +244,36 @@ def main() -> None:
             f"| {b['node_cpu_ms_per_update']:.2f} / {a['node_cpu_ms_per_update']:.2f} "
             f"| {b['redis_cpu_ms_per_update']:.3f} / {a['redis_cpu_ms_per_update']:.3f} |"
         )
+    if args.chart:
+        chart(rows, args.chart, args.workspaces)
+        print(f"\nchart: {args.chart}")
+
+
+def chart(rows: list[tuple[int, dict[str, dict[str, float]]]], path: Path, workspaces: int) -> None:
+    """Messages received per node and node CPU per delivered update, before and after, against N."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ns = [n for n, _ in rows]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    for label, style in (("before", "o--"), ("after", "s-")):
+        left.plot(ns, [r[label]["mean"] for _, r in rows], style, label=f"{label} (mean per node)")
+        right.plot(ns, [r[label]["node_cpu_ms_per_update"] for _, r in rows], style, label=label)
+    left.set_title(f"Redis messages received per node ({workspaces} workspaces, each on 2 nodes)")
+    right.set_title("Node CPU per delivered update (all nodes)")
+    left.set_ylabel("messages")
+    right.set_ylabel("ms")
+    for ax in (left, right):
+        ax.set_xlabel("nodes")
+        ax.set_xticks(ns)
+        ax.set_ylim(bottom=0)
+        ax.grid(alpha=0.3)
+        ax.legend()
+        ax.title.set_fontsize(9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
 
 
 if __name__ == "__main__":
