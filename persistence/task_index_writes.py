@@ -1,11 +1,13 @@
 """The task index's writes as statements the update log's own SQLite thread runs among the appends.
 
-On SQLite, an index write through an aiosqlite session holds the one write lock across an event-loop turn per
-statement while the group commit polls for it: under typing in 500 workspaces that doubled the p95 of every
-update (docs/performance.md, "The task index under typing"). Queued on the log's append thread (like the
-activity summaries, ``persistence/activity_summaries.py``) each batch is one short transaction between two
-group commits. Defined here, below the API, because the log must not run SQL written above it; PostgreSQL
-keeps writing through a session (``api/domain/search/store.py``), where writers do not share one lock.
+Under typing in 500 workspaces the index doubled the p95 of every update on SQLite: its transactions (and
+their fsyncs) held the one write lock in blocks of a few ms while the group commit waited (docs/performance.md,
+"The task index under typing"). Queued on the log's append thread (like the activity summaries,
+``persistence/activity_summaries.py``) each batch of a few workspaces is one short transaction between two
+group commits, committed without an fsync of its own: the index is rebuilt from the log whenever its mark is
+behind it, so a crash that loses the last batch loses nothing. Defined here, below the API, because the log
+must not run SQL written above it; PostgreSQL keeps writing through a session (``api/domain/search/store.py``),
+where writers do not share one lock.
 """
 
 from __future__ import annotations

@@ -113,10 +113,13 @@ class _SqliteThread:
             self.conn = conn
         return self.conn
 
-    def exclusive(self, job: Callable[[sqlite3.Connection], T]) -> T:
+    def exclusive(self, job: Callable[[sqlite3.Connection], T], *, derived: bool = False) -> T:
         """``job(conn)`` inside one BEGIN IMMEDIATE ... COMMIT on this thread's connection (rolled back if it
-        raises): the one transaction of every write made here."""
+        raises): the one transaction of every write made here. A ``derived`` write (data rebuilt from the log
+        at any time) commits without its own fsync: the next append's commit syncs the WAL up to it."""
         conn = self._connection()
+        if derived:
+            conn.execute("PRAGMA synchronous=OFF")
         _begin(conn)
         try:
             result = job(conn)
@@ -125,6 +128,9 @@ class _SqliteThread:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
+        finally:
+            if derived:
+                conn.execute(f"PRAGMA synchronous={self.synchronous}")
         return result
 
     def snapshot_read(self, job: Callable[[sqlite3.Connection], T]) -> T:
@@ -292,7 +298,8 @@ class SqliteDocumentLog(SessionReads):
         for statement, rows in statements:
             sql, order = compiled(statement, dialect)
             jobs.append((sql, driver_rows(order, rows, json_params)))
-        await self._appends.run(self._appends.exclusive, functools.partial(_execute_all, jobs))
+        job = functools.partial(_execute_all, jobs)
+        await self._appends.run(functools.partial(self._appends.exclusive, derived=True), job)
 
     async def store_activity_summaries(self, rows: Sequence[Mapping[str, Any]]) -> dict[str, int]:
         """Jobs of ``SUMMARIES_PER_JOB`` rows on the append thread, one transaction each, queued among the

@@ -3,7 +3,7 @@
 :meth:`SearchIndex.on_durable` only marks (workspace, task) pairs dirty. Once per window
 (``PLAIT_SEARCH_INDEX_DEBOUNCE_MS``, 1 s: typing sends an update per keystroke) the worker re-reads just
 those tasks from the document — the live room's when it is loaded on this node, else the document rebuilt
-once from the log — and writes their rows, a transaction per 25 workspaces (on SQLite on the update log's own
+once from the log — and writes their rows, a transaction per 5 workspaces (on SQLite on the update log's own
 thread, between two group commits: ``persistence/task_index_writes.py``). Each write carries a log
 position its document state included, and a row is never replaced by one read from an older state: two
 nodes indexing the same task in either order leave the newer row.
@@ -39,8 +39,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("plait.search")
 DRAIN_SECONDS = 5.0  # at shutdown: how long writing the last window may take
-WORKSPACES_PER_STEP = 10  # workspaces read before the loop is given back
-WORKSPACES_PER_WRITE = 25  # workspaces written per transaction: a short hold of SQLite's write lock
+WORKSPACES_PER_STEP = 2  # workspaces read before the loop is given back
+WORKSPACES_PER_WRITE = 5  # workspaces written per transaction: a short hold of SQLite's write lock
 
 
 @dataclass(frozen=True)
