@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.support.cluster import Cluster, two_nodes
 from tests.support.databases import drop_postgres_database, fresh_database
 from tests.support.server import ThreadServer, test_settings
 
@@ -46,6 +47,10 @@ def pytest_configure(config: pytest.Config) -> None:
         " are expected (the test provokes them); any other fails the test",
     )
     config.addinivalue_line("markers", "node_env(**settings): extra PLAIT_* environment for a test's nodes")
+    config.addinivalue_line(
+        "markers",
+        "own_cluster: the test gets two nodes of its own instead of the shared ones (it kills a node or stops Redis)",
+    )
     logging.getLogger("plait").addHandler(_ERRORS)
 
 
@@ -91,6 +96,14 @@ def server(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[T
         srv.stop()
         if backend == "postgres":
             drop_postgres_database(url)
+
+
+@pytest.fixture(scope="session")
+def shared_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """Two nodes, PostgreSQL and Redis started once for every cross-node test that leaves them as it found them
+    (tests isolate themselves by their own users and workspaces): starting a pair costs seconds each time."""
+    with two_nodes(tmp_path_factory.mktemp("shared-cluster")) as c:
+        yield c
 
 
 @pytest.fixture
