@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from tests.support.cluster import Cluster, two_nodes
-from tests.support.databases import drop_postgres_database, fresh_database
+from tests.support.databases import MigratedTemplates, drop_postgres_database, fresh_database
 from tests.support.server import ThreadServer, test_settings
 
 BACKENDS = ["sqlite", "postgres"]
@@ -117,15 +117,23 @@ def tmp_data(tmp_path: Path) -> Path:
     return tmp_path
 
 
+@pytest.fixture(scope="session")
+def migrated_templates(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MigratedTemplates]:
+    templates = MigratedTemplates(tmp_path_factory.mktemp("templates"))
+    yield templates
+    templates.drop()
+
+
 @pytest.fixture
-def make_server(tmp_path: Path) -> Iterator[Callable[..., ThreadServer]]:
-    """Start extra servers with custom settings on a fresh database of the given backend."""
+def make_server(tmp_path: Path, migrated_templates: MigratedTemplates) -> Iterator[Callable[..., ThreadServer]]:
+    """Start extra servers with custom settings on a fresh database of the given backend (a copy of one at the
+    latest migration: what the server would otherwise migrate on start)."""
     started: list[tuple[ThreadServer, str, str]] = []
 
     def factory(backend: str = "sqlite", **overrides: Any) -> ThreadServer:
         tmp = tmp_path / f"srv{len(started)}"
         tmp.mkdir()
-        url = overrides.pop("database_url", None) or fresh_database(backend, tmp)
+        url = overrides.pop("database_url", None) or migrated_templates.copy(backend, tmp)
         srv = ThreadServer(test_settings(url, tmp, **overrides)).start()
         started.append((srv, backend, url))
         return srv
