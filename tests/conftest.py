@@ -12,7 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.databases import drop_postgres_database, fresh_database
+from tests.support.cluster import Cluster, two_nodes
+from tests.support.databases import MigratedTemplates, drop_postgres_database, fresh_database
 from tests.support.server import ThreadServer, test_settings
 
 BACKENDS = ["sqlite", "postgres"]
@@ -46,6 +47,10 @@ def pytest_configure(config: pytest.Config) -> None:
         " are expected (the test provokes them); any other fails the test",
     )
     config.addinivalue_line("markers", "node_env(**settings): extra PLAIT_* environment for a test's nodes")
+    config.addinivalue_line(
+        "markers",
+        "own_cluster: the test gets two nodes of its own instead of the shared ones (it kills a node or stops Redis)",
+    )
     logging.getLogger("plait").addHandler(_ERRORS)
 
 
@@ -93,6 +98,14 @@ def server(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[T
             drop_postgres_database(url)
 
 
+@pytest.fixture(scope="session")
+def shared_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """Two nodes, PostgreSQL and Redis started once for every cross-node test that leaves them as it found them
+    (tests isolate themselves by their own users and workspaces): starting a pair costs seconds each time."""
+    with two_nodes(tmp_path_factory.mktemp("shared-cluster")) as c:
+        yield c
+
+
 @pytest.fixture
 def client(server: ThreadServer) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=server.base_url, timeout=30) as c:
@@ -104,15 +117,23 @@ def tmp_data(tmp_path: Path) -> Path:
     return tmp_path
 
 
+@pytest.fixture(scope="session")
+def migrated_templates(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MigratedTemplates]:
+    templates = MigratedTemplates(tmp_path_factory.mktemp("templates"))
+    yield templates
+    templates.drop()
+
+
 @pytest.fixture
-def make_server(tmp_path: Path) -> Iterator[Callable[..., ThreadServer]]:
-    """Start extra servers with custom settings on a fresh database of the given backend."""
+def make_server(tmp_path: Path, migrated_templates: MigratedTemplates) -> Iterator[Callable[..., ThreadServer]]:
+    """Start extra servers with custom settings on a fresh database of the given backend (a copy of one at the
+    latest migration: what the server would otherwise migrate on start)."""
     started: list[tuple[ThreadServer, str, str]] = []
 
     def factory(backend: str = "sqlite", **overrides: Any) -> ThreadServer:
         tmp = tmp_path / f"srv{len(started)}"
         tmp.mkdir()
-        url = overrides.pop("database_url", None) or fresh_database(backend, tmp)
+        url = overrides.pop("database_url", None) or migrated_templates.copy(backend, tmp)
         srv = ThreadServer(test_settings(url, tmp, **overrides)).start()
         started.append((srv, backend, url))
         return srv

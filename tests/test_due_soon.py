@@ -16,7 +16,7 @@ from persistence.migrate import upgrade
 from tests.support.databases import drop_postgres_database, fresh_database
 from tests.support.node import wait_until
 from tests.support.redisproc import RedisProcess
-from tests.support.server import SECRET, ProcessServer, ThreadServer, free_port
+from tests.support.server import SECRET, ProcessServer, ThreadServer, free_port, start_all
 from tests.support.users import Account, add_member, create_workspace, register
 
 SCAN = 0.2  # PLAIT_DUE_SOON_SCAN_SECONDS
@@ -104,8 +104,9 @@ def cluster_env(tmp_path: Path) -> Iterator[dict[str, str]]:
 @pytest.mark.slow
 def test_due_soon_fires_once_across_two_nodes_and_after_a_restart(cluster_env: dict[str, str], tmp_path: Path) -> None:
     def start() -> tuple[ProcessServer, ProcessServer]:
-        a = ProcessServer({**cluster_env, "PLAIT_NODE_ID": "node-a"}, log_path=tmp_path / "a.log").start()
-        b = ProcessServer({**cluster_env, "PLAIT_NODE_ID": "node-b"}, log_path=tmp_path / "b.log").start()
+        a = ProcessServer({**cluster_env, "PLAIT_NODE_ID": "node-a"}, log_path=tmp_path / "a.log")
+        b = ProcessServer({**cluster_env, "PLAIT_NODE_ID": "node-b"}, log_path=tmp_path / "b.log")
+        start_all(a, b)
         return a, b
 
     a, b = start()

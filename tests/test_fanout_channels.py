@@ -8,7 +8,6 @@ import asyncio
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
 import pytest
@@ -17,9 +16,10 @@ import redis
 from persistence.migrate import upgrade
 from tests.support.databases import drop_postgres_database, fresh_database
 from tests.support.metrics import async_wait_moved, delta, scrape, value
+from tests.support.node import wait_until
 from tests.support.pyclient import YClient, async_wait_until, sync_url
 from tests.support.redisproc import RedisProcess
-from tests.support.server import SECRET, ProcessServer, free_port
+from tests.support.server import SECRET, ProcessServer, free_port, start_all
 from tests.support.users import Account, add_member, create_workspace, register
 
 pytestmark = pytest.mark.redis
@@ -43,8 +43,10 @@ class Nodes:
         return int(counts[0][1])
 
 
-@pytest.fixture(params=["sharded", "plain"])
-def nodes(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Nodes]:
+@pytest.fixture(scope="module", params=["sharded", "plain"])
+def pair(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[Nodes]:
+    """Two nodes per channel kind, shared by the module's tests (each uses workspaces of its own)."""
+    tmp_path = tmp_path_factory.mktemp(f"fanout-{request.param}")
     url = fresh_database("postgres", tmp_path)
     upgrade(url)
     rds = RedisProcess(free_port()).start()
@@ -63,14 +65,28 @@ def nodes(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Nodes]:
     a = ProcessServer({**env, "PLAIT_NODE_ID": "node-a"}, log_path=tmp_path / "a.log")
     b = ProcessServer({**env, "PLAIT_NODE_ID": "node-b"}, log_path=tmp_path / "b.log")
     try:
-        a.start()
-        b.start()
+        start_all(a, b)
         yield Nodes(a, b, rds, ns, request.param == "sharded")
     finally:
         a.stop()
         b.stop()
         rds.stop()
         drop_postgres_database(url)
+
+
+@pytest.fixture
+def nodes(pair: Nodes) -> Iterator[Nodes]:
+    """The pair as a fresh one would be: no room loaded on either node (the last test's rooms idle out within
+    PLAIT_ROOM_IDLE_SECONDS), so channel gauges and counters move only for this test's workspaces."""
+
+    def idle() -> bool:
+        return all(value(scrape(n.base_url), "plait_fanout_workspace_channels") == 0 for n in (pair.a, pair.b))
+
+    wait_until(idle, 20, message="no room loaded on either node")
+    yield pair
+    for node in (pair.a, pair.b):
+        assert node.proc is not None and node.proc.poll() is None, "a test stopped a shared node"
+        node.check_new_log()
 
 
 async def _join(server: ProcessServer, wid: str, acct: Account) -> YClient:

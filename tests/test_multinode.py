@@ -8,7 +8,6 @@ import contextlib
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -18,53 +17,29 @@ from websockets.asyncio.client import connect as ws_connect
 
 from persistence.db import Database
 from persistence.doclog import PendingUpdate, open_document_log
-from persistence.migrate import upgrade
-from tests.support.databases import drop_postgres_database, fresh_database, stored_document
+from tests.support.cluster import Cluster, check_still_whole, two_nodes
+from tests.support.databases import stored_document
 from tests.support.metrics import async_wait_moved, delta, scrape
 from tests.support.pyclient import YClient, async_wait_until, sync_url
-from tests.support.redisproc import RedisProcess
-from tests.support.server import SECRET, ProcessServer, free_port
+from tests.support.server import ProcessServer
 from tests.support.users import Account, add_member, create_workspace, register
 
 pytestmark = pytest.mark.redis
 
 
-@dataclass
-class Cluster:
-    a: ProcessServer
-    b: ProcessServer
-    redis: RedisProcess
-    env: dict[str, str]
-
-
 @pytest.fixture
-def cluster(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Cluster]:
-    """Two nodes on one PostgreSQL and one Redis; ``@pytest.mark.node_env(NAME=value, ...)`` adds settings."""
+def cluster(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Cluster]:
+    """Two nodes on one PostgreSQL and one Redis: the session's shared pair, or a pair of the test's own when it
+    is marked ``own_cluster`` (it kills a node or stops Redis) or ``@pytest.mark.node_env(NAME=value, ...)``
+    (settings of its own)."""
     marker = request.node.get_closest_marker("node_env")
-    extra: dict[str, str] = dict(marker.kwargs) if marker else {}
-    url = fresh_database("postgres", tmp_path)
-    upgrade(url)  # migrations run once, before the nodes start (as in compose.yaml)
-    rds = RedisProcess(free_port()).start()
-    env = {
-        "PLAIT_DATABASE_URL": url,
-        "PLAIT_REDIS_URL": rds.url,
-        "PLAIT_REDIS_NAMESPACE": f"t{uuid.uuid4().hex[:8]}",
-        "PLAIT_SECRET_KEY": SECRET,
-        "PLAIT_MIGRATE_ON_START": "false",
-        "PLAIT_ENV": "test",
-        "PLAIT_DATA_DIR": str(tmp_path),
-        "PLAIT_PRESENCE_TTL_SECONDS": "5",
-        **extra,
-    }
-    a = ProcessServer({**env, "PLAIT_NODE_ID": "node-a"}, log_path=tmp_path / "a.log").start()
-    b = ProcessServer({**env, "PLAIT_NODE_ID": "node-b"}, log_path=tmp_path / "b.log").start()
-    try:
-        yield Cluster(a, b, rds, env)
-    finally:
-        a.stop()
-        b.stop()
-        rds.stop()
-        drop_postgres_database(url)
+    if marker is not None or request.node.get_closest_marker("own_cluster") is not None:
+        with two_nodes(tmp_path, dict(marker.kwargs) if marker else None) as own:
+            yield own
+        return
+    shared: Cluster = request.getfixturevalue("shared_cluster")
+    yield shared
+    check_still_whole(shared)
 
 
 def _setup(c: Cluster) -> tuple[str, Account, Account]:
@@ -135,6 +110,7 @@ async def test_rest_write_and_member_removal_reach_the_other_node(cluster: Clust
     assert await on_b.wait_closed() == 4403
 
 
+@pytest.mark.own_cluster
 async def test_kill_9_of_one_node_loses_nothing_any_peer_saw(cluster: Cluster) -> None:
     wid, owner, editor = _setup(cluster)
     writers = [await _join(cluster.a, wid, owner), await _join(cluster.b, wid, editor)]
@@ -176,6 +152,7 @@ async def test_kill_9_of_one_node_loses_nothing_any_peer_saw(cluster: Cluster) -
         await c.close()
 
 
+@pytest.mark.own_cluster
 async def test_redis_restart_mid_stream_converges_from_the_database(cluster: Cluster) -> None:
     wid, owner, editor = _setup(cluster)
     on_a = await _join(cluster.a, wid, owner)
@@ -271,6 +248,7 @@ async def test_a_newcomer_on_another_node_sees_every_present_state_at_once(clust
     await on_b.close()
 
 
+@pytest.mark.own_cluster
 async def test_a_state_whose_removal_was_lost_with_redis_goes_after_the_reconnect(cluster: Cluster) -> None:
     """A client leaves node A while Redis is down: its removal never reaches node B. After the reconnect B
     asks again, nobody answers for that client, and B drops the state (not 45 s later, at the expiry)."""
@@ -371,6 +349,7 @@ async def test_two_nodes_compacting_one_workspace_lose_nothing(cluster: Cluster)
     await on_b.close()
 
 
+@pytest.mark.own_cluster
 async def test_a_killed_nodes_awareness_and_presence_expire_on_the_other_node(cluster: Cluster) -> None:
     """kill -9 sends no awareness removal: the survivor drops the dead node's states once its heartbeat key
     expires (PLAIT_PRESENCE_TTL_SECONDS=5 here), tells its own clients, and presence stops listing them."""

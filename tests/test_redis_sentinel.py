@@ -20,7 +20,7 @@ import redis
 from persistence.migrate import upgrade
 from tests.support.databases import IN_CI, drop_postgres_database, fresh_database
 from tests.support.pyclient import YClient, sync_url
-from tests.support.server import SECRET, ProcessServer, free_port
+from tests.support.server import SECRET, ProcessServer, free_port, start_all
 from tests.support.users import create_workspace, register
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
@@ -65,18 +65,22 @@ def sentinel(tmp_path: Path) -> Iterator[SentinelSetup]:
         "sentinel down-after-milliseconds m 1000\nsentinel failover-timeout m 5000\n"
     )
     try:
-        s.procs.append(subprocess.Popen([*base, "--port", str(s.master)], stdout=subprocess.DEVNULL))
+        # a replica's first full sync waits repl-diskless-sync-delay (5 s by default) for more replicas to join
+        master = [*base, "--port", str(s.master), "--repl-diskless-sync-delay", "0"]
+        s.procs.append(subprocess.Popen(master, stdout=subprocess.DEVNULL))
         s.procs.append(
             subprocess.Popen(
                 [*base, "--port", str(s.replica), "--replicaof", "127.0.0.1", str(s.master)], stdout=subprocess.DEVNULL
             )
         )
-        s.procs.append(subprocess.Popen([exe, str(conf), "--sentinel"], stdout=subprocess.DEVNULL))
-        _wait(lambda: redis.Redis(port=s.sentinel).sentinel_slaves("m"), "the sentinel did not find the replica")
         _wait(
             lambda: redis.Redis(port=s.replica).info("replication")["master_link_status"] == "up",
             "the replica did not sync",
         )
+        # started once the replica is attached: the sentinel's first look at the master lists it (otherwise it
+        # finds it at its next 10 s INFO round)
+        s.procs.append(subprocess.Popen([exe, str(conf), "--sentinel"], stdout=subprocess.DEVNULL))
+        _wait(lambda: redis.Redis(port=s.sentinel).sentinel_slaves("m"), "the sentinel did not find the replica")
         yield s
     finally:
         for p in s.procs:
@@ -101,8 +105,7 @@ def nodes(tmp_path: Path, sentinel: SentinelSetup) -> Iterator[tuple[ProcessServ
     a = ProcessServer({**env, "PLAIT_NODE_ID": "node-a"}, log_path=tmp_path / "a.log")
     b = ProcessServer({**env, "PLAIT_NODE_ID": "node-b"}, log_path=tmp_path / "b.log")
     try:
-        a.start()
-        b.start()
+        start_all(a, b)
         yield a, b
     finally:
         a.stop()

@@ -17,7 +17,7 @@ import redis
 from persistence.migrate import upgrade
 from tests.support.databases import IN_CI, drop_postgres_database, fresh_database
 from tests.support.pyclient import YClient, sync_url
-from tests.support.server import SECRET, ProcessServer, free_port
+from tests.support.server import SECRET, ProcessServer, free_port, start_all
 from tests.support.users import create_workspace, register
 
 pytestmark = pytest.mark.redis
@@ -94,8 +94,7 @@ def tls_nodes(tmp_path: Path, tls_redis: tuple[int, dict[str, Path]]) -> Iterato
     a = ProcessServer({**env, "PLAIT_NODE_ID": "node-a"}, log_path=tmp_path / "a.log")
     b = ProcessServer({**env, "PLAIT_NODE_ID": "node-b"}, log_path=tmp_path / "b.log")
     try:
-        a.start()
-        b.start()
+        start_all(a, b)
         yield a, b
     finally:
         a.stop()

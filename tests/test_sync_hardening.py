@@ -363,8 +363,8 @@ async def _close_user(srv: ThreadServer, user_id: str) -> int:
 
 @pytest.mark.redis
 async def test_sockets_of_a_deleted_account_are_closed_4401_on_every_node(make_server: Any, tmp_path: Any) -> None:
+    from tests.support.redisproc import RedisProcess
     from tests.support.server import free_port
-    from tests.test_multinode import RedisProcess
 
     rds = RedisProcess(free_port()).start()
     try:

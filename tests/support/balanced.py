@@ -14,7 +14,7 @@ from pathlib import Path
 from tests.support.nginx import Nginx, require_nginx
 from tests.support.pgserver import PgServer
 from tests.support.redisproc import RedisProcess
-from tests.support.server import SECRET, ProcessServer, free_port
+from tests.support.server import SECRET, ProcessServer, free_port, start_all
 
 
 @contextmanager
@@ -50,9 +50,9 @@ def balanced_cluster(
         )
         assert migrated.returncode == 0, migrated.stderr
         nodes = [
-            ProcessServer({**env, "PLAIT_NODE_ID": f"plait-{i}"}, log_path=tmp_path / f"plait-{i}.log").start()
-            for i in (1, 2)
+            ProcessServer({**env, "PLAIT_NODE_ID": f"plait-{i}"}, log_path=tmp_path / f"plait-{i}.log") for i in (1, 2)
         ]
+        start_all(*nodes)
         nginx = Nginx([f"127.0.0.1:{n.port}" for n in nodes], tmp_path / "nginx", sticky=sticky).start()
         yield nodes, nginx, env
     finally:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import os
+import sqlite3
 import uuid
 from collections.abc import AsyncIterator, Coroutine
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, closing
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -154,3 +155,49 @@ async def new_document(db: Database) -> str:
         await s.flush()
         s.add(Document(workspace_id=ws.id))
     return str(ws.id)
+
+
+class MigratedTemplates:
+    """Databases at the latest migration, copied from one migrated per backend and session: a server started on
+    a copy finds nothing to migrate (running every migration on each test's new database was most of a test
+    server's start). The template of PostgreSQL is dropped by ``drop()``."""
+
+    def __init__(self, tmp: Path) -> None:
+        self._tmp = tmp
+        self._urls: dict[str, str] = {}
+
+    def _template(self, kind: str) -> str:
+        if kind not in self._urls:
+            from persistence.migrate import upgrade_async
+
+            url = fresh_database(kind, self._tmp / kind)
+            _run(upgrade_async(url))
+            self._urls[kind] = url
+        return self._urls[kind]
+
+    def copy(self, kind: str, tmp: Path) -> str:
+        """A new database of ``kind`` at the latest migration; the caller drops PostgreSQL ones."""
+        template = self._template(kind)
+        if kind == "postgres":
+            name = f"plait_t_{uuid.uuid4().hex[:12]}"
+
+            async def create() -> None:
+                conn = await asyncpg.connect(_dsn(PG_URL))
+                try:
+                    await conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template.rsplit("/", 1)[1]}"')
+                finally:
+                    await conn.close()
+
+            _run(create())
+            return f"{PG_URL.rsplit('/', 1)[0]}/{name}"
+        url = sqlite_url(tmp)
+        with (
+            closing(sqlite3.connect(template.split("///", 1)[1])) as src,
+            closing(sqlite3.connect(tmp / "plait.db")) as dst,
+        ):
+            src.backup(dst)
+        return url
+
+    def drop(self) -> None:
+        if "postgres" in self._urls:
+            drop_postgres_database(self._urls.pop("postgres"))

@@ -145,6 +145,12 @@ class ProcessServer:
         return f"ws://127.0.0.1:{self.port}"
 
     def start(self) -> ProcessServer:
+        self.launch()
+        wait_ready(self.base_url)
+        return self
+
+    def launch(self) -> ProcessServer:
+        """Start the process without waiting for it to be ready (``start_all`` boots several at once)."""
         cheap_hashing = {
             "PLAIT_PASSWORD_HASH_TIME_COST": "1",
             "PLAIT_PASSWORD_HASH_MEMORY_KIB": "8",
@@ -161,7 +167,6 @@ class ProcessServer:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "api", "serve"], env=env, stdout=out, stderr=subprocess.STDOUT
             )
-        wait_ready(self.base_url)
         return self
 
     def log(self) -> str:
@@ -174,8 +179,10 @@ class ProcessServer:
 
     def check_log(self) -> None:
         """No traceback and no ERROR line in the log, except those ``allow_errors`` expects."""
+        self._check(self.log())
+
+    def _check(self, text: str) -> None:
         allowed = [re.compile(p) for p in self.allow_errors]
-        text = self.log()
         bad: list[str] = []
         excused = False  # the log entry this line continues was an allowed error (its traceback is too)
         for line in text.splitlines():
@@ -186,6 +193,17 @@ class ProcessServer:
             elif line.startswith("Traceback") and not excused:
                 bad.append(line)
         assert not bad, f"plait serve on port {self.port} logged errors:\n" + "\n".join(bad) + f"\n---\n{text[-4000:]}"
+
+    def check_new_log(self) -> None:
+        """``check_log`` for what was logged since the last check: a process shared by several tests charges
+        each test only with its own errors."""
+        if self.log_path is None or not self.log_path.exists():
+            return
+        with open(self.log_path, "rb") as f:
+            f.seek(self._log_from)
+            raw = f.read()
+        self._check(raw.decode(errors="replace"))
+        self._log_from += len(raw)
 
     def kill(self) -> None:
         """kill -9: no shutdown handler runs (what it logged until then is still checked)."""
@@ -215,3 +233,12 @@ class ProcessServer:
         self.check_log()
         if self._own_log and self.log_path is not None:
             self.log_path.unlink(missing_ok=True)
+
+
+def start_all(*servers: ProcessServer) -> None:
+    """Boot several ``plait serve`` processes side by side (each spends about a second importing) and wait until
+    every one is ready."""
+    for srv in servers:
+        srv.launch()
+    for srv in servers:
+        wait_ready(srv.base_url)

@@ -11,7 +11,9 @@ Usage::
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -46,6 +48,7 @@ class SseReader:
         self._opened = threading.Event()
         self._lock = threading.Lock()
         self._client = httpx.Client(timeout=httpx.Timeout(30, read=None))
+        self._response: httpx.Response | None = None
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def start(self) -> SseReader:
@@ -55,6 +58,9 @@ class SseReader:
     def _run(self) -> None:
         try:
             with self._client.stream("GET", self.url, headers=self.headers) as resp:
+                self._response = resp
+                if self._stop.is_set():  # closed while connecting
+                    return
                 self.status_code = resp.status_code
                 self._opened.set()
                 if resp.status_code != 200:
@@ -107,7 +113,15 @@ class SseReader:
         raise AssertionError(f"no matching SSE event in {timeout}s; got {self.snapshot()!r} error={self.error!r}")
 
     def close(self) -> None:
+        """Hang up at once: closing the client does not wake a read blocked until the next heartbeat (seconds),
+        shutting the socket down does."""
         self._stop.set()
+        resp = self._response
+        stream = resp.extensions.get("network_stream") if resp is not None else None
+        sock = stream.get_extra_info("socket") if stream is not None else None
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
         self._client.close()
         self._thread.join(timeout=5)
 
