@@ -16,7 +16,7 @@ from persistence.migrate import upgrade
 from tests.support.databases import drop_postgres_database, fresh_database
 from tests.support.node import wait_until
 from tests.support.redisproc import RedisProcess
-from tests.support.server import SECRET, ProcessServer, ThreadServer, free_port, start_all
+from tests.support.server import ProcessServer, ThreadServer, free_port, node_env, start_all
 from tests.support.users import Account, add_member, create_workspace, register
 
 SCAN = 0.2  # PLAIT_DUE_SOON_SCAN_SECONDS
@@ -82,17 +82,7 @@ def cluster_env(tmp_path: Path) -> Iterator[dict[str, str]]:
     url = fresh_database("postgres", tmp_path)
     upgrade(url)
     rds = RedisProcess(free_port()).start()
-    env = {
-        "PLAIT_DATABASE_URL": url,
-        "PLAIT_REDIS_URL": rds.url,
-        "PLAIT_REDIS_NAMESPACE": f"t{uuid.uuid4().hex[:8]}",
-        "PLAIT_SECRET_KEY": SECRET,
-        "PLAIT_MIGRATE_ON_START": "false",
-        "PLAIT_ENV": "test",
-        "PLAIT_DATA_DIR": str(tmp_path),
-        "PLAIT_DUE_SOON_SCAN_SECONDS": str(SCAN),
-        "PLAIT_SEARCH_INDEX_DEBOUNCE_MS": "100",
-    }
+    env = node_env(url, rds.url, tmp_path, PLAIT_DUE_SOON_SCAN_SECONDS=str(SCAN), PLAIT_SEARCH_INDEX_DEBOUNCE_MS="100")
     try:
         yield env
     finally:

@@ -19,7 +19,7 @@ from tests.support.metrics import async_wait_moved, delta, scrape, value
 from tests.support.node import wait_until
 from tests.support.pyclient import YClient, async_wait_until, sync_url
 from tests.support.redisproc import RedisProcess
-from tests.support.server import SECRET, ProcessServer, free_port, start_all
+from tests.support.server import ProcessServer, free_port, node_env, node_pair
 from tests.support.users import Account, add_member, create_workspace, register
 
 pytestmark = pytest.mark.redis
@@ -51,25 +51,18 @@ def pair(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReques
     upgrade(url)
     rds = RedisProcess(free_port()).start()
     ns = f"t{uuid.uuid4().hex[:8]}"
-    env = {
-        "PLAIT_DATABASE_URL": url,
-        "PLAIT_REDIS_URL": rds.url,
-        "PLAIT_REDIS_NAMESPACE": ns,
-        "PLAIT_REDIS_PUBSUB": request.param,
-        "PLAIT_SECRET_KEY": SECRET,
-        "PLAIT_MIGRATE_ON_START": "false",
-        "PLAIT_ENV": "test",
-        "PLAIT_DATA_DIR": str(tmp_path),
-        "PLAIT_ROOM_IDLE_SECONDS": "1",
-    }
-    a = ProcessServer({**env, "PLAIT_NODE_ID": "node-a"}, log_path=tmp_path / "a.log")
-    b = ProcessServer({**env, "PLAIT_NODE_ID": "node-b"}, log_path=tmp_path / "b.log")
+    env = node_env(
+        url,
+        rds.url,
+        tmp_path,
+        PLAIT_REDIS_NAMESPACE=ns,
+        PLAIT_REDIS_PUBSUB=request.param,
+        PLAIT_ROOM_IDLE_SECONDS="1",
+    )
     try:
-        start_all(a, b)
-        yield Nodes(a, b, rds, ns, request.param == "sharded")
+        with node_pair(env, tmp_path) as (a, b):
+            yield Nodes(a, b, rds, ns, request.param == "sharded")
     finally:
-        a.stop()
-        b.stop()
         rds.stop()
         drop_postgres_database(url)
 

@@ -18,7 +18,7 @@ from sync_server.fanout import RedisFanout, RedisTarget
 from tests.support.databases import drop_postgres_database, fresh_database
 from tests.support.node import require_node, start_clients, wait_until
 from tests.support.rediscluster import RedisClusterProcesses
-from tests.support.server import SECRET, ProcessServer
+from tests.support.server import ProcessServer, node_env
 from tests.support.users import create_workspace, register
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow, pytest.mark.node]
@@ -38,14 +38,7 @@ def test_two_nodes_on_a_redis_cluster_converge(tmp_path: Path, redis_cluster: Re
     url = fresh_database("postgres", tmp_path)
     upgrade(url)
     ns = f"t{uuid.uuid4().hex[:8]}"
-    env = {
-        "PLAIT_DATABASE_URL": url,
-        "PLAIT_REDIS_NAMESPACE": ns,
-        "PLAIT_SECRET_KEY": SECRET,
-        "PLAIT_MIGRATE_ON_START": "false",
-        "PLAIT_ENV": "test",
-        "PLAIT_DATA_DIR": str(tmp_path),
-    }
+    env = node_env(url, redis_cluster.url, tmp_path, PLAIT_REDIS_NAMESPACE=ns)
     seed = redis_cluster.url
     # both ways of saying "cluster": the URL scheme, and the setting
     a = ProcessServer(

@@ -20,7 +20,7 @@ from tests.support.databases import drop_postgres_database, fresh_database
 from tests.support.metrics import scrape, wait_moved
 from tests.support.node import NodeClient, require_node, start_clients, wait_until
 from tests.support.rediscluster import RedisClusterProcesses
-from tests.support.server import SECRET, ProcessServer
+from tests.support.server import ProcessServer, node_env, node_pair
 from tests.support.users import Account, create_workspace, register
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow, pytest.mark.node]
@@ -53,23 +53,12 @@ def plait(tmp_path_factory: pytest.TempPathFactory, cluster: RedisClusterProcess
     url = fresh_database("postgres", tmp)
     upgrade(url)
     ns = f"t{uuid.uuid4().hex[:8]}"
-    env = {
-        "PLAIT_DATABASE_URL": url,
-        "PLAIT_REDIS_URL": cluster.url.replace("redis://", "redis+cluster://"),
-        "PLAIT_REDIS_NAMESPACE": ns,
-        "PLAIT_SECRET_KEY": SECRET,
-        "PLAIT_MIGRATE_ON_START": "false",
-        "PLAIT_ENV": "test",
-        "PLAIT_DATA_DIR": str(tmp),
-    }
-    a = ProcessServer({**env, "PLAIT_NODE_ID": "node-a"}, log_path=tmp / "a.log")
-    b = ProcessServer({**env, "PLAIT_NODE_ID": "node-b"}, log_path=tmp / "b.log")
+    env = node_env(url, cluster.url.replace("redis://", "redis+cluster://"), tmp, PLAIT_REDIS_NAMESPACE=ns)
     try:
-        a.start()
-        b.start()
-        with httpx.Client(base_url=a.base_url) as http:
-            owner = register(http, "owner")
-        yield Plait(a, b, ns, owner)
+        with node_pair(env, tmp) as (a, b):
+            with httpx.Client(base_url=a.base_url) as http:
+                owner = register(http, "owner")
+            yield Plait(a, b, ns, owner)
     finally:
         a.stop()
         b.stop()

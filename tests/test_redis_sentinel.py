@@ -8,7 +8,6 @@ import asyncio
 import shutil
 import subprocess
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +19,7 @@ import redis
 from persistence.migrate import upgrade
 from tests.support.databases import IN_CI, drop_postgres_database, fresh_database
 from tests.support.pyclient import YClient, sync_url
-from tests.support.server import SECRET, ProcessServer, free_port, start_all
+from tests.support.server import ProcessServer, free_port, node_env, node_pair
 from tests.support.users import create_workspace, register
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
@@ -93,23 +92,11 @@ def sentinel(tmp_path: Path) -> Iterator[SentinelSetup]:
 def nodes(tmp_path: Path, sentinel: SentinelSetup) -> Iterator[tuple[ProcessServer, ProcessServer]]:
     url = fresh_database("postgres", tmp_path)
     upgrade(url)
-    env = {
-        "PLAIT_DATABASE_URL": url,
-        "PLAIT_REDIS_URL": f"redis+sentinel://127.0.0.1:{sentinel.sentinel}/m/0",
-        "PLAIT_REDIS_NAMESPACE": f"t{uuid.uuid4().hex[:8]}",
-        "PLAIT_SECRET_KEY": SECRET,
-        "PLAIT_MIGRATE_ON_START": "false",
-        "PLAIT_ENV": "test",
-        "PLAIT_DATA_DIR": str(tmp_path),
-    }
-    a = ProcessServer({**env, "PLAIT_NODE_ID": "node-a"}, log_path=tmp_path / "a.log")
-    b = ProcessServer({**env, "PLAIT_NODE_ID": "node-b"}, log_path=tmp_path / "b.log")
+    env = node_env(url, f"redis+sentinel://127.0.0.1:{sentinel.sentinel}/m/0", tmp_path)
     try:
-        start_all(a, b)
-        yield a, b
+        with node_pair(env, tmp_path) as pair:
+            yield pair
     finally:
-        a.stop()
-        b.stop()
         drop_postgres_database(url)
 
 

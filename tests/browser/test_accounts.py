@@ -229,17 +229,14 @@ def test_token_expiring_while_the_board_is_open_signs_out(person: Callable[..., 
     expect(p.page.get_by_text("Your session has expired")).to_be_visible()
 
 
-@pytest.mark.slow
-def test_offline_client_back_after_its_access_token_expired_renews_and_syncs(
-    person: Callable[..., Person], api: httpx.Client
-) -> None:
-    """Offline past the access token's expiry: back online, the client renews with its refresh token (no sign-in
-    page) and the edits made offline reach the server."""
-    acc = register(api, "traveller")
-    wid = create_workspace(api, acc, "Trip")
+def _offline_past_expiry(person: Callable[..., Person], api: httpx.Client, name: str, title: str) -> tuple[Person, str]:
+    """A board whose access token (15 s) expires while the browser is offline, with a task added meanwhile;
+    returns the page, still offline, and its workspace."""
+    acc = register(api, name)
+    wid = create_workspace(api, acc, name)
     short, refresh = _short_token(api, acc, 15)
     acc.token = short
-    p = person("traveller", account=acc)
+    p = person(name, account=acc)
     p.page.evaluate(f"localStorage.setItem('plait.refresh', {refresh!r})")
     p.goto(f"/w/{wid}")
     status = p.page.get_by_test_id("connection-status")
@@ -247,23 +244,35 @@ def test_offline_client_back_after_its_access_token_expired_renews_and_syncs(
     p.context.set_offline(True)
     expect(status).to_have_attribute("data-state", "offline")
     assert p.page.evaluate("localStorage.getItem('plait.token')") == short, "renewed before going offline"
-    p.page.get_by_label("New task title").fill("Written while the token expired")
+    p.page.get_by_label("New task title").fill(title)
     p.page.get_by_role("button", name="Add task").click()
     expiry = jwt.decode(short, SECRET, algorithms=["HS256"])["exp"]
     wait_until(lambda: time.time() > expiry + 1, timeout=30)
-    p.context.set_offline(False)
-    expect(status).to_have_attribute("data-state", "connected", timeout=20_000)
+    return p, wid
+
+
+def _renewed_and_synced(p: Person, api: httpx.Client, wid: str, title: str, timeout_ms: int) -> None:
+    """Back online: connected again without a sign-in, with a new access token, and the offline task stored."""
+    expect(p.page.get_by_test_id("connection-status")).to_have_attribute("data-state", "connected", timeout=timeout_ms)
     expect(p.page).to_have_url(re.compile(f"/w/{wid}"))
     renewed = p.page.evaluate("localStorage.getItem('plait.token')")
-    assert renewed and renewed != short
+    assert renewed and renewed != p.account.token
     headers = {"Authorization": f"Bearer {renewed}"}
     wait_until(
-        lambda: any(
-            t["title"] == "Written while the token expired"
-            for t in api.get(f"/api/workspaces/{wid}/tasks", headers=headers).json()
-        ),
+        lambda: any(t["title"] == title for t in api.get(f"/api/workspaces/{wid}/tasks", headers=headers).json()),
         timeout=20,
     )
+
+
+@pytest.mark.slow
+def test_offline_client_back_after_its_access_token_expired_renews_and_syncs(
+    person: Callable[..., Person], api: httpx.Client
+) -> None:
+    """Offline past the access token's expiry: back online, the client renews with its refresh token (no sign-in
+    page) and the edits made offline reach the server."""
+    p, wid = _offline_past_expiry(person, api, "traveller", "Written while the token expired")
+    p.context.set_offline(False)
+    _renewed_and_synced(p, api, wid, "Written while the token expired", 20_000)
 
 
 @pytest.mark.slow
@@ -273,21 +282,7 @@ def test_renewals_that_cannot_reach_the_server_do_not_sign_out(
     """The network comes back slower than the browser says (the `online` event fires, the first requests still fail):
     a renewal that cannot reach the server is retried, never taken for an ended session; the socket refused for
     its expired token (4401) and the REST calls refused with 401 meanwhile do not sign the user out either."""
-    acc = register(api, "tunnel")
-    wid = create_workspace(api, acc, "Tunnel")
-    short, refresh = _short_token(api, acc, 15)
-    acc.token = short
-    p = person("tunnel", account=acc)
-    p.page.evaluate(f"localStorage.setItem('plait.refresh', {refresh!r})")
-    p.goto(f"/w/{wid}")
-    status = p.page.get_by_test_id("connection-status")
-    expect(status).to_have_attribute("data-state", "connected", timeout=20_000)
-    p.context.set_offline(True)
-    expect(status).to_have_attribute("data-state", "offline")
-    p.page.get_by_label("New task title").fill("Written in the tunnel")
-    p.page.get_by_role("button", name="Add task").click()
-    expiry = jwt.decode(short, SECRET, algorithms=["HS256"])["exp"]
-    wait_until(lambda: time.time() > expiry + 1, timeout=30)
+    p, wid = _offline_past_expiry(person, api, "tunnel", "Written in the tunnel")
     refused: list[str] = []
 
     def unreachable(route: Any) -> None:
@@ -299,19 +294,8 @@ def test_renewals_that_cannot_reach_the_server_do_not_sign_out(
 
     p.page.route("**/api/auth/refresh", unreachable)
     p.context.set_offline(False)
-    expect(status).to_have_attribute("data-state", "connected", timeout=30_000)
+    _renewed_and_synced(p, api, wid, "Written in the tunnel", 30_000)
     assert len(refused) == 3
-    expect(p.page).to_have_url(re.compile(f"/w/{wid}"))
-    renewed = p.page.evaluate("localStorage.getItem('plait.token')")
-    assert renewed and renewed != short
-    headers = {"Authorization": f"Bearer {renewed}"}
-    wait_until(
-        lambda: any(
-            t["title"] == "Written in the tunnel"
-            for t in api.get(f"/api/workspaces/{wid}/tasks", headers=headers).json()
-        ),
-        timeout=20,
-    )
 
 
 def test_a_dead_invite_link_says_so_before_asking_to_sign_up(

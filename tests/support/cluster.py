@@ -3,7 +3,6 @@ tests/test_multinode.py and the other cross-node tests."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -12,7 +11,7 @@ from pathlib import Path
 from persistence.migrate import upgrade
 from tests.support.databases import drop_postgres_database, fresh_database
 from tests.support.redisproc import RedisProcess
-from tests.support.server import SECRET, ProcessServer, free_port, start_all
+from tests.support.server import ProcessServer, free_port, node_env, node_pair
 
 
 @dataclass
@@ -29,25 +28,11 @@ def two_nodes(tmp_path: Path, extra: dict[str, str] | None = None) -> Iterator[C
     url = fresh_database("postgres", tmp_path)
     upgrade(url)  # migrations run once, before the nodes start (as in compose.yaml)
     rds = RedisProcess(free_port()).start()
-    env = {
-        "PLAIT_DATABASE_URL": url,
-        "PLAIT_REDIS_URL": rds.url,
-        "PLAIT_REDIS_NAMESPACE": f"t{uuid.uuid4().hex[:8]}",
-        "PLAIT_SECRET_KEY": SECRET,
-        "PLAIT_MIGRATE_ON_START": "false",
-        "PLAIT_ENV": "test",
-        "PLAIT_DATA_DIR": str(tmp_path),
-        "PLAIT_PRESENCE_TTL_SECONDS": "5",
-        **(extra or {}),
-    }
-    a = ProcessServer({**env, "PLAIT_NODE_ID": "node-a"}, log_path=tmp_path / "a.log")
-    b = ProcessServer({**env, "PLAIT_NODE_ID": "node-b"}, log_path=tmp_path / "b.log")
+    env = node_env(url, rds.url, tmp_path, PLAIT_PRESENCE_TTL_SECONDS="5", **(extra or {}))
     try:
-        start_all(a, b)
-        yield Cluster(a, b, rds, env)
-    finally:
-        a.stop()
-        b.stop()
+        with node_pair(env, tmp_path) as (a, b):
+            yield Cluster(a, b, rds, env)
+    finally:  # only once both nodes are stopped: a stopping node still compacts into the database
         rds.stop()
         drop_postgres_database(url)
 

@@ -11,6 +11,9 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -242,3 +245,31 @@ def start_all(*servers: ProcessServer) -> None:
         srv.launch()
     for srv in servers:
         wait_ready(srv.base_url)
+
+
+def node_env(database_url: str, redis_url: str, data_dir: Path, **settings: str) -> dict[str, str]:
+    """The settings the nodes of a test cluster share: a database migrated beforehand, a Redis namespace of
+    their own; ``settings`` add or override ``PLAIT_*`` values."""
+    return {
+        "PLAIT_DATABASE_URL": database_url,
+        "PLAIT_REDIS_URL": redis_url,
+        "PLAIT_REDIS_NAMESPACE": f"t{uuid.uuid4().hex[:8]}",
+        "PLAIT_SECRET_KEY": SECRET,
+        "PLAIT_MIGRATE_ON_START": "false",
+        "PLAIT_ENV": "test",
+        "PLAIT_DATA_DIR": str(data_dir),
+        **settings,
+    }
+
+
+@contextmanager
+def node_pair(env: dict[str, str], log_dir: Path) -> Iterator[tuple[ProcessServer, ProcessServer]]:
+    """Nodes "node-a" and "node-b" on ``env``, booted side by side, stopped afterwards."""
+    a = ProcessServer({**env, "PLAIT_NODE_ID": "node-a"}, log_path=log_dir / "a.log")
+    b = ProcessServer({**env, "PLAIT_NODE_ID": "node-b"}, log_path=log_dir / "b.log")
+    try:
+        start_all(a, b)
+        yield a, b
+    finally:
+        a.stop()
+        b.stop()
