@@ -271,5 +271,7 @@ def node_pair(env: dict[str, str], log_dir: Path) -> Iterator[tuple[ProcessServe
         start_all(a, b)
         yield a, b
     finally:
-        a.stop()
-        b.stop()
+        try:
+            a.stop()
+        finally:  # a stop that raises (errors in its log) must not leave the other node running
+            b.stop()
