@@ -235,6 +235,7 @@ export async function request<T>(method: string, path: string, body?: unknown, r
 }
 
 const enc = encodeURIComponent
+const REFRESH_TIMEOUT_MS = 10_000
 
 /** `?a=1&b=2` from the parameters that have a value ('' when none has). */
 export function query(params: Record<string, string | null | undefined>): string {
@@ -260,6 +261,9 @@ export const api = {
         method: 'POST',
         headers: { Accept: 'application/json', 'Content-Type': 'application/json' },
         body: JSON.stringify({ refresh_token }),
+        // A request that hangs (sent as the network came back) would hold every renewal, in every tab (they
+        // wait for one another): give up on it and let the caller retry.
+        signal: AbortSignal.timeout(REFRESH_TIMEOUT_MS),
       })
     } catch {
       throw new ApiError(0, "Can't reach the server. Check your connection and try again.")
