@@ -21,18 +21,9 @@ from sqlalchemy.sql.elements import ClauseElement
 
 from persistence.models import TaskIndex, TaskIndexState, utcnow
 
-ROW_COLUMNS = (
-    "task_id",
-    "title",
-    "status",
-    "priority",
-    "assignee_id",
-    "due_date",
-    "labels",
-    "rank",
-    "updated_at",
-    "body",
-)
+# A task's indexed fields (what an upsert replaces), and with its id, what a row is written from.
+FIELDS = ("title", "status", "priority", "assignee_id", "due_date", "labels", "rank", "updated_at", "body")
+ROW_COLUMNS = ("task_id", *FIELDS)
 JSON_PARAMS = ("labels",)
 
 _index: Table = TaskIndex.__table__  # type: ignore[assignment]
@@ -44,7 +35,7 @@ _insert = sqlite_insert(_index).values(
 # A row already read from a newer document state (another node indexed a later change) is left alone.
 UPSERT = _insert.on_conflict_do_update(
     index_elements=["workspace_id", "task_id"],
-    set_={name: _insert.excluded[name] for name in (*ROW_COLUMNS[1:], "doc_seq", "indexed_at")},
+    set_={name: _insert.excluded[name] for name in (*FIELDS, "doc_seq", "indexed_at")},
     where=_index.c.doc_seq <= _insert.excluded.doc_seq,
 )
 DELETE = delete(_index).where(

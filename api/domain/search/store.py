@@ -18,6 +18,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from persistence import task_index_writes
 from persistence.db import Database, insert_ignoring_conflicts
 from persistence.models import TaskIndex, TaskIndexState, utcnow
 
@@ -27,7 +28,6 @@ MAX_MATCHES = 10_000  # task ids one workspace query returns at most (a workspac
 SNIPPET_WORDS = 16  # the snippet queries below spell it out
 
 _WORD = re.compile(r"[^\W_]+")
-_COLUMNS = ("title", "status", "priority", "assignee_id", "due_date", "labels", "rank", "updated_at", "body")
 
 
 def query_terms(q: str) -> list[str]:
@@ -72,7 +72,7 @@ async def upsert_many(
     newer = TaskIndex.__table__.c.doc_seq <= stmt.excluded.doc_seq
     stmt = stmt.on_conflict_do_update(
         index_elements=["workspace_id", "task_id"],
-        set_={name: stmt.excluded[name] for name in (*_COLUMNS, "doc_seq", "indexed_at")},
+        set_={name: stmt.excluded[name] for name in (*task_index_writes.FIELDS, "doc_seq", "indexed_at")},
         where=newer,
     )
     await session.execute(stmt, values)
