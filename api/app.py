@@ -17,6 +17,7 @@ from api.log_redaction import install_log_redaction
 from api.quotas import RestWriteRateLimit
 from api.security import configure_password_hashing
 from api.startup import check_dependencies, check_settings
+from api.task_dump import task_dump_on_signal
 from persistence.settings import Settings, StartupError, get_settings
 
 log = logging.getLogger("plait")
@@ -79,9 +80,10 @@ def create_app(settings: Settings | None = None, *, startup_checks: bool = True)
         install_log_redaction()  # (idempotent) in case the logging configuration was replaced since create_app
         if startup_checks:
             await check_dependencies(settings)  # StartupError: see _clear_startup_failure
-        async with running_node(settings, secret, url) as ctx:
-            app.state.ctx = ctx  # for the sync endpoint, which bypasses the router (routes use deps.Ctx)
-            yield
+        with task_dump_on_signal():
+            async with running_node(settings, secret, url) as ctx:
+                app.state.ctx = ctx  # for the sync endpoint, which bypasses the router (routes use deps.Ctx)
+                yield
 
     app = PlaitApp(title="Plait", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None)
     from api.errors import install_error_handlers

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from types import TracebackType
@@ -18,6 +19,7 @@ from typing import Any
 
 log = logging.getLogger("plait.supervisor")
 STOP_STEP_SECONDS = 15.0
+SLOW_STOP_STEP_SECONDS = 2.0  # a step slower than this is logged: where a slow shutdown went
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,8 +91,11 @@ class Supervisor:
             return
         self._stopping = True
         for step in reversed(self._steps):
+            began = time.monotonic()
             try:
                 await asyncio.wait_for(step.stop(), step.timeout)
+                if (took := time.monotonic() - began) >= SLOW_STOP_STEP_SECONDS:
+                    log.warning("stopping %s took %.1f s", step.name, took)
             except TimeoutError:
                 log.error("stopping %s took more than %.0f s; going on", step.name, step.timeout)
             except Exception:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 import time
 import uuid
 from collections.abc import Iterator
@@ -390,3 +391,15 @@ async def test_a_member_change_on_one_node_reaches_streams_and_sockets_on_the_ot
         event = await asyncio.to_thread(sse.wait_event, lambda e: e.event == "members", 10.0)
         assert event.json() == {"workspace_id": wid}
     assert await on_b.wait_closed() == 4423
+
+
+async def test_sigusr1_logs_where_each_task_of_a_node_waits_and_the_node_goes_on(cluster: Cluster) -> None:
+    """The diagnosis docs/operations.md gives for a node that does not stop: kill -USR1 logs its tasks."""
+    assert cluster.a.proc is not None
+    cluster.a.proc.send_signal(signal.SIGUSR1)
+    await async_wait_until(lambda: "task dump (SIGUSR1)" in cluster.a.log(), timeout=10)
+    dump = cluster.a.log().split("task dump (SIGUSR1)", 1)[1]
+    assert "task plait-group-commit:" in dump
+    assert "sync_server/writer.py" in dump  # the writer's chain of awaits is followed, not only its task
+    with httpx.Client(base_url=cluster.a.base_url) as http:
+        assert http.get("/readyz").status_code == 200

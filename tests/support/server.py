@@ -228,9 +228,13 @@ class ProcessServer:
         try:
             code = self.proc.wait(15)
         except subprocess.TimeoutExpired:
+            self.proc.send_signal(signal.SIGUSR1)  # the node logs where each of its tasks waits
+            time.sleep(1)
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait(10)
-            raise AssertionError(f"plait serve on port {self.port} did not exit within 15 s of SIGTERM") from None
+            raise AssertionError(
+                f"plait serve on port {self.port} did not exit within 15 s of SIGTERM:\n{self.log()[-12000:]}"
+            ) from None
         assert code in (0, -signal.SIGTERM), f"plait serve exited with {code}:\n{self.log()[-4000:]}"
         assert "Application shutdown complete" in self.log(), self.log()[-4000:]
         self.check_log()

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import pytest
 
+from sync_server import supervisor
 from sync_server.supervisor import Supervisor, SupervisorClosed
 
 
@@ -38,6 +40,25 @@ async def test_a_stuck_stop_step_is_bounded_and_the_next_steps_still_run() -> No
         sup.on_stop("after", after)
         sup.on_stop("stuck", stuck, timeout=0.05)
     assert ran == ["after"]
+
+
+async def test_a_slow_stop_step_is_logged_with_its_duration(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(supervisor, "SLOW_STOP_STEP_SECONDS", 0.05)
+
+    async def slow() -> None:
+        await asyncio.sleep(0.06)
+
+    async def quick() -> None:
+        pass
+
+    with caplog.at_level(logging.WARNING, logger="plait.supervisor"):
+        async with Supervisor() as sup:
+            sup.on_stop("quick", quick)
+            sup.on_stop("slow", slow)
+    said = [r.getMessage() for r in caplog.records if r.name == "plait.supervisor"]
+    assert len(said) == 1 and said[0].startswith("stopping slow took "), said
 
 
 @pytest.mark.allow_errors("background loop writer crashed")
