@@ -21,12 +21,6 @@ from .conftest import PHONE, Person
 pytestmark = pytest.mark.browser
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known intermittent defect (stop 31 note): about 1 run in 6, signing in again lands on the last board "
-    "(as designed) but the workspace list is not loaded within 10 s (likely a request answered 401 and not "
-    "retried; not yet found)",
-)
 def test_sign_up_create_workspace_reload_sign_out_and_in(anonymous: Callable[..., Any], live_server: Any) -> None:
     page = anonymous()
     page.goto(live_server.base_url + "/")
@@ -44,19 +38,32 @@ def test_sign_up_create_workspace_reload_sign_out_and_in(anonymous: Callable[...
     expect(page).to_have_url(re.compile(r"/w/[0-9a-f-]{36}$"))
     expect(page.get_by_role("heading", name="Launch plan")).to_be_visible()
 
+    sockets: list[Any] = []
+    page.on("websocket", lambda ws: sockets.append(ws) if "/sync/" in ws.url else None)
     page.reload()  # the token survives a reload
     expect(page.get_by_role("heading", name="Launch plan")).to_be_visible()
-    expect(page.get_by_label("Switch workspace")).to_have_value(page.url.rsplit("/", 1)[1])
+    board = page.url
+    expect(page.get_by_label("Switch workspace")).to_have_value(board.rsplit("/", 1)[1])
+    expect(page.get_by_test_id("connection-status")).to_have_attribute("data-state", "connected", timeout=20_000)
 
+    page.route("**/api/auth/logout", lambda route: route.abort())  # the server never hears of this sign-out
     page.get_by_role("button", name="Sign out").click()
     expect(page).to_have_url(re.compile(r"/signin$"))
+    # signed out, the board's socket (and the session's token it carries) is closed by the page itself
+    assert sockets
+    for ws in sockets:
+        if not ws.is_closed():
+            ws.wait_for_event("close", timeout=5_000)
     page.get_by_label("Email").fill(email)
     page.get_by_label("Password").fill("wrong password!")
     page.get_by_role("button", name="Sign in").click()
     expect(page.get_by_role("alert")).to_be_visible()
     page.get_by_label("Password").fill("correct horse battery")
     page.get_by_role("button", name="Sign in").click()
-    expect(page.get_by_role("link", name=re.compile("Launch plan"))).to_be_visible()
+    # back on the board that was open, live again
+    expect(page).to_have_url(board)
+    expect(page.get_by_role("heading", name="Launch plan")).to_be_visible()
+    expect(page.get_by_test_id("connection-status")).to_have_attribute("data-state", "connected", timeout=20_000)
 
 
 def test_sign_up_errors_are_shown(anonymous: Callable[..., Any], live_server: Any, api: httpx.Client) -> None:
@@ -271,12 +278,6 @@ def _renewed_and_synced(p: Person, api: httpx.Client, wid: str, title: str, time
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=False,
-    reason="known intermittent defect (stop 31 note): 1 full run in 4 the board stays 'offline' for 20 s after the "
-    "browser is back online (Chromium still refusing requests at first; the renewal retries, the socket apparently "
-    "is not re-driven; not yet found) — the deterministic variant below passes",
-)
 def test_offline_client_back_after_its_access_token_expired_renews_and_syncs(
     person: Callable[..., Person], api: httpx.Client
 ) -> None:

@@ -1,7 +1,7 @@
 import { lazy, type ReactNode, Suspense, useEffect, useState } from 'react'
 import { api, ApiError, itemsOf, type PresenceEntry, type Workspace } from './api'
-import { lastBoardKey, navigate, type Route, useRoute, currentPath } from './router'
-import { useAuth } from './state/auth'
+import { currentPath, landingAfterSignIn, lastBoardKey, navigate, type Route, useRoute } from './router'
+import { tokenSubject, useAuth } from './state/auth'
 import { useWorkspaces } from './state/workspaces'
 import { useNotifications } from './state/notifications'
 import { selectConnection, useBoard } from './state/board'
@@ -35,7 +35,9 @@ export function App() {
   else if (!token) {
     if (route.name === 'signin' || route.name === 'signup') body = <AuthPage mode={route.name} next={route.next} />
     else body = <Redirect to={`/signin${currentPath() === '/' ? '' : `?next=${encodeURIComponent(currentPath())}`}`} />
-  } else if (route.name === 'signin' || route.name === 'signup') body = <Redirect to={route.next ?? '/'} />
+  } else if (route.name === 'signin' || route.name === 'signup')
+    // The one place that decides where signing in lands (the token is set before the account is read).
+    body = <Redirect to={landingAfterSignIn(route.next, tokenSubject(token))} />
   else body = <Shell route={route} token={token} />
   return (
     <>
@@ -76,6 +78,8 @@ function Shell({ route, token }: { route: Route; token: string }) {
   useEffect(() => {
     if (!wid) useBoard.getState().close()
   }, [wid])
+  // Signed out (this frame goes): the board's socket must not go on syncing with the ended session's token.
+  useEffect(() => () => useBoard.getState().close(), [])
 
   let page
   if (route.name === 'home') page = <Home />
@@ -271,7 +275,7 @@ function NoAccess() {
  * (a demoted editor loses the editing controls), and turns the server's refusals into screens.
  */
 function WorkspaceRoute({ route }: { route: Extract<Route, { name: 'board' | 'members' }> }) {
-  const { me, token, signOut } = useAuth()
+  const { me, token } = useAuth()
   const cached = useWorkspaces((s) => s.list.find((w) => w.id === route.wid)) ?? null
   const [workspace, setWorkspace] = useState<Workspace | null>(cached)
   const [denied, setDenied] = useState(false)
@@ -324,10 +328,7 @@ function WorkspaceRoute({ route }: { route: Extract<Route, { name: 'board' | 'me
 
   useEffect(() => {
     if (!refusal) return
-    if (refusal.kind === 'signin') {
-      useBoard.getState().close()
-      signOut('Your session has expired. Please sign in again.')
-    } else if (refusal.kind === 'noaccess') {
+    if (refusal.kind === 'noaccess') {
       // The local copy is kept: clearing it on a refusal (or a misconfigured origin) could lose edits.
       useBoard.getState().close()
       useWorkspaces.getState().forget(route.wid)
@@ -340,7 +341,7 @@ function WorkspaceRoute({ route }: { route: Extract<Route, { name: 'board' | 'me
     } else {
       useToasts.getState().push({ kind: 'error', text: `The server closed the connection (${refusal.code}).` })
     }
-  }, [refusal, signOut, route.wid])
+  }, [refusal, route.wid])
 
   useEffect(() => {
     if (denied) {

@@ -78,3 +78,13 @@ export function setQuery(query: string): void {
 
 /** Where sign-in goes when no `next` says otherwise: the last board this user had open in this browser. */
 export const lastBoardKey = (uid: string) => `plait.lastBoard.${uid}`
+
+/**
+ * Where a page that needs no session (sign-in, sign-up) sends the user once signed in: `next` when it is a path
+ * of this site, else the last board `uid` had open here, else the workspace list.
+ */
+export function landingAfterSignIn(next: string | null, uid: string | null): string {
+  if (next && next.startsWith('/') && !next.startsWith('//')) return next
+  const last = uid ? localStorage.getItem(lastBoardKey(uid)) : null
+  return last?.startsWith('/w/') ? last : '/'
+}

@@ -1,6 +1,6 @@
 import { type FormEvent, useState } from 'react'
 import { useAuth } from '../state/auth'
-import { lastBoardKey, navigate } from '../router'
+import { navigate } from '../router'
 import { ErrorText, useAction } from './common'
 
 /** Sign in or sign up; `next` is where to go afterwards (an invite link, a board). */
@@ -10,16 +10,13 @@ export function AuthPage({ mode, next, intro }: { mode: 'signin' | 'signup'; nex
   const [password, setPassword] = useState('')
   const [name, setName] = useState('')
   const { busy, error, run } = useAction()
-  const target = next && next.startsWith('/') && !next.startsWith('//') ? next : '/'
 
+  // Once signed in, the app leaves this page by itself (App: landingAfterSignIn; an invite page stays).
   const submit = (e: FormEvent) => {
     e.preventDefault()
     void run(async () => {
       if (mode === 'signup') await signUp(email.trim(), password, name.trim())
       else await signIn(email.trim(), password)
-      const uid = useAuth.getState().me?.id
-      const last = !next && uid ? localStorage.getItem(lastBoardKey(uid)) : null
-      navigate(last?.startsWith('/w/') ? last : target, { replace: true })
     })
   }
   const other = mode === 'signin' ? 'signup' : 'signin'

@@ -94,6 +94,16 @@ export class WorkspaceSession {
     return this.provider.awareness
   }
 
+  /**
+   * A renewed access token: every later (re)connect presents it. A socket the server closed for the old one
+   * (4401, after which the provider stops retrying) reconnects now, unless the browser is offline.
+   */
+  setToken(token: string): void {
+    if (this.provider.params.token === token) return
+    this.provider.params = { ...this.provider.params, token }
+    if (!this.provider.shouldConnect && navigator.onLine) this.provider.connect()
+  }
+
   setViewing(taskId: string | null): void {
     if (this.awareness.getLocalState()?.viewing !== taskId) this.awareness.setLocalStateField('viewing', taskId)
   }

@@ -14,7 +14,7 @@ import { cache } from './cache'
 
 const TOKEN_KEY = 'plait.token'
 const REFRESH_KEY = 'plait.refresh'
-const EXPIRED = 'Your session has expired. Please sign in again.'
+export const SESSION_EXPIRED = 'Your session has expired. Please sign in again.'
 
 /** Seconds since the epoch at which a JWT expires, or null if it cannot be read. */
 export function tokenExpiry(jwt: string): number | null {
@@ -71,7 +71,7 @@ function scheduleRenewal(jwt: string): void {
   const margin = Math.min(60, iat === null ? 60 : (exp - iat) / 5)
   const ms = (exp - margin) * 1000 - Date.now()
   // setTimeout's limit is ~24.8 days; tokens live minutes.
-  if (ms < 2 ** 31 - 1) renewTimer = setTimeout(() => renewUntilAnswered(EXPIRED), Math.max(ms, 0))
+  if (ms < 2 ** 31 - 1) renewTimer = setTimeout(() => renewUntilAnswered(SESSION_EXPIRED), Math.max(ms, 0))
 }
 
 const FIRST_RETRY_MS = 1000
@@ -180,7 +180,7 @@ const cachedMe = startSub ? cache.get<Me>(`me:${startSub}`) : null
 export const useAuth = create<AuthState>((set, get) => ({
   token: startToken,
   me: cachedMe,
-  notice: expiredAtStart ? 'Your session has expired. Please sign in again.' : null,
+  notice: expiredAtStart ? SESSION_EXPIRED : null,
 
   async signIn(email, password) {
     const pair = await api.login(email, password)
@@ -216,19 +216,19 @@ export const useAuth = create<AuthState>((set, get) => ({
 }))
 
 if (startToken) {
-  if (expiresWithin(startToken, 5)) renewUntilAnswered(EXPIRED)
+  if (expiresWithin(startToken, 5)) renewUntilAnswered(SESSION_EXPIRED)
   else scheduleRenewal(startToken)
 }
 
 setRefresher(renew)
 setUnauthorizedHandler(() => {
-  if (useAuth.getState().token) endSession(EXPIRED)
+  if (useAuth.getState().token) endSession(SESSION_EXPIRED)
 })
 
 // Back online after a while (the laptop slept, the train left the tunnel): renew before syncing resumes.
 window.addEventListener('online', () => {
   const t = useAuth.getState().token
-  if (t && expiresWithin(t, 60)) renewUntilAnswered(EXPIRED)
+  if (t && expiresWithin(t, 60)) renewUntilAnswered(SESSION_EXPIRED)
 })
 
 // Another tab renewed, signed in or signed out.

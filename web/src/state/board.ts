@@ -4,6 +4,7 @@
  */
 import { create } from 'zustand'
 import { api, type Role } from '../api'
+import { SESSION_EXPIRED, useAuth } from './auth'
 import { type ConnectionState, connectionState, epochFromReason, refusalFor, type WsStatus } from '../doc/connection'
 import { useToasts } from './toasts'
 import { useWorkspaces } from './workspaces'
@@ -24,7 +25,7 @@ export interface BoardState {
   loadedLocally: boolean
   peers: Peer[]
   /** Set when the server refused the socket for good. */
-  refusal: { kind: 'signin' | 'noaccess' | 'toolarge' | 'other'; code: number } | null
+  refusal: { kind: 'noaccess' | 'toolarge' | 'other'; code: number } | null
   open: (wid: string, token: string, user: { id: string; name: string }) => void
   close: (forget?: boolean) => void
   /**
@@ -73,7 +74,11 @@ export const useBoard = create<BoardState>((set, get) => {
 
     open(wid, token, user) {
       const current = get().session
-      if (current && current.workspaceId === wid) return
+      if (current && current.workspaceId === wid) {
+        current.setToken(token) // renewed: the same session goes on with it
+        if (openedWith) openedWith = { ...openedWith, token }
+        return
+      }
       get().close()
       openedWith = { token, user }
       const epoch = localStorage.getItem(epochKey(user.id, wid))
@@ -94,7 +99,10 @@ export const useBoard = create<BoardState>((set, get) => {
           set({ peers: peersFrom(states, selfClient, user.id) }),
         refused: (code, reason) => {
           const kind = refusalFor(code) ?? 'other'
-          if (kind === 'restored') void get().replaceLocalCopy(epochFromReason(reason))
+          // The token expired (offline past its life) or the session ended: renew, and the board stays as it is;
+          // the renewed token reconnects this session (open → setToken), a refused renewal signs out.
+          if (kind === 'signin') useAuth.getState().signOut(SESSION_EXPIRED)
+          else if (kind === 'restored') void get().replaceLocalCopy(epochFromReason(reason))
           else if (kind === 'readonly') {
             // Made a viewer while connected (4423): the role is known, the copy goes at once.
             localStorage.setItem(roleKey(user.id, wid), 'viewer')
