@@ -22,17 +22,18 @@ from api.errors import ApiError
 T = TypeVar("T")
 
 _hasher = PasswordHasher()
-# Verified against when the email is unknown, so both failures take the same time.
-_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+# Verified against when the email is unknown, so both failures take the same time. Made on first use, with the
+# configured cost: a hash at import would cost every command of the CLI a tenth of a second.
+_dummy_hash: str | None = None
 
 
 def configure_password_hashing(time_cost: int, memory_kib: int, parallelism: int) -> None:
     """Set argon2's cost (the defaults follow argon2-cffi's RFC 9106 profile; tests lower it for speed)."""
-    global _hasher, _DUMMY_HASH
+    global _hasher, _dummy_hash
     if (_hasher.time_cost, _hasher.memory_cost, _hasher.parallelism) == (time_cost, memory_kib, parallelism):
         return
     _hasher = PasswordHasher(time_cost=time_cost, memory_cost=memory_kib, parallelism=parallelism)
-    _DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+    _dummy_hash = None
 
 
 def hash_password(password: str) -> str:
@@ -40,8 +41,11 @@ def hash_password(password: str) -> str:
 
 
 def verify_password(password_hash: str | None, password: str) -> bool:
+    global _dummy_hash
+    if password_hash is None and _dummy_hash is None:
+        _dummy_hash = _hasher.hash(secrets.token_urlsafe(16))
     try:
-        return _hasher.verify(password_hash or _DUMMY_HASH, password) and password_hash is not None
+        return _hasher.verify(password_hash or _dummy_hash or "", password) and password_hash is not None
     except (VerificationError, InvalidHashError):
         return False
 
