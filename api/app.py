@@ -17,7 +17,7 @@ from api.log_redaction import install_log_redaction
 from api.quotas import RestWriteRateLimit
 from api.security import configure_password_hashing
 from api.startup import check_dependencies, check_settings
-from api.task_dump import task_dump_on_signal
+from api.task_dump import exit_if_stalled, task_dump_on_signal
 from persistence.settings import Settings, StartupError, get_settings
 
 log = logging.getLogger("plait")
@@ -61,10 +61,13 @@ def _clear_startup_failure(send: Send) -> Send:
     return send_clearly
 
 
-def create_app(settings: Settings | None = None, *, startup_checks: bool = True) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, *, startup_checks: bool = True, exit_stalled_after: float | None = None
+) -> FastAPI:
     """The application. ``startup_checks``: refuse settings unsafe in production here, and check Redis and the
     database (migrating it if the node migrates on start) in the lifespan; ``plait serve`` has run them itself
-    before uvicorn starts and passes False."""
+    before uvicorn starts and passes False. ``exit_stalled_after``: ``plait serve``'s process is ended this many
+    seconds after the application shut down if it has not exited by then (``task_dump.exit_if_stalled``)."""
     settings = settings or get_settings()
     install_log_redaction()
     if startup_checks:
@@ -84,6 +87,8 @@ def create_app(settings: Settings | None = None, *, startup_checks: bool = True)
             async with running_node(settings, secret, url) as ctx:
                 app.state.ctx = ctx  # for the sync endpoint, which bypasses the router (routes use deps.Ctx)
                 yield
+        if exit_stalled_after is not None:
+            exit_if_stalled(exit_stalled_after)
 
     app = PlaitApp(title="Plait", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None)
     from api.errors import install_error_handlers

@@ -24,6 +24,8 @@ from persistence.settings import Settings, StartupError, get_settings
 
 M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
 LARGE_BLOCK_BYTES = 128 * 1024
+# Once the application has shut down (commits done, logs folded), what is left takes well under a second.
+EXIT_STALLED_SECONDS = 5.0
 
 
 def _glibc(name: str) -> Callable[..., int] | None:
@@ -257,7 +259,7 @@ def main(argv: list[str] | None = None) -> None:
     return_large_blocks_to_the_os()
     trim_the_heap_periodically(settings.malloc_trim_seconds)
     uvicorn.run(
-        create_app(settings, startup_checks=False),
+        create_app(settings, startup_checks=False, exit_stalled_after=EXIT_STALLED_SECONDS),
         host=args.host or settings.host,
         port=args.port or settings.port,
         timeout_graceful_shutdown=5,

@@ -1,4 +1,5 @@
-"""``kill -USR1 <pid>``: log every asyncio task of the node with where it waits.
+"""``kill -USR1 <pid>``: log every asyncio task of the node with where it waits; and a process that has shut
+down but does not exit is ended, with that list.
 
 A node that does not stop, or a socket that never answers, is usually one coroutine waiting on something
 that will not come; a thread dump only shows the event loop's ``select``. This walks each task's chain of
@@ -10,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
+import threading
 from collections.abc import Iterator
 from types import FrameType
 from typing import Any
@@ -29,10 +32,10 @@ def _frames(coro: Any) -> Iterator[FrameType]:
         seen += 1
 
 
-def describe_tasks() -> str:
+def describe_tasks(loop: asyncio.AbstractEventLoop | None = None) -> str:
     """One block per task: its name, then where each coroutine of its await chain is suspended."""
     blocks = []
-    for task in sorted(asyncio.all_tasks(), key=lambda t: t.get_name()):
+    for task in sorted(asyncio.all_tasks(loop), key=lambda t: t.get_name()):
         lines = [f"task {task.get_name()}{' (cancelling)' if task.cancelling() else ''}:"]
         for frame in _frames(task.get_coro()):
             code = frame.f_code
@@ -58,3 +61,23 @@ def task_dump_on_signal() -> Iterator[None]:
         yield
     finally:
         loop.remove_signal_handler(signal.SIGUSR1)
+
+
+def exit_if_stalled(seconds: float) -> None:
+    """Called when the application has shut down: if the process is still running ``seconds`` later (the event
+    loop waits at exit for every task it cancels, so one task that ignores its cancellation holds the process for
+    ever), log the tasks that are left as an error and exit with status 1."""
+    loop = asyncio.get_running_loop()
+
+    def stalled() -> None:
+        try:
+            left = describe_tasks(loop)
+        except RuntimeError:  # the loop's task set changed under us; what is left is still worth the exit
+            left = "(the tasks could not be listed)"
+        log.error("the process did not exit %g s after its shutdown completed; ending it. %s", seconds, left)
+        logging.shutdown()
+        os._exit(1)
+
+    timer = threading.Timer(seconds, stalled)
+    timer.daemon = True  # a process that exits normally does not wait for it
+    timer.start()

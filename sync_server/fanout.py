@@ -154,6 +154,7 @@ class _Shard:
         self._waiting: dict[str, list[asyncio.Future[None]]] = {}
         self._leaving: dict[str, int] = {}  # unsubscribes sent and not yet confirmed, by channel
         self._send = asyncio.Lock()
+        self.closing = False  # the reader ends at its next turn even if a cancellation was lost in redis-py
 
     async def subscribe(self, channels: list[str]) -> None:
         """Subscribe and wait for the server's confirmations (the subscription is in place on return)."""
@@ -182,8 +183,9 @@ class _Shard:
                 await self.pubsub.unsubscribe(channel)
 
     async def run(self) -> None:
-        """Read until the connection fails (raises) or a subscription is moved away (raises ``_Moved``)."""
-        while True:
+        """Read until the connection fails (raises), a subscription is moved away (raises ``_Moved``), or the
+        shard is closing."""
+        while not self.closing:
             if not self.pubsub.subscribed:
                 await asyncio.sleep(0.05)
                 continue
@@ -381,6 +383,8 @@ class RedisFanout:
 
     async def _teardown(self) -> None:
         self._ready.clear()
+        for shard in self._shards.values():
+            shard.closing = True
         for task in self._shard_tasks.values():
             task.cancel()
         for task in self._shard_tasks.values():

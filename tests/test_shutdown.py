@@ -6,6 +6,7 @@ import json
 import signal
 import sqlite3
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -64,3 +65,34 @@ def test_an_in_process_server_stops_right_after_description_edits(make_server: C
             assert http.patch(f"{tasks}/{tid}", json={"description": text}, headers=owner.headers).status_code == 200
             time.sleep(0.6)  # the scenario: a second edit grows the first summary, which is then held back (2 s)
     srv.stop()
+
+
+STALLED = """
+import asyncio, logging, sys
+from api.task_dump import exit_if_stalled
+
+logging.basicConfig(level=logging.INFO, stream=sys.stdout)
+
+async def deaf() -> None:
+    while True:  # a cancellation it swallows: asyncio.run would wait for it for ever
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            pass
+
+async def main() -> None:
+    asyncio.get_running_loop().create_task(deaf(), name="plait-deaf")
+    await asyncio.sleep(0)
+    exit_if_stalled(0.5)  # what the application's lifespan does last under plait serve
+
+asyncio.run(main())
+"""
+
+
+def test_a_process_whose_task_ignores_its_cancellation_still_exits_and_names_it() -> None:
+    """The event loop waits at exit for every task it cancels: one that swallows the cancellation would hold a
+    stopped node for ever (until the orchestrator's SIGKILL). It is ended, with the task and where it waits."""
+    done = subprocess.run([sys.executable, "-c", STALLED], capture_output=True, text=True, timeout=30, check=False)
+    assert done.returncode == 1, done
+    assert "the process did not exit 0.5 s after its shutdown completed" in done.stdout, done.stdout
+    assert "task plait-deaf (cancelling):" in done.stdout and "in deaf" in done.stdout, done.stdout
