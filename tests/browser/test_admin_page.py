@@ -1,6 +1,7 @@
 """The administration page (/admin) and the account page's session list, as people use them in Chromium: an
 instance admin finds accounts (search, pages), disables one (whose open board is signed out at once) and enables
-it again, and sees workspaces and statistics; anyone else gets "not available". On the account page a user signs
+it again, and sees workspaces and statistics; anyone else gets "not available". The audit log shows the disable
+just done, filters by action and pages with "Load more". On the account page a user signs
 another device out, and that device's open board is signed out. axe-core finds nothing serious on either page."""
 
 from __future__ import annotations
@@ -111,6 +112,68 @@ def test_admin_finds_disables_and_enables_an_account(
     assert root.page.evaluate(NO_SIDEWAYS_SCROLL), root.page.evaluate(
         "() => [document.scrollingElement.scrollWidth, window.innerWidth]"
     )
+
+
+def test_admin_reads_the_audit_log(
+    person: Callable[..., Person],
+    api: httpx.Client,
+    live_server: Any,
+    axe_source: str,  # noqa: F811
+) -> None:
+    """The log is the whole instance's, shared by every test of the session: each check looks for this test's own
+    entries (its accounts' emails) among the newest of one action."""
+    root = person("Root")
+    grant_admin(live_server.settings, root.account.email)
+    victim = register(api, "Victim")
+    maker = register(api, "Maker")
+    victim_email, maker_email = victim.email.lower(), maker.email.lower()  # as the server keeps them
+    wid = create_workspace(api, maker, "Invites galore")
+    for _ in range(26):  # one more invite.created than a page (25)
+        r = api.post(f"/api/workspaces/{wid}/invites", json={"role": "viewer"}, headers=maker.headers)
+        assert r.status_code == 201, r.text
+
+    root.goto("/admin")
+    audit = root.page.get_by_role("region", name="Audit log")
+    rows = audit.get_by_test_id("audit-row")
+    expect(rows.first).to_contain_text("invite.created")
+    expect(rows.first).to_contain_text(maker_email)
+
+    accounts = root.page.get_by_role("search", name="Search accounts")
+    accounts.get_by_label("Search accounts").fill(victim.email)
+    accounts.get_by_role("button", name="Search").click()
+    expect(root.page.get_by_test_id("admin-user-row")).to_have_count(1)
+    root.page.get_by_role("button", name=f"Disable {victim.email}").click()
+    root.page.get_by_role("alertdialog").get_by_role("button", name="Disable account").click()
+
+    # the disable just done is the newest entry, without reloading: who, what, to whom, from where
+    newest = rows.first
+    expect(newest).to_contain_text("admin.user_disabled")
+    expect(newest).to_contain_text("Account disabled")
+    expect(newest).to_contain_text(root.account.email.lower())  # the actor
+    expect(newest).to_contain_text(victim_email)  # the target
+    expect(newest).to_contain_text("127.0.0.1")
+
+    action = audit.get_by_label("Action")
+    action.select_option("admin.user_disabled")
+    expect(audit.get_by_role("table")).to_have_accessible_name(re.compile("Account disabled"))
+    expect(rows.filter(has_not_text="admin.user_disabled")).to_have_count(0)
+    expect(rows.first).to_contain_text(victim_email)
+
+    action.select_option("invite.created")
+    mine = rows.filter(has_text=maker_email)
+    expect(mine).to_have_count(25)
+    expect(rows.filter(has_not_text="invite.created")).to_have_count(0)
+    audit.get_by_role("button", name="Load more entries").click()
+    expect(mine).to_have_count(26)
+    expect(mine.first).to_contain_text("For viewer, unlimited uses")
+
+    found = serious(root.page, axe_source, "admin audit log")
+    assert not found, "\n".join(found)
+    root.page.set_viewport_size(PHONE)  # each entry a stack of labelled lines, nothing wider than the screen
+    address = mine.last.locator("td[data-label='Client address']")
+    expect(address).to_be_visible()
+    assert "Client address" in address.evaluate("td => getComputedStyle(td, '::before').content")
+    assert root.page.evaluate(NO_SIDEWAYS_SCROLL)
 
 
 def test_the_admin_page_is_not_available_to_others(person: Callable[..., Person]) -> None:

@@ -46,6 +46,23 @@ export interface AdminStats {
   workspaces?: number
   node?: { id?: string; connected_sockets?: number; loaded_documents?: number; updates_last_minute?: number }
 }
+/** One audit log entry (docs/admin.md#audit-log); `actor` is null for the command line. */
+export interface AuditEntry {
+  id: string
+  action: string
+  created_at: string
+  actor: { id: string | null; email: string | null } | null
+  workspace_id: string | null
+  target: { type: string; id: string | null } | null
+  details: Record<string, unknown>
+  address: string | null
+}
+/** What the instance's audit log can be narrowed to (the workspace's takes only `action`). */
+export interface AuditFilter {
+  action?: string
+  actor_id?: string
+  workspace_id?: string
+}
 export interface Workspace {
   id: string
   name: string
@@ -300,6 +317,12 @@ export const api = {
   adminWorkspaces: (q: string, cursor: string | null, limit: number) =>
     request<Page<AdminWorkspace>>('GET', `/api/admin/workspaces${query({ q, cursor, limit: String(limit) })}`),
   adminStats: () => request<AdminStats>('GET', '/api/admin/stats'),
+  /** The whole instance's audit log, newest first (instance administrators). */
+  adminAudit: (filter: AuditFilter, cursor: string | null, limit: number) =>
+    request<Page<AuditEntry>>('GET', `/api/admin/audit${query({ ...filter, cursor, limit: String(limit) })}`),
+  /** One workspace's audit log, newest first (its owners and admins). */
+  workspaceAudit: (wid: string, action: string, cursor: string | null, limit: number) =>
+    request<Page<AuditEntry>>('GET', `/api/workspaces/${enc(wid)}/audit${query({ action, cursor, limit: String(limit) })}`),
 
   workspaces: () => request<Workspace[]>('GET', '/api/workspaces'),
   workspace: (wid: string) => request<Workspace>('GET', `/api/workspaces/${enc(wid)}`),

@@ -9,4 +9,7 @@ describe('permissions (as api/permissions.py decides them)', () => {
     expect(ROLES.filter((role) => can({ role }, 'members.manage'))).toEqual(['owner', 'admin'])
     expect(ROLES.filter((role) => can({ role }, 'workspace.delete'))).toEqual(['owner'])
   })
+  it("lets owners and admins read the workspace's audit log", () => {
+    expect(ROLES.filter((role) => can({ role }, 'audit.read'))).toEqual(['owner', 'admin'])
+  })
 })

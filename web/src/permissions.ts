@@ -13,6 +13,7 @@ const PERMISSIONS = {
   'workspace.delete': 'owner',
   'members.manage': 'admin',
   'task.write': 'editor',
+  'audit.read': 'admin',
 } as const satisfies Record<string, Role>
 
 export type Action = keyof typeof PERMISSIONS

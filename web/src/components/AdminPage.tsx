@@ -4,17 +4,20 @@ import { navigate } from '../router'
 import { useAuth } from '../state/auth'
 import { formatBytes, timeAgo } from '../describe'
 import { ErrorText, useAction, useConfirm } from './common'
+import { AuditLog } from './AuditLog'
 
 /** Rows asked for per page (the API's cursor gives the next ones). */
 export const ADMIN_PAGE_SIZE = 25
 
 /**
- * Instance administration (docs/admin.md): the instance's figures, accounts (search, disable, enable) and
- * workspaces. Loaded on demand (its own chunk). The server decides who may see it: a 403 shows "not available".
+ * Instance administration (docs/admin.md): the instance's figures, accounts (search, disable, enable),
+ * workspaces and the audit log. Loaded on demand (its own chunk). The server decides who may see it: a 403 shows
+ * "not available".
  */
 export default function AdminPage() {
   const [stats, setStats] = useState<AdminStats | null>(null)
   const [denied, setDenied] = useState(false)
+  const [changes, setChanges] = useState(0) // accounts disabled or enabled here: the audit log reads them
   const load = useAction()
   const reloadStats = useCallback(
     () =>
@@ -47,8 +50,17 @@ export default function AdminPage() {
       ) : (
         <>
           <Statistics stats={stats} />
-          <Users onChanged={reloadStats} />
+          <Users
+            onChanged={() => {
+              reloadStats()
+              setChanges((n) => n + 1)
+            }}
+          />
           <Workspaces />
+          <section aria-labelledby="admin-audit">
+            <h2 id="admin-audit">Audit log</h2>
+            <AuditLog refreshKey={changes} />
+          </section>
         </>
       )}
     </main>

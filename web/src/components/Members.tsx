@@ -7,12 +7,15 @@ import { colorFor } from '../doc/presence'
 import { Avatar, ErrorText, useAction, useConfirm } from './common'
 import { ROLE_LABELS } from './Home'
 import { can, ROLES } from '../permissions'
+import { AuditLog } from './AuditLog'
+import type { NameOf } from './audit'
 
 export function inviteLink(invite: Invite): string {
   return invite.token ? `${location.origin}/invite/${invite.token}` : (invite.url ?? '')
 }
 
-/** Members with roles, and invite links (create for a role, copy, revoke). Owners and admins manage. */
+/** Members with roles, and invite links (create for a role, copy, revoke). Owners and admins manage, and read the
+ * workspace's audit log. */
 export function MembersPage({ workspace }: { workspace: Workspace }) {
   const me = useAuth((s) => s.me)
   const members = useWorkspaces((s) => s.members[workspace.id]) ?? []
@@ -21,6 +24,8 @@ export function MembersPage({ workspace }: { workspace: Workspace }) {
   const list = useAction()
   const [invites, setInvites] = useState<Invite[]>([])
   const [created, setCreated] = useState<Invite | null>(null)
+  const [changes, setChanges] = useState(0) // what this page changed: an open audit log reads it again
+  const changed = () => setChanges((n) => n + 1)
   const confirm = useConfirm()
 
   const refresh = useCallback(() => {
@@ -34,6 +39,7 @@ export function MembersPage({ workspace }: { workspace: Workspace }) {
 
   const changeRole = (uid: string, role: Role) => void list.run(async () => {
     await api.setRole(workspace.id, uid, role)
+    changed()
     await loadMembers(workspace.id)
   })
   const remove = async (uid: string, self: boolean) => {
@@ -45,6 +51,7 @@ export function MembersPage({ workspace }: { workspace: Workspace }) {
     if (!ok) return
     void list.run(async () => {
       await api.removeMember(workspace.id, uid)
+      changed()
       if (self) {
         useWorkspaces.getState().forget(workspace.id)
         navigate('/')
@@ -53,6 +60,7 @@ export function MembersPage({ workspace }: { workspace: Workspace }) {
   }
   const revoke = (id: string) => void list.run(async () => {
     await api.revokeInvite(workspace.id, id)
+    changed()
     if (created?.id === id) setCreated(null)
     setInvites(itemsOf(await api.invites(workspace.id)))
   })
@@ -137,6 +145,7 @@ export function MembersPage({ workspace }: { workspace: Workspace }) {
           <h2 id="invites-heading">Invite links</h2>
           <InviteForm workspaceId={workspace.id} onCreated={(inv) => {
             setCreated(inv)
+            changed()
             setInvites((xs) => [inv, ...xs.filter((x) => x.id !== inv.id)])
           }} />
           {created && <NewInviteLink invite={created} />}
@@ -163,6 +172,13 @@ export function MembersPage({ workspace }: { workspace: Workspace }) {
             </ul>
           )}
         </section>
+      )}
+      {can(workspace, 'audit.read') && (
+        <WorkspaceAudit
+          workspaceId={workspace.id}
+          refreshKey={changes}
+          nameOf={(uid) => members.find((m) => m.user_id === uid)?.display_name}
+        />
       )}
       {confirm.dialog}
     </main>
@@ -280,6 +296,39 @@ function WorkspaceSettings({ workspace }: { workspace: Workspace }) {
         <ErrorText error={error} />
       </form>
       {confirm.dialog}
+    </section>
+  )
+}
+
+/** The workspace's audit log for its owners and admins, folded away until opened (read only when shown). */
+function WorkspaceAudit(props: { workspaceId: string; refreshKey: number; nameOf: NameOf }) {
+  const [open, setOpen] = useState(false)
+  return (
+    <section aria-labelledby="audit-heading" className="audit-section">
+      <h2 id="audit-heading">
+        <button
+          type="button"
+          className="disclosure"
+          aria-expanded={open}
+          aria-controls="audit-body"
+          onClick={() => setOpen(!open)}
+        >
+          <span className="disclosure-mark" aria-hidden="true">
+            ▸
+          </span>
+          Audit log
+        </button>
+      </h2>
+      <div id="audit-body" hidden={!open}>
+        {open && (
+          <>
+            <p className="muted small">
+              Who changed members, roles, invite links, webhooks and the workspace, newest first.
+            </p>
+            <AuditLog {...props} />
+          </>
+        )}
+      </div>
     </section>
   )
 }
