@@ -440,6 +440,8 @@ class Room:
             self._drained.set()
         if not ready or self.broken:
             return
+        # A remote update kept past a hole that a local commit closes needs nothing: it cannot depend on a change
+        # of this node that was not published yet.
         for r in ready:
             self.applied.mark(r.seq or 0)
         self.log.appended(len(ready), sum(len(r.data) for r in ready))
@@ -487,12 +489,16 @@ class Room:
         database): apply and forward the new part to this node's sockets. Idempotent."""
         if seq is not None and self.applied.has(seq):
             return
+        self._integrate(update)
+        if seq is not None:
+            for again in self.applied.mark(seq, update):  # applied past a hole this one closed (applied.py)
+                self._integrate(again)
+
+    def _integrate(self, update: bytes) -> None:
         t = self._transact(REMOTE, lambda doc: doc.apply_update(update))
         if t.error is not None:
             raise t.error
         # (the accepting node derives notifications from the tracker's changes; here they only keep it current)
-        if seq is not None:
-            self.applied.mark(seq)
         self.document.advance(t.delta)
         if t.delta != EMPTY_UPDATE:
             metrics.UPDATES_OUT.inc(self._broadcast(create_update_message(t.delta)))

@@ -5,11 +5,12 @@ durable prefix goes out in apply order."""
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import Callable
 from typing import Any
 
 import pytest
-from pycrdt import Doc, Map, create_sync_message, create_update_message
+from pycrdt import Doc, Map, Text, create_sync_message, create_update_message
 
 from persistence.doclog import StoredDocument
 from sync_server import close_codes
@@ -231,3 +232,41 @@ async def test_a_duplicate_update_is_neither_logged_nor_sent() -> None:
     await turn()
     await room.handle(writer, create_update_message(u))  # a client resends on reconnect
     assert len(submitted) == 1
+
+
+def _typing(rng: random.Random) -> tuple[Doc[Any], list[bytes]]:
+    """One client's consecutive edits of a text and a map (each later one depends on the one before)."""
+    doc: Doc[Any] = Doc()
+    text, entries = doc.get("t", type=Text), doc.get("m", type=Map)
+    out: list[bytes] = []
+    sub = doc.observe(lambda event: out.append(event.update))
+    for i in range(rng.randint(2, 8)):
+        if rng.random() < 0.6:
+            text.insert(rng.randint(0, len(str(text))), "x" * rng.randint(1, 3))
+        else:
+            entries[f"k{rng.randint(0, 5)}"] = i
+    doc.unobserve(sub)
+    return doc, out
+
+
+def test_remote_updates_that_arrive_out_of_order_converge() -> None:
+    """pycrdt (yrs) integrates an update across a missing predecessor instead of holding it pending as Yjs does
+    (y-crdt #632), and about one document in forty then differs from its source for good. Another node's updates
+    can arrive out of order (pub/sub, a Redis Cluster resharding): what was applied past a hole is applied again,
+    in order, once the hole closes."""
+    rng = random.Random(7)
+    diverged = 0
+    for _ in range(400):
+        source, updates = _typing(rng)
+        order = list(range(len(updates)))
+        for _ in range(rng.randint(1, 3)):  # neighbours swapped, as two publishes can overtake each other
+            j = rng.randint(0, len(order) - 2)
+            order[j], order[j + 1] = order[j + 1], order[j]
+        room, _, _ = make_room()
+        for j in order:
+            room.apply_remote(updates[j], j + 1)
+        assert room.applied.upto == len(updates) and not room.applied.has_gap
+        mine, theirs = room.doc, source
+        same_text = str(mine.get("t", type=Text)) == str(theirs.get("t", type=Text))
+        diverged += not (same_text and dict(mine.get("m", type=Map)) == dict(theirs.get("m", type=Map)))
+    assert diverged == 0, f"{diverged} of 400 documents diverged"
