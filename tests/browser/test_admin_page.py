@@ -1,7 +1,9 @@
 """The administration page (/admin) and the account page's session list, as people use them in Chromium: an
 instance admin finds accounts (search, pages), disables one (whose open board is signed out at once) and enables
 it again, and sees workspaces and statistics; anyone else gets "not available". The audit log shows the disable
-just done, filters by action and pages with "Load more". On the account page a user signs
+just done, filters by action and pages with "Load more", and narrows to one account's or one workspace's entries
+(a row's "Audit log" button, a cell of the log) until its chip is removed; the account list shows only disabled or
+only active accounts. On the account page a user signs
 another device out, and that device's open board is signed out. axe-core finds nothing serious on either page."""
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.support.admins import grant_admin
-from tests.support.users import create_workspace, register
+from tests.support.users import add_member, create_workspace, register
 
 from .conftest import PHONE, Person
 from .test_a11y import axe_source, serious  # noqa: F401 (axe_source: the fixture)
@@ -78,7 +80,9 @@ def test_admin_finds_disables_and_enables_an_account(
     accounts.get_by_role("button", name="Search").click()
     expect(rows).to_have_count(1)
     expect(rows).to_contain_text("Admin")
-    expect(rows.get_by_role("button")).to_have_count(0)  # no disabling oneself (the API would refuse: 409)
+    # no disabling oneself (the API would refuse: 409); only the row's "Audit log" button
+    expect(rows.get_by_role("button", name=re.compile("^(Disable|Enable)"))).to_have_count(0)
+    expect(rows.get_by_role("button")).to_have_count(1)
 
     accounts.get_by_label("Search accounts").fill(victim.account.email)
     accounts.get_by_role("button", name="Search").click()
@@ -174,6 +178,165 @@ def test_admin_reads_the_audit_log(
     expect(address).to_be_visible()
     assert "Client address" in address.evaluate("td => getComputedStyle(td, '::before').content")
     assert root.page.evaluate(NO_SIDEWAYS_SCROLL)
+
+
+def test_admin_shows_only_disabled_or_only_active_accounts(
+    person: Callable[..., Person],
+    api: httpx.Client,
+    live_server: Any,
+    axe_source: str,  # noqa: F811
+) -> None:
+    root = person("Root")
+    grant_admin(live_server.settings, root.account.email)
+    tag = uuid.uuid4().hex[:8]
+    active = [register(api, f"show{tag}") for _ in range(2)]
+    off = register(api, f"show{tag}")
+    r = api.post(f"/api/admin/users/{off.id}/disable", headers=root.account.headers)
+    assert r.status_code == 200, r.text
+
+    root.goto("/admin")
+    rows = root.page.get_by_test_id("admin-user-row")
+    expect(rows.first).to_be_visible()
+    # the statistics' figure shows the disabled accounts (of the whole instance: other tests' too)
+    root.page.get_by_test_id("admin-stats").get_by_role("button", name="show the disabled accounts").click()
+    show = root.page.get_by_role("search", name="Search accounts").get_by_label("Show")
+    expect(show).to_have_value("disabled")
+    expect(root.page.get_by_role("heading", name="Accounts")).to_be_focused()
+    expect(rows.filter(has_text=off.email.lower())).to_have_count(1)
+    expect(rows.filter(has_not_text="Disabled")).to_have_count(0)
+
+    accounts = root.page.get_by_role("search", name="Search accounts")
+    accounts.get_by_label("Search accounts").fill(f"show{tag}")
+    accounts.get_by_role("button", name="Search").click()
+    expect(rows).to_have_count(1)
+    expect(rows).to_contain_text(off.email.lower())
+    expect(root.page.get_by_role("table", name=f"Disabled accounts matching “show{tag}”")).to_be_visible()
+
+    show.select_option(label="Active")  # applies at once, to the same search
+    expect(rows).to_have_count(2)
+    expect(rows.filter(has_text="Disabled")).to_have_count(0)
+    for account in active:
+        expect(rows.filter(has_text=account.email.lower())).to_have_count(1)
+    show.select_option(label="All accounts")
+    expect(rows).to_have_count(3)
+
+    found = serious(root.page, axe_source, "admin accounts filter")
+    assert not found, "\n".join(found)
+    root.page.set_viewport_size(PHONE)
+    expect(show).to_be_in_viewport()
+    assert root.page.evaluate(NO_SIDEWAYS_SCROLL)
+
+
+def test_admin_narrows_the_audit_log_to_one_account(
+    person: Callable[..., Person],
+    api: httpx.Client,
+    live_server: Any,
+    axe_source: str,  # noqa: F811
+) -> None:
+    """Ann's four entries (two workspaces, two invites), then Bob's one: the log shows Ann's only until her chip
+    goes."""
+    root = person("Root")
+    grant_admin(live_server.settings, root.account.email)
+    ann, bob = register(api, "Ann"), register(api, "Bob")
+    ann_email, bob_email = ann.email.lower(), bob.email.lower()
+    wid = create_workspace(api, ann, "Ann's first")
+    create_workspace(api, ann, "Ann's second")
+    for _ in range(2):
+        r = api.post(f"/api/workspaces/{wid}/invites", json={"role": "viewer"}, headers=ann.headers)
+        assert r.status_code == 201, r.text
+    create_workspace(api, bob, "Bob's")
+
+    root.goto("/admin")
+    audit = root.page.get_by_role("region", name="Audit log")
+    rows = audit.get_by_test_id("audit-row")
+    expect(rows.first).to_contain_text(bob_email)
+    accounts = root.page.get_by_role("search", name="Search accounts")
+    accounts.get_by_label("Search accounts").fill(ann.email)
+    accounts.get_by_role("button", name="Search").click()
+    expect(root.page.get_by_test_id("admin-user-row")).to_have_count(1)
+    root.page.get_by_role("button", name=f"Audit log entries by {ann_email}").click()
+
+    expect(root.page.get_by_role("heading", name="Audit log")).to_be_focused()
+    chip = audit.get_by_role("button", name=f"Remove the filter Actor: {ann_email}")
+    expect(chip).to_be_visible()
+    expect(chip).to_have_text(f"Actor: {ann_email} \N{MULTIPLICATION SIGN}")
+    expect(audit.get_by_role("table")).to_have_accessible_name(re.compile(f"by {re.escape(ann_email)}"))
+    expect(rows).to_have_count(4)
+    expect(rows.filter(has_not_text=ann_email)).to_have_count(0)
+
+    action = audit.get_by_label("Action")  # the action filter narrows it further
+    action.select_option("invite.created")
+    expect(rows).to_have_count(2)
+    expect(rows.filter(has_not_text="invite.created")).to_have_count(0)
+    action.select_option("")
+    expect(rows).to_have_count(4)
+
+    found = serious(root.page, axe_source, "admin audit log by account")
+    chip.click()
+    expect(chip).to_have_count(0)
+    expect(action).to_be_focused()
+    expect(rows.first).to_contain_text(bob_email)  # everyone's entries again, newest first
+    expect(rows.filter(has_text=ann_email)).to_have_count(4)
+    assert not found, "\n".join(found)
+
+
+def test_admin_narrows_the_audit_log_to_one_workspace(
+    person: Callable[..., Person],
+    api: httpx.Client,
+    live_server: Any,
+    axe_source: str,  # noqa: F811
+) -> None:
+    """A workspace's three entries (created, an invite, Bob joining by it) from its row, then Bob's among them from a
+    cell of the log; removing the workspace's chip leaves Bob's entries everywhere, removing his leaves everyone's."""
+    root = person("Root")
+    grant_admin(live_server.settings, root.account.email)
+    tag = uuid.uuid4().hex[:8]
+    ann, bob = register(api, "Ann"), register(api, "Bob")
+    bob_email = bob.email.lower()
+    shared = f"Shared {tag}"
+    wid = create_workspace(api, ann, shared)
+    add_member(api, wid, ann, bob, "editor")
+    create_workspace(api, bob, f"Bob's own {tag}")
+    create_workspace(api, ann, f"Elsewhere {tag}")
+
+    root.goto("/admin")
+    audit = root.page.get_by_role("region", name="Audit log")
+    rows = audit.get_by_test_id("audit-row")
+    expect(rows.first).to_contain_text(f"Elsewhere {tag}")
+    spaces = root.page.get_by_role("search", name="Search workspaces")
+    spaces.get_by_label("Search workspaces").fill(shared)
+    spaces.get_by_role("button", name="Search").click()
+    expect(root.page.get_by_test_id("admin-workspace-row")).to_have_count(1)
+    root.page.get_by_role("button", name=f"Audit log entries in “{shared}”").click()
+
+    place = audit.get_by_role("button", name=f"Remove the filter Workspace: “{shared}”")
+    expect(place).to_be_visible()
+    expect(rows).to_have_count(3)
+    workspace_cells = rows.locator("td[data-label='Workspace']")
+    expect(workspace_cells.filter(has_not_text=shared)).to_have_count(0)
+    expect(rows.nth(0)).to_contain_text("member.joined")
+    expect(rows.nth(2)).to_contain_text("workspace.created")
+
+    # Bob's cell in the log narrows it to his entries in this workspace: both filters at once
+    rows.nth(0).get_by_role("button", name=f"Show only entries by {bob_email}").click()
+    who = audit.get_by_role("button", name=f"Remove the filter Actor: {bob_email}")
+    expect(who).to_be_visible()
+    expect(rows).to_have_count(1)
+    expect(rows).to_contain_text("member.joined")
+
+    found = serious(root.page, axe_source, "admin audit log by workspace")
+    root.page.set_viewport_size(PHONE)  # the chips wrap within the screen
+    expect(who).to_be_in_viewport()
+    assert root.page.evaluate(NO_SIDEWAYS_SCROLL)
+
+    place.click()
+    expect(place).to_have_count(0)
+    expect(rows).to_have_count(2)  # Bob's own workspace too
+    expect(rows.filter(has_text=f"Bob's own {tag}")).to_have_count(1)
+    who.click()
+    expect(audit.get_by_role("list", name="Audit log filters")).to_have_count(0)
+    expect(rows.first).to_contain_text(f"Elsewhere {tag}")  # Ann's, the newest: everyone's entries again
+    assert not found, "\n".join(found)
 
 
 def test_the_admin_page_is_not_available_to_others(person: Callable[..., Person]) -> None:

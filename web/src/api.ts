@@ -310,8 +310,12 @@ export const api = {
   sessions: () => request<SessionInfo[]>('GET', '/api/me/sessions'),
   endSession: (id: string) => request<void>('DELETE', `/api/me/sessions/${enc(id)}`),
 
-  adminUsers: (q: string, cursor: string | null, limit: number) =>
-    request<Page<AdminUser>>('GET', `/api/admin/users${query({ q, cursor, limit: String(limit) })}`),
+  /** Accounts matching `q`; `disabled` true or false keeps only disabled or only active ones (undefined: all). */
+  adminUsers: (q: string, cursor: string | null, limit: number, disabled?: boolean) =>
+    request<Page<AdminUser>>(
+      'GET',
+      `/api/admin/users${query({ q, cursor, limit: String(limit), disabled: disabled === undefined ? null : String(disabled) })}`,
+    ),
   setUserDisabled: (id: string, disabled: boolean) =>
     request<AdminUser>('POST', `/api/admin/users/${enc(id)}/${disabled ? 'disable' : 'enable'}`),
   adminWorkspaces: (q: string, cursor: string | null, limit: number) =>

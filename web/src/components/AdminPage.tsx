@@ -1,13 +1,25 @@
-import { type FormEvent, useCallback, useEffect, useState } from 'react'
+import { type FormEvent, type ReactNode, useCallback, useEffect, useRef, useState } from 'react'
 import { type AdminStats, type AdminUser, type AdminWorkspace, api, ApiError, type Page } from '../api'
 import { navigate } from '../router'
 import { useAuth } from '../state/auth'
 import { formatBytes, timeAgo } from '../describe'
 import { ErrorText, useAction, useConfirm } from './common'
 import { AuditLog } from './AuditLog'
+import type { AuditSubjects } from './audit'
 
 /** Rows asked for per page (the API's cursor gives the next ones). */
 export const ADMIN_PAGE_SIZE = 25
+
+/** Which accounts the list shows (`disabled=` of GET /api/admin/users). */
+export type AccountsShown = 'all' | 'active' | 'disabled'
+
+/** Brings a section into view and moves focus to its heading (tabIndex -1), so keyboard and screen reader users
+ * land where the list or log just changed. */
+function jumpTo(headingId: string) {
+  const heading = document.getElementById(headingId)
+  heading?.scrollIntoView({ block: 'start' })
+  heading?.focus({ preventScroll: true })
+}
 
 /**
  * Instance administration (docs/admin.md): the instance's figures, accounts (search, disable, enable),
@@ -18,6 +30,12 @@ export default function AdminPage() {
   const [stats, setStats] = useState<AdminStats | null>(null)
   const [denied, setDenied] = useState(false)
   const [changes, setChanges] = useState(0) // accounts disabled or enabled here: the audit log reads them
+  const [shown, setShown] = useState<AccountsShown>('all')
+  const [auditSubjects, setAuditSubjects] = useState<AuditSubjects>({})
+  const showAudit = (subjects: AuditSubjects) => {
+    setAuditSubjects(subjects) // one account's or one workspace's entries (the action filter stays)
+    jumpTo('admin-audit')
+  }
   const load = useAction()
   const reloadStats = useCallback(
     () =>
@@ -49,17 +67,28 @@ export default function AdminPage() {
         load.busy && <p role="status">Loading…</p>
       ) : (
         <>
-          <Statistics stats={stats} />
+          <Statistics
+            stats={stats}
+            onShowDisabled={() => {
+              setShown('disabled')
+              jumpTo('admin-users')
+            }}
+          />
           <Users
+            shown={shown}
+            onShown={setShown}
+            onAudit={(u) => showAudit({ actor: { id: u.id, name: u.email } })}
             onChanged={() => {
               reloadStats()
               setChanges((n) => n + 1)
             }}
           />
-          <Workspaces />
+          <Workspaces onAudit={(w) => showAudit({ workspace: { id: w.id, name: w.name } })} />
           <section aria-labelledby="admin-audit">
-            <h2 id="admin-audit">Audit log</h2>
-            <AuditLog refreshKey={changes} />
+            <h2 id="admin-audit" tabIndex={-1}>
+              Audit log
+            </h2>
+            <AuditLog refreshKey={changes} subjects={auditSubjects} onSubjects={setAuditSubjects} />
           </section>
         </>
       )}
@@ -85,7 +114,7 @@ function count(value: unknown): string {
   return typeof value === 'number' ? value.toLocaleString() : '—'
 }
 
-function Statistics({ stats }: { stats: AdminStats }) {
+function Statistics({ stats, onShowDisabled }: { stats: AdminStats; onShowDisabled: () => void }) {
   const node = stats.node ?? {}
   const figures: [string, unknown][] = [
     ['Accounts', stats.users],
@@ -103,7 +132,20 @@ function Statistics({ stats }: { stats: AdminStats }) {
         {figures.map(([label, value]) => (
           <div key={label}>
             <dt>{label}</dt>
-            <dd>{count(value)}</dd>
+            <dd>
+              {label === 'Disabled accounts' && typeof value === 'number' && value > 0 ? (
+                <button
+                  type="button"
+                  className="link stat-link"
+                  aria-label={`${count(value)}: show the disabled accounts`}
+                  onClick={onShowDisabled}
+                >
+                  {count(value)}
+                </button>
+              ) : (
+                count(value)
+              )}
+            </dd>
           </div>
         ))}
       </dl>
@@ -111,28 +153,46 @@ function Statistics({ stats }: { stats: AdminStats }) {
   )
 }
 
-/** One searchable list read page by page with the API's cursor ("Show more" appends the next page). */
-function usePaged<T>(fetchPage: (q: string, cursor: string | null) => Promise<Page<T>>) {
+/** One searchable list read page by page with the API's cursor ("Show more" appends the next page). A change of
+ * `filter` reads the first page again for the last search; an answer a newer request has overtaken is dropped. */
+function usePaged<T, F>(fetchPage: (q: string, cursor: string | null, filter: F) => Promise<Page<T>>, filter: F) {
   const [items, setItems] = useState<T[]>([])
   const [next, setNext] = useState<string | null>(null)
   const [query, setQuery] = useState('')
+  const asked = useRef('') // the newest search asked for (`query` is the one the items answer)
+  const latest = useRef(0)
   const action = useAction()
   const load = useCallback(
-    (q: string, cursor: string | null) =>
+    (q: string, cursor: string | null) => {
+      const ticket = ++latest.current
+      asked.current = q
       void action.run(async () => {
-        const page = await fetchPage(q, cursor)
+        const page = await fetchPage(q, cursor, filter)
+        if (ticket !== latest.current) return
         setItems((prev) => (cursor ? [...prev, ...page.items] : page.items))
         setNext(page.next_cursor)
         setQuery(q)
-      }),
+      })
+    },
     // eslint-disable-next-line react-hooks/exhaustive-deps
-    [fetchPage],
+    [fetchPage, filter],
   )
-  useEffect(() => load('', null), [load])
+  useEffect(() => load(asked.current, null), [load])
   return { items, setItems, next, query, action, search: (q: string) => load(q, null), more: () => load(query, next) }
 }
 
-function SearchForm({ label, onSearch, busy }: { label: string; onSearch: (q: string) => void; busy: boolean }) {
+function SearchForm({
+  label,
+  onSearch,
+  busy,
+  children,
+}: {
+  label: string
+  onSearch: (q: string) => void
+  busy: boolean
+  /** More controls of the same search (they apply when they change). */
+  children?: ReactNode
+}) {
   const [text, setText] = useState('')
   const submit = (e: FormEvent) => {
     e.preventDefault()
@@ -147,16 +207,35 @@ function SearchForm({ label, onSearch, busy }: { label: string; onSearch: (q: st
       <button type="submit" disabled={busy}>
         Search
       </button>
+      {children}
     </form>
   )
 }
 
-const fetchUsers = (q: string, cursor: string | null) => api.adminUsers(q, cursor, ADMIN_PAGE_SIZE)
+const fetchUsers = (q: string, cursor: string | null, shown: AccountsShown) =>
+  api.adminUsers(q, cursor, ADMIN_PAGE_SIZE, shown === 'all' ? undefined : shown === 'disabled')
 const fetchWorkspaces = (q: string, cursor: string | null) => api.adminWorkspaces(q, cursor, ADMIN_PAGE_SIZE)
 
-function Users({ onChanged }: { onChanged: () => void }) {
+const SHOWN: Record<AccountsShown, string> = { all: 'All accounts', active: 'Active', disabled: 'Disabled' }
+const CAPTION: Record<AccountsShown, string> = {
+  all: 'Accounts',
+  active: 'Active accounts',
+  disabled: 'Disabled accounts',
+}
+
+function Users({
+  shown,
+  onShown,
+  onAudit,
+  onChanged,
+}: {
+  shown: AccountsShown
+  onShown: (shown: AccountsShown) => void
+  onAudit: (user: AdminUser) => void
+  onChanged: () => void
+}) {
   const me = useAuth((s) => s.me)
-  const users = usePaged<AdminUser>(fetchUsers)
+  const users = usePaged(fetchUsers, shown)
   const change = useAction()
   const confirm = useConfirm()
   const setDisabled = async (user: AdminUser, disabled: boolean) => {
@@ -175,11 +254,27 @@ function Users({ onChanged }: { onChanged: () => void }) {
   }
   return (
     <section aria-labelledby="admin-users">
-      <h2 id="admin-users">Accounts</h2>
-      <SearchForm label="Search accounts" onSearch={users.search} busy={users.action.busy} />
+      <h2 id="admin-users" tabIndex={-1}>
+        Accounts
+      </h2>
+      <SearchForm label="Search accounts" onSearch={users.search} busy={users.action.busy}>
+        <label>
+          Show
+          <select value={shown} onChange={(e) => onShown(e.target.value as AccountsShown)}>
+            {Object.entries(SHOWN).map(([value, text]) => (
+              <option key={value} value={value}>
+                {text}
+              </option>
+            ))}
+          </select>
+        </label>
+      </SearchForm>
       <ErrorText error={users.action.error ?? change.error} />
       <table className="members admin-table">
-        <caption className="sr-only">Accounts{users.query ? ` matching “${users.query}”` : ''}</caption>
+        <caption className="sr-only">
+          {CAPTION[shown]}
+          {users.query ? ` matching “${users.query}”` : ''}
+        </caption>
         <thead>
           <tr>
             <th scope="col">Account</th>
@@ -205,19 +300,22 @@ function Users({ onChanged }: { onChanged: () => void }) {
                 {u.is_admin && <span className="badge">Admin</span>}
               </td>
               <td>
-                {u.id === me?.id ? (
-                  <span className="muted small">You</span>
-                ) : (
-                  <button
-                    type="button"
-                    className={u.disabled_at ? 'small' : 'small danger'}
-                    disabled={change.busy}
-                    aria-label={`${u.disabled_at ? 'Enable' : 'Disable'} ${u.email}`}
-                    onClick={() => void setDisabled(u, !u.disabled_at)}
-                  >
-                    {u.disabled_at ? 'Enable' : 'Disable'}
-                  </button>
-                )}
+                <div className="row-buttons">
+                  {u.id === me?.id ? (
+                    <span className="muted small">You</span>
+                  ) : (
+                    <button
+                      type="button"
+                      className={u.disabled_at ? 'small' : 'small danger'}
+                      disabled={change.busy}
+                      aria-label={`${u.disabled_at ? 'Enable' : 'Disable'} ${u.email}`}
+                      onClick={() => void setDisabled(u, !u.disabled_at)}
+                    >
+                      {u.disabled_at ? 'Enable' : 'Disable'}
+                    </button>
+                  )}
+                  <AuditButton label={`Audit log entries by ${u.email}`} onClick={() => onAudit(u)} />
+                </div>
               </td>
             </tr>
           ))}
@@ -234,8 +332,17 @@ function Users({ onChanged }: { onChanged: () => void }) {
   )
 }
 
-function Workspaces() {
-  const spaces = usePaged<AdminWorkspace>(fetchWorkspaces)
+/** Narrows the audit log below to one row's account or workspace (its name says whose). */
+function AuditButton({ label, onClick }: { label: string; onClick: () => void }) {
+  return (
+    <button type="button" className="small" aria-label={label} onClick={onClick}>
+      Audit log
+    </button>
+  )
+}
+
+function Workspaces({ onAudit }: { onAudit: (workspace: AdminWorkspace) => void }) {
+  const spaces = usePaged(fetchWorkspaces, null)
   return (
     <section aria-labelledby="admin-workspaces">
       <h2 id="admin-workspaces">Workspaces</h2>
@@ -249,6 +356,9 @@ function Workspaces() {
             <th scope="col">Members</th>
             <th scope="col">Document size</th>
             <th scope="col">Last activity</th>
+            <th scope="col">
+              <span className="sr-only">Actions</span>
+            </th>
           </tr>
         </thead>
         <tbody>
@@ -258,6 +368,9 @@ function Workspaces() {
               <td>{w.members}</td>
               <td>{formatBytes(w.document_bytes)}</td>
               <td>{timeAgo(w.last_activity_at)}</td>
+              <td>
+                <AuditButton label={`Audit log entries in “${w.name}”`} onClick={() => onAudit(w)} />
+              </td>
             </tr>
           ))}
         </tbody>

@@ -1,14 +1,20 @@
-import { useCallback, useEffect, useMemo, useRef, useState } from 'react'
+import { type ReactNode, useCallback, useEffect, useMemo, useRef, useState } from 'react'
 import { api, type AuditEntry } from '../api'
 import {
   actionLabel,
   actionsFor,
+  actorSubject,
+  actorSubjectText,
   actorText,
+  type AuditSubjects,
   detailsText,
+  filterText,
   type NameOf,
   shortId,
   targetText,
   workspaceNames,
+  workspaceSubject,
+  workspaceSubjectText,
 } from './audit'
 import { ErrorText, useAction } from './common'
 
@@ -22,18 +28,36 @@ interface Props {
   refreshKey?: unknown
   /** Names for user ids the page knows (a workspace's members). */
   nameOf?: NameOf
+  /** The instance's log only: whose entries and which workspace's it shows (chips that remove them)... */
+  subjects?: AuditSubjects
+  /** ...and how it changes them (a chip removed; an actor or workspace cell chosen, which narrows the log to it). */
+  onSubjects?: (subjects: AuditSubjects) => void
 }
+
+const NO_SUBJECTS: AuditSubjects = {}
 
 /**
  * The audit log, newest first (docs/admin.md#audit-log): a table of entries with a filter by action and "Load
- * more". The server decides who may read it; the page shows the component only to those it lets.
+ * more"; the instance's log can also be narrowed to one account's and one workspace's entries (`subjects`). The
+ * server decides who may read it; the page shows the component only to those it lets.
  */
-export function AuditLog({ workspaceId, refreshKey, nameOf }: Props) {
+export function AuditLog({ workspaceId, refreshKey, nameOf, subjects = NO_SUBJECTS, onSubjects }: Props) {
   const [action, setAction] = useState('')
-  const log = useAuditPages(workspaceId, action, refreshKey)
-  const names = useMemo(() => workspaceNames(log.items), [log.items])
+  const actionSelect = useRef<HTMLSelectElement>(null)
+  const log = useAuditPages(workspaceId, action, subjects, refreshKey)
+  const names = useMemo(() => {
+    const known = workspaceNames(log.items)
+    const ws = subjects.workspace
+    if (ws?.name && !known.has(ws.id)) known.set(ws.id, ws.name) // the filter's own workspace, named by the page
+    return known
+  }, [log.items, subjects.workspace])
   const instance = workspaceId === undefined
-  const filtered = action ? ` of “${actionLabel(action)}”` : ''
+  const filtered = filterText(action, subjects)
+  const narrow = onSubjects && ((more: AuditSubjects) => onSubjects({ ...subjects, ...more }))
+  const remove = (kind: keyof AuditSubjects) => {
+    onSubjects?.({ ...subjects, [kind]: undefined })
+    actionSelect.current?.focus() // the chip's button is gone: focus stays in the filters
+  }
   return (
     <div className="audit-log">
       <form
@@ -44,7 +68,7 @@ export function AuditLog({ workspaceId, refreshKey, nameOf }: Props) {
       >
         <label>
           Action
-          <select value={action} onChange={(e) => setAction(e.target.value)}>
+          <select ref={actionSelect} value={action} onChange={(e) => setAction(e.target.value)}>
             <option value="">All actions</option>
             {actionsFor(instance ? 'instance' : 'workspace').map((a) => (
               <option key={a} value={a}>
@@ -56,6 +80,19 @@ export function AuditLog({ workspaceId, refreshKey, nameOf }: Props) {
         <button type="button" onClick={log.reload} disabled={log.busy}>
           Refresh<span className="sr-only"> the audit log</span>
         </button>
+        {onSubjects && (subjects.actor || subjects.workspace) && (
+          <ul className="audit-chips" aria-label="Audit log filters">
+            {subjects.actor && (
+              <FilterChip text={`Actor: ${actorSubjectText(subjects.actor)}`} onRemove={() => remove('actor')} />
+            )}
+            {subjects.workspace && (
+              <FilterChip
+                text={`Workspace: ${workspaceSubjectText(subjects.workspace)}`}
+                onRemove={() => remove('workspace')}
+              />
+            )}
+          </ul>
+        )}
       </form>
       <ErrorText error={log.error} />
       <table className="members admin-table audit-table">
@@ -73,7 +110,15 @@ export function AuditLog({ workspaceId, refreshKey, nameOf }: Props) {
         </thead>
         <tbody>
           {log.items.map((e) => (
-            <AuditRow key={e.id} entry={e} names={names} nameOf={nameOf} instance={instance} />
+            <AuditRow
+              key={e.id}
+              entry={e}
+              names={names}
+              nameOf={nameOf}
+              instance={instance}
+              subjects={subjects}
+              narrow={narrow}
+            />
           ))}
         </tbody>
       </table>
@@ -88,19 +133,36 @@ export function AuditLog({ workspaceId, refreshKey, nameOf }: Props) {
   )
 }
 
+/** One filter on the log, as a button that removes it ("Actor: ann@example.com ×"). */
+function FilterChip({ text, onRemove }: { text: string; onRemove: () => void }) {
+  return (
+    <li>
+      <button type="button" className="audit-chip" aria-label={`Remove the filter ${text}`} onClick={onRemove}>
+        <Wrappable text={text} /> <span aria-hidden="true">×</span>
+      </button>
+    </li>
+  )
+}
+
 function AuditRow({
   entry,
   names,
   nameOf,
   instance,
+  subjects,
+  narrow,
 }: {
   entry: AuditEntry
   names: Map<string, string>
   nameOf?: NameOf
   instance: boolean
+  subjects: AuditSubjects
+  narrow?: (more: AuditSubjects) => void
 }) {
   const when = new Date(entry.created_at)
   const wid = entry.workspace_id
+  const actor = narrow && actorSubject(entry)
+  const workspace = narrow && workspaceSubject(entry, names)
   return (
     <tr data-testid="audit-row">
       <td data-label="Time">
@@ -116,7 +178,13 @@ function AuditRow({
         </time>
       </td>
       <td data-label="Actor">
-        <Wrappable text={actorText(entry)} />
+        {actor && actor.id !== subjects.actor?.id ? (
+          <NarrowButton label={`Show only entries by ${actorText(entry)}`} onClick={() => narrow?.({ actor })}>
+            <Wrappable text={actorText(entry)} />
+          </NarrowButton>
+        ) : (
+          <Wrappable text={actorText(entry)} />
+        )}
       </td>
       <td data-label="Action">
         {actionLabel(entry.action)}
@@ -129,7 +197,20 @@ function AuditRow({
       </td>
       {instance && (
         <td data-label="Workspace" title={wid ?? undefined}>
-          {!wid ? '—' : names.has(wid) ? `“${names.get(wid)}”` : shortId(wid)}
+          {!wid ? (
+            '—'
+          ) : workspace && wid !== subjects.workspace?.id ? (
+            <NarrowButton
+              label={`Show only entries in ${workspaceSubjectText(workspace)}`}
+              onClick={() => narrow?.({ workspace })}
+            >
+              {workspaceSubjectText(workspace)}
+            </NarrowButton>
+          ) : names.has(wid) ? (
+            `“${names.get(wid)}”`
+          ) : (
+            shortId(wid)
+          )}
         </td>
       )}
       <td data-label="Client address" className="audit-free">
@@ -139,6 +220,15 @@ function AuditRow({
         {detailsText(entry.action, entry.details) || '—'}
       </td>
     </tr>
+  )
+}
+
+/** A cell's text as a button that narrows the log to it (its name says so; the text is still what it shows). */
+function NarrowButton({ label, onClick, children }: { label: string; onClick: () => void; children: ReactNode }) {
+  return (
+    <button type="button" className="link audit-narrow" aria-label={label} title={label} onClick={onClick}>
+      {children}
+    </button>
   )
 }
 
@@ -157,7 +247,14 @@ function Wrappable({ text }: { text: string }) {
 
 /** The log's pages for one filter: the first page again whenever the filter or `refreshKey` changes, and the
  * next one on "Load more". An answer that a newer request has overtaken is dropped. */
-function useAuditPages(workspaceId: string | undefined, action: string, refreshKey: unknown) {
+function useAuditPages(
+  workspaceId: string | undefined,
+  action: string,
+  subjects: AuditSubjects,
+  refreshKey: unknown,
+) {
+  const actorId = subjects.actor?.id
+  const workspaceFilter = subjects.workspace?.id
   const [items, setItems] = useState<AuditEntry[]>([])
   const [next, setNext] = useState<string | null>(null)
   const [loaded, setLoaded] = useState(false)
@@ -169,7 +266,11 @@ function useAuditPages(workspaceId: string | undefined, action: string, refreshK
       void request.run(async () => {
         const page = workspaceId
           ? await api.workspaceAudit(workspaceId, action, cursor, AUDIT_PAGE_SIZE)
-          : await api.adminAudit({ action }, cursor, AUDIT_PAGE_SIZE)
+          : await api.adminAudit(
+              { action, actor_id: actorId, workspace_id: workspaceFilter },
+              cursor,
+              AUDIT_PAGE_SIZE,
+            )
         if (ticket !== latest.current) return
         setItems((prev) => (cursor ? [...prev, ...page.items] : page.items))
         setNext(page.next_cursor)
@@ -177,7 +278,7 @@ function useAuditPages(workspaceId: string | undefined, action: string, refreshK
       })
     },
     // eslint-disable-next-line react-hooks/exhaustive-deps
-    [workspaceId, action],
+    [workspaceId, action, actorId, workspaceFilter],
   )
   useEffect(() => load(null), [load, refreshKey])
   return {

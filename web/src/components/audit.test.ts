@@ -1,7 +1,17 @@
 import { describe, expect, it } from 'vitest'
 import type { AuditEntry } from '../api'
 import adminDoc from '../../../docs/admin.md?raw'
-import { actionsFor, AUDIT_ACTIONS, actorText, detailsText, targetText, workspaceNames } from './audit'
+import {
+  actionsFor,
+  AUDIT_ACTIONS,
+  actorSubject,
+  actorText,
+  detailsText,
+  filterText,
+  targetText,
+  workspaceNames,
+  workspaceSubject,
+} from './audit'
 
 function entry(over: Partial<AuditEntry>): AuditEntry {
   return {
@@ -79,5 +89,25 @@ describe('actorText and targetText', () => {
     ])
     expect([...names]).toEqual([['w1', 'New']])
     expect(targetText(entry({ target: { type: 'workspace', id: 'w1' } }), names)).toBe('“New”')
+  })
+})
+
+describe('filters by actor and workspace', () => {
+  it('take an entry\'s actor only when it has an account id (the command line and deleted accounts have none)', () => {
+    expect(actorSubject(entry({}))).toEqual({ id: 'u1', name: 'ann@example.com' })
+    expect(actorSubject(entry({ actor: null }))).toBeNull()
+    expect(actorSubject(entry({ actor: { id: null, email: 'gone@example.com' } }))).toBeNull()
+    expect(workspaceSubject(entry({}), new Map([['w1', 'Q3']]))).toEqual({ id: 'w1', name: 'Q3' })
+    expect(workspaceSubject(entry({}), new Map())).toEqual({ id: 'w1', name: null })
+    expect(workspaceSubject(entry({ workspace_id: null }), new Map())).toBeNull()
+  })
+  it('say in words what the table holds', () => {
+    expect(filterText('')).toBe('')
+    expect(filterText('member.joined')).toBe(' of “Member joined”')
+    expect(filterText('', { actor: { id: 'u1', name: 'ann@example.com' } })).toBe(' by ann@example.com')
+    expect(
+      filterText('member.left', { actor: { id: 'u1-2345-6789' }, workspace: { id: 'w1-2345-6789', name: 'Q3' } }),
+    ).toBe(' of “Member left” by account u1-2345- in “Q3”')
+    expect(filterText('', { workspace: { id: 'w1-2345-6789' } })).toBe(' in w1-2345-')
   })
 })

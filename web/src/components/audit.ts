@@ -52,6 +52,47 @@ export function actorText(entry: Pick<AuditEntry, 'actor'>): string {
   return actor.id ? who : `${who} (account deleted)`
 }
 
+/** An account or a workspace the instance's log can be narrowed to: its id (what the API filters by) and its email
+ * or name when the page knows it. */
+export interface AuditSubject {
+  id: string
+  name?: string | null
+}
+
+/** Whose entries and which workspace's the instance's log shows (`actor_id`, `workspace_id`; none: all). */
+export interface AuditSubjects {
+  actor?: AuditSubject
+  workspace?: AuditSubject
+}
+
+export function actorSubjectText(actor: AuditSubject): string {
+  return actor.name || `account ${shortId(actor.id)}`
+}
+
+export function workspaceSubjectText(workspace: AuditSubject): string {
+  return workspace.name ? `“${workspace.name}”` : shortId(workspace.id)
+}
+
+/** The entry's actor as a filter; none for the command line or a deleted account (no id to filter by). */
+export function actorSubject(entry: Pick<AuditEntry, 'actor'>): AuditSubject | null {
+  return entry.actor?.id ? { id: entry.actor.id, name: entry.actor.email } : null
+}
+
+/** The entry's workspace as a filter, named when the loaded entries tell its name. */
+export function workspaceSubject(entry: Pick<AuditEntry, 'workspace_id'>, names: Map<string, string>): AuditSubject | null {
+  const id = entry.workspace_id
+  return id ? { id, name: names.get(id) ?? null } : null
+}
+
+/** What the table holds, in words after "entries" (for its caption and the empty message): '' when unfiltered. */
+export function filterText(action: string, subjects: AuditSubjects = {}): string {
+  return [
+    action ? ` of “${actionLabel(action)}”` : '',
+    subjects.actor ? ` by ${actorSubjectText(subjects.actor)}` : '',
+    subjects.workspace ? ` in ${workspaceSubjectText(subjects.workspace)}` : '',
+  ].join('')
+}
+
 /** Names the page knows for user ids (a workspace's members), when it knows them. */
 export type NameOf = (userId: string) => string | undefined
 
