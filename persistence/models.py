@@ -453,4 +453,5 @@ class AuditEntry(Base):
     __table_args__ = (
         Index("ix_audit_log_workspace_seq", "workspace_id", "seq"),
         Index("ix_audit_log_actor_seq", "actor_id", "seq"),
+        Index("ix_audit_log_target_seq", "target_id", "seq"),  # migration 0010
     )

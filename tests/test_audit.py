@@ -126,14 +126,7 @@ def test_account_admin_and_deletion_actions_are_in_the_instance_log(
     assert mine[3]["details"] == {"name": "ci", "scopes": ["read"]} and mine[3]["workspace_id"] is None
     # a deleted workspace's entries stay for the instance admins; its members cannot read them any more
     assert client.get(f"/api/workspaces/{wid}/audit", headers=owner.headers).status_code == 404
-    about = [  # newest first; by action, so the pages stay few however long the shared server's log is
-        next(
-            e
-            for e in client.get("/api/admin/audit", params={"action": a}, headers=root.headers).json()["items"]
-            if e["target"]["id"] == target.id
-        )
-        for a in ("admin.granted", "admin.user_enabled", "admin.user_disabled")
-    ]
+    about = entries(client, "/api/admin/audit", root, target_id=target.id)  # what happened to the account
     assert [(e["action"], e["actor"]) for e in about] == [
         ("admin.granted", None),  # the command line
         ("admin.user_enabled", {"id": root.id, "email": root.email}),

@@ -149,10 +149,16 @@ def entry_json(entry: AuditEntry) -> dict[str, Any]:
 
 
 def query(
-    *, workspace_id: str | None = None, action: str | None = None, actor_id: str | None = None
+    *,
+    workspace_id: str | None = None,
+    action: str | None = None,
+    actor_id: str | None = None,
+    target_id: str | None = None,
 ) -> Select[AuditEntry]:
     """The entries to page through (``api.pagination.keyset_page`` on ``AuditEntry.seq``), filtered."""
     q = select(AuditEntry)
+    if target_id is not None:
+        q = q.where(AuditEntry.target_id == target_id)
     if workspace_id is not None:
         q = q.where(AuditEntry.workspace_id == workspace_id)
     if action is not None:

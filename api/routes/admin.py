@@ -98,10 +98,12 @@ async def instance_audit(
     action: Annotated[str | None, Query(max_length=64, pattern=NO_NUL)] = None,
     actor_id: Annotated[str | None, Query(max_length=36, pattern=NO_NUL)] = None,
     workspace_id: Annotated[str | None, Query(max_length=36, pattern=NO_NUL)] = None,
+    target_id: Annotated[str | None, Query(max_length=64, pattern=NO_NUL)] = None,
     cursor: str | None = None,
     limit: Limit = 50,
 ) -> dict[str, Any]:
-    """``{items, next_cursor}``: the whole audit log, newest first, optionally of one action, actor or workspace
-    (deleted workspaces' entries included). Read-only: no route changes or deletes an entry."""
-    q = audit.query(workspace_id=workspace_id, action=action, actor_id=actor_id)
+    """``{items, next_cursor}``: the whole audit log, newest first, optionally of one action, actor, target (what
+    happened to an account, invite, token or webhook) or workspace (deleted workspaces' entries included).
+    Read-only: no route changes or deletes an entry."""
+    q = audit.query(workspace_id=workspace_id, action=action, actor_id=actor_id, target_id=target_id)
     return await keyset_page(session, q, AuditEntry.seq, cursor, limit, audit.entry_json)

@@ -280,6 +280,35 @@ def test_admin_narrows_the_audit_log_to_one_account(
     assert not found, "\n".join(found)
 
 
+def test_admin_reads_what_happened_to_one_account(
+    person: Callable[..., Person], api: httpx.Client, live_server: Any
+) -> None:
+    """A target cell narrows the log to the entries about that account (GET /api/admin/audit?target_id=): who
+    disabled and enabled it, not what it did itself."""
+    root = person("Root")
+    grant_admin(live_server.settings, root.account.email)
+    cat = register(api, "Cat")
+    cat_email = cat.email.lower()
+    create_workspace(api, cat, "Cat's")  # by Cat, about a workspace: not shown
+    for step in ("disable", "enable"):
+        r = api.post(f"/api/admin/users/{cat.id}/{step}", headers=root.account.headers)
+        assert r.status_code == 200, r.text
+
+    root.goto("/admin")
+    audit = root.page.get_by_role("region", name="Audit log")
+    rows = audit.get_by_test_id("audit-row")
+    expect(rows.first).to_contain_text("admin.user_enabled")
+    rows.first.get_by_role("button", name=f"Show only entries about {cat_email}").click()
+    chip = audit.get_by_role("button", name=f"Remove the filter About: {cat_email}")
+    expect(chip).to_be_visible()
+    expect(audit.get_by_role("table")).to_have_accessible_name(re.compile(f"about {re.escape(cat_email)}"))
+    expect(rows).to_have_count(2)
+    expect(rows.nth(0)).to_contain_text("admin.user_enabled")
+    expect(rows.nth(1)).to_contain_text("admin.user_disabled")
+    chip.click()
+    expect(rows.filter(has_text="workspace.created").first).to_be_visible()
+
+
 def test_admin_narrows_the_audit_log_to_one_workspace(
     person: Callable[..., Person],
     api: httpx.Client,

@@ -61,6 +61,8 @@ export interface AuditEntry {
 export interface AuditFilter {
   action?: string
   actor_id?: string
+  /** What happened to one account, invite, token or webhook. */
+  target_id?: string
   workspace_id?: string
 }
 export interface Workspace {

@@ -11,6 +11,8 @@ import {
   filterText,
   type NameOf,
   shortId,
+  targetSubject,
+  targetSubjectText,
   targetText,
   workspaceNames,
   workspaceSubject,
@@ -30,7 +32,8 @@ interface Props {
   nameOf?: NameOf
   /** The instance's log only: whose entries and which workspace's it shows (chips that remove them)... */
   subjects?: AuditSubjects
-  /** ...and how it changes them (a chip removed; an actor or workspace cell chosen, which narrows the log to it). */
+  /** ...and how it changes them (a chip removed; an actor, target or workspace cell chosen, which narrows the log
+   * to it). */
   onSubjects?: (subjects: AuditSubjects) => void
 }
 
@@ -38,7 +41,8 @@ const NO_SUBJECTS: AuditSubjects = {}
 
 /**
  * The audit log, newest first (docs/admin.md#audit-log): a table of entries with a filter by action and "Load
- * more"; the instance's log can also be narrowed to one account's and one workspace's entries (`subjects`). The
+ * more"; the instance's log can also be narrowed to one account's entries, to what happened to one target, and to one
+ * workspace's entries (`subjects`). The
  * server decides who may read it; the page shows the component only to those it lets.
  */
 export function AuditLog({ workspaceId, refreshKey, nameOf, subjects = NO_SUBJECTS, onSubjects }: Props) {
@@ -80,10 +84,13 @@ export function AuditLog({ workspaceId, refreshKey, nameOf, subjects = NO_SUBJEC
         <button type="button" onClick={log.reload} disabled={log.busy}>
           Refresh<span className="sr-only"> the audit log</span>
         </button>
-        {onSubjects && (subjects.actor || subjects.workspace) && (
+        {onSubjects && (subjects.actor || subjects.target || subjects.workspace) && (
           <ul className="audit-chips" aria-label="Audit log filters">
             {subjects.actor && (
               <FilterChip text={`Actor: ${actorSubjectText(subjects.actor)}`} onRemove={() => remove('actor')} />
+            )}
+            {subjects.target && (
+              <FilterChip text={`About: ${targetSubjectText(subjects.target)}`} onRemove={() => remove('target')} />
             )}
             {subjects.workspace && (
               <FilterChip
@@ -162,6 +169,7 @@ function AuditRow({
   const when = new Date(entry.created_at)
   const wid = entry.workspace_id
   const actor = narrow && actorSubject(entry)
+  const target = narrow && targetSubject(entry, names, nameOf)
   const workspace = narrow && workspaceSubject(entry, names)
   return (
     <tr data-testid="audit-row">
@@ -193,7 +201,16 @@ function AuditRow({
         </div>
       </td>
       <td data-label="Target" title={entry.target?.id ?? undefined}>
-        <Wrappable text={targetText(entry, names, nameOf)} />
+        {target && target.id !== subjects.target?.id ? (
+          <NarrowButton
+            label={`Show only entries about ${targetSubjectText(target)}`}
+            onClick={() => narrow?.({ target })}
+          >
+            <Wrappable text={targetText(entry, names, nameOf)} />
+          </NarrowButton>
+        ) : (
+          <Wrappable text={targetText(entry, names, nameOf)} />
+        )}
       </td>
       {instance && (
         <td data-label="Workspace" title={wid ?? undefined}>
@@ -254,6 +271,7 @@ function useAuditPages(
   refreshKey: unknown,
 ) {
   const actorId = subjects.actor?.id
+  const targetId = subjects.target?.id
   const workspaceFilter = subjects.workspace?.id
   const [items, setItems] = useState<AuditEntry[]>([])
   const [next, setNext] = useState<string | null>(null)
@@ -267,7 +285,7 @@ function useAuditPages(
         const page = workspaceId
           ? await api.workspaceAudit(workspaceId, action, cursor, AUDIT_PAGE_SIZE)
           : await api.adminAudit(
-              { action, actor_id: actorId, workspace_id: workspaceFilter },
+              { action, actor_id: actorId, target_id: targetId, workspace_id: workspaceFilter },
               cursor,
               AUDIT_PAGE_SIZE,
             )
@@ -278,7 +296,7 @@ function useAuditPages(
       })
     },
     // eslint-disable-next-line react-hooks/exhaustive-deps
-    [workspaceId, action, actorId, workspaceFilter],
+    [workspaceId, action, actorId, targetId, workspaceFilter],
   )
   useEffect(() => load(null), [load, refreshKey])
   return {

@@ -59,9 +59,11 @@ export interface AuditSubject {
   name?: string | null
 }
 
-/** Whose entries and which workspace's the instance's log shows (`actor_id`, `workspace_id`; none: all). */
+/** Whose entries, about what, and which workspace's the instance's log shows (`actor_id`, `target_id`,
+ * `workspace_id`; none: all). */
 export interface AuditSubjects {
   actor?: AuditSubject
+  target?: AuditSubject
   workspace?: AuditSubject
 }
 
@@ -78,6 +80,16 @@ export function actorSubject(entry: Pick<AuditEntry, 'actor'>): AuditSubject | n
   return entry.actor?.id ? { id: entry.actor.id, name: entry.actor.email } : null
 }
 
+/** The entry's target (an account, invite, token, webhook, workspace) as a filter, named as its cell names it. */
+export function targetSubject(entry: AuditEntry, names: Map<string, string>, nameOf?: NameOf): AuditSubject | null {
+  const id = entry.target?.id
+  return id ? { id, name: targetText(entry, names, nameOf) } : null
+}
+
+export function targetSubjectText(target: AuditSubject): string {
+  return target.name || shortId(target.id)
+}
+
 /** The entry's workspace as a filter, named when the loaded entries tell its name. */
 export function workspaceSubject(entry: Pick<AuditEntry, 'workspace_id'>, names: Map<string, string>): AuditSubject | null {
   const id = entry.workspace_id
@@ -89,6 +101,7 @@ export function filterText(action: string, subjects: AuditSubjects = {}): string
   return [
     action ? ` of “${actionLabel(action)}”` : '',
     subjects.actor ? ` by ${actorSubjectText(subjects.actor)}` : '',
+    subjects.target ? ` about ${targetSubjectText(subjects.target)}` : '',
     subjects.workspace ? ` in ${workspaceSubjectText(subjects.workspace)}` : '',
   ].join('')
 }
