@@ -21,6 +21,7 @@ from api.domain.notifications.hub import NotificationHub
 from api.domain.notifications.worker import NotificationService
 from api.domain.search.due_soon import DueSoonScheduler
 from api.domain.search.indexer import SearchIndex
+from api.domain.session_activity import SessionActivity
 from api.domain.session_sweep import SessionSweep
 from api.domain.sessions import Authenticator, SessionWatch
 from api.domain.versions import VersionService
@@ -47,7 +48,8 @@ async def running_node(settings: Settings, secret_key: str, database_url: str) -
         authenticator = Authenticator(db, secret_key)
         sync = SyncService(db, settings, authenticate=authenticator.credential, store=log)
         sessions = SessionWatch(sync)
-        sweep = SessionSweep(db, sync, sessions, settings.session_sweep_seconds)
+        activity = SessionActivity()
+        sweep = SessionSweep(db, sync, sessions, activity, settings.session_sweep_seconds)
         sup.on_stop("cluster", sync.close_cluster)
 
         hub = NotificationHub()
@@ -105,6 +107,7 @@ async def running_node(settings: Settings, secret_key: str, database_url: str) -
             auth=AuthGuards.from_settings(settings),
             authenticator=authenticator,
             sessions=sessions,
+            activity=activity,
             search=search,
             mail=mail,
             updates=updates,

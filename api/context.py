@@ -12,6 +12,7 @@ from api.domain.mail.service import MailService
 from api.domain.notifications.hub import NotificationHub
 from api.domain.notifications.worker import NotificationService
 from api.domain.search.indexer import SearchIndex
+from api.domain.session_activity import SessionActivity
 from api.domain.sessions import Authenticator, SessionWatch
 from api.domain.versions import VersionService
 from api.domain.webhooks.service import WebhookService
@@ -48,6 +49,7 @@ class AppContext:
     auth: AuthGuards  # password hashing lanes and login/registration limits
     authenticator: Authenticator  # tokens to callers, for the sync socket and the notification stream
     sessions: SessionWatch  # ends revoked sessions' sockets and streams on every node
+    activity: SessionActivity  # when each session was last used (written by the session sweep)
     search: SearchIndex  # the task index: full-text search and due dates (api/domain/search)
     mail: MailService  # the mail outbox, password reset links, invite e-mail, digests (api/domain/mail)
     updates: UpdateRate  # document updates this node committed in the last minute (GET /api/admin/stats)

@@ -64,6 +64,7 @@ async def current_caller(
     if "write" not in caller.scopes and request.method not in READ_METHODS:
         raise ApiError(403, "This token's scope (read) does not allow changes")
     request.state.caller = caller
+    ctx.activity.seen(caller.session_id)
     bind_actor(caller.user.id, caller.user.email, request.client.host if request.client else None)  # audit log
     return caller
 

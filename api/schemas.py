@@ -54,6 +54,7 @@ class SessionOut(BaseModel):
     id: str
     created_at: Timestamp
     last_refreshed_at: Timestamp
+    last_active_at: Timestamp  # its last request, open socket or stream (to the session sweep's interval), or refresh
     expires_at: Timestamp
     user_agent: str | None
     current: bool

@@ -294,6 +294,7 @@ class AuthSession(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(TS)
     revoked_reason: Mapped[str | None] = mapped_column(String(32))
     user_agent: Mapped[str | None] = mapped_column(String(200))
+    last_active_at: Mapped[datetime | None] = mapped_column(TS)  # migration 0011; api/domain/session_activity.py
 
 
 class RefreshToken(Base):

@@ -50,7 +50,9 @@ def test_lists_live_sessions_newest_first_and_marks_the_current_one(client: http
     assert [s["user_agent"] for s in items[:2]] == ["Laptop browser/2.0", "Phone browser/1.0"]
     assert len(items) == 3  # the logged-out one is not live
     assert [s["current"] for s in items] == [False, True, False]
-    assert set(items[0]) == {"id", "created_at", "last_refreshed_at", "expires_at", "user_agent", "current"}
+    assert set(items[0]) == {
+        "id", "created_at", "last_refreshed_at", "last_active_at", "expires_at", "user_agent", "current"
+    }  # fmt: skip
     created = [datetime.fromisoformat(str(s["created_at"])) for s in items]
     assert created == sorted(created, reverse=True)
     for s in items:

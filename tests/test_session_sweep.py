@@ -5,8 +5,9 @@ the revocation's broadcast (Redis was away). Both databases."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -16,7 +17,7 @@ from sqlalchemy import update
 
 from persistence.db import Database
 from persistence.models import AuthSession, PersonalAccessToken, utcnow
-from tests.support.pyclient import YClient, sync_url
+from tests.support.pyclient import YClient, async_wait_until, sync_url
 from tests.support.server import SECRET, ThreadServer
 from tests.support.sse import SseReader
 from tests.support.users import Account, create_workspace, register
@@ -82,3 +83,52 @@ async def test_timed_out_and_silently_revoked_sessions_lose_their_sockets_and_st
             assert not sse._thread.is_alive(), "the stream of the timed-out session is still open"
         assert socks["live"].connected
         await socks["live"].close()
+
+
+def _sessions(http: httpx.Client, token: str) -> dict[str, dict[str, Any]]:
+    """The account's sessions by user agent, their times parsed."""
+    r = http.get("/api/me/sessions", headers={"Authorization": f"Bearer {token}"})
+    assert r.status_code == 200, r.text
+    times = ("last_active_at", "last_refreshed_at")
+    return {str(s["user_agent"]): {**s, **{k: datetime.fromisoformat(s[k]) for k in times}} for s in r.json()}
+
+
+@pytest.mark.db_agnostic
+async def test_last_active_follows_requests_and_open_sockets_not_only_refreshes(
+    make_server: Callable[..., ThreadServer],
+) -> None:
+    """``last_active_at`` in the session list: a session used for a request, or holding a socket open, is active
+    as of the sweep's next pass; one left alone stays at its sign-in (its last refresh)."""
+    srv = make_server("sqlite", session_sweep_seconds=0.2)
+    with httpx.Client(base_url=srv.base_url, timeout=30) as http:
+        owner = register(http, "owner")
+        wid = create_workspace(http, owner)
+        tokens = {}
+        for agent in ("asks", "listens", "idle"):
+            r = http.post(
+                "/api/auth/login",
+                json={"email": owner.email, "password": owner.password},
+                headers={"User-Agent": agent},
+            )
+            tokens[agent] = str(r.json()["access_token"])
+        before = _sessions(http, tokens["idle"])
+        assert all(s["last_active_at"] == s["last_refreshed_at"] for s in before.values())
+        client = await _joined(srv, wid, tokens["listens"])
+        try:
+            assert http.get("/api/workspaces", headers={"Authorization": f"Bearer {tokens['asks']}"}).status_code == 200
+
+            def moved() -> dict[str, dict[str, Any]] | None:
+                now = _sessions(http, tokens["idle"])
+                ok = all(now[a]["last_active_at"] > before[a]["last_active_at"] for a in ("asks", "listens"))
+                return now if ok else None
+
+            after = await async_wait_until(moved, timeout=10)
+        finally:
+            await client.close()
+        # the idle one was only listed (by itself): that request is activity too; a fourth session never used is not
+        assert after["idle"]["last_active_at"] >= before["idle"]["last_active_at"]
+        r = http.post("/api/auth/login", json={"email": owner.email, "password": owner.password},
+                      headers={"User-Agent": "untouched"})  # fmt: skip
+        await asyncio.sleep(0.5)  # two passes of the sweep
+        untouched = _sessions(http, tokens["asks"])["untouched"]
+        assert untouched["last_active_at"] == untouched["last_refreshed_at"]

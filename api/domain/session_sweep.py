@@ -2,7 +2,8 @@
 access tokens its open sync sockets and notification streams were admitted with, and ends (4401) those no
 longer live. Revocation already closes them at once on every node through Redis; the sweep catches what that
 cannot: a session that timed out (not refreshed for ``PLAIT_REFRESH_TOKEN_TTL_SECONDS``), a token that expired,
-and a revocation broadcast this node missed while Redis was away."""
+and a revocation broadcast this node missed while Redis was away. Each pass also writes when the node's sessions
+were last active (``SessionActivity``)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
+from api.domain.session_activity import SessionActivity
 from api.domain.sessions import SessionWatch, live_ids
 from persistence.db import Database
 
@@ -21,10 +23,13 @@ log = logging.getLogger("plait.auth")
 
 
 class SessionSweep:
-    def __init__(self, db: Database, sync: SyncService, watch: SessionWatch, every: float) -> None:
+    def __init__(
+        self, db: Database, sync: SyncService, watch: SessionWatch, activity: SessionActivity, every: float
+    ) -> None:
         self.db = db
         self.sync = sync
         self.watch = watch
+        self.activity = activity
         self.every = every
         self.swept = 0  # sessions ended by the sweep on this node
         self._task: asyncio.Task[None] | None = None
@@ -36,18 +41,24 @@ class SessionSweep:
         if self._task is not None:
             self._task.cancel()
             await asyncio.wait([self._task])
+        try:  # what was used since the last pass
+            await self.activity.flush(self.db, set())
+        except Exception:
+            log.warning("session activity not written at stop", exc_info=True)
 
     async def sweep(self) -> set[str]:
-        """End what is open here with a session that no longer lives; returns those ids."""
+        """End what is open here with a session that no longer lives (returns those ids); record the others, and
+        the sessions requests were made with since the last pass, as active now."""
         held = self.sync.open_session_ids() | self.watch.watched_ids()
-        if not held:
-            return set()
-        async with self.db.session() as s:
-            dead = held - await live_ids(s, held)
+        dead: set[str] = set()
+        if held:
+            async with self.db.session() as s:
+                dead = held - await live_ids(s, held)
         if dead:
             log.info("session sweep: %d ended session(s) still had sockets or streams here", len(dead))
             self.sync.end_sessions_here(dead)
             self.swept += len(dead)
+        await self.activity.flush(self.db, held - dead)
         return dead
 
     async def _loop(self) -> None:

@@ -197,6 +197,7 @@ async def list_sessions(caller: SessionCaller, session: Session) -> list[Session
             id=s.id,
             created_at=s.created_at,
             last_refreshed_at=s.refreshed_at,
+            last_active_at=max(s.refreshed_at, s.last_active_at or s.refreshed_at),
             expires_at=s.expires_at,
             user_agent=s.user_agent,
             current=s.id == caller.session_id,

@@ -17,6 +17,8 @@ export interface SessionInfo {
   id: string
   created_at: string
   last_refreshed_at: string
+  /** Its last request, open socket or stream (to the server's sweep interval, a minute), or its last refresh. */
+  last_active_at: string
   expires_at: string
   user_agent: string | null
   current: boolean

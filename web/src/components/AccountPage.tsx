@@ -126,7 +126,7 @@ function Sessions({ reload }: { reload: number }) {
                   <strong title={s.user_agent ?? undefined}>{name}</strong>
                   {s.current && <span className="badge">This device</span>}
                   <div className="muted small">
-                    Signed in {timeAgo(s.created_at)} · last active {timeAgo(s.last_refreshed_at)}
+                    Signed in {timeAgo(s.created_at)} · last active {timeAgo(s.last_active_at)}
                   </div>
                 </div>
                 {!s.current && (
