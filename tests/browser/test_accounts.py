@@ -53,7 +53,7 @@ def test_sign_up_create_workspace_reload_sign_out_and_in(anonymous: Callable[...
     assert sockets
     for ws in sockets:
         if not ws.is_closed():
-            ws.wait_for_event("close", timeout=5_000)
+            ws.wait_for_event("close", timeout=10_000)
     page.get_by_label("Email").fill(email)
     page.get_by_label("Password").fill("wrong password!")
     page.get_by_role("button", name="Sign in").click()
