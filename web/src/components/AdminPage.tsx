@@ -3,7 +3,7 @@ import { type AdminStats, type AdminUser, type AdminWorkspace, api, ApiError, ty
 import { navigate } from '../router'
 import { useAuth } from '../state/auth'
 import { formatBytes, timeAgo } from '../describe'
-import { ErrorText, useAction, useConfirm } from './common'
+import { ErrorText, useAction, useConfirm, useCursorPages } from './common'
 import { AuditLog } from './AuditLog'
 import type { AuditSubjects } from './audit'
 
@@ -154,31 +154,21 @@ function Statistics({ stats, onShowDisabled }: { stats: AdminStats; onShowDisabl
 }
 
 /** One searchable list read page by page with the API's cursor ("Show more" appends the next page). A change of
- * `filter` reads the first page again for the last search; an answer a newer request has overtaken is dropped. */
+ * `filter` reads the first page again for the last search. */
 function usePaged<T, F>(fetchPage: (q: string, cursor: string | null, filter: F) => Promise<Page<T>>, filter: F) {
-  const [items, setItems] = useState<T[]>([])
-  const [next, setNext] = useState<string | null>(null)
-  const [query, setQuery] = useState('')
   const asked = useRef('') // the newest search asked for (`query` is the one the items answer)
-  const latest = useRef(0)
-  const action = useAction()
-  const load = useCallback(
-    (q: string, cursor: string | null) => {
-      const ticket = ++latest.current
-      asked.current = q
-      void action.run(async () => {
-        const page = await fetchPage(q, cursor, filter)
-        if (ticket !== latest.current) return
-        setItems((prev) => (cursor ? [...prev, ...page.items] : page.items))
-        setNext(page.next_cursor)
-        setQuery(q)
-      })
-    },
-    // eslint-disable-next-line react-hooks/exhaustive-deps
+  const fetchFiltered = useCallback(
+    (q: string, cursor: string | null) => fetchPage(q, cursor, filter),
     [fetchPage, filter],
   )
+  const pages = useCursorPages(fetchFiltered)
+  const { load } = pages
   useEffect(() => load(asked.current, null), [load])
-  return { items, setItems, next, query, action, search: (q: string) => load(q, null), more: () => load(query, next) }
+  const search = (q: string) => {
+    asked.current = q
+    load(q, null)
+  }
+  return { ...pages, query: pages.answered?.args ?? '', search }
 }
 
 function SearchForm({

@@ -18,7 +18,7 @@ import {
   workspaceSubject,
   workspaceSubjectText,
 } from './audit'
-import { ErrorText, useAction } from './common'
+import { ErrorText, useCursorPages } from './common'
 
 /** Entries asked for per page ("Load more" asks for the next ones with the API's cursor). */
 export const AUDIT_PAGE_SIZE = 25
@@ -263,7 +263,7 @@ function Wrappable({ text }: { text: string }) {
 }
 
 /** The log's pages for one filter: the first page again whenever the filter or `refreshKey` changes, and the
- * next one on "Load more". An answer that a newer request has overtaken is dropped. */
+ * next one on "Load more". */
 function useAuditPages(
   workspaceId: string | undefined,
   action: string,
@@ -273,39 +273,27 @@ function useAuditPages(
   const actorId = subjects.actor?.id
   const targetId = subjects.target?.id
   const workspaceFilter = subjects.workspace?.id
-  const [items, setItems] = useState<AuditEntry[]>([])
-  const [next, setNext] = useState<string | null>(null)
-  const [loaded, setLoaded] = useState(false)
-  const request = useAction()
-  const latest = useRef(0)
-  const load = useCallback(
-    (cursor: string | null) => {
-      const ticket = ++latest.current
-      void request.run(async () => {
-        const page = workspaceId
-          ? await api.workspaceAudit(workspaceId, action, cursor, AUDIT_PAGE_SIZE)
-          : await api.adminAudit(
-              { action, actor_id: actorId, target_id: targetId, workspace_id: workspaceFilter },
-              cursor,
-              AUDIT_PAGE_SIZE,
-            )
-        if (ticket !== latest.current) return
-        setItems((prev) => (cursor ? [...prev, ...page.items] : page.items))
-        setNext(page.next_cursor)
-        setLoaded(true)
-      })
-    },
-    // eslint-disable-next-line react-hooks/exhaustive-deps
+  const fetchPage = useCallback(
+    (_: null, cursor: string | null) =>
+      workspaceId
+        ? api.workspaceAudit(workspaceId, action, cursor, AUDIT_PAGE_SIZE)
+        : api.adminAudit(
+            { action, actor_id: actorId, target_id: targetId, workspace_id: workspaceFilter },
+            cursor,
+            AUDIT_PAGE_SIZE,
+          ),
     [workspaceId, action, actorId, targetId, workspaceFilter],
   )
-  useEffect(() => load(null), [load, refreshKey])
+  const pages = useCursorPages(fetchPage)
+  const { load } = pages
+  useEffect(() => load(null, null), [load, refreshKey])
   return {
-    items,
-    next,
-    loaded,
-    busy: request.busy,
-    error: request.error,
-    more: () => load(next),
-    reload: () => load(null),
+    items: pages.items,
+    next: pages.next,
+    loaded: pages.answered !== null,
+    busy: pages.action.busy,
+    error: pages.action.error,
+    more: pages.more,
+    reload: () => load(null, null),
   }
 }

@@ -2,6 +2,7 @@ import { type ReactNode, useCallback, useEffect, useRef, useState } from 'react'
 import { initials } from '../doc/presence'
 import { CONNECTION_LABELS, type ConnectionState } from '../doc/connection'
 import { useToasts } from '../state/toasts'
+import type { Page } from '../api'
 import { STATUS_LABELS, STATUSES, type Status } from '../doc/tasks'
 
 export function Avatar({ name, color, size = 28, title }: { name: string; color: string; size?: number; title?: string }) {
@@ -120,6 +121,37 @@ export function useAction(): {
       }
     },
   }
+}
+
+/**
+ * A list read page by page with the API's cursor: `load(args, null)` reads the first page for `args` (replacing what
+ * is shown), `more()` appends the next page of the `args` the items answer. An answer that a newer request has
+ * overtaken is dropped.
+ */
+export function useCursorPages<T, A>(fetchPage: (args: A, cursor: string | null) => Promise<Page<T>>) {
+  const [items, setItems] = useState<T[]>([])
+  const [next, setNext] = useState<string | null>(null)
+  const [answered, setAnswered] = useState<{ args: A } | null>(null)
+  const action = useAction()
+  const latest = useRef(0)
+  const load = useCallback(
+    (args: A, cursor: string | null) => {
+      const ticket = ++latest.current
+      void action.run(async () => {
+        const page = await fetchPage(args, cursor)
+        if (ticket !== latest.current) return
+        setItems((prev) => (cursor ? [...prev, ...page.items] : page.items))
+        setNext(page.next_cursor)
+        setAnswered({ args })
+      })
+    },
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+    [fetchPage],
+  )
+  const more = () => {
+    if (answered) load(answered.args, next)
+  }
+  return { items, setItems, next, answered, action, load, more }
 }
 
 /** A panel that closes on Escape and returns focus where it came from. */
