@@ -29,6 +29,14 @@ from .test_mobile import NO_SIDEWAYS_SCROLL
 pytestmark = pytest.mark.browser
 
 
+@pytest.fixture
+def root(person: Callable[..., Person], live_server: Any) -> Person:
+    """A person who is an instance administrator."""
+    admin = person("Root")
+    grant_admin(live_server.settings, admin.account.email)
+    return admin
+
+
 def test_admin_finds_disables_and_enables_an_account(
     person: Callable[..., Person],
     api: httpx.Client,
@@ -119,15 +127,12 @@ def test_admin_finds_disables_and_enables_an_account(
 
 
 def test_admin_reads_the_audit_log(
-    person: Callable[..., Person],
+    root: Person,
     api: httpx.Client,
-    live_server: Any,
     axe_source: str,  # noqa: F811
 ) -> None:
     """The log is the whole instance's, shared by every test of the session: each check looks for this test's own
     entries (its accounts' emails) among the newest of one action."""
-    root = person("Root")
-    grant_admin(live_server.settings, root.account.email)
     victim = register(api, "Victim")
     maker = register(api, "Maker")
     victim_email, maker_email = victim.email.lower(), maker.email.lower()  # as the server keeps them
@@ -181,13 +186,10 @@ def test_admin_reads_the_audit_log(
 
 
 def test_admin_shows_only_disabled_or_only_active_accounts(
-    person: Callable[..., Person],
+    root: Person,
     api: httpx.Client,
-    live_server: Any,
     axe_source: str,  # noqa: F811
 ) -> None:
-    root = person("Root")
-    grant_admin(live_server.settings, root.account.email)
     tag = uuid.uuid4().hex[:8]
     active = [register(api, f"show{tag}") for _ in range(2)]
     off = register(api, f"show{tag}")
@@ -228,15 +230,12 @@ def test_admin_shows_only_disabled_or_only_active_accounts(
 
 
 def test_admin_narrows_the_audit_log_to_one_account(
-    person: Callable[..., Person],
+    root: Person,
     api: httpx.Client,
-    live_server: Any,
     axe_source: str,  # noqa: F811
 ) -> None:
     """Ann's four entries (two workspaces, two invites), then Bob's one: the log shows Ann's only until her chip
     goes."""
-    root = person("Root")
-    grant_admin(live_server.settings, root.account.email)
     ann, bob = register(api, "Ann"), register(api, "Bob")
     ann_email, bob_email = ann.email.lower(), bob.email.lower()
     wid = create_workspace(api, ann, "Ann's first")
@@ -280,13 +279,9 @@ def test_admin_narrows_the_audit_log_to_one_account(
     assert not found, "\n".join(found)
 
 
-def test_admin_reads_what_happened_to_one_account(
-    person: Callable[..., Person], api: httpx.Client, live_server: Any
-) -> None:
+def test_admin_reads_what_happened_to_one_account(root: Person, api: httpx.Client) -> None:
     """A target cell narrows the log to the entries about that account (GET /api/admin/audit?target_id=): who
     disabled and enabled it, not what it did itself."""
-    root = person("Root")
-    grant_admin(live_server.settings, root.account.email)
     cat = register(api, "Cat")
     cat_email = cat.email.lower()
     create_workspace(api, cat, "Cat's")  # by Cat, about a workspace: not shown
@@ -310,15 +305,12 @@ def test_admin_reads_what_happened_to_one_account(
 
 
 def test_admin_narrows_the_audit_log_to_one_workspace(
-    person: Callable[..., Person],
+    root: Person,
     api: httpx.Client,
-    live_server: Any,
     axe_source: str,  # noqa: F811
 ) -> None:
     """A workspace's three entries (created, an invite, Bob joining by it) from its row, then Bob's among them from a
     cell of the log; removing the workspace's chip leaves Bob's entries everywhere, removing his leaves everyone's."""
-    root = person("Root")
-    grant_admin(live_server.settings, root.account.email)
     tag = uuid.uuid4().hex[:8]
     ann, bob = register(api, "Ann"), register(api, "Bob")
     bob_email = bob.email.lower()
